@@ -1,0 +1,34 @@
+#include <cuda_runtime.h>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/rmsnorm.cuh"
+
+namespace fusellm::cuda {
+
+namespace {
+constexpr int kWarp = 32;
+constexpr int kRowsPerBlock = 8;  // 8 warps = 256 threads
+
+__global__ void rmsnorm_forward_kernel(float* __restrict__ y, const float* __restrict__ x,
+                                       const float* __restrict__ w, int64_t rows, int64_t cols, float eps) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
+  if (row >= rows) return;
+  const float* xr = x + row * cols;
+  float* yr = y + row * cols;
+  float ss = 0.f;
+  for (int64_t c = lane; c < cols; c += kWarp) ss += xr[c] * xr[c];
+  for (int off = kWarp / 2; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  const float inv = rsqrtf(ss / float(cols) + eps);
+  for (int64_t c = lane; c < cols; c += kWarp) yr[c] = xr[c] * inv * w[c];
+}
+}  // namespace
+
+void rmsnorm_forward(float* y, const float* x, const float* w, int64_t rows, int64_t cols, float eps) {
+  if (rows == 0) return;
+  const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  rmsnorm_forward_kernel<<<blocks, kRowsPerBlock * kWarp>>>(y, x, w, rows, cols, eps);
+  FUSELLM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fusellm::cuda
