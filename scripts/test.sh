@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README; .ci/run calls exactly this): installs what is missing (apt-get),
+# builds everything (with the CUDA kernels when nvcc is present: they must compile even where
+# no GPU is), runs every test with ctest, then the libFuzzer targets for FUZZ_SECONDS each.
+#   bash scripts/test.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_PROC_BIND=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+CUDA_ARGS=""
+if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export PATH=$PATH:/usr/local/cuda/bin
+  CUDA_ARGS="-DFUSELLM_CUDA=ON"
+  echo "[test] nvcc found: building the CUDA kernels too (GPU tests skip without a device)"
+fi
+FUSELLM_CMAKE_ARGS="$CUDA_ARGS ${FUSELLM_CMAKE_ARGS:-}" bash scripts/setup.sh
+
+echo "[test] ctest"
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900
+
+if [[ -f scripts/fuzz.sh && "${FUSELLM_SKIP_FUZZ:-}" != 1 ]]; then
+  echo "[test] fuzzing for ${FUZZ_SECONDS:=60} s per target"
+  FUZZ_SECONDS=$FUZZ_SECONDS bash scripts/fuzz.sh
+fi
+echo "[test] all tests passed"
