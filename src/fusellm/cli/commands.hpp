@@ -1,0 +1,11 @@
+#pragma once
+// Each subcommand of `fusellm` lives in its own cmd_<name>.cpp and registers itself here.
+// A subcommand's callback throws fusellm::Error on bad input; main() prints it and exits 1.
+#include <CLI/CLI.hpp>
+
+namespace fusellm::cli {
+void add_info(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_score(CLI::App& app);
+void add_version(CLI::App& app);
+}  // namespace fusellm::cli
