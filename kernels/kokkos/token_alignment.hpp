@@ -1,0 +1,187 @@
+#pragma once
+// Batched token alignment by dynamic time warping (paper sec. 3.3 and appendix A; the original
+// FuseLLM `dtw` in src/utils/others.py and the decision half of its `transform_step_logits`).
+// One team per document. For each target position it produces the range of source positions the
+// warping path puts on it and a status (align_common.hpp) saying whether the source's
+// distribution there is kept (EM / MinED) or the position falls back to a one-hot.
+//
+// Per document (tests/reference/align_reference.py states the same in Python):
+//  - Leading and trailing runs of special tokens (BOS/EOS) stay out of the DP; they are paired
+//    from the content outwards (last leading special with last leading special, first trailing
+//    with first trailing) -> kKeptSpecial; an unpaired one (BOS added by one tokenizer only)
+//    aligns to nothing -> kFallbackUnaligned.
+//  - The content tokens between them go through the original DTW with series_1 = source,
+//    series_2 = target: cost(i, j) = byte Levenshtein distance of the two cost strings
+//    (normalized token strings with the spaces, i.e. the word-boundary markers, removed);
+//        M[i+1][j+1] = cost(i, j) + min(M[i][j+1], M[i+1][j], M[i][j]),  M[0][*] = M[*][0] = inf,
+//        M[0][0] = 0;
+//    backtrack from the last cell while i > 0 or j > 0, moving to the first minimum of
+//    (diag M[i-1][j-1], up M[i-1][j], left M[i][j-1]) in that order, out-of-range options being
+//    inf (so row 0 only moves left, column 0 only up), and finally visit (0, 0).
+//    The backtrack's three options are exactly the three values the forward recurrence takes the
+//    minimum of, so the forward pass records the backtrack move of every cell (one byte per cell,
+//    in a preallocated workspace) and the backtrack itself is a walk that never compares costs.
+//  - Decision for a target position whose path visits exactly one source position s:
+//    equal normalized strings -> kKeptExact (also when they differ only by one leading space at
+//    the first content position of both sides: SentencePiece's dummy prefix, the original's
+//    "special case for mpt"); for MinED, map_full[src_id] == tgt_id -> kKeptMapped; else
+//    kFallbackMismatch. Several source positions -> kFallbackMany.
+//
+// The forward pass runs by anti-diagonals (cells (i, j) with i + j = d are independent), the
+// threads of the team over the cells of a diagonal, three diagonals of cumulative costs in team
+// scratch. The backtrack is one thread per document (path length <= n + m).
+#include <Kokkos_Core.hpp>
+#include <cstdint>
+
+#include "kokkos/align_common.hpp"
+
+namespace fusellm::align {
+
+enum class DtwMethod : int { kEM = 0, kMinED = 1 };
+
+// Backtrack moves stored per cell.
+enum : uint8_t { kDtwDiag = 0, kDtwUp = 1, kDtwLeft = 2, kDtwStop = 3 };
+
+template <class ExecSpace>
+struct TokenAlignmentDTW {
+  using Mem = typename ExecSpace::memory_space;
+  using Team = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  using Scratch = Kokkos::View<int32_t*, typename ExecSpace::scratch_memory_space,
+                               Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  static constexpr int32_t kInf = int32_t(1) << 29;
+
+  // Inputs: documents as concatenated token ids with offsets [D + 1].
+  Kokkos::View<const int32_t*, Mem> src_ids, tgt_ids;
+  Kokkos::View<const int64_t*, Mem> src_doc, tgt_doc;
+  // Per vocabulary, by id: normalized strings, cost strings, flags.
+  AlignStrings<Mem> src_norm, tgt_norm, src_cost, tgt_cost;
+  Kokkos::View<const uint8_t*, Mem> src_flags, tgt_flags;
+  Kokkos::View<const int32_t*, Mem> map_full;  // source id -> target id (MinED); may be empty for EM
+  int method = 0;
+  // Workspace: one byte per DP cell, document d at dir_off[d] (n_content * m_content bytes).
+  Kokkos::View<uint8_t*, Mem> dirs;
+  Kokkos::View<const int64_t*, Mem> dir_off;
+  // Outputs per target position: aligned source range (global positions, -1 if none), status.
+  Kokkos::View<int32_t*, Mem> lo, hi;
+  Kokkos::View<uint8_t*, Mem> status;
+
+  int scratch_level = 0;
+
+  KOKKOS_INLINE_FUNCTION bool src_special(int64_t p) const { return src_flags(src_ids(p)) & kTokenSpecial; }
+  KOKKOS_INLINE_FUNCTION bool tgt_special(int64_t p) const { return tgt_flags(tgt_ids(p)) & kTokenSpecial; }
+
+  KOKKOS_INLINE_FUNCTION bool strings_equal(int64_t s, int64_t t, bool first_content) const {
+    const int32_t a = src_ids(s), b = tgt_ids(t);
+    const uint8_t* pa = src_norm.data(a);
+    const uint8_t* pb = tgt_norm.data(b);
+    int la = src_norm.len(a), lb = tgt_norm.len(b);
+    if (align_bytes_equal(pa, la, pb, lb)) return true;
+    if (!first_content) return false;
+    if (la > 0 && pa[0] == ' ') { ++pa; --la; }
+    if (lb > 0 && pb[0] == ' ') { ++pb; --lb; }
+    return align_bytes_equal(pa, la, pb, lb);
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Team& team) const {
+    const int64_t d = team.league_rank();
+    const int64_t s0 = src_doc(d), s1 = src_doc(d + 1);
+    const int64_t t0 = tgt_doc(d), t1 = tgt_doc(d + 1);
+    const int64_t n = s1 - s0, m = t1 - t0;
+    // Edge runs of special tokens (every thread computes them; they are short).
+    int64_t ls = 0, ts = 0, lt = 0, tt = 0;
+    while (ls < n && src_special(s0 + ls)) ++ls;
+    while (ts < n - ls && src_special(s1 - 1 - ts)) ++ts;
+    while (lt < m && tgt_special(t0 + lt)) ++lt;
+    while (tt < m - lt && tgt_special(t1 - 1 - tt)) ++tt;
+    const int64_t nc = n - ls - ts, mc = m - lt - tt;  // content lengths
+    const int64_t cs0 = s0 + ls, ct0 = t0 + lt;         // first content positions
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, m), [&](const int64_t j) {
+      const int64_t t = t0 + j;
+      int32_t s = -1;
+      if (j < lt && lt - j <= ls) s = int32_t(s0 + ls - (lt - j));                 // leading pair
+      if (j >= m - tt && j - (m - tt) < ts) s = int32_t(s1 - ts + (j - (m - tt)));  // trailing
+      lo(t) = s;
+      hi(t) = s;
+      status(t) = s >= 0 ? uint8_t(kKeptSpecial) : uint8_t(kFallbackUnaligned);
+    });
+    if (nc == 0 || mc == 0) return;
+
+    // Forward pass by anti-diagonals; diag[k % 3][i] holds M(i, k - i) (trimmed indices).
+    Scratch buf(team.team_scratch(scratch_level), 3 * nc);
+    uint8_t* dir = dirs.data() + dir_off(d);
+    for (int64_t k = 0; k <= nc + mc - 2; ++k) {
+      int32_t* cur = buf.data() + (k % 3) * nc;
+      const int32_t* prev1 = buf.data() + ((k + 2) % 3) * nc;
+      const int32_t* prev2 = buf.data() + ((k + 1) % 3) * nc;
+      const int64_t ilo = k - (mc - 1) > 0 ? k - (mc - 1) : 0;
+      const int64_t ihi = k < nc - 1 ? k : nc - 1;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ilo, ihi + 1), [&](const int64_t i) {
+        const int64_t j = k - i;
+        const int32_t a = src_ids(cs0 + i), b = tgt_ids(ct0 + j);
+        const int32_t cost = align_levenshtein(src_cost.data(a), src_cost.len(a), tgt_cost.data(b), tgt_cost.len(b));
+        int32_t best = 0;
+        uint8_t move = kDtwStop;
+        if (i > 0 || j > 0) {
+          const int32_t vd = (i > 0 && j > 0) ? prev2[i - 1] : kInf;
+          const int32_t vu = i > 0 ? prev1[i - 1] : kInf;
+          const int32_t vl = j > 0 ? prev1[i] : kInf;
+          best = vd; move = kDtwDiag;  // first minimum of (diag, up, left), as np.argmin
+          if (vu < best) { best = vu; move = kDtwUp; }
+          if (vl < best) { best = vl; move = kDtwLeft; }
+        }
+        cur[i] = cost + best;
+        dir[i * mc + j] = move;
+      });
+      team.team_barrier();
+    }
+
+    // Backtrack (one thread): the path visits target j with a contiguous run of i's.
+    Kokkos::single(Kokkos::PerTeam(team), [&]() {
+      int64_t i = nc - 1, j = mc - 1;
+      int64_t cur_j = -1;
+      while (true) {
+        if (j != cur_j) { hi(ct0 + j) = int32_t(cs0 + i); cur_j = j; }
+        lo(ct0 + j) = int32_t(cs0 + i);
+        const uint8_t move = dir[i * mc + j];
+        if (move == kDtwStop) break;
+        if (move == kDtwDiag) { --i; --j; }
+        else if (move == kDtwUp) { --i; }
+        else { --j; }
+      }
+    });
+    team.team_barrier();
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mc), [&](const int64_t j) {
+      const int64_t t = ct0 + j;
+      const int32_t s = lo(t);
+      uint8_t st;
+      if (s != hi(t)) {
+        st = kFallbackMany;
+      } else if (strings_equal(s, t, j == 0 && s == cs0)) {
+        st = kKeptExact;
+      } else if (method == int(DtwMethod::kMinED) && src_ids(s) < int32_t(map_full.extent(0)) &&
+                 map_full(src_ids(s)) == tgt_ids(t)) {
+        st = kKeptMapped;
+      } else {
+        st = kFallbackMismatch;
+      }
+      status(t) = st;
+    });
+  }
+};
+
+// Host-side driver: sizes the workspace and the scratch, launches one team per document.
+// Views live in ExecSpace's memory space. `max_src_content` bounds the per-document source
+// content length (used for the scratch size); pass the largest document length.
+template <class ExecSpace>
+void token_alignment_dtw(TokenAlignmentDTW<ExecSpace> f, int64_t n_docs, int64_t max_src_len) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  const size_t bytes = TokenAlignmentDTW<ExecSpace>::Scratch::shmem_size(3 * (max_src_len > 0 ? max_src_len : 1));
+  f.scratch_level = bytes <= 32 * 1024 ? 0 : 1;
+  Policy policy(n_docs, Kokkos::AUTO);
+  policy = policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes));
+  Kokkos::parallel_for("fusellm::align::token_alignment_dtw", policy, f);
+}
+
+}  // namespace fusellm::align
