@@ -1,0 +1,49 @@
+// CausalLM::load: config.json's model_type picks the family; the family turns the config into an
+// Arch, and the shared TransformerLM loads the tensors by the family's name table.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <utility>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/model/model.hpp"
+#include "fusellm/model/transformer.hpp"
+
+namespace fusellm {
+
+namespace {
+
+using ArchFn = model::Arch (*)(const HFConfig&);
+
+const std::vector<std::pair<std::string, ArchFn>>& families() {
+  static const std::vector<std::pair<std::string, ArchFn>> f = {
+      {"llama", model::llama_arch},   {"mistral", model::llama_arch}, {"qwen2", model::llama_arch},
+      {"mpt", model::mpt_arch},       {"gpt_neox", model::gpt_neox_arch}, {"gpt2", model::gpt2_arch},
+  };
+  return f;
+}
+
+}  // namespace
+
+std::vector<std::string> CausalLM::supported_model_types() {
+  std::vector<std::string> out;
+  for (const auto& [name, fn] : families()) out.push_back(name);
+  return out;
+}
+
+std::unique_ptr<CausalLM> CausalLM::load(const std::string& dir) {
+  const HFConfig cfg = HFConfig::load((std::filesystem::path(dir) / "config.json").string());
+  const std::string type = cfg.get_string("model_type");
+  for (const auto& [name, fn] : families()) {
+    if (name != type) continue;
+    model::Arch arch = fn(cfg);
+    const Checkpoint ck(dir);
+    return with_context(fmt::format("{}: loading a {} model", dir, type),
+                        [&] { return std::make_unique<model::TransformerLM>(std::move(arch), ck); });
+  }
+  fail("{}: field 'model_type': unsupported model type \"{}\" (supported: {})", cfg.path(), type,
+       fmt::join(supported_model_types(), ", "));
+}
+
+}  // namespace fusellm

@@ -1,0 +1,109 @@
+#pragma once
+// The shared decoder. A family (llama.cpp, mpt.cpp, gpt_neox.cpp, gpt2.cpp) is three things:
+//   - an Arch: the few choices in which the families differ (norm, positions, MLP, residual,
+//     fused QKV layout, biases), parsed from config.json;
+//   - a NameTable: its checkpoint tensor names per logical slot (llama.cpp's tensor tables);
+//   - nothing else: TransformerLM loads the slots into one fused layout and runs one forward.
+#include <string>
+#include <vector>
+
+#include "fusellm/io/hf_config.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "fusellm/model/model.hpp"
+#include "fusellm/model/ops.hpp"
+
+namespace fusellm::model {
+
+// Logical tensors. Layer slots have "{}" in their name pattern for the layer index.
+enum class Slot {
+  TokenEmbed, PosEmbed, FinalNormW, FinalNormB, LmHead,
+  AttnNormW, AttnNormB, Q, K, V, QB, KB, VB, QKV, QKVB, O, OB,
+  MlpNormW, MlpNormB, Gate, GateB, Up, UpB, Down, DownB,
+};
+const char* slot_name(Slot s);
+
+struct TensorName {
+  Slot slot;
+  const char* pattern;   // relative to NameTable::base unless outside_base
+  bool outside_base = false;  // the LM head lives beside the base model ("lm_head.weight")
+};
+
+struct NameTable {
+  const char* base;  // the base model's prefix, "model." / "transformer." / "gpt_neox."
+  std::vector<TensorName> names;
+};
+
+enum class NormKind { RMSNorm, LayerNorm };
+enum class PosKind { Rotary, ALiBi, Learned };
+enum class QkvLayout {
+  Separate,      // q_proj, k_proj, v_proj (Llama)
+  Fused,         // one [q; k; v] matrix (MPT's Wqkv, GPT-2's c_attn)
+  FusedPerHead,  // one matrix, rows [q_h; k_h; v_h] per head (GPT-NeoX's query_key_value)
+};
+
+struct Arch {
+  std::string family, model_type;
+  int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0;
+  int64_t max_positions = 0;  // learned positions: a hard limit; 0 when there is none
+
+  NormKind norm = NormKind::RMSNorm;
+  double norm_eps = 1e-6;
+  bool norm_bias = false;
+
+  PosKind pos = PosKind::Rotary;
+  RopeConfig rope;
+  double alibi_bias_max = 8.0;
+
+  bool gated_mlp = true;  // down(act(gate x) * up x), else down(act(up x))
+  Activation act = Activation::SiLU;
+  bool parallel_residual = false;  // x + attn(ln1 x) + mlp(ln2 x)  (GPT-NeoX, GPT-J)
+
+  double attn_scale = 0;                // 0: 1 / sqrt(head_dim)
+  bool scale_by_inverse_layer = false;  // GPT-2's scale_attn_by_inverse_layer_idx
+  double clip_qkv = 0;                  // MPT: clamp the fused QKV output to [-c, c]; 0: none
+  int64_t sliding_window = 0;           // Mistral/Qwen2; 0: none
+
+  bool qkv_bias = false, o_bias = false, mlp_bias = false;
+  bool tied_embeddings = false;
+  QkvLayout qkv_layout = QkvLayout::Separate;
+  bool conv1d = false;  // 2-D weights stored [in, out] (GPT-2's Conv1D)
+
+  const NameTable* names = nullptr;
+};
+
+// Each family: config.json -> Arch (Errors name the file and field).
+Arch llama_arch(const HFConfig& c);
+Arch mpt_arch(const HFConfig& c);
+Arch gpt_neox_arch(const HFConfig& c);
+Arch gpt2_arch(const HFConfig& c);
+
+// Small config helpers shared by the families.
+// rope_scaling: null -> default; {"rope_type"|"type": "linear"|"dynamic"|"llama3", ...}; others
+// are an Error naming the type and the supported ones.
+RopeConfig parse_rope(const HFConfig& c, int64_t rotary_dim, double theta, int64_t max_positions);
+// A positive integer field, Error otherwise.
+int64_t positive(const HFConfig& c, const std::string& key, int64_t value);
+
+class TransformerLM final : public CausalLM {
+ public:
+  TransformerLM(Arch arch, const Checkpoint& ck);
+  const ModelInfo& info() const override { return info_; }
+  const Arch& arch() const { return arch_; }
+  Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const override;
+
+ private:
+  struct Layer {
+    Tensor attn_norm_w, attn_norm_b, mlp_norm_w, mlp_norm_b;
+    Tensor wqkv, bqkv;  // [(H + 2 KV) D, hidden], rows q heads | k heads | v heads
+    Tensor wo, bo;      // [hidden, H D]
+    Tensor w_in, b_in;  // [I, hidden], or [2 I, hidden] = [gate; up] when gated
+    Tensor w_out, b_out;  // [hidden, I]
+  };
+  Arch arch_;
+  ModelInfo info_;
+  Tensor embed_, pos_embed_, final_norm_w_, final_norm_b_, lm_head_;  // lm_head_ empty when tied
+  std::vector<Layer> layers_;
+  std::vector<float> alibi_;
+};
+
+}  // namespace fusellm::model

@@ -1,0 +1,165 @@
+// The fp32 CPU forward pass of every model family against transformers 4.46.3: the fixtures in
+// tests/fixtures/models/ (made by tests/reference/gen_models.py) hold random tiny checkpoints and
+// the logits transformers computes for them (lengths 1, 7, 256 and a packed case of three
+// documents, whose reference is each document run on its own).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fusellm/io/safetensors.hpp"
+#include "fusellm/model/model.hpp"
+
+namespace fusellm {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kFixtures = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "models";
+constexpr double kTolerance = 1e-4;  // max |ours - ref| / max |ref|
+
+const std::vector<std::string> kModels = {
+    "llama_gqa",         "llama_bias_tied_bf16", "qwen2_dynamic_sharded", "mistral_swa_fp16",
+    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "neox_parallel",
+    "neox_sequential_bf16", "gpt2_tied",         "gpt2_inner_fp16_sharded",
+};
+
+struct Case {
+  std::string name;
+  std::vector<int32_t> ids, doc_ids;
+  Tensor logits;
+};
+
+std::vector<int32_t> read_i32(const TensorInfo& t) {
+  if (t.dtype != DType::I32) throw Error(t.name + ": expected I32");
+  std::vector<int32_t> v(t.bytes.size() / 4);
+  std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+  return v;
+}
+
+std::vector<Case> read_cases(const std::string& model) {
+  const SafetensorsFile f((kFixtures / model / "reference" / "cases.safetensors").string());
+  std::vector<Case> cases;
+  for (const auto& [name, info] : f.tensors()) {
+    const std::string suffix = ".logits";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix)) continue;
+    Case c;
+    c.name = name.substr(0, name.size() - suffix.size());
+    c.logits = Tensor(info.shape);
+    convert_to_f32(info, c.logits.span());
+    c.ids = read_i32(*f.find(c.name + ".ids"));
+    if (const TensorInfo* d = f.find(c.name + ".doc_ids")) c.doc_ids = read_i32(*d);
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+double relative_error(const Tensor& got, const Tensor& ref) {
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < ref.size(); ++i) {
+    diff = std::max(diff, double(std::fabs(got[i] - ref[i])));
+    scale = std::max(scale, double(std::fabs(ref[i])));
+  }
+  return diff / scale;
+}
+
+class ModelReference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelReference, LogitsMatchTransformers) {
+  const std::string model = GetParam();
+  const auto lm = CausalLM::load((kFixtures / model).string());
+  const std::vector<Case> cases = read_cases(model);
+  ASSERT_EQ(cases.size(), 4u) << model;
+  for (const Case& c : cases) {
+    const Tensor got = lm->forward(c.ids, c.doc_ids);
+    ASSERT_EQ(got.shape(), c.logits.shape()) << model << " " << c.name;
+    EXPECT_EQ(got.dim(1), lm->info().vocab_size);
+    const double err = relative_error(got, c.logits);
+    EXPECT_LE(err, kTolerance) << model << " case " << c.name << " (T=" << c.ids.size() << ")";
+    std::printf("  %-26s %-8s T=%-4zu max|diff|/max|ref| = %.2e\n", model.c_str(), c.name.c_str(), c.ids.size(), err);
+  }
+}
+
+// The same logits with one thread and with several (the threaded GEMM grid and attention
+// scheduling must not change the result beyond rounding).
+TEST_P(ModelReference, ThreadCountDoesNotChangeLogits) {
+  const std::string model = GetParam();
+  const auto lm = CausalLM::load((kFixtures / model).string());
+  const std::vector<Case> cases = read_cases(model);
+  const int n = omp_get_max_threads();
+  for (const Case& c : cases) {
+    omp_set_num_threads(1);
+    const Tensor one = lm->forward(c.ids, c.doc_ids);
+    omp_set_num_threads(std::max(n, 3));
+    const Tensor many = lm->forward(c.ids, c.doc_ids);
+    omp_set_num_threads(n);
+    EXPECT_LE(relative_error(many, one), 1e-5) << model << " " << c.name;
+  }
+}
+
+// A packed sequence of one document is the plain sequence.
+TEST_P(ModelReference, SingleDocumentEqualsNoDocIds) {
+  const std::string model = GetParam();
+  const auto lm = CausalLM::load((kFixtures / model).string());
+  for (const Case& c : read_cases(model)) {
+    if (c.name != "len7") continue;
+    const std::vector<int32_t> same(c.ids.size(), 5);
+    const Tensor a = lm->forward(c.ids), b = lm->forward(c.ids, same);
+    EXPECT_EQ(a.span().size(), b.span().size());
+    EXPECT_TRUE(std::equal(a.span().begin(), a.span().end(), b.span().begin()));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelReference, ::testing::ValuesIn(kModels),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+TEST(ModelReferenceFixtures, EveryFixtureIsTested) {
+  std::set<std::string> on_disk;
+  for (const auto& e : fs::directory_iterator(kFixtures))
+    if (e.is_directory()) on_disk.insert(e.path().filename().string());
+  EXPECT_EQ(on_disk, std::set<std::string>(kModels.begin(), kModels.end()));
+}
+
+TEST(ModelReferenceFixtures, InfoDescribesTheModel) {
+  const auto lm = CausalLM::load((kFixtures / "llama_gqa").string());
+  const ModelInfo& i = lm->info();
+  EXPECT_EQ(i.family, "llama");
+  EXPECT_EQ(i.model_type, "llama");
+  EXPECT_EQ(i.vocab_size, 128);
+  EXPECT_EQ(i.hidden_size, 64);
+  EXPECT_EQ(i.num_layers, 2);
+  EXPECT_EQ(i.num_heads, 4);
+  EXPECT_EQ(i.num_kv_heads, 2);
+  EXPECT_EQ(i.max_positions, 512);
+  // embed 128x64, lm_head 128x64, final norm 64; per layer: q 64x64, k,v 32x64 each, o 64x64,
+  // gate/up 96x64 each, down 64x96, two norms of 64.
+  const int64_t layer = 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 96 * 64 + 2 * 64;
+  EXPECT_EQ(i.num_parameters, 2 * 128 * 64 + 64 + 2 * layer);
+  const auto mpt = CausalLM::load((kFixtures / "mpt_alibi").string());
+  EXPECT_EQ(mpt->info().family, "mpt");
+  EXPECT_EQ(mpt->info().max_positions, 0);  // ALiBi: no fixed context length
+}
+
+TEST(ModelReferenceFixtures, BadInputsAreErrors) {
+  const auto lm = CausalLM::load((kFixtures / "gpt2_tied").string());
+  const std::vector<int32_t> ids = {1, 2, 3};
+  EXPECT_THROW(lm->forward(std::vector<int32_t>{1, 128}), Error);          // id outside the vocabulary
+  EXPECT_THROW(lm->forward(ids, std::vector<int32_t>{0, 1}), Error);       // doc_ids of the wrong length
+  EXPECT_THROW(lm->forward(ids, std::vector<int32_t>{1, 0, 0}), Error);    // decreasing doc_ids
+  EXPECT_THROW(lm->forward(std::vector<int32_t>(301, 1)), Error);          // beyond n_positions (300)
+  EXPECT_NO_THROW(lm->forward(std::vector<int32_t>(301, 1), [] {          // but each document fits
+    std::vector<int32_t> d(301, 0);
+    std::fill(d.begin() + 150, d.end(), 1);
+    return d;
+  }()));
+  EXPECT_EQ(lm->forward(std::vector<int32_t>{}).dim(0), 0);
+}
+
+}  // namespace
+}  // namespace fusellm
