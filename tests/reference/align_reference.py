@@ -466,9 +466,8 @@ def byte_ends(ids, vocab, dummy_inserted):
             ends.append(pos)
             continue
         L = len(vocab.normalized[i])
-        if first_content and dummy_inserted:
-            assert vocab.normalized[i].startswith(b" "), (vocab.name, vocab.tokens[i])
-            L -= 1
+        if first_content and dummy_inserted and vocab.normalized[i].startswith(b" "):
+            L -= 1  # the dummy prefix is the leading space of the first content token
         first_content = False
         pos += L
         ends.append(pos)

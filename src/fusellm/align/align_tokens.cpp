@@ -1,0 +1,245 @@
+#include "fusellm/align/align_tokens.hpp"
+
+#include <algorithm>
+
+#include "fusellm/core/error.hpp"
+#include "kokkos/apply_alignment.hpp"
+#include "kokkos/byte_span_alignment.hpp"
+#include "kokkos/token_alignment.hpp"
+
+namespace fusellm::align {
+namespace {
+
+template <class T>
+Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> wrap(const std::vector<T>& v) {
+  return Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(const_cast<T*>(v.data()),
+                                                                                     v.size());
+}
+
+template <class Mem, class T>
+Kokkos::View<const T*, Mem> to_device(const std::vector<T>& v) {
+  return Kokkos::create_mirror_view_and_copy(Mem(), wrap(v));
+}
+
+template <class Mem>
+AlignStrings<Mem> strings_to_device(const std::vector<std::string>& strs) {
+  std::vector<int64_t> off(strs.size() + 1, 0);
+  for (size_t i = 0; i < strs.size(); ++i) off[i + 1] = off[i] + int64_t(strs[i].size());
+  std::vector<uint8_t> chars(size_t(off.back()));
+  for (size_t i = 0; i < strs.size(); ++i) std::copy(strs[i].begin(), strs[i].end(), chars.begin() + off[i]);
+  return {to_device<Mem>(chars), to_device<Mem>(off)};
+}
+
+// Leading/trailing special runs, as the DTW kernel computes them.
+struct Content {
+  int64_t lead = 0, trail = 0;
+};
+Content content_of(const TokenVocab& v, const int32_t* ids, int64_t n) {
+  Content c;
+  while (c.lead < n && v.special(ids[c.lead])) ++c.lead;
+  while (c.trail < n - c.lead && v.special(ids[n - 1 - c.trail])) ++c.trail;
+  return c;
+}
+
+void check_batch(const TokenVocab& v, const DocBatch& b, const char* side) {
+  if (b.offsets.empty() || b.offsets.front() != 0 || b.offsets.back() != b.tokens())
+    fail("align: the {} batch's offsets do not cover its {} tokens", side, b.tokens());
+  for (size_t d = 1; d < b.offsets.size(); ++d)
+    if (b.offsets[d] < b.offsets[d - 1]) fail("align: the {} batch's offsets decrease at document {}", side, d - 1);
+  for (size_t i = 0; i < b.ids.size(); ++i)
+    if (b.ids[i] < 0 || b.ids[i] >= v.size())
+      fail("align: {} token id {} at position {} is outside the vocabulary of '{}' ({} entries)", side, b.ids[i],
+           i, v.name, v.size());
+}
+
+}  // namespace
+
+const char* to_string(AlignMethod m) {
+  switch (m) {
+    case AlignMethod::kEM: return "em";
+    case AlignMethod::kMinED: return "mined";
+    case AlignMethod::kByteSpan: return "bytespan";
+  }
+  return "em";
+}
+
+AlignMethod parse_align_method(std::string_view s) {
+  if (s == "em") return AlignMethod::kEM;
+  if (s == "mined") return AlignMethod::kMinED;
+  if (s == "bytespan") return AlignMethod::kByteSpan;
+  fail("alignment method '{}': expected one of em, mined, bytespan", s);
+}
+
+void DocBatch::add(const TokenVocab& vocab, std::span<const int32_t> doc_ids, std::string_view text) {
+  add(vocab, doc_ids, vocab.dummy_inserted(text));
+}
+
+void DocBatch::add(const TokenVocab& vocab, std::span<const int32_t> doc_ids, bool dummy_inserted) {
+  const auto ends = vocab.byte_ends(doc_ids, dummy_inserted);  // also checks the ids
+  ids.insert(ids.end(), doc_ids.begin(), doc_ids.end());
+  byte_ends.insert(byte_ends.end(), ends.begin(), ends.end());
+  offsets.push_back(int64_t(ids.size()));
+}
+
+template <class ExecSpace>
+Aligner<ExecSpace>::Aligner(const TokenVocab& src, const TokenVocab& tgt, const VocabMapping* mapping,
+                            size_t workspace_bytes)
+    : src_(&src), tgt_(&tgt), has_mapping_(mapping != nullptr), workspace_bytes_(workspace_bytes) {
+  if (src.max_normalized_len() > size_t(kAlignMaxLongBytes) && tgt.max_normalized_len() > size_t(kAlignMaxLongBytes))
+    fail("align: both '{}' and '{}' have tokens longer than {} bytes ({} and {}); alignment supports that on "
+         "one side only", src.name, tgt.name, kAlignMaxLongBytes, src.max_normalized_len(), tgt.max_normalized_len());
+  src_norm_ = strings_to_device<Mem>(src.normalized);
+  tgt_norm_ = strings_to_device<Mem>(tgt.normalized);
+  std::vector<std::string> sc, tc;
+  sc.reserve(src.normalized.size());
+  tc.reserve(tgt.normalized.size());
+  for (const auto& s : src.normalized) sc.push_back(cost_string(s));
+  for (const auto& s : tgt.normalized) tc.push_back(cost_string(s));
+  src_cost_ = strings_to_device<Mem>(sc);
+  tgt_cost_ = strings_to_device<Mem>(tc);
+  src_flags_ = to_device<Mem>(src.flags);
+  tgt_flags_ = to_device<Mem>(tgt.flags);
+  if (mapping) {
+    mapping->check(src, tgt);
+    map_exact_ = to_device<Mem>(mapping->exact);
+    map_full_ = to_device<Mem>(mapping->full);
+  }
+}
+
+template <class ExecSpace>
+Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const {
+  check_batch(*src_, src_docs, "source");
+  check_batch(*tgt_, tgt_docs, "target");
+  if (src_docs.docs() != tgt_docs.docs())
+    fail("align: {} source documents but {} target documents", src_docs.docs(), tgt_docs.docs());
+  if (method == AlignMethod::kMinED && !has_mapping_)
+    fail("align: MinED needs the vocabulary mapping of '{}' -> '{}'", src_->name, tgt_->name);
+  const int64_t D = src_docs.docs(), T = tgt_docs.tokens();
+  Alignment al;
+  al.source_tokens = src_docs.tokens();
+  Kokkos::View<int32_t*, Mem> lo("fusellm::align::lo", size_t(T)), hi("fusellm::align::hi", size_t(T));
+  Kokkos::View<uint8_t*, Mem> status("fusellm::align::status", size_t(T));
+  const auto src_ids = to_device<Mem>(src_docs.ids);
+  const auto tgt_ids = to_device<Mem>(tgt_docs.ids);
+  const auto src_doc = to_device<Mem>(src_docs.offsets);
+  const auto tgt_doc = to_device<Mem>(tgt_docs.offsets);
+
+  if (method == AlignMethod::kByteSpan) {
+    if (src_docs.byte_ends.size() != src_docs.ids.size() || tgt_docs.byte_ends.size() != tgt_docs.ids.size())
+      fail("align: byte-span alignment needs the byte ends of every token (DocBatch::add)");
+    ByteSpanAlignment<ExecSpace> f;
+    f.src_ids = src_ids;
+    f.tgt_ids = tgt_ids;
+    f.src_doc = src_doc;
+    f.tgt_doc = tgt_doc;
+    f.src_ends = to_device<Mem>(src_docs.byte_ends);
+    f.tgt_ends = to_device<Mem>(tgt_docs.byte_ends);
+    f.src_flags = src_flags_;
+    f.tgt_flags = tgt_flags_;
+    f.lo = lo;
+    f.hi = hi;
+    f.status = status;
+    byte_span_alignment(f, D);
+  } else {
+    // Workspace: one byte per DP cell of each document's content block, in chunks of documents
+    // that fit `workspace_bytes_` (a single document may exceed it).
+    std::vector<int64_t> cells(static_cast<size_t>(D)), src_content(static_cast<size_t>(D));
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t s0 = src_docs.offsets[size_t(d)], n = src_docs.offsets[size_t(d) + 1] - s0;
+      const int64_t t0 = tgt_docs.offsets[size_t(d)], m = tgt_docs.offsets[size_t(d) + 1] - t0;
+      const Content cs = content_of(*src_, src_docs.ids.data() + s0, n);
+      const Content ct = content_of(*tgt_, tgt_docs.ids.data() + t0, m);
+      src_content[size_t(d)] = n - cs.lead - cs.trail;
+      cells[size_t(d)] = src_content[size_t(d)] * (m - ct.lead - ct.trail);
+    }
+    std::vector<std::pair<int64_t, int64_t>> chunks;
+    size_t max_chunk = 1;
+    for (int64_t a = 0; a < D;) {
+      int64_t b = a, bytes = 0;
+      while (b < D && (b == a || bytes + cells[size_t(b)] <= int64_t(workspace_bytes_))) bytes += cells[size_t(b++)];
+      chunks.emplace_back(a, b);
+      max_chunk = std::max(max_chunk, size_t(bytes));
+      a = b;
+    }
+    Kokkos::View<uint8_t*, Mem> dirs("fusellm::align::dtw_workspace", max_chunk);
+    TokenAlignmentDTW<ExecSpace> f;
+    f.src_ids = src_ids;
+    f.tgt_ids = tgt_ids;
+    f.src_norm = src_norm_;
+    f.tgt_norm = tgt_norm_;
+    f.src_cost = src_cost_;
+    f.tgt_cost = tgt_cost_;
+    f.src_flags = src_flags_;
+    f.tgt_flags = tgt_flags_;
+    f.map_full = map_full_;
+    f.method = int(method == AlignMethod::kMinED ? DtwMethod::kMinED : DtwMethod::kEM);
+    f.dirs = dirs;
+    f.lo = lo;
+    f.hi = hi;
+    f.status = status;
+    for (const auto& [a, b] : chunks) {
+      std::vector<int64_t> off(size_t(b - a + 1), 0);
+      int64_t max_src = 1;
+      for (int64_t d = a; d < b; ++d) {
+        off[size_t(d - a + 1)] = off[size_t(d - a)] + cells[size_t(d)];
+        max_src = std::max(max_src, src_content[size_t(d)]);
+      }
+      f.dir_off = to_device<Mem>(off);
+      f.src_doc = Kokkos::subview(src_doc, std::make_pair(size_t(a), size_t(b + 1)));
+      f.tgt_doc = Kokkos::subview(tgt_doc, std::make_pair(size_t(a), size_t(b + 1)));
+      token_alignment_dtw(f, b - a, max_src);
+    }
+  }
+  auto hlo = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lo);
+  auto hhi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), hi);
+  auto hst = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), status);
+  al.lo.assign(hlo.data(), hlo.data() + T);
+  al.hi.assign(hhi.data(), hhi.data() + T);
+  al.status.assign(hst.data(), hst.data() + T);
+  return al;
+}
+
+template <class ExecSpace>
+typename Aligner<ExecSpace>::Rows Aligner<ExecSpace>::apply(const Alignment& al, const DocBatch& tgt_docs,
+                                                           const SparseRows<Mem>& src_rows, AlignMethod method,
+                                                           bool onehot_current) const {
+  if (!has_mapping_)
+    fail("align: applying an alignment needs the vocabulary mapping of '{}' -> '{}'", src_->name, tgt_->name);
+  const int64_t T = tgt_docs.tokens();
+  if (int64_t(al.status.size()) != T || int64_t(al.lo.size()) != T)
+    fail("align: the alignment has {} target positions, the target batch {}", al.status.size(), T);
+  if (src_rows.rows() != al.source_tokens)
+    fail("align: the source rows have {} positions, the aligned source batch {} tokens", src_rows.rows(),
+         al.source_tokens);
+  if (src_rows.k() > kApplyMaxK) fail("align: top-k of {} exceeds the supported {}", src_rows.k(), kApplyMaxK);
+  ApplyAlignment<ExecSpace> f;
+  f.tgt_ids = to_device<Mem>(tgt_docs.ids);
+  f.tgt_doc = to_device<Mem>(tgt_docs.offsets);
+  f.src_pos = to_device<Mem>(al.lo);
+  f.status_in = to_device<Mem>(al.status);
+  f.id_map = method == AlignMethod::kEM ? map_exact_ : map_full_;
+  f.src = src_rows;
+  Rows out{SparseRows<Mem>("fusellm::align::aligned", T, src_rows.k(), src_rows.tail.extent(0) > 0),
+           Kokkos::View<uint8_t*, Mem>("fusellm::align::aligned.status", size_t(T))};
+  f.out = out.rows;
+  f.status_out = out.status;
+  f.onehot_current = onehot_current;
+  apply_alignment(f, tgt_docs.docs());
+  return out;
+}
+
+Alignment align_tokens(const TokenVocab& src, std::span<const int32_t> src_ids, const TokenVocab& tgt,
+                       std::span<const int32_t> tgt_ids, AlignMethod method, const VocabMapping* mapping,
+                       std::string_view text) {
+  DocBatch s, t;
+  s.add(src, src_ids, text);
+  t.add(tgt, tgt_ids, text);
+  Aligner<Kokkos::DefaultExecutionSpace> aligner(src, tgt, mapping);
+  return aligner.align(s, t, method);
+}
+
+#define FUSELLM_ALIGN_INSTANTIATE(S) template class Aligner<S>;
+FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_INSTANTIATE)
+#undef FUSELLM_ALIGN_INSTANTIATE
+
+}  // namespace fusellm::align

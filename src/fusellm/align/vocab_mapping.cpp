@@ -1,0 +1,341 @@
+#include "fusellm/align/vocab_mapping.hpp"
+
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <unordered_map>
+
+#include "fusellm/align/align_spaces.hpp"
+#include "fusellm/core/error.hpp"
+#include "kokkos/vocab_mapping.hpp"
+
+namespace fusellm::align {
+namespace {
+
+constexpr const char* kFormat = "fusellm vocab mapping v1";
+constexpr const char* kAlgorithm =
+    "exact normalized-string match (lowest id), else MinED: byte Levenshtein, ties to the lowest "
+    "target id; specials by literal among target specials; normalization "
+    "src/fusellm/align/token_normalize.hpp";
+
+template <class T>
+Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> wrap(const std::vector<T>& v) {
+  return Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(const_cast<T*>(v.data()),
+                                                                                     v.size());
+}
+
+// ---- HDF5 helpers (C API; errors become fusellm::Error naming the file) ---------------------
+struct H5Handle {
+  hid_t id = -1;
+  herr_t (*close)(hid_t) = nullptr;
+  H5Handle(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
+  ~H5Handle() { if (id >= 0 && close) close(id); }
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+};
+
+void write_attr(hid_t obj, const char* name, const std::string& value, const std::string& path) {
+  H5Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.id, std::max<size_t>(1, value.size()));
+  H5Tset_cset(type.id, H5T_CSET_UTF8);
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj, name, type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id < 0 || H5Awrite(attr.id, type.id, value.empty() ? "" : value.data()) < 0)
+    fail("{}: cannot write attribute '{}'", path, name);
+}
+
+void write_attr(hid_t obj, const char* name, int64_t value, const std::string& path) {
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj, name, H5T_STD_I64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id < 0 || H5Awrite(attr.id, H5T_NATIVE_INT64, &value) < 0)
+    fail("{}: cannot write attribute '{}'", path, name);
+}
+
+std::string read_attr_string(hid_t obj, const char* name, const std::string& path) {
+  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm vocab mapping?)", path, name);
+  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  H5Handle type(H5Aget_type(attr.id), H5Tclose);
+  if (H5Tget_class(type.id) != H5T_STRING) fail("{}: attribute '{}' is not a string", path, name);
+  if (H5Tis_variable_str(type.id) > 0) {
+    char* s = nullptr;
+    H5Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.id, H5T_VARIABLE);
+    if (H5Aread(attr.id, mem.id, &s) < 0) fail("{}: cannot read attribute '{}'", path, name);
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  const size_t n = H5Tget_size(type.id);
+  std::string out(n, '\0');
+  if (H5Aread(attr.id, type.id, out.data()) < 0) fail("{}: cannot read attribute '{}'", path, name);
+  while (!out.empty() && out.back() == '\0') out.pop_back();
+  return out;
+}
+
+int64_t read_attr_int(hid_t obj, const char* name, const std::string& path) {
+  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm vocab mapping?)", path, name);
+  H5Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  int64_t v = 0;
+  if (H5Aread(attr.id, H5T_NATIVE_INT64, &v) < 0) fail("{}: cannot read attribute '{}'", path, name);
+  return v;
+}
+
+template <class T>
+void write_dataset(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, hid_t mem_type,
+                   const std::string& path) {
+  const hsize_t dims[1] = {hsize_t(v.size())};
+  H5Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (!v.empty()) {
+    const hsize_t chunk[1] = {std::min<hsize_t>(dims[0], 1 << 16)};
+    H5Pset_chunk(dcpl.id, 1, chunk);
+    H5Pset_deflate(dcpl.id, 4);
+  }
+  H5Handle ds(H5Dcreate2(file, name, file_type, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT), H5Dclose);
+  if (ds.id < 0 || (!v.empty() && H5Dwrite(ds.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0))
+    fail("{}: cannot write dataset '{}'", path, name);
+}
+
+template <class T>
+std::vector<T> read_dataset(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail("{}: dataset '{}' is missing", path, name);
+  H5Handle ds(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose);
+  H5Handle space(H5Dget_space(ds.id), H5Sclose);
+  if (H5Sget_simple_extent_ndims(space.id) != 1) fail("{}: dataset '{}' is not one-dimensional", path, name);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space.id, &n, nullptr);
+  std::vector<T> v(n);
+  if (n > 0 && H5Dread(ds.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    fail("{}: cannot read dataset '{}'", path, name);
+  return v;
+}
+
+}  // namespace
+
+template <class ExecSpace>
+VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, int64_t source_model_vocab,
+                                 std::span<const std::pair<int32_t, int32_t>> overrides) {
+  const auto start = std::chrono::steady_clock::now();
+  VocabMapping m;
+  m.source_name = src.name;
+  m.target_name = tgt.name;
+  m.source_fingerprint = src.fingerprint_hex();
+  m.target_fingerprint = tgt.fingerprint_hex();
+  m.source_vocab = src.size();
+  m.target_vocab = tgt.size();
+  const int64_t n = std::max(src.size(), source_model_vocab);
+  m.exact.assign(size_t(n), -1);
+  m.full.assign(size_t(n), -1);
+  m.dist.assign(size_t(n), -1);
+  m.kind.assign(size_t(n), kMapUnmapped);
+
+  // Target index: exact lookups (first = lowest id) and the MinED candidates by (length, id).
+  std::unordered_map<std::string_view, int32_t> exact_index, special_index;
+  std::vector<int32_t> cands;
+  size_t max_len = 0;
+  for (int64_t j = 0; j < tgt.size(); ++j) {
+    const std::string_view s = tgt.normalized[size_t(j)];
+    if (tgt.special(j)) { special_index.emplace(s, int32_t(j)); continue; }
+    if (tgt.hole(j)) continue;
+    exact_index.emplace(s, int32_t(j));
+    cands.push_back(int32_t(j));
+    max_len = std::max(max_len, s.size());
+  }
+  std::stable_sort(cands.begin(), cands.end(), [&](int32_t a, int32_t b) {
+    return tgt.normalized[size_t(a)].size() < tgt.normalized[size_t(b)].size();
+  });
+  std::vector<int64_t> len_begin(max_len + 2, 0);
+  for (int32_t c : cands) ++len_begin[tgt.normalized[size_t(c)].size() + 1];
+  for (size_t L = 1; L < len_begin.size(); ++L) len_begin[L] += len_begin[L - 1];
+
+  std::vector<int32_t> queries;
+  size_t max_query_len = 0;
+  for (int64_t i = 0; i < src.size(); ++i) {
+    const std::string_view x = src.normalized[size_t(i)];
+    if (src.special(i)) {
+      if (auto it = special_index.find(x); it != special_index.end()) {
+        m.exact[size_t(i)] = m.full[size_t(i)] = it->second;
+        m.kind[size_t(i)] = kMapExact;
+        m.dist[size_t(i)] = 0;
+      }
+      continue;
+    }
+    if (src.hole(i)) continue;
+    if (auto it = exact_index.find(x); it != exact_index.end()) {
+      m.exact[size_t(i)] = m.full[size_t(i)] = it->second;
+      m.kind[size_t(i)] = kMapExact;
+      m.dist[size_t(i)] = 0;
+      continue;
+    }
+    queries.push_back(int32_t(i));
+    max_query_len = std::max(max_query_len, x.size());
+  }
+  if (max_query_len > size_t(kAlignMaxLongBytes) && max_len > size_t(kAlignMaxLongBytes))
+    fail("vocab mapping {} -> {}: both vocabularies have tokens longer than {} bytes ({} and {}); "
+         "MinED supports that on one side only", src.name, tgt.name, kAlignMaxLongBytes, max_query_len, max_len);
+
+  if (!queries.empty() && !cands.empty()) {
+    using Mem = typename ExecSpace::memory_space;
+    auto strings = [](const TokenVocab& v) {
+      std::vector<int64_t> off(v.normalized.size() + 1, 0);
+      for (size_t i = 0; i < v.normalized.size(); ++i) off[i + 1] = off[i] + int64_t(v.normalized[i].size());
+      std::vector<uint8_t> chars(size_t(off.back()));
+      for (size_t i = 0; i < v.normalized.size(); ++i)
+        std::copy(v.normalized[i].begin(), v.normalized[i].end(), chars.begin() + off[i]);
+      AlignStrings<Mem> s;
+      s.chars = Kokkos::create_mirror_view_and_copy(Mem(), wrap(chars));
+      s.offsets = Kokkos::create_mirror_view_and_copy(Mem(), wrap(off));
+      return s;
+    };
+    VocabMappingMinED<ExecSpace> f;
+    f.src = strings(src);
+    f.tgt = strings(tgt);
+    f.queries = Kokkos::create_mirror_view_and_copy(Mem(), wrap(queries));
+    f.cand_ids = Kokkos::create_mirror_view_and_copy(Mem(), wrap(cands));
+    f.len_begin = Kokkos::create_mirror_view_and_copy(Mem(), wrap(len_begin));
+    f.out_id = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.id", queries.size());
+    f.out_dist = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.dist", queries.size());
+    vocab_mapping_mined(f, int64_t(queries.size()));
+    auto ids = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_id);
+    auto dists = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_dist);
+    for (size_t q = 0; q < queries.size(); ++q) {
+      if (ids(q) < 0) continue;
+      const size_t i = size_t(queries[q]);
+      m.full[i] = ids(q);
+      m.dist[i] = dists(q);
+      m.kind[i] = kMapMinED;
+    }
+  }
+  for (const auto& [s, t] : overrides) {
+    if (s < 0 || s >= n) fail("vocab mapping override: source id {} is outside [0, {})", s, n);
+    if (t < 0 || t >= tgt.size()) fail("vocab mapping override: target id {} is outside [0, {})", t, tgt.size());
+    m.exact[size_t(s)] = m.full[size_t(s)] = t;
+    m.kind[size_t(s)] = kMapOverride;
+    m.dist[size_t(s)] = 0;
+  }
+  m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return m;
+}
+
+VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, int64_t source_model_vocab,
+                                 std::span<const std::pair<int32_t, int32_t>> overrides) {
+  return build<Kokkos::DefaultExecutionSpace>(src, tgt, source_model_vocab, overrides);
+}
+
+#define FUSELLM_ALIGN_INSTANTIATE(S)                                                                  \
+  template VocabMapping VocabMapping::build<S>(const TokenVocab&, const TokenVocab&, int64_t,         \
+                                               std::span<const std::pair<int32_t, int32_t>>);
+FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_INSTANTIATE)
+#undef FUSELLM_ALIGN_INSTANTIATE
+
+void VocabMapping::save(const std::string& path) const {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    H5Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    if (file.id < 0) fail("{}: cannot create the vocab mapping file", tmp);
+    write_dataset(file.id, "exact", exact, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
+    write_dataset(file.id, "full", full, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
+    write_dataset(file.id, "dist", dist, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
+    write_dataset(file.id, "kind", kind, H5T_STD_U8LE, H5T_NATIVE_UINT8, path);
+    write_attr(file.id, "format", std::string(kFormat), path);
+    write_attr(file.id, "algorithm", std::string(kAlgorithm), path);
+    write_attr(file.id, "source_name", source_name, path);
+    write_attr(file.id, "target_name", target_name, path);
+    write_attr(file.id, "source_fingerprint", source_fingerprint, path);
+    write_attr(file.id, "target_fingerprint", target_fingerprint, path);
+    write_attr(file.id, "source_vocab", source_vocab, path);
+    write_attr(file.id, "target_vocab", target_vocab, path);
+    write_attr(file.id, "source_model_vocab", size(), path);
+    write_attr(file.id, "build_milliseconds", int64_t(build_seconds * 1000.0), path);
+    write_attr(file.id, "created_by", std::string("fusellm src/fusellm/align/vocab_mapping.cpp"), path);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
+}
+
+VocabMapping VocabMapping::load(const std::string& path) {
+  if (!std::filesystem::exists(path)) fail("{}: vocab mapping file not found", path);
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) fail("{}: not an HDF5 file (vocab mapping)", path);
+  if (read_attr_string(file.id, "format", path) != kFormat)
+    fail("{}: attribute 'format' is not '{}'", path, kFormat);
+  VocabMapping m;
+  m.exact = read_dataset<int32_t>(file.id, "exact", H5T_NATIVE_INT32, path);
+  m.full = read_dataset<int32_t>(file.id, "full", H5T_NATIVE_INT32, path);
+  m.dist = read_dataset<int32_t>(file.id, "dist", H5T_NATIVE_INT32, path);
+  m.kind = read_dataset<uint8_t>(file.id, "kind", H5T_NATIVE_UINT8, path);
+  m.source_name = read_attr_string(file.id, "source_name", path);
+  m.target_name = read_attr_string(file.id, "target_name", path);
+  m.source_fingerprint = read_attr_string(file.id, "source_fingerprint", path);
+  m.target_fingerprint = read_attr_string(file.id, "target_fingerprint", path);
+  m.source_vocab = read_attr_int(file.id, "source_vocab", path);
+  m.target_vocab = read_attr_int(file.id, "target_vocab", path);
+  m.build_seconds = double(read_attr_int(file.id, "build_milliseconds", path)) / 1000.0;
+  const size_t n = m.full.size();
+  if (m.exact.size() != n || m.dist.size() != n || m.kind.size() != n)
+    fail("{}: datasets exact/full/dist/kind have different lengths ({}, {}, {}, {})", path, m.exact.size(), n,
+         m.dist.size(), m.kind.size());
+  if (int64_t(n) < m.source_vocab)
+    fail("{}: {} entries, fewer than the source vocabulary ({})", path, n, m.source_vocab);
+  for (size_t i = 0; i < n; ++i)
+    if (m.full[i] >= m.target_vocab || m.exact[i] >= m.target_vocab)
+      fail("{}: entry {} maps to target id {} outside the target vocabulary ({})", path, i,
+           std::max(m.full[i], m.exact[i]), m.target_vocab);
+  return m;
+}
+
+void VocabMapping::check(const TokenVocab& src, const TokenVocab& tgt, const std::string& where) const {
+  const std::string w = where.empty() ? std::string("vocab mapping") : where;
+  if (src.fingerprint_hex() != source_fingerprint)
+    fail("{}: built for source tokenizer '{}' (fingerprint {}), but source '{}' has fingerprint {} "
+         "({} tokens): the mapping belongs to another tokenizer; delete it to rebuild",
+         w, source_name, source_fingerprint, src.name, src.fingerprint_hex(), src.size());
+  if (tgt.fingerprint_hex() != target_fingerprint)
+    fail("{}: source '{}' was mapped onto target tokenizer '{}' (fingerprint {}), but the target '{}' "
+         "has fingerprint {} ({} tokens): the mapping belongs to another target; delete it to rebuild",
+         w, src.name, target_name, target_fingerprint, tgt.name, tgt.fingerprint_hex(), tgt.size());
+}
+
+VocabMapping VocabMapping::load_for(const std::string& path, const TokenVocab& src, const TokenVocab& tgt) {
+  VocabMapping m = load(path);
+  m.check(src, tgt, path);
+  return m;
+}
+
+VocabMapping VocabMapping::load_or_build(const std::string& path, const TokenVocab& src, const TokenVocab& tgt,
+                                         int64_t source_model_vocab,
+                                         std::span<const std::pair<int32_t, int32_t>> overrides) {
+  if (std::filesystem::exists(path)) {
+    VocabMapping m = load_for(path, src, tgt);
+    if (m.size() < source_model_vocab)
+      fail("{}: {} entries, but source '{}' has vocab_size {}; delete it to rebuild", path, m.size(), src.name,
+           source_model_vocab);
+    return m;
+  }
+  VocabMapping m = build(src, tgt, source_model_vocab, overrides);
+  m.save(path);
+  return m;
+}
+
+MapCoverage VocabMapping::coverage() const {
+  MapCoverage c;
+  double dsum = 0.0;
+  for (int64_t i = 0; i < size(); ++i) {
+    if (i >= source_vocab) { ++c.padding; continue; }
+    ++c.tokens;
+    switch (kind[size_t(i)]) {
+      case kMapExact: ++c.exact; break;
+      case kMapMinED: ++c.mined; dsum += dist[size_t(i)]; break;
+      case kMapOverride: ++c.overridden; break;
+      default: ++c.unmapped; break;
+    }
+  }
+  c.mean_mined_distance = c.mined > 0 ? dsum / double(c.mined) : 0.0;
+  return c;
+}
+
+}  // namespace fusellm::align
