@@ -101,16 +101,18 @@ void convert_to_f32(const TensorInfo& t, std::span<float> out) {
   if (t.bytes.size() != n * dtype_size(t.dtype))
     fail("{}: tensor '{}': {} bytes for {} elements of {}", t.file, t.name, t.bytes.size(), n,
          dtype_name(t.dtype));
-  const std::byte* src = t.bytes.data();
+  void (*kernel)(const std::byte*, float*, size_t) = nullptr;
   switch (t.dtype) {
-    case DType::F32: return run_chunked(f32_chunk, src, 4, out.data(), n);
-    case DType::F16: return run_chunked(f16_chunk, src, 2, out.data(), n);
-    case DType::BF16: return run_chunked(bf16_chunk, src, 2, out.data(), n);
-    case DType::F64: return run_chunked(f64_chunk, src, 8, out.data(), n);
+    case DType::F32: kernel = f32_chunk; break;
+    case DType::F16: kernel = f16_chunk; break;
+    case DType::BF16: kernel = bf16_chunk; break;
+    case DType::F64: kernel = f64_chunk; break;
     default:
       fail("{}: tensor '{}': dtype {} is not a floating-point type, cannot convert it to fp32", t.file, t.name,
            dtype_name(t.dtype));
   }
+  if (n == 0) return;  // an empty span may carry a null pointer, which memcpy must not see
+  run_chunked(kernel, t.bytes.data(), dtype_size(t.dtype), out.data(), n);
 }
 
 }  // namespace fusellm

@@ -46,6 +46,8 @@ nlohmann::json read_json_file(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     // e.byte is 1-based and points just past the offending character.
     fail("{}: invalid JSON at byte {}: {}", path, e.byte, e.what());
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond double ("1e999")
+    fail("{}: invalid JSON: {}", path, e.what());
   }
 }
 

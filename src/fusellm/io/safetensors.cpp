@@ -201,6 +201,8 @@ std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::
     header = json::parse(text);
   } catch (const json::parse_error& e) {
     fail("{}: header is not valid JSON (byte {} of the header): {}", origin, e.byte, e.what());
+  } catch (const json::exception& e) {  // out_of_range: a number literal beyond double ("1e999")
+    fail("{}: header is not valid JSON: {}", origin, e.what());
   }
   if (!header.is_object())
     fail("{}: header must be a JSON object, found {}", origin, header.type_name());

@@ -101,4 +101,6 @@ TEST_F(HFConfigTest, ReadTextAndJson) {
   EXPECT_EQ(read_json_file(path("j.json"))["k"][1], 2);
   write_bytes(dir_ / "bad.json", "{\"k\": tru}");
   EXPECT_FAILS_WITH(read_json_file(path("bad.json")), path("bad.json"), "invalid JSON at byte");
+  write_bytes(dir_ / "big.json", R"({"rope_theta": 1e999})");
+  EXPECT_FAILS_WITH(read_json_file(path("big.json")), path("big.json"), "invalid JSON", "overflow");
 }

@@ -202,6 +202,9 @@ TEST_F(SafetensorsBad, HeaderNotJson) {
   expect_has_all(load_error(R"({"a": )"), {file(), "not valid JSON", "byte"});
   expect_has_all(load_error(""), {file(), "not valid JSON"});
   expect_has_all(load_error("{} trailing"), {file(), "not valid JSON"});
+  // nlohmann reports a number beyond double as out_of_range, not parse_error (found by fuzzing).
+  expect_has_all(load_error(R"({"w": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}})", 4),
+                 {file(), "not valid JSON", "overflow"});
 }
 
 TEST_F(SafetensorsBad, HeaderNotObject) {
