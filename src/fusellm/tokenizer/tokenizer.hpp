@@ -27,6 +27,8 @@ class Tokenizer {
   // `path` is tokenizer.json or a directory holding it (or, failing that, a SentencePiece
   // tokenizer.model, read through libsentencepiece). Errors name the file and the part.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
+  // A tokenizer.json given as text; origin names it in errors (a path, or "<string>").
+  static std::unique_ptr<Tokenizer> from_json_string(std::string_view json, const std::string& origin = "<string>");
   virtual ~Tokenizer() = default;
 
   virtual Encoding encode(std::string_view text, bool add_special_tokens = true) const = 0;

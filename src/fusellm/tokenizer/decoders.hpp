@@ -1,0 +1,23 @@
+#pragma once
+// Decoders (tokenizer.json "decoder"), as tokenizers' `decoders` module: each maps the list of
+// token strings to a new list (`decode_chain`); the result is concatenated.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fusellm/tokenizer/json_util.hpp"
+
+namespace fusellm::tok {
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
+};
+
+std::unique_ptr<Decoder> make_decoder(const json& j, const Ctx& c);  // null -> nullptr
+
+// Rust's String::from_utf8_lossy: each maximal invalid subsequence becomes one U+FFFD.
+std::string utf8_lossy(std::string_view bytes);
+
+}  // namespace fusellm::tok

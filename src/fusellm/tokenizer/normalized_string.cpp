@@ -1,0 +1,312 @@
+// NormalizedString operations, each reproducing the alignment bookkeeping of the method of
+// tokenizers' `NormalizedString` it is named after.
+#include "fusellm/tokenizer/normalized_string.hpp"
+
+#include <algorithm>
+
+#include "fusellm/tokenizer/regex.hpp"
+
+namespace fusellm::tok {
+
+void find_matches(const Regex& re, std::string_view s, bool invert, std::vector<Match>& out) {
+  // tokenizers' `Pattern for &Regex` (and `Invert`): matches plus the gaps between them.
+  if (s.empty()) {
+    out.push_back({0, 0, invert});
+    return;
+  }
+  thread_local std::vector<std::pair<std::size_t, std::size_t>> found;
+  found.clear();
+  re.find_iter(s, found);
+  std::size_t prev = 0;
+  for (auto [b, e] : found) {
+    if (prev != b) out.push_back({uint32_t(prev), uint32_t(b), invert});
+    out.push_back({uint32_t(b), uint32_t(e), !invert});
+    prev = e;
+  }
+  if (prev != s.size()) out.push_back({uint32_t(prev), uint32_t(s.size()), invert});
+}
+
+NormalizedString::NormalizedString(std::string_view input, std::size_t b, std::size_t e)
+    : s_(input.substr(b, e - b)), shift_(uint32_t(b)) {
+  align_.resize(s_.size());
+  std::size_t i = 0;
+  while (i < s_.size()) {
+    const std::size_t len = utf8_len_from_lead(static_cast<unsigned char>(s_[i]));
+    const Align a{uint32_t(b + i), uint32_t(b + i + len)};
+    for (std::size_t k = 0; k < len; ++k) align_[i + k] = a;
+    i += len;
+  }
+}
+
+void NormalizedString::transform_range(std::size_t nb, std::size_t ne, const std::vector<Change>& dest,
+                                       std::size_t initial_offset) {
+  // Walks the replaced chars of [nb, ne) in step with dest: a char with change <= 0 takes the
+  // alignment of the char it replaces, an inserted one (change > 0) that of the byte before.
+  std::size_t cursor = nb;
+  for (std::size_t k = 0; k < initial_offset && cursor < ne; ++k)
+    cursor += utf8_len_from_lead(static_cast<unsigned char>(s_[cursor]));
+  std::string ns;
+  std::vector<Align> na;
+  ns.reserve(ne - nb + dest.size());
+  na.reserve(ne - nb + dest.size());
+  auto consume = [&] {
+    if (cursor < ne) cursor += utf8_len_from_lead(static_cast<unsigned char>(s_[cursor]));
+  };
+  for (const Change& ch : dest) {
+    Align a;
+    if (ch.change > 0) {
+      a = cursor < 1 ? Align{shift_, shift_} : align_[std::min(cursor, align_.size()) - 1];
+    } else {
+      a = cursor < align_.size() ? align_[cursor] : (align_.empty() ? Align{shift_, shift_} : align_.back());
+      consume();
+      for (int32_t k = 0; k < -ch.change; ++k) consume();
+    }
+    append_utf8(ns, ch.c);
+    na.resize(ns.size(), a);
+  }
+  s_.replace(nb, ne - nb, ns);
+  align_.erase(align_.begin() + nb, align_.begin() + ne);
+  align_.insert(align_.begin() + nb, na.begin(), na.end());
+}
+
+void NormalizedString::prepend(std::string_view s) {
+  // The first new char replaces the first char (so takes its alignment); the others and the
+  // re-inserted first char follow it: everything aligns with the first char.
+  if (s_.empty() || s.empty()) return;
+  const Align a = align_[0];
+  s_.insert(0, s);
+  align_.insert(align_.begin(), s.size(), a);
+}
+
+void NormalizedString::replace(const std::vector<Match>& matches, std::string_view content) {
+  // Each match is removed and content inserted in its place, every inserted char aligned with
+  // the last byte of the match (`transform_range` with changes 1 after removing the match).
+  std::string ns;
+  std::vector<Align> na;
+  ns.reserve(s_.size());
+  na.reserve(s_.size());
+  std::size_t last = 0;
+  for (const Match& m : matches) {
+    if (!m.is_match) continue;
+    ns.append(s_, last, m.b - last);
+    na.insert(na.end(), align_.begin() + last, align_.begin() + m.b);
+    const Align a = m.e < 1 ? Align{shift_, shift_} : align_[m.e - 1];
+    ns.append(content);
+    na.resize(ns.size(), a);
+    last = m.e;
+  }
+  ns.append(s_, last, std::string::npos);
+  na.insert(na.end(), align_.begin() + last, align_.end());
+  s_ = std::move(ns);
+  align_ = std::move(na);
+}
+
+void NormalizedString::lowercase() {
+  // Plain ASCII lowercase is a byte map that keeps every alignment.
+  bool ascii = true;
+  for (char c : s_)
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  if (ascii) {
+    for (char& c : s_)
+      if (c >= 'A' && c <= 'Z') c = char(c + 32);
+    return;
+  }
+  expand([](const std::string& s, std::size_t& i, char32_t* out) { return to_lowercase(next_char(s, i), out); });
+}
+
+void NormalizedString::strip(bool left, bool right) {
+  // `lrstrip`: the kept chars keep their own alignments.
+  std::size_t b = 0, e = s_.size();
+  if (left) {
+    std::size_t i = 0;
+    while (i < s_.size()) {
+      const std::size_t at = i;
+      if (!is_whitespace(next_char(s_, i))) {
+        b = at;
+        break;
+      }
+      b = i;
+    }
+  }
+  if (right) {
+    while (e > b) {
+      std::size_t start = e - 1;
+      while (start > b && (static_cast<unsigned char>(s_[start]) & 0xC0) == 0x80) --start;
+      std::size_t i = start;
+      if (!is_whitespace(next_char(s_, i))) break;
+      e = start;
+    }
+  }
+  if (b == 0 && e == s_.size()) return;
+  s_ = s_.substr(b, e - b);
+  align_ = std::vector<Align>(align_.begin() + b, align_.begin() + e);
+}
+
+void NormalizedString::decompose(bool compat, bool compose) {
+  // unicode-normalization-alignments: each input char decomposes to (d0, 0), (d1, 1), ...;
+  // runs of non-starters are stably sorted by combining class; composition (NFC/NFKC) then
+  // folds a combining char into its starter, adding its change minus one to the starter's.
+  bool ascii = true;
+  for (char c : s_)
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  if (ascii) return;  // ASCII is invariant under all four forms, alignments included
+
+  struct CC {
+    char32_t c;
+    int32_t change;
+    uint8_t ccc;
+  };
+  std::vector<CC> d;
+  d.reserve(s_.size());
+  char32_t buf[18];
+  std::size_t i = 0;
+  while (i < s_.size()) {
+    const char32_t c = next_char(s_, i);
+    const int n = tok::decompose(c, compat, buf);
+    for (int k = 0; k < n; ++k) d.push_back({buf[k], k == 0 ? 0 : 1, combining_class(buf[k])});
+  }
+  for (std::size_t a = 0; a < d.size();) {
+    if (d[a].ccc == 0) {
+      ++a;
+      continue;
+    }
+    std::size_t b = a;
+    while (b < d.size() && d[b].ccc != 0) ++b;
+    if (b - a > 1) std::stable_sort(d.begin() + a, d.begin() + b, [](const CC& x, const CC& y) { return x.ccc < y.ccc; });
+    a = b;
+  }
+
+  std::vector<Change> out;
+  out.reserve(d.size());
+  if (!compose) {
+    for (const CC& x : d) out.push_back({x.c, x.change});
+  } else {
+    // The crate's `Recompositions` state machine.
+    bool have_composee = false;
+    Change composee{0, 0};
+    int last_ccc = -1;  // -1: none
+    std::vector<Change> pending;  // blocked combining chars, emitted after the composee
+    for (const CC& x : d) {
+      const Change ch{x.c, x.change};
+      if (!have_composee) {
+        if (x.ccc != 0) {
+          out.push_back(ch);
+          continue;
+        }
+        composee = ch;
+        have_composee = true;
+        continue;
+      }
+      if (last_ccc < 0) {
+        if (char32_t r = compose_pair(composee.c, x.c)) {
+          composee = {r, composee.change + ch.change - 1};
+          continue;
+        }
+        if (x.ccc == 0) {
+          out.push_back(composee);
+          composee = ch;
+          continue;
+        }
+        pending.push_back(ch);
+        last_ccc = x.ccc;
+        continue;
+      }
+      if (last_ccc >= x.ccc) {  // blocked from the composee
+        if (x.ccc == 0) {
+          out.push_back(composee);
+          out.insert(out.end(), pending.begin(), pending.end());
+          pending.clear();
+          composee = ch;
+          last_ccc = -1;
+          continue;
+        }
+        pending.push_back(ch);
+        last_ccc = x.ccc;
+        continue;
+      }
+      if (char32_t r = compose_pair(composee.c, x.c)) {
+        composee = {r, composee.change + ch.change - 1};
+        continue;
+      }
+      pending.push_back(ch);
+      last_ccc = x.ccc;
+    }
+    if (have_composee) out.push_back(composee);
+    out.insert(out.end(), pending.begin(), pending.end());
+  }
+  transform(out, 0);
+}
+
+NormalizedString NormalizedString::slice(std::size_t nb, std::size_t ne) const {
+  NormalizedString r;
+  r.s_ = s_.substr(nb, ne - nb);
+  r.align_.assign(align_.begin() + nb, align_.begin() + ne);
+  r.shift_ = nb == ne ? uint32_t(shift_ + nb) : align_[nb].b;
+  return r;
+}
+
+void NormalizedString::split(const std::vector<Match>& matches, SplitBehavior behavior,
+                             std::vector<NormalizedString>& out) const {
+  // The ranges to keep, merged as tokenizers' `NormalizedString::split` does per behavior.
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> keep;
+  keep.clear();
+  switch (behavior) {
+    case SplitBehavior::Removed:
+      for (const Match& m : matches)
+        if (!m.is_match) keep.emplace_back(m.b, m.e);
+      break;
+    case SplitBehavior::Isolated:
+      for (const Match& m : matches) keep.emplace_back(m.b, m.e);
+      break;
+    case SplitBehavior::Contiguous: {
+      bool prev = false;
+      for (const Match& m : matches) {
+        if (m.is_match == prev && !keep.empty())
+          keep.back().second = m.e;
+        else
+          keep.emplace_back(m.b, m.e);
+        prev = m.is_match;
+      }
+      break;
+    }
+    case SplitBehavior::MergedWithPrevious: {
+      bool prev = false;
+      for (const Match& m : matches) {
+        if (m.is_match && !prev && !keep.empty())
+          keep.back().second = m.e;
+        else
+          keep.emplace_back(m.b, m.e);
+        prev = m.is_match;
+      }
+      break;
+    }
+    case SplitBehavior::MergedWithNext: {
+      bool prev = false;
+      for (auto it = matches.rbegin(); it != matches.rend(); ++it) {
+        if (it->is_match && !prev && !keep.empty())
+          keep.back().first = it->b;
+        else
+          keep.emplace_back(it->b, it->e);
+        prev = it->is_match;
+      }
+      std::reverse(keep.begin(), keep.end());
+      break;
+    }
+  }
+  for (auto [b, e] : keep)
+    if (b < e) out.push_back(slice(b, e));
+}
+
+std::pair<std::size_t, std::size_t> NormalizedString::to_original(std::size_t nb, std::size_t ne) const {
+  if (nb == ne) return {shift_ + nb, shift_ + ne};
+  if (nb > ne || ne > align_.size()) return {nb, ne};
+  return {align_[nb].b, align_[ne - 1].e};
+}
+
+}  // namespace fusellm::tok
