@@ -6,10 +6,10 @@
 // mapping (apply_alignment.hpp). No DP; characters split across tokens (byte fallback, byte-level
 // pieces of one UTF-8 character) are handled because offsets are in bytes.
 //
-// Input per position: the byte end of the token (the host computes it: cumulative length of the
-// normalized token strings, special tokens zero-width, minus a dummy-prefix space the tokenizer
-// inserted; src/fusellm/align/token_normalize.cpp). Per document, with e ranging over the end
-// offsets reached by both sides:
+// Input per position: the byte end of the token, computed on the host (TokenVocab::byte_ends in
+// src/fusellm/align/token_normalize.hpp: cumulative length of the normalized token strings, BOS/EOS
+// runs at the edges zero-width, the dummy-prefix space not counted). Per document, with e ranging
+// over the end offsets reached by both sides:
 //  - non-special tokens: the last target position ending at e <-> the last source position
 //    ending at e (kKeptSpan). (Several non-special tokens can end at one offset only when some are
 //    zero-width, e.g. a lone dummy-prefix "▁"; the last one has read everything.)

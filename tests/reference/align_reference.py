@@ -55,9 +55,14 @@ fusellm deviates, the deviation is named here and in the C++.
      paired edge specials -> SPECIAL (kept).
 
 4. Exact byte spans (beyond the paper; tokenkit ALM, TRL GOLD): the byte end of a token is the
-   cumulative length of the normalized strings up to and including it, special tokens counting
-   zero bytes, minus the dummy-prefix space when the tokenizer inserted one (SentencePiece's
-   prepended `▁`, ByteLevel's add_prefix_space). For each end offset e reached by both sides, the
+   cumulative length of the normalized strings up to and including it, where the leading and
+   trailing runs of special tokens (BOS/EOS, added by the post-processor) count zero bytes, a
+   special token inside the text counts its literal content (it was matched in the text), and the
+   dummy-prefix space is not counted when the tokenizer inserted one (SentencePiece's prepended
+   `▁`, ByteLevel's add_prefix_space): the leading space of the first content token. Exact where
+   both tokenizers' normalizers keep the bytes (a normalizer that changes them, e.g. NFC on NFD
+   text, shifts the ends after that point and the document aligns less).
+   For each end offset e reached by both sides, the
    last non-special target position ending at e aligns with the last non-special source position
    ending at e (SPAN); the r-th special ending at e on one side aligns with the r-th special ending
    at e on the other (SPECIAL). Everything else is UNALIGNED (its span does not align one to one).
@@ -458,17 +463,17 @@ def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
 
 # ---- 4. exact byte spans -------------------------------------------------------------------
 def byte_ends(ids, vocab, dummy_inserted):
+    n = len(ids)
+    lead, trail = _edge_runs(ids, vocab)
     ends = []
     pos = 0
-    first_content = True
-    for i in ids:
-        if vocab.special(i):
-            ends.append(pos)
+    for p, i in enumerate(ids):
+        if p < lead or p >= n - trail:
+            ends.append(pos)  # BOS/EOS from the post-processor: zero width
             continue
         L = len(vocab.normalized[i])
-        if first_content and dummy_inserted and vocab.normalized[i].startswith(b" "):
+        if p == lead and dummy_inserted and vocab.normalized[i].startswith(b" "):
             L -= 1  # the dummy prefix is the leading space of the first content token
-        first_content = False
         pos += L
         ends.append(pos)
     return ends

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fusellm/align/align_device.hpp"
 #include "fusellm/core/error.hpp"
 #include "kokkos/apply_alignment.hpp"
 #include "kokkos/byte_span_alignment.hpp"
@@ -10,25 +11,8 @@
 namespace fusellm::align {
 namespace {
 
-template <class T>
-Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> wrap(const std::vector<T>& v) {
-  return Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(const_cast<T*>(v.data()),
-                                                                                     v.size());
-}
-
-template <class Mem, class T>
-Kokkos::View<const T*, Mem> to_device(const std::vector<T>& v) {
-  return Kokkos::create_mirror_view_and_copy(Mem(), wrap(v));
-}
-
-template <class Mem>
-AlignStrings<Mem> strings_to_device(const std::vector<std::string>& strs) {
-  std::vector<int64_t> off(strs.size() + 1, 0);
-  for (size_t i = 0; i < strs.size(); ++i) off[i + 1] = off[i] + int64_t(strs[i].size());
-  std::vector<uint8_t> chars(size_t(off.back()));
-  for (size_t i = 0; i < strs.size(); ++i) std::copy(strs[i].begin(), strs[i].end(), chars.begin() + off[i]);
-  return {to_device<Mem>(chars), to_device<Mem>(off)};
-}
+using detail::strings_to_device;
+using detail::to_device;
 
 // Leading/trailing special runs, as the DTW kernel computes them.
 struct Content {

@@ -263,20 +263,25 @@ bool TokenVocab::dummy_inserted(std::string_view text) const {
 }
 
 std::vector<int64_t> TokenVocab::byte_ends(std::span<const int32_t> ids, bool inserted) const {
-  std::vector<int64_t> ends;
-  ends.reserve(ids.size());
-  int64_t pos = 0;
-  bool first_content = true;
-  for (const int32_t id : ids) {
+  for (const int32_t id : ids)
     if (id < 0 || id >= size()) fail("{}: token id {} is outside the vocabulary ({} entries)", name, id, size());
-    if (special(id)) { ends.push_back(pos); continue; }
-    int64_t len = int64_t(normalized[size_t(id)].size());
-    if (first_content && inserted) {
-      // The dummy prefix is the leading space of the first content token; a tokenizer that
-      // emits it as a token of its own ("▁") makes that token zero-width.
-      if (len > 0 && normalized[size_t(id)][0] == ' ') --len;
+  const size_t n = ids.size();
+  size_t lead = 0, trail = 0;  // edge runs of specials, as the DTW takes them out
+  while (lead < n && special(ids[lead])) ++lead;
+  while (trail < n - lead && special(ids[n - 1 - trail])) ++trail;
+  std::vector<int64_t> ends;
+  ends.reserve(n);
+  int64_t pos = 0;
+  for (size_t p = 0; p < n; ++p) {
+    if (p < lead || p >= n - trail) {  // BOS/EOS from the post-processor: zero width
+      ends.push_back(pos);
+      continue;
     }
-    first_content = false;
+    const std::string& s = normalized[size_t(ids[p])];
+    int64_t len = int64_t(s.size());
+    // The dummy prefix is the leading space of the first content token; a tokenizer that emits
+    // it as a token of its own ("▁") makes that token zero-width.
+    if (p == lead && inserted && !s.empty() && s[0] == ' ') --len;
     pos += len;
     ends.push_back(pos);
   }

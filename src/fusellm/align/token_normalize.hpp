@@ -61,8 +61,11 @@ struct TokenVocab {
 
   // Whether encoding `text` inserted a dummy-prefix space that the text does not have.
   bool dummy_inserted(std::string_view text) const;
-  // Byte end of each token in the text: cumulative normalized lengths, special tokens zero-width,
-  // the dummy-prefix space (if inserted) not counted. Input of the byte-span alignment.
+  // Byte end of each token in the text (input of the byte-span alignment): cumulative normalized
+  // lengths, where the leading/trailing runs of special tokens (BOS/EOS from the post-processor)
+  // are zero-width, a special inside the text counts its literal content, and the dummy-prefix
+  // space (if inserted: the leading space of the first content token) is not counted. Exact where
+  // the tokenizer's normalizer keeps the bytes (NFC on NFD text shifts the later ends).
   std::vector<int64_t> byte_ends(std::span<const int32_t> ids, bool dummy_inserted) const;
 };
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "fusellm/align/align_device.hpp"
 #include "fusellm/align/align_spaces.hpp"
 #include "fusellm/core/error.hpp"
 #include "kokkos/vocab_mapping.hpp"
@@ -20,12 +21,6 @@ constexpr const char* kAlgorithm =
     "exact normalized-string match (lowest id), else MinED: byte Levenshtein, ties to the lowest "
     "target id; specials by literal among target specials; normalization "
     "src/fusellm/align/token_normalize.hpp";
-
-template <class T>
-Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> wrap(const std::vector<T>& v) {
-  return Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(const_cast<T*>(v.data()),
-                                                                                     v.size());
-}
 
 // ---- HDF5 helpers (C API; errors become fusellm::Error naming the file) ---------------------
 struct H5Handle {
@@ -179,23 +174,12 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
 
   if (!queries.empty() && !cands.empty()) {
     using Mem = typename ExecSpace::memory_space;
-    auto strings = [](const TokenVocab& v) {
-      std::vector<int64_t> off(v.normalized.size() + 1, 0);
-      for (size_t i = 0; i < v.normalized.size(); ++i) off[i + 1] = off[i] + int64_t(v.normalized[i].size());
-      std::vector<uint8_t> chars(size_t(off.back()));
-      for (size_t i = 0; i < v.normalized.size(); ++i)
-        std::copy(v.normalized[i].begin(), v.normalized[i].end(), chars.begin() + off[i]);
-      AlignStrings<Mem> s;
-      s.chars = Kokkos::create_mirror_view_and_copy(Mem(), wrap(chars));
-      s.offsets = Kokkos::create_mirror_view_and_copy(Mem(), wrap(off));
-      return s;
-    };
     VocabMappingMinED<ExecSpace> f;
-    f.src = strings(src);
-    f.tgt = strings(tgt);
-    f.queries = Kokkos::create_mirror_view_and_copy(Mem(), wrap(queries));
-    f.cand_ids = Kokkos::create_mirror_view_and_copy(Mem(), wrap(cands));
-    f.len_begin = Kokkos::create_mirror_view_and_copy(Mem(), wrap(len_begin));
+    f.src = detail::strings_to_device<Mem>(src.normalized);
+    f.tgt = detail::strings_to_device<Mem>(tgt.normalized);
+    f.queries = detail::to_device<Mem>(queries);
+    f.cand_ids = detail::to_device<Mem>(cands);
+    f.len_begin = detail::to_device<Mem>(len_begin);
     f.out_id = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.id", queries.size());
     f.out_dist = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.dist", queries.size());
     vocab_mapping_mined(f, int64_t(queries.size()));
