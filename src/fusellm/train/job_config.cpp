@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -102,8 +103,9 @@ std::optional<std::string> closest(std::string_view word, const std::vector<std:
   for (auto c : candidates) {
     // Case-insensitive first ("MinCE" for "minCE"), then plain edit distance.
     std::string lw(word), lc(c);
-    std::transform(lw.begin(), lw.end(), lw.begin(), ::tolower);
-    std::transform(lc.begin(), lc.end(), lc.begin(), ::tolower);
+    auto lower = [](unsigned char ch) { return char(std::tolower(ch)); };
+    std::transform(lw.begin(), lw.end(), lw.begin(), lower);
+    std::transform(lc.begin(), lc.end(), lc.begin(), lower);
     size_t d = lw == lc ? 0 : edit_distance(word, c);
     // A prefix of 3+ characters counts as close too ("optimizer" for "optim").
     const auto& shorter = lw.size() < lc.size() ? lw : lc;
