@@ -22,9 +22,10 @@
 //    minimum of, so the forward pass records the backtrack move of every cell (one byte per cell,
 //    in a preallocated workspace) and the backtrack itself is a walk that never compares costs.
 //  - Decision for a target position whose path visits exactly one source position s:
-//    equal normalized strings -> kKeptExact (also when they differ only by one leading space at
-//    the first content position of both sides: SentencePiece's dummy prefix, the original's
-//    "special case for mpt"); for MinED, map_full[src_id] == tgt_id -> kKeptMapped; else
+//    equal normalized strings -> kKeptExact (also, at the first content position of both sides,
+//    when one is the other with one more leading space: a dummy prefix only one tokenizer
+//    inserted, the original's "special case for mpt"); for MinED, map_full[src_id] == tgt_id
+//    -> kKeptMapped; else
 //    kFallbackMismatch. Several source positions -> kFallbackMany.
 //
 // The forward pass runs by anti-diagonals (cells (i, j) with i + j = d are independent), the
@@ -77,9 +78,9 @@ struct TokenAlignmentDTW {
     int la = src_norm.len(a), lb = tgt_norm.len(b);
     if (align_bytes_equal(pa, la, pb, lb)) return true;
     if (!first_content) return false;
-    if (la > 0 && pa[0] == ' ') { ++pa; --la; }
-    if (lb > 0 && pb[0] == ' ') { ++pb; --lb; }
-    return align_bytes_equal(pa, la, pb, lb);
+    // One extra leading space on one side: a dummy prefix only one tokenizer inserted.
+    return (la > 0 && pa[0] == ' ' && align_bytes_equal(pa + 1, la - 1, pb, lb)) ||
+           (lb > 0 && pb[0] == ' ' && align_bytes_equal(pa, la, pb + 1, lb - 1));
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const Team& team) const {

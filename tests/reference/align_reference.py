@@ -48,8 +48,8 @@ fusellm deviates, the deviation is named here and in the C++.
    Decision per target position (status codes below):
      no source -> UNALIGNED; more than one -> MANY; one source s:
        equal normalized strings -> EXACT; also EXACT at the first content position of both
-       sides when the strings are equal after dropping one leading 0x20 (SentencePiece's dummy
-       prefix; the original's "special case for mpt" at i == 0);
+       sides when one string is the other with one more leading 0x20 (a dummy prefix that one
+       tokenizer inserted; the original's "special case for mpt" at i == 0);
        MinED only: full[src_id] == tgt_id -> MAPPED;
        else MISMATCH.
      paired edge specials -> SPECIAL (kept).
@@ -417,8 +417,11 @@ def _edge_runs(ids, vocab):
     return lead, trail
 
 
-def _strip1(s):
-    return s[1:] if s.startswith(b" ") else s
+def _dummy_equal(a, b):
+    """Equal up to one extra leading space on one side: a dummy prefix (SentencePiece's `▁`)
+    that only one tokenizer inserted. Both tokenizations start at byte 0 of the same text, so at
+    the first content position such a space cannot come from the text."""
+    return (a.startswith(b" ") and a[1:] == b) or (b.startswith(b" ") and b[1:] == a)
 
 
 def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
@@ -452,7 +455,7 @@ def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
         s = lo[t]
         a = src.normalized[src_ids[s]]
         b = tgt.normalized[tgt_ids[t]]
-        if a == b or (jj == 0 and srcs[0] == 0 and _strip1(a) == _strip1(b)):
+        if a == b or (jj == 0 and srcs[0] == 0 and _dummy_equal(a, b)):
             status[t] = KEPT_EXACT
         elif method == "mined" and mapping["full"][src_ids[s]] == tgt_ids[t]:
             status[t] = KEPT_MAPPED
