@@ -167,6 +167,12 @@ Encoding HFTokenizer::encode(std::string_view text, bool add_special_tokens) con
   }
   if (post_processor_) post_processor_->process(d, add_special_tokens);
 
+  // Encoding.tokens holds vocabulary strings: an added token matched with lstrip/rstrip keeps
+  // the whitespace it took in the library's token value (used above for offset trimming), here
+  // it is reported as its content.
+  for (std::size_t k = 0; k < d.ids.size(); ++k)
+    if (const AddedToken* a = added_.token(d.ids[k])) d.tokens[k] = a->content;
+
   Encoding out;
   out.ids = std::move(d.ids);
   out.tokens = std::move(d.tokens);
