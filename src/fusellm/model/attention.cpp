@@ -29,6 +29,7 @@ namespace fusellm::model {
 namespace {
 
 constexpr int64_t kBlock = 64;
+constexpr float kInf = std::numeric_limits<float>::infinity();
 
 }  // namespace
 
@@ -65,7 +66,7 @@ void causal_attention(ConstMatView qkv, std::span<const int32_t> doc_start, cons
 
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> S(size_t(kBlock * max_span));
+    std::vector<float> S(static_cast<size_t>(kBlock * (max_span + 8)));
     float inv_sum[kBlock];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < H * blocks; ++it) {
@@ -76,34 +77,38 @@ void causal_attention(ConstMatView qkv, std::span<const int32_t> doc_start, cons
       const float* q = qkv.row(i0) + h * D;
       const float* k = qkv.row(lo) + (H + g) * D;
       const float* v = qkv.row(lo) + (H + KV + g) * D;
+      const int64_t ldS = (nk + 7) / 8 * 8;  // rows padded to whole 8-lane vectors
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), s.scale, q, int(qkv.ld), k,
-                  int(qkv.ld), 0.f, S.data(), int(nk));
+                  int(qkv.ld), 0.f, S.data(), int(ldS));
       const float slope = alibi ? s.alibi[h] : 0.f;
       for (int64_t r = 0; r < mb; ++r) {
         const int64_t i = i0 + r;
-        float* sr = S.data() + r * nk;
-        const int64_t c0 = first[i] - lo, c1 = i - lo + 1;  // visible columns [c0, c1)
+        float* sr = S.data() + r * ldS;
+        // Visible columns [c0, c1); the vectors cover [cs, ce), the rest is zero.
+        const int64_t c0 = first[i] - lo, c1 = i - lo + 1;
+        const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
         if (alibi) {
-          const float base = float(lo - i);
-#pragma omp simd
-          for (int64_t c = c0; c < c1; ++c) sr[c] += slope * (base + float(c));
+          const f32x8 iota = {0, 1, 2, 3, 4, 5, 6, 7};
+          for (int64_t c = cs; c < ce; c += 8)
+            store8(sr + c, load8(sr + c) + slope * (iota + float(lo - i + c)));
         }
-        float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-        for (int64_t c = c0; c < c1; ++c) m = std::max(m, sr[c]);
-        float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = c0; c < c1; ++c) {
-          const float e = fast_exp(sr[c] - m);
-          sr[c] = e;
-          sum += e;
+        std::fill(sr + cs, sr + c0, -kInf);
+        std::fill(sr + c1, sr + ce, -kInf);
+        f32x8 mv = splat8(-kInf);
+        for (int64_t c = cs; c < ce; c += 8) mv = max8(mv, load8(sr + c));
+        const f32x8 m = splat8(hmax8(mv));
+        f32x8 sv{};
+        for (int64_t c = cs; c < ce; c += 8) {
+          const f32x8 e = exp8(load8(sr + c) - m);  // exp(-inf) = 0 for the masked columns
+          store8(sr + c, e);
+          sv += e;
         }
-        std::fill(sr, sr + c0, 0.f);
-        std::fill(sr + c1, sr + nk, 0.f);
-        inv_sum[r] = 1.f / sum;
+        std::fill(sr, sr + cs, 0.f);
+        std::fill(sr + ce, sr + ldS, 0.f);
+        inv_sum[r] = 1.f / hsum8(sv);
       }
       float* o = out.row(i0) + h * D;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, S.data(), int(nk), v,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, S.data(), int(ldS), v,
                   int(qkv.ld), 0.f, o, int(out.ld));
       for (int64_t r = 0; r < mb; ++r) {
         float* orow = o + r * out.ld;

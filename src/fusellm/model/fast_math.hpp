@@ -1,37 +1,60 @@
 #pragma once
-// Branch-free float functions that the compiler vectorizes inside `#pragma omp simd` loops
-// (glibc's expf is a call per element; softmax and SiLU spend most of their time in it).
+// 8-wide float math with GCC/Clang vector extensions (AVX2 registers under -march=x86-64-v3,
+// two SSE/NEON registers elsewhere): the compiler does not vectorize expf or branchy clamps by
+// itself without -ffast-math, and softmax and SiLU spend most of their time there.
 #include <cstdint>
 #include <cstring>
 
 namespace fusellm::model {
 
-// exp(x) for fp32, Cephes' expf: x = n ln2 + r with |r| <= ln2/2 (n by the round-to-nearest
-// magic constant 1.5 * 2^23), exp(r) by a degree-6 polynomial, 2^n put in the exponent bits.
-// Relative error below 2e-7 over the whole range; 0 below -87.3 (where expf is subnormal).
-inline float fast_exp(float x) {
-  const float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  const float magic = 12582912.f;  // 1.5 * 2^23
-  const float t = xc * 1.44269504088896341f + magic;
-  const float n = t - magic;
-  float r = xc - n * 0.693359375f;
+using f32x8 = float __attribute__((vector_size(32)));
+using i32x8 = int32_t __attribute__((vector_size(32)));
+
+#define FUSELLM_INLINE inline __attribute__((always_inline))
+
+FUSELLM_INLINE f32x8 load8(const float* p) {
+  f32x8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+FUSELLM_INLINE void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof v); }
+FUSELLM_INLINE f32x8 splat8(float x) { return f32x8{} + x; }
+FUSELLM_INLINE f32x8 max8(f32x8 a, f32x8 b) { return a > b ? a : b; }
+FUSELLM_INLINE float hmax8(f32x8 v) {
+  float m = v[0];
+  for (int i = 1; i < 8; ++i) m = v[i] > m ? v[i] : m;
+  return m;
+}
+FUSELLM_INLINE float hsum8(f32x8 v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// exp(x), Cephes' expf: x = n ln2 + r with |r| <= ln2/2 (n rounded by adding 1.5 * 2^23),
+// exp(r) by a degree-6 polynomial, 2^n put in the exponent bits. Relative error below 2e-7;
+// exactly 0 below -87.3 (where expf is subnormal), clamped near FLT_MAX above 88.7.
+FUSELLM_INLINE f32x8 exp8(f32x8 x) {
+  const f32x8 lo = splat8(-87.3f), hi = splat8(88.7f), magic = splat8(12582912.f);
+  f32x8 xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const f32x8 t = xc * 1.44269504088896341f + magic;
+  const f32x8 n = t - magic;
+  f32x8 r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  const float z = r * r;
-  float p = 1.9875691500e-4f;
+  const f32x8 z = r * r;
+  f32x8 p = splat8(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * z + r + 1.f;
-  int32_t ti;
-  std::memcpy(&ti, &t, 4);
-  int32_t mi;
-  std::memcpy(&mi, &magic, 4);
-  const int32_t bits = (ti - mi + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return x < -87.3f ? 0.f : p * scale;
+  // n sits in the low mantissa bits of t.
+  const i32x8 bits = (((i32x8)t - (i32x8)magic) + 127) << 23;
+  const f32x8 e = p * (f32x8)bits;
+  return x < lo ? f32x8{} : e;
 }
+
+// x * sigmoid(a x) = x / (1 + exp(-a x)): SiLU (a = 1), QuickGELU (a = 1.702).
+FUSELLM_INLINE f32x8 x_sigmoid8(f32x8 x, f32x8 ax) { return x / (1.f + exp8(-ax)); }
 
 }  // namespace fusellm::model

@@ -39,7 +39,7 @@ std::unique_ptr<CausalLM> CausalLM::load(const std::string& dir) {
     if (name != type) continue;
     model::Arch arch = fn(cfg);
     const Checkpoint ck(dir);
-    return with_context(fmt::format("{}: loading a {} model", dir, type),
+    return with_context(fmt::format("loading a {} model", type),
                         [&] { return std::make_unique<model::TransformerLM>(std::move(arch), ck); });
   }
   fail("{}: field 'model_type': unsupported model type \"{}\" (supported: {})", cfg.path(), type,

@@ -131,8 +131,7 @@ class SlotReader {
     Shape stored = logical;
     if (transposed) std::swap(stored[0], stored[1]);
     const std::string n = name(s, layer);
-    Tensor t = with_context(fmt::format("{} ({}{})", slot_name(s), a_.model_type,
-                                        is_layer_slot(s) ? fmt::format(", layer {}", layer) : std::string()),
+    Tensor t = with_context(is_layer_slot(s) ? fmt::format("{} of layer {}", slot_name(s), layer) : slot_name(s),
                             [&] { return ck_.load_f32(n, stored); });
     params_ += t.size();
     if (!transposed) return t;
@@ -293,9 +292,15 @@ Tensor TransformerLM::forward(std::span<const int32_t> ids, std::span<const int3
   BlasThreadsGuard blas_one_thread;
 
   const int64_t nqkv = (H + 2 * KV) * D, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
-  Tensor x({T, Hd}), xn({T, Hd}), qkv({T, nqkv}), att({T, H * D}), mlp({T, nin});
-  MatView X = view(x, T, Hd), XN = view(xn, T, Hd), QKV = view(qkv, T, nqkv), ATT = view(att, T, H * D),
-          MLP = view(mlp, T, nin);
+  std::unique_lock lock(workspace_mutex_, std::try_to_lock);
+  Workspace private_workspace;
+  Workspace& ws = lock.owns_lock() ? workspace_ : private_workspace;
+  auto buffer = [T](std::vector<float>& v, int64_t cols) {
+    if (int64_t(v.size()) < T * cols) v.resize(size_t(T * cols));
+    return MatView{v.data(), T, cols, cols};
+  };
+  const MatView X = buffer(ws.x, Hd), XN = buffer(ws.xn, Hd), QKV = buffer(ws.qkv, nqkv), ATT = buffer(ws.att, H * D),
+                MLP = buffer(ws.mlp, nin);
 
   // Embeddings (+ learned positions, GPT2Model).
 #pragma omp parallel for schedule(static) if (T >= 64)
@@ -327,9 +332,10 @@ Tensor TransformerLM::forward(std::span<const int32_t> ids, std::span<const int3
     linear(XN, cview(L.wqkv), opt(L.bqkv), QKV);
     if (a.clip_qkv > 0) {
       const float c = float(a.clip_qkv);
-      float* p = qkv.data();
-#pragma omp parallel for simd schedule(static) if (qkv.size() >= 65536)
-      for (int64_t i = 0; i < qkv.size(); ++i) p[i] = std::clamp(p[i], -c, c);
+      float* p = QKV.p;
+      const int64_t n = T * nqkv;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+      for (int64_t i = 0; i < n; ++i) p[i] = std::clamp(p[i], -c, c);
     }
     if (a.pos == PosKind::Rotary) {
       apply_rope(rope, QKV, 0, H, D);       // q heads
@@ -351,14 +357,16 @@ Tensor TransformerLM::forward(std::span<const int32_t> ids, std::span<const int3
     linear(XN, cview(L.w_in), opt(L.b_in), MLP);
     if (a.gated_mlp) {
       gated_activation(a.act, MLP);
-      linear(ConstMatView(mlp.data(), T, I, nin), cview(L.w_out), opt(L.b_out), X, true);
+      linear(ConstMatView(MLP.p, T, I, nin), cview(L.w_out), opt(L.b_out), X, true);
     } else {
       activation(a.act, MLP);
       linear(MLP, cview(L.w_out), opt(L.b_out), X, true);
     }
   }
   norm(X, final_norm_w_, final_norm_b_, XN);
-  linear(XN, cview(lm_head_.size() ? lm_head_ : embed_), {}, view(logits, T, V));
+  // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
+  // over the largest matrix of the forward pass.
+  linear(XN, cview(lm_head_.size() ? lm_head_ : embed_), {}, view(logits, T, V), /*accumulate=*/true);
   return logits;
 }
 

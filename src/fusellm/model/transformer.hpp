@@ -4,6 +4,7 @@
 //     fused QKV layout, biases), parsed from config.json;
 //   - a NameTable: its checkpoint tensor names per logical slot (llama.cpp's tensor tables);
 //   - nothing else: TransformerLM loads the slots into one fused layout and runs one forward.
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -99,8 +100,16 @@ class TransformerLM final : public CausalLM {
     Tensor w_in, b_in;  // [I, hidden], or [2 I, hidden] = [gate; up] when gated
     Tensor w_out, b_out;  // [hidden, I]
   };
+  // Activations of one forward pass, kept between calls so that a pass does not page-fault in
+  // fresh buffers (a tenth of a pass at T = 512 otherwise). A concurrent call that finds it in
+  // use allocates its own.
+  struct Workspace {
+    std::vector<float> x, xn, qkv, att, mlp;
+  };
   Arch arch_;
   ModelInfo info_;
+  mutable std::mutex workspace_mutex_;
+  mutable Workspace workspace_;
   Tensor embed_, pos_embed_, final_norm_w_, final_norm_b_, lm_head_;  // lm_head_ empty when tied
   std::vector<Layer> layers_;
   std::vector<float> alibi_;
