@@ -46,6 +46,14 @@ KOKKOS_INLINE_FUNCTION float bits_float(uint32_t u) {
   return x;
 }
 
+// c ? a : b on the bits. GCC (without -ffast-math, i.e. with -ftrapping-math) does not
+// if-convert a float `?:` inside a loop, so such a loop stays scalar; an integer mask blend
+// vectorizes (and is a plain select on a GPU).
+KOKKOS_INLINE_FUNCTION float select(bool c, float a, float b) {
+  const uint32_t m = 0u - uint32_t(c);
+  return bits_float((float_bits(a) & m) | (float_bits(b) & ~m));
+}
+
 // True for finite x. (x - x) is 0 for finite x and NaN for +-Inf and NaN; the compiler may not
 // fold it without -ffast-math (which this project never uses for kernels).
 KOKKOS_INLINE_FUNCTION bool is_finite(float x) { return (x - x) == 0.f; }
@@ -53,15 +61,16 @@ KOKKOS_INLINE_FUNCTION bool is_finite(float x) { return (x - x) == 0.f; }
 // exp(x) for float, branch-free so the host loops vectorize (AVX2) and the GPU runs it as a
 // handful of FMAs: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' expf
 // polynomial (relative error ~1 ulp). exp(x) = 0 for x < -87.33 (exactly 0 for -Inf, where
-// glibc would give a denormal or 0), saturates at exp(88); NaN propagates (the selects compare
-// false on NaN), which the kernels rely on to detect NaN logits through the sum.
+// glibc would give a denormal or 0), saturates at exp(88); NaN propagates (the comparisons are
+// false on NaN, so NaN passes the clamps), which the kernels rely on to detect NaN logits through
+// the sum. The clamps are bit selects (see select()) so that loops over it vectorize.
 KOKKOS_INLINE_FUNCTION float fast_exp(float x) {
   constexpr float kLo = -87.33f, kHi = 88.0f;
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kMagic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
   constexpr float kC1 = 0.693359375f, kC2 = -2.12194440e-4f;  // ln2 = C1 + C2
-  float xc = x < kLo ? kLo : x;
-  xc = xc > kHi ? kHi : xc;
+  float xc = select(x < kLo, kLo, x);
+  xc = select(xc > kHi, kHi, xc);
   const float t = xc * kLog2e + kMagic;
   const float n = t - kMagic;
   const uint32_t ni = float_bits(t) - float_bits(kMagic);  // n as an integer (two's complement)
@@ -76,7 +85,7 @@ KOKKOS_INLINE_FUNCTION float fast_exp(float x) {
   p = p * r2 + r + 1.f;
   const float scale = bits_float((ni + 127u) << 23);
   const float y = p * scale;
-  return x < kLo ? 0.f : y;
+  return select(x < kLo, 0.f, y);
 }
 
 // ---- total order on (value, id): larger value first, ties to the smaller id -------------------
@@ -127,7 +136,7 @@ inline DecodedError decode_error(int64_t code) {
 // row is read once from memory. kLanes independent accumulators let the compiler vectorize
 // without -ffast-math (the lanes are combined in a fixed order, so the result is deterministic).
 // NaN or +Inf logits make the sum NaN; callers test the result with is_finite.
-inline constexpr int kLanes = 16;
+inline constexpr int kLanes = 32;  // 4 AVX2 vectors: enough independent work to hide exp latency
 inline constexpr int64_t kBlock = 1024;
 
 KOKKOS_INLINE_FUNCTION void host_range_max_sumexp(const float* z, int64_t n, float beta,
@@ -140,7 +149,7 @@ KOKKOS_INLINE_FUNCTION void host_range_max_sumexp(const float* z, int64_t n, flo
     float lm[kLanes];
     for (int l = 0; l < kLanes; ++l) lm[l] = -FLT_MAX;
     for (int64_t i = 0; i < nv; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) lm[l] = zb[i + l] > lm[l] ? zb[i + l] : lm[l];
+      for (int l = 0; l < kLanes; ++l) lm[l] = select(zb[i + l] > lm[l], zb[i + l], lm[l]);
     float bm = -FLT_MAX;
     for (int l = 0; l < kLanes; ++l) bm = lm[l] > bm ? lm[l] : bm;
     for (int64_t i = nv; i < nb; ++i) bm = zb[i] > bm ? zb[i] : bm;
