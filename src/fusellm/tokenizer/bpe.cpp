@@ -69,7 +69,9 @@ Bpe::Bpe(const json& j, const Ctx& c) {
     vocab_.emplace(it.key(), x);
     max_id = std::max<int64_t>(max_id, x);
   }
-  if (max_id >= int64_t(64) * 1024 * 1024)
+  // ids index a table; a vocabulary whose ids are mostly holes is a broken file (and would cost
+  // gigabytes), not a tokenizer
+  if (max_id >= 2 * int64_t(vocab_.size()) + 65536)
     vc.fail("id {} is implausibly large for a vocabulary of {} tokens", max_id, vocab_.size());
   vocab_r_.assign(std::size_t(max_id + 1), std::string());
   has_r_.assign(std::size_t(max_id + 1), 0);
