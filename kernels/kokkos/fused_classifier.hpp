@@ -51,7 +51,6 @@
 #include "fusellm/core/error.hpp"
 #include "kokkos/fusion_row_math.hpp"
 #include "kokkos/sparse_rows.hpp"
-#include "kokkos/topk_softmax.hpp"  // describe_nonfinite_row
 
 namespace fusellm::kernels {
 

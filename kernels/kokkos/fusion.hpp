@@ -32,6 +32,7 @@
 // or -Inf, sequence offsets that do not cover [0, T] monotonically.
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>

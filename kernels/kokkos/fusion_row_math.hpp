@@ -17,6 +17,8 @@
 #include <cstring>
 #include <string>
 
+#include "fusellm/core/error.hpp"  // fmt, for describe_nonfinite_row
+
 namespace fusellm::kernels {
 
 // ---- execution-space traits ---------------------------------------------------------------
@@ -210,6 +212,17 @@ KOKKOS_INLINE_FUNCTION void team_row_max_sumexp(const Member& team, const float*
     m_out = m;
     s_out = s;
   }
+}
+
+// "row 3, logit[3, 17] = nan": finds the first non-finite logit of a row for the error message.
+template <class MemSpace>
+std::string describe_nonfinite_row(
+    const Kokkos::View<const float**, Kokkos::LayoutRight, MemSpace>& logits, int64_t row) {
+  auto r = Kokkos::subview(logits, row, Kokkos::ALL());
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), r);
+  for (int64_t v = 0; v < int64_t(h.extent(0)); ++v)
+    if (!is_finite(h(v))) return fmt::format("logit[{}, {}] = {}", row, v, h(v));
+  return fmt::format("row {}", row);
 }
 
 }  // namespace fusellm::kernels

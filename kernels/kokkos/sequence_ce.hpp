@@ -30,7 +30,6 @@
 
 #include "fusellm/core/error.hpp"
 #include "kokkos/fusion_row_math.hpp"
-#include "kokkos/topk_softmax.hpp"  // describe_nonfinite_row
 
 namespace fusellm::kernels {
 

@@ -19,8 +19,8 @@
 // k-entry softmax is done by one thread in a fixed order; with keep_tail the full-row sum is a
 // team reduction, whose rounding may differ between team sizes, i.e. between CPU and GPU).
 //
-// Cost: one team per row. On the host a thread scans its contiguous part of the row in lanes of
-// 16 against the current k-th best value (a vector compare per 16 logits; a logit enters the
+// Cost: one team per row. On the host a thread scans its contiguous part of the row in kLanes (32)
+// lanes against the current k-th best value (one vector compare per 32 logits; a logit enters the
 // small sorted array in registers only when it beats the k-th, which after the first few hundred
 // logits is rare), so the scan runs near memory speed. On a GPU each thread scans a strided
 // (coalesced) part, and the team merges its threads' sorted lists in k rounds of a
@@ -232,17 +232,6 @@ struct TopkSoftmaxFunctor {
   }
 };
 
-// "row 3, logit[3, 17] = nan": finds the first non-finite logit of a row for the error message.
-template <class MemSpace>
-std::string describe_nonfinite_row(
-    const Kokkos::View<const float**, Kokkos::LayoutRight, MemSpace>& logits, int64_t row) {
-  auto r = Kokkos::subview(logits, row, Kokkos::ALL());
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), r);
-  for (int64_t v = 0; v < int64_t(h.extent(0)); ++v)
-    if (!is_finite(h(v))) return fmt::format("logit[{}, {}] = {}", row, v, h(v));
-  return fmt::format("row {}", row);
-}
-
 // Runs the top-k softmax of `logits` [T, V] into `out` (allocated here as [T, k], with a tail
 // when params.keep_tail). `source` names the source model in error messages.
 template <class ExecSpace, class MemSpace = typename ExecSpace::memory_space>
@@ -257,7 +246,8 @@ void topk_softmax(const ExecSpace& exec,
   if (params.k > V)
     fail("top-k of source '{}': k = {} exceeds the vocabulary size V = {}", source, params.k, V);
   if (V > INT32_MAX) fail("top-k of source '{}': vocabulary size {} exceeds int32 ids", source, V);
-  if (!(params.temperature > 0.f) || !is_finite(params.temperature))
+  if (!(params.temperature > 0.f) || !is_finite(params.temperature) ||
+      !is_finite(1.f / params.temperature))
     fail("top-k of source '{}': temperature {} must be a positive finite number", source,
          params.temperature);
   out = SparseRows<MemSpace>(source + ".topk", T, params.k, params.keep_tail);
