@@ -56,7 +56,7 @@ KOKKOS_INLINE_FUNCTION bool align_bytes_equal(const uint8_t* a, int la, const ui
 template <class EqFn>
 KOKKOS_INLINE_FUNCTION int align_myers(const EqFn& eq, int m, const uint8_t* t, int n) {
   uint64_t pv = ~uint64_t(0), mv = 0;
-  const uint64_t high = uint64_t(1) << (m - 1);
+  const int top = m - 1;
   int score = m;
   for (int j = 0; j < n; ++j) {
     const uint64_t e = eq(t[j]);
@@ -64,8 +64,8 @@ KOKKOS_INLINE_FUNCTION int align_myers(const EqFn& eq, int m, const uint8_t* t, 
     const uint64_t xh = (((e & pv) + pv) ^ pv) | e;
     uint64_t ph = mv | ~(xh | pv);
     uint64_t mh = pv & xh;
-    if (ph & high) ++score;
-    else if (mh & high) --score;
+    // ph and mh never share a bit: branch-free score update (the branches mispredict).
+    score += int((ph >> top) & 1) - int((mh >> top) & 1);
     ph = (ph << 1) | 1;  // the top row of the DP is 0, 1, 2, ...: a +1 enters at row 0
     mh <<= 1;
     pv = mh | ~(xv | ph);

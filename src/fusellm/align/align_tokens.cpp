@@ -125,30 +125,73 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
     f.status = status;
     byte_span_alignment(f, D);
   } else {
-    // Workspace: one byte per DP cell of each document's content block, in chunks of documents
-    // that fit `workspace_bytes_` (a single document may exceed it).
-    std::vector<int64_t> cells(static_cast<size_t>(D)), src_content(static_cast<size_t>(D));
+    // Per document: content ranges, the distinct content ids of each side (the cost table's
+    // rows and columns), and the workspace: the U_src x U_tgt cost table (int32) and one move
+    // byte per DP cell ((n + m - 1) x n, room for either traversal's layout). Documents go in
+    // chunks whose workspace fits `workspace_bytes_` (a single document may exceed it).
+    std::vector<int32_t> src_u(src_docs.ids.size(), -1), tgt_u(tgt_docs.ids.size(), -1);
+    std::vector<int32_t> src_uid, tgt_uid;
+    std::vector<int64_t> src_uid_off{0}, tgt_uid_off{0};
+    std::vector<int64_t> dir_bytes(static_cast<size_t>(D)), table_len(static_cast<size_t>(D));
+    std::vector<int64_t> src_content(static_cast<size_t>(D)), tgt_content(static_cast<size_t>(D));
+    std::vector<int32_t> stamp_s(size_t(src_->size()), -1), local_s(size_t(src_->size()));
+    std::vector<int32_t> stamp_t(size_t(tgt_->size()), -1), local_t(size_t(tgt_->size()));
+    auto uniques = [](const DocBatch& b, int64_t d, const Content& c, std::vector<int32_t>& u,
+                      std::vector<int32_t>& uid, std::vector<int64_t>& uid_off, std::vector<int32_t>& stamp,
+                      std::vector<int32_t>& local) {
+      const int64_t p0 = b.offsets[size_t(d)] + c.lead, p1 = b.offsets[size_t(d) + 1] - c.trail;
+      const int64_t first = int64_t(uid.size());
+      for (int64_t p = p0; p < p1; ++p) {
+        const int32_t id = b.ids[size_t(p)];
+        if (stamp[size_t(id)] != int32_t(d)) {
+          stamp[size_t(id)] = int32_t(d);
+          local[size_t(id)] = int32_t(int64_t(uid.size()) - first);
+          uid.push_back(id);
+        }
+        u[size_t(p)] = local[size_t(id)];
+      }
+      uid_off.push_back(int64_t(uid.size()));
+    };
     for (int64_t d = 0; d < D; ++d) {
       const int64_t s0 = src_docs.offsets[size_t(d)], n = src_docs.offsets[size_t(d) + 1] - s0;
       const int64_t t0 = tgt_docs.offsets[size_t(d)], m = tgt_docs.offsets[size_t(d) + 1] - t0;
       const Content cs = content_of(*src_, src_docs.ids.data() + s0, n);
       const Content ct = content_of(*tgt_, tgt_docs.ids.data() + t0, m);
-      src_content[size_t(d)] = n - cs.lead - cs.trail;
-      cells[size_t(d)] = src_content[size_t(d)] * (m - ct.lead - ct.trail);
+      const int64_t nc = n - cs.lead - cs.trail, mc = m - ct.lead - ct.trail;
+      src_content[size_t(d)] = nc;
+      tgt_content[size_t(d)] = mc;
+      if (nc == 0 || mc == 0) {  // nothing to align: no uniques, no workspace
+        src_uid_off.push_back(int64_t(src_uid.size()));
+        tgt_uid_off.push_back(int64_t(tgt_uid.size()));
+        continue;
+      }
+      uniques(src_docs, d, cs, src_u, src_uid, src_uid_off, stamp_s, local_s);
+      uniques(tgt_docs, d, ct, tgt_u, tgt_uid, tgt_uid_off, stamp_t, local_t);
+      table_len[size_t(d)] = (src_uid_off.back() - src_uid_off[src_uid_off.size() - 2]) *
+                             (tgt_uid_off.back() - tgt_uid_off[tgt_uid_off.size() - 2]);
+      dir_bytes[size_t(d)] = (nc + mc - 1) * nc;
     }
     std::vector<std::pair<int64_t, int64_t>> chunks;
-    size_t max_chunk = 1;
+    int64_t max_dirs = 1, max_table = 1;
     for (int64_t a = 0; a < D;) {
-      int64_t b = a, bytes = 0;
-      while (b < D && (b == a || bytes + cells[size_t(b)] <= int64_t(workspace_bytes_))) bytes += cells[size_t(b++)];
+      int64_t b = a, dbytes = 0, tlen = 0;
+      while (b < D && (b == a || dbytes + dir_bytes[size_t(b)] + 4 * (tlen + table_len[size_t(b)]) <=
+                                     int64_t(workspace_bytes_))) {
+        dbytes += dir_bytes[size_t(b)];
+        tlen += table_len[size_t(b++)];
+      }
       chunks.emplace_back(a, b);
-      max_chunk = std::max(max_chunk, size_t(bytes));
+      max_dirs = std::max(max_dirs, dbytes);
+      max_table = std::max(max_table, tlen);
       a = b;
     }
-    Kokkos::View<uint8_t*, Mem> dirs("fusellm::align::dtw_workspace", max_chunk);
     TokenAlignmentDTW<ExecSpace> f;
     f.src_ids = src_ids;
     f.tgt_ids = tgt_ids;
+    f.src_u = to_device<Mem>(src_u);
+    f.tgt_u = to_device<Mem>(tgt_u);
+    f.src_uid = to_device<Mem>(src_uid);
+    f.tgt_uid = to_device<Mem>(tgt_uid);
     f.src_norm = src_norm_;
     f.tgt_norm = tgt_norm_;
     f.src_cost = src_cost_;
@@ -157,21 +200,32 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
     f.tgt_flags = tgt_flags_;
     f.map_full = map_full_;
     f.method = int(method == AlignMethod::kMinED ? DtwMethod::kMinED : DtwMethod::kEM);
-    f.dirs = dirs;
+    f.dirs = Kokkos::View<uint8_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_moves"),
+                                         size_t(max_dirs));
+    f.costs = Kokkos::View<int32_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_costs"),
+                                          size_t(max_table));
     f.lo = lo;
     f.hi = hi;
     f.status = status;
+    f.force_wavefront = dtw_wavefront;
+    const auto src_uid_off_d = to_device<Mem>(src_uid_off), tgt_uid_off_d = to_device<Mem>(tgt_uid_off);
     for (const auto& [a, b] : chunks) {
-      std::vector<int64_t> off(size_t(b - a + 1), 0);
-      int64_t max_src = 1;
+      std::vector<int64_t> doff(size_t(b - a + 1), 0), coff(size_t(b - a + 1), 0);
+      int64_t max_src = 1, max_tgt = 1;
       for (int64_t d = a; d < b; ++d) {
-        off[size_t(d - a + 1)] = off[size_t(d - a)] + cells[size_t(d)];
+        doff[size_t(d - a + 1)] = doff[size_t(d - a)] + dir_bytes[size_t(d)];
+        coff[size_t(d - a + 1)] = coff[size_t(d - a)] + table_len[size_t(d)];
         max_src = std::max(max_src, src_content[size_t(d)]);
+        max_tgt = std::max(max_tgt, tgt_content[size_t(d)]);
       }
-      f.dir_off = to_device<Mem>(off);
-      f.src_doc = Kokkos::subview(src_doc, std::make_pair(size_t(a), size_t(b + 1)));
-      f.tgt_doc = Kokkos::subview(tgt_doc, std::make_pair(size_t(a), size_t(b + 1)));
-      token_alignment_dtw(f, b - a, max_src);
+      const auto sub = std::make_pair(size_t(a), size_t(b + 1));
+      f.dir_off = to_device<Mem>(doff);
+      f.cost_off = to_device<Mem>(coff);
+      f.src_doc = Kokkos::subview(src_doc, sub);
+      f.tgt_doc = Kokkos::subview(tgt_doc, sub);
+      f.src_uid_off = Kokkos::subview(src_uid_off_d, sub);
+      f.tgt_uid_off = Kokkos::subview(tgt_uid_off_d, sub);
+      token_alignment_dtw(f, b - a, max_src, max_tgt);
     }
   }
   auto hlo = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lo);

@@ -77,6 +77,10 @@ class Aligner {
   Rows apply(const Alignment& al, const DocBatch& tgt_docs, const SparseRows<Mem>& src_rows, AlignMethod method,
              bool onehot_current = false) const;
 
+  // Take the DTW's anti-diagonal traversal (the one GPUs use) on every backend; the CPU backends
+  // otherwise go row by row. Same result; for tests.
+  bool dtw_wavefront = false;
+
  private:
   const TokenVocab* src_;
   const TokenVocab* tgt_;

@@ -83,6 +83,7 @@ TYPED_TEST(TokenAlignment, DtwMatchesOriginalDtw) {
   for (int d = 0; d < 120; ++d) {
     std::vector<int32_t> a(size_t(rng() % 30)), b(size_t(rng() % 30));
     if (d % 10 == 0) a.resize(1);
+    if (d % 40 == 7) { a.resize(150 + rng() % 100); b.resize(150 + rng() % 100); }  // long ones
     for (auto& x : a) x = int32_t(rng() % words.size());
     for (auto& x : b) x = int32_t(rng() % words.size());
     s.add(src, a);
@@ -90,8 +91,12 @@ TYPED_TEST(TokenAlignment, DtwMatchesOriginalDtw) {
     sdocs.push_back(a);
     tdocs.push_back(b);
   }
-  // A small workspace forces several launches (chunks of documents).
+  // A small workspace forces several launches (chunks of documents); both traversals of the DP
+  // (rows on CPUs, anti-diagonals on GPUs) must give the original's path.
   Aligner<TypeParam> aligner(src, tgt, nullptr, 2000);
+  for (const bool wavefront : {false, true}) {
+  SCOPED_TRACE(wavefront ? "anti-diagonals" : "rows");
+  aligner.dtw_wavefront = wavefront;
   const Alignment al = aligner.align(s, t, AlignMethod::kEM);
   for (size_t d = 0; d < sdocs.size(); ++d) {
     const int64_t s0 = s.offsets[d], t0 = t.offsets[d];
@@ -118,6 +123,7 @@ TYPED_TEST(TokenAlignment, DtwMatchesOriginalDtw) {
         if (!first) EXPECT_EQ(st, equal ? kKeptExact : kFallbackMismatch) << "doc " << d << " target " << j;
       }
     }
+  }
   }
 }
 
