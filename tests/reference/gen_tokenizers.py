@@ -516,7 +516,15 @@ def train_bytelevel(texts):
     tok.train_from_iterator(texts, tr)
     # gpt-neox-20b has "  " as a normalized, non-special added token at the end of its vocab.
     tok.add_tokens([AddedToken("  ", normalized=True, special=False)])
-    return tok
+    # The Python constructors of processors/decoders.ByteLevel ignore add_prefix_space (they write
+    # true); gpt-neox-20b's file has false, which changes the trimmed offsets of a first token
+    # that starts with a space.
+    j = json.loads(tok.to_str())
+    j["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                           "use_regex": True}
+    j["decoder"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                    "use_regex": True}
+    return Tokenizer.from_str(json.dumps(j, ensure_ascii=False))
 
 
 def train_sp_bpe(texts):
@@ -528,9 +536,18 @@ def train_sp_bpe(texts):
     # not cross word boundaries but whitespace-only pieces ("▁▁▁▁") are learned, as sentencepiece
     # with allow_whitespace_only_pieces does.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"▁+(?=▁[^▁])|▁?[^▁]+|▁+"), "isolated")
+    # Keep ~600 most frequent characters (the rest byte-fall-back, as rare characters do in
+    # Llama). The trainer breaks ties at the cut in hash order, so cut where counts differ.
+    counts = Counter()
+    for t in texts:
+        counts.update("▁" + t.replace(" ", "▁"))
+    desc = sorted(counts.values(), reverse=True)
+    limit = 600
+    while limit < len(desc) and desc[limit - 1] == desc[limit]:
+        limit += 1
     tr = trainers.BpeTrainer(vocab_size=VOCAB, min_frequency=2, show_progress=False,
                              special_tokens=["<unk>", "<s>", "</s>"] + BYTE_TOKENS,
-                             limit_alphabet=600, max_token_length=16)
+                             limit_alphabet=limit, max_token_length=16)
     tok.train_from_iterator(texts, tr)
     # Now Llama-2's pipeline: no pre-tokenizer, <s> template, byte fallback decoder; only
     # <unk> <s> </s> are added tokens (the byte tokens are plain vocabulary, ids 3..258).
@@ -591,16 +608,21 @@ def train_spm(texts, outdir, tmp):
                 if line.strip():
                     f.write(line[:4000] + "\n")
     sentencepiece.set_random_generator_seed(SEED)
-    prefix = Path(tmp) / "spm"
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(inp), model_prefix=str(prefix), model_type="bpe", vocab_size=SPM_VOCAB,
-        byte_fallback=True, split_digits=True, character_coverage=0.99995,
-        normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True, split_by_unicode_script=True, split_by_number=True,
-        split_by_whitespace=True, max_sentencepiece_length=16, max_sentence_length=4192,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, input_sentence_size=0,
-        shuffle_input_sentence=False, num_threads=1, minloglevel=2)
-    shutil.copy(f"{prefix}.model", outdir / "tokenizer.model")
+    cwd = os.getcwd()
+    os.chdir(tmp)  # the model stores its input and prefix paths: keep them free of the temp name
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            input="spm_train.txt", model_prefix="spm", model_type="bpe", vocab_size=SPM_VOCAB,
+            byte_fallback=True, split_digits=True, character_coverage=0.99995,
+            normalization_rule_name="identity", add_dummy_prefix=True,
+            remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+            split_by_unicode_script=True, split_by_number=True, split_by_whitespace=True,
+            max_sentencepiece_length=16, max_sentence_length=4192, unk_id=0, bos_id=1, eos_id=2,
+            pad_id=-1, input_sentence_size=0, shuffle_input_sentence=False, num_threads=1,
+            minloglevel=2)
+    finally:
+        os.chdir(cwd)
+    shutil.copy(Path(tmp) / "spm.model", outdir / "tokenizer.model")
     from transformers import LlamaTokenizer, LlamaTokenizerFast
     slow = LlamaTokenizer(vocab_file=str(outdir / "tokenizer.model"), legacy=False,
                           add_prefix_space=True)
