@@ -3,8 +3,8 @@
 // grouped-query attention, separate q/k/v projections.
 // Differences handled here:
 //   llama   attention_bias (q, k, v and o), mlp_bias, head_dim, rope_scaling
-//   qwen2   q/k/v biases always, none on o; sliding window only with use_sliding_window
-//           (applied to every layer, as 4.46's eager/sdpa mask does)
+//   qwen2   q/k/v biases always, none on o; no head_dim; sliding window only with
+//           use_sliding_window (applied to every layer, as 4.46's eager/sdpa mask does)
 //   mistral sliding_window (default 4096), head_dim; its rotary embedding takes no rope_scaling
 #include <fmt/format.h>
 
@@ -55,7 +55,8 @@ Arch llama_arch(const HFConfig& c) {
   if (a.heads % a.kv_heads)
     c.field_error("num_key_value_heads",
                   fmt::format("{} does not divide num_attention_heads {}", a.kv_heads, a.heads));
-  if (c.has("head_dim")) {
+  // Qwen2Attention always uses hidden_size / num_attention_heads; the others honour head_dim.
+  if (c.has("head_dim") && !qwen2) {
     a.head_dim = positive(c, "head_dim", c.get_int("head_dim"));
   } else {
     if (a.hidden % a.heads)

@@ -197,13 +197,11 @@ TransformerLM::TransformerLM(Arch arch, const Checkpoint& ck) : arch_(std::move(
   const int64_t Hd = a.hidden, V = a.vocab, D = a.head_dim, H = a.heads, KV = a.kv_heads, I = a.intermediate;
   if (H % KV) fail("{}: {} attention heads are not a multiple of {} key/value heads", a.model_type, H, KV);
   SlotReader rd(a, ck);
-  const bool ln = a.norm == NormKind::LayerNorm;
   embed_ = rd.load(Slot::TokenEmbed, 0, {V, Hd});
   if (a.pos == PosKind::Learned) pos_embed_ = rd.load(Slot::PosEmbed, 0, {a.max_positions, Hd});
   final_norm_w_ = rd.load(Slot::FinalNormW, 0, {Hd});
   if (a.norm_bias) final_norm_b_ = rd.load(Slot::FinalNormB, 0, {Hd});
   if (!a.tied_embeddings) lm_head_ = rd.load(Slot::LmHead, 0, {V, Hd});
-  (void)ln;
 
   const int64_t nq = H * D, nkv = KV * D;
   layers_.resize(size_t(a.layers));
@@ -338,8 +336,7 @@ Tensor TransformerLM::forward(std::span<const int32_t> ids, std::span<const int3
       for (int64_t i = 0; i < n; ++i) p[i] = std::clamp(p[i], -c, c);
     }
     if (a.pos == PosKind::Rotary) {
-      apply_rope(rope, QKV, 0, H, D);       // q heads
-      apply_rope(rope, QKV, H * D, KV, D);  // k heads
+      apply_rope(rope, QKV, 0, H + KV, D);  // q heads, then k heads: adjacent columns
     }
     AttentionShape as;
     as.heads = H;
