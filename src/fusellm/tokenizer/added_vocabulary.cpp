@@ -172,11 +172,14 @@ void AddedVocabulary::split_with_indices(NormalizedString&& s, const LongestMatc
                                          std::vector<Split>& out) const {
   const std::string& text = s.get();
   if (text.empty()) return;  // a single empty piece, which the caller drops
-  if (trie.empty()) {
+  auto whole = [&] {
     // One piece covering everything; slicing recomputes its original_shift as the library does.
-    out.push_back(Split{s.slice(0, text.size()), false, {}, {}});
-    return;
-  }
+    s.reslice_whole();
+    out.push_back(Split{std::move(s), false, {}, {}});
+  };
+  if (trie.empty()) return whole();
+  auto first_hit = trie.find(text, 0);
+  if (first_hit.b == std::string_view::npos) return whole();
   auto emit = [&](int32_t id, std::size_t b, std::size_t e) {
     if (b >= e) return;  // empty pieces are dropped by `PreTokenizedString::split`
     NormalizedString piece = s.slice(b, e);
@@ -189,8 +192,8 @@ void AddedVocabulary::split_with_indices(NormalizedString&& s, const LongestMatc
     out.push_back(std::move(sp));
   };
   std::size_t start_offset = 0, from = 0;
-  for (;;) {
-    const auto hit = trie.find(text, from);
+  for (bool first = true;; first = false) {
+    const auto hit = first ? first_hit : trie.find(text, from);
     if (hit.b == std::string_view::npos) break;
     from = hit.e;  // the search resumes after the match itself, whatever lstrip/rstrip take
     std::size_t start = hit.b, stop = hit.e;

@@ -14,6 +14,7 @@ void MergeMap::reserve(std::size_t n) {
   while (cap < n * 2) cap <<= 1;
   slots_.assign(cap, Entry{kEmpty, 0, 0});
   mask_ = cap - 1;
+  shift_ = 64 - unsigned(__builtin_ctzll(cap));
   size_ = 0;
 }
 
@@ -245,14 +246,16 @@ void Bpe::merge_all(std::vector<Symbol>& syms) const {
     }
     return;
   }
+  // Queue entries keyed by (rank << 32 | pos): one integer comparison orders them by rank, then
+  // by position, as the library's `Merge` ordering does.
   struct Item {
-    uint32_t rank;
-    int32_t pos;
+    uint64_t key;
     int32_t new_id;
   };
-  struct Later {  // priority_queue puts the "largest" on top: make that the smallest (rank, pos)
-    bool operator()(const Item& a, const Item& b) const { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; }
+  struct Later {  // std heaps keep the "largest" on top: make that the smallest key
+    bool operator()(const Item& a, const Item& b) const { return a.key > b.key; }
   };
+  auto key_of = [](uint32_t rank, int32_t pos) { return (uint64_t(rank) << 32) | uint32_t(pos); };
   thread_local std::vector<Item> heap;
   heap.clear();
   const Later later;
@@ -261,13 +264,14 @@ void Bpe::merge_all(std::vector<Symbol>& syms) const {
     std::push_heap(heap.begin(), heap.end(), later);
   };
   for (std::size_t k = 0; k + 1 < n; ++k)
-    if (const auto* m = merges_.find(syms[k].id, syms[k + 1].id)) heap.push_back({m->rank, int32_t(k), m->new_id});
+    if (const auto* m = merges_.find(syms[k].id, syms[k + 1].id)) heap.push_back({key_of(m->rank, int32_t(k)), m->new_id});
   std::make_heap(heap.begin(), heap.end(), later);
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), later);
     const Item top = heap.back();
     heap.pop_back();
-    Symbol& cur = syms[top.pos];
+    const auto pos = int32_t(uint32_t(top.key));
+    Symbol& cur = syms[pos];
     if (cur.len == 0 || cur.next == -1) continue;
     const int32_t next_pos = cur.next;
     const Symbol right = syms[next_pos];
@@ -277,12 +281,12 @@ void Bpe::merge_all(std::vector<Symbol>& syms) const {
     cur.len += right.len;
     cur.next = right.next;
     syms[next_pos].len = 0;
-    if (right.next > -1 && std::size_t(right.next) < n) syms[right.next].prev = top.pos;
+    if (right.next > -1 && std::size_t(right.next) < n) syms[right.next].prev = pos;
     if (cur.prev >= 0) {
-      if (const auto* pm = merges_.find(syms[cur.prev].id, cur.id)) push({pm->rank, cur.prev, pm->new_id});
+      if (const auto* pm = merges_.find(syms[cur.prev].id, cur.id)) push({key_of(pm->rank, cur.prev), pm->new_id});
     }
     if (cur.next >= 0 && std::size_t(cur.next) < n) {
-      if (const auto* nm = merges_.find(cur.id, syms[cur.next].id)) push({nm->rank, top.pos, nm->new_id});
+      if (const auto* nm = merges_.find(cur.id, syms[cur.next].id)) push({key_of(nm->rank, pos), nm->new_id});
     }
   }
   syms.erase(std::remove_if(syms.begin(), syms.end(), [](const Symbol& s) { return s.len == 0; }), syms.end());
@@ -316,10 +320,11 @@ void Bpe::tokenize(std::string_view word, std::vector<Token>& out) const {
     out.push_back({s.id, pos, pos + s.len});
     pos += s.len;
   }
-  if (word.size() < kMaxCachedWord) {
-    std::unique_lock<std::mutex> lock(shard.m, std::try_to_lock);
-    if (lock.owns_lock() && shard.map.size() < kShardCapacity)
-      shard.map.emplace(std::string(word), std::vector<Token>(out.begin() + first, out.end()));
+  const std::size_t cost = word.size() + (out.size() - first) * sizeof(Token) + 64;
+  std::unique_lock<std::mutex> lock(shard.m, std::try_to_lock);
+  if (lock.owns_lock() && shard.map.size() < kShardCapacity && shard.bytes + cost <= kShardBytes) {
+    shard.map.emplace(std::string(word), std::vector<Token>(out.begin() + first, out.end()));
+    shard.bytes += cost;
   }
 }
 

@@ -47,9 +47,10 @@ class MergeMap {
  private:
   static constexpr uint64_t kEmpty = ~uint64_t(0);
   static uint64_t pack(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
-  std::size_t slot(uint64_t key) const { return std::size_t((key * 0x9E3779B97F4A7C15ull) >> 20) & mask_; }
+  std::size_t slot(uint64_t key) const { return std::size_t((key * 0x9E3779B97F4A7C15ull) >> shift_); }
   std::vector<Entry> slots_;
   std::size_t mask_ = 0, size_ = 0;
+  unsigned shift_ = 63;  // 64 - log2(capacity): the top bits of the product pick the slot
 };
 
 class Bpe final : public Model {
@@ -85,12 +86,14 @@ class Bpe final : public Model {
   std::array<int32_t, 256> byte_ids_{};  // <0xXX> tokens, -1 when absent
   std::vector<int32_t> bmp_char_id_;     // single-char tokens of the BMP (no prefix/suffix case)
 
-  // Word cache (the library keeps one too): sharded, bounded, never evicts.
+  // Word cache, as the library's (which holds words of any length, so a whole document when
+  // there is no pre-tokenizer): sharded, bounded in entries and bytes, never evicts.
   struct CacheShard {
     std::mutex m;
     std::unordered_map<std::string, std::vector<Token>, StringHash, std::equal_to<>> map;
+    std::size_t bytes = 0;
   };
-  static constexpr std::size_t kShards = 16, kShardCapacity = 8192, kMaxCachedWord = 256;
+  static constexpr std::size_t kShards = 16, kShardCapacity = 8192, kShardBytes = std::size_t(2) << 20;
   mutable std::array<CacheShard, kShards> cache_;
 };
 

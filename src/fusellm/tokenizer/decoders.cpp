@@ -238,7 +238,7 @@ struct WordPiece final : Decoder {
         else if (prefix.empty())
           ;  // replacen("", "", 1) leaves the token as it is
         else
-          t.insert(0, " ");
+          t = " " + t;
       }
       if (cleanup) {
         for (auto [from, to] : {std::pair{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},

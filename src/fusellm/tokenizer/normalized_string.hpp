@@ -148,6 +148,10 @@ class NormalizedString {
 
   // `slice(Range::Normalized(nb..ne))`.
   NormalizedString slice(std::size_t nb, std::size_t ne) const;
+  // slice(0, size()) in place: same text and alignments, original_shift recomputed from them.
+  void reslice_whole() {
+    if (!s_.empty()) shift_ = align_[0].b;
+  }
   // `split(pattern, behavior)`: the pieces (empty ones dropped) appended to out.
   void split(const std::vector<Match>& matches, SplitBehavior behavior, std::vector<NormalizedString>& out) const;
   // A token's normalized byte range -> input byte range, as `convert_offsets` + original_shift.
