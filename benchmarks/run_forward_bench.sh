@@ -20,14 +20,17 @@ SEQ="${SEQ:-512}"
 PY="${PYTHON:-python3}"
 MODEL="${FUSELLM_BENCH_MODEL:-$BUILD/bench-models/llama40m}"
 
-cmake --build "$BUILD" --target bench_forward >/dev/null
+if ! out=$(cmake --build "$BUILD" --target bench_forward 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
 if [ ! -f "$MODEL/model.safetensors" ]; then
   "$PY" "$ROOT/benchmarks/bench_forward.py" create "$MODEL"
 fi
 
 tps() { sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p'; }
 echo "model $MODEL, seq $SEQ, $ITERS timed passes per run, $ROUNDS rounds"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$ROUNDS"); do
   for t in $THREADS; do
     c=$(OMP_NUM_THREADS=$t "$BUILD/benchmarks/bench_forward" "$MODEL" --seq "$SEQ" --iters "$ITERS")

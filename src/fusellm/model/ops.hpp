@@ -25,6 +25,11 @@ struct ConstMatView {
   const float* row(int64_t r) const { return p + r * ld; }
 };
 
+// ---- fast_math.cpp ------------------------------------------------------------------------------
+// exp(x) as softmax and the activations compute it (fast_math.hpp: relative error < 2e-7, 0 below
+// -87.3).
+float fast_exp(float x);
+
 // ---- matmul.cpp ---------------------------------------------------------------------------------
 // y = x W^T + b   (or y += x W^T + b when `accumulate`); x [M, K], W [N, K] (nn.Linear layout),
 // b [N] or empty, y [M, N].
