@@ -23,7 +23,7 @@ int32_t LongestMatchTrie::child(int32_t node, unsigned char b) const {
 }
 
 void LongestMatchTrie::add(std::string_view pattern, int32_t value) {
-  if (pattern.empty()) return;  // an empty pattern would match everywhere; the library never has one
+  if (pattern.empty()) return;  // refused earlier (AddedVocabulary::refresh)
   first_byte_[static_cast<unsigned char>(pattern[0])] = true;
   int32_t node = 0;
   for (char ch : pattern) {
@@ -110,6 +110,12 @@ void AddedVocabulary::refresh(const Model& model, const Normalizer* normalizer) 
     } else {
       NormalizedString n(t.content, 0, t.content.size());
       if (normalizer) normalizer->normalize(n);
+      // The library would match an empty pattern at every byte (and fail inside multi-byte
+      // chars): a token that normalizes to nothing is refused instead.
+      if (n.get().empty())
+        fail("token \"{}\" (normalized: true) normalizes to an empty string; it would split the text "
+             "everywhere (set \"normalized\": false or remove it)",
+             t.content);
       normalized_trie_.add(n.get(), id);
     }
   };
@@ -206,6 +212,10 @@ void AddedVocabulary::split_with_indices(NormalizedString&& s, const LongestMatc
     if (t && t->lstrip) start = std::max(space_leftmost_at_end(std::string_view(text).substr(0, start)), start_offset);
     if (t && t->rstrip) stop += space_rightmost_at_start(std::string_view(text).substr(stop));
     if (start_offset < start) emit(-1, start_offset, start);
+    if (start > stop)  // lstrip pushed the start past a previous token's rstrip: the library panics
+      fail("added tokens: token \"{}\" matched at bytes {}..{} overlaps the whitespace a previous token took; "
+           "the tokenizers library fails here too",
+           t ? t->content : std::string(), hit.b, hit.e);
     emit(hit.value, start, stop);
     start_offset = stop;
   }

@@ -53,7 +53,8 @@ class AddedVocabulary {
   // entry of "added_tokens" in file order; returns the id the token got. Call refresh() after
   // the last one (the library rebuilds its match sets after each; only the last build counts).
   int32_t add(const AddedToken& token, const Model& model);
-  // `refresh_added_tokens`: the match sets, normalized tokens normalized with normalizer.
+  // `refresh_added_tokens`: the match sets, normalized tokens normalized with normalizer. A
+  // normalized token whose normalized form is empty is an Error.
   void refresh(const Model& model, const Normalizer* normalizer);
 
   std::optional<int32_t> token_to_id(std::string_view content) const;  // added tokens only

@@ -85,7 +85,11 @@ HFTokenizer::HFTokenizer(const json& j, const std::string& origin) : origin_(ori
                 t.content, want, got, model_->vocab_size());
     }
   }
-  added_.refresh(*model_, normalizer_.get());
+  try {
+    added_.refresh(*model_, normalizer_.get());
+  } catch (const Error& e) {
+    root.child("added_tokens").fail("{}", e.what());
+  }
 
   // get_vocab_size(with_added_tokens=true): the union of the model's and the added tokens.
   vocab_size_ = int64_t(model_->vocab_size());

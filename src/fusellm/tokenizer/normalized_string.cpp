@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "fusellm/core/error.hpp"
 #include "fusellm/tokenizer/regex.hpp"
 
 namespace fusellm::tok {
@@ -27,7 +28,7 @@ void find_matches(const Regex& re, std::string_view s, bool invert, std::vector<
 }
 
 NormalizedString::NormalizedString(std::string_view input, std::size_t b, std::size_t e)
-    : s_(input.substr(b, e - b)), shift_(uint32_t(b)) {
+    : s_(input.substr(b, e - b)), shift_(uint32_t(b)), orig_len_(uint32_t(e - b)) {
   align_.resize(s_.size());
   std::size_t i = 0;
   while (i < s_.size()) {
@@ -55,9 +56,12 @@ void NormalizedString::transform_range(std::size_t nb, std::size_t ne, const std
   for (const Change& ch : dest) {
     Align a;
     if (ch.change > 0) {
-      a = cursor < 1 ? Align{shift_, shift_} : align_[std::min(cursor, align_.size()) - 1];
+      a = cursor < 1 ? Align{shift_, shift_} : align_[cursor - 1];
     } else {
-      a = cursor < align_.size() ? align_[cursor] : (align_.empty() ? Align{shift_, shift_} : align_.back());
+      if (cursor >= align_.size())  // the library indexes past its alignments here and panics
+        fail("normalization: a transformation ran past the end of \"{}\" (the tokenizers library fails here too)",
+             s_.substr(0, 60));
+      a = align_[cursor];
       consume();
       for (int32_t k = 0; k < -ch.change; ++k) consume();
     }
@@ -67,6 +71,30 @@ void NormalizedString::transform_range(std::size_t nb, std::size_t ne, const std
   s_.replace(nb, ne - nb, ns);
   align_.erase(align_.begin() + nb, align_.begin() + ne);
   align_.insert(align_.begin() + nb, na.begin(), na.end());
+}
+
+void NormalizedString::transform(const std::vector<Change>& dest, std::size_t initial_offset) {
+  if (whole_is_transform_range()) return transform_range(0, s_.size(), dest, initial_offset);
+  // `convert_offsets(Range::Original(..))`: an empty original maps to 0..0; otherwise from the
+  // first byte with a non-empty alignment to the last byte whose alignment ends inside it.
+  std::size_t nb = 0, ne = 0;
+  if (orig_len_ > 0) {
+    bool have_start = false, have_end = false;
+    for (std::size_t i = 0; i < align_.size(); ++i) {
+      const Align a = align_[i];
+      if (a.e - shift_ > orig_len_) break;
+      if (!have_start && a.b != a.e) {
+        nb = i;
+        have_start = true;
+      }
+      ne = i + 1;
+      have_end = true;
+    }
+    if (!have_start && !have_end) return;  // no range: the library leaves the string as it is
+    if (!have_start) nb = ne;
+    if (!have_end) ne = nb;
+  }
+  transform_range(nb, ne, dest, initial_offset);
 }
 
 void NormalizedString::prepend(std::string_view s) {
@@ -109,7 +137,7 @@ void NormalizedString::lowercase() {
       ascii = false;
       break;
     }
-  if (ascii) {
+  if (ascii && whole_is_transform_range()) {
     for (char& c : s_)
       if (c >= 'A' && c <= 'Z') c = char(c + 32);
     return;
@@ -141,6 +169,17 @@ void NormalizedString::strip(bool left, bool right) {
     }
   }
   if (b == 0 && e == s_.size()) return;
+  if (!whole_is_transform_range()) {
+    // `lrstrip` as changes: the kept chars, the last one removing the trailing whitespace.
+    std::vector<Change> dest;
+    std::size_t leading = 0, trailing = 0;
+    for (std::size_t i = 0; i < b;) next_char(s_, i), ++leading;
+    for (std::size_t i = e; i < s_.size();) next_char(s_, i), ++trailing;
+    for (std::size_t i = b; i < e;) dest.push_back({next_char(s_, i), 0});
+    if (!dest.empty()) dest.back().change = -int32_t(trailing);
+    transform(dest, leading);
+    return;
+  }
   s_ = s_.substr(b, e - b);
   align_ = std::vector<Align>(align_.begin() + b, align_.begin() + e);
 }
@@ -155,7 +194,7 @@ void NormalizedString::decompose(bool compat, bool compose) {
       ascii = false;
       break;
     }
-  if (ascii) return;  // ASCII is invariant under all four forms, alignments included
+  if (ascii && whole_is_transform_range()) return;  // ASCII is invariant under all four forms
 
   struct CC {
     char32_t c;
@@ -247,7 +286,9 @@ NormalizedString NormalizedString::slice(std::size_t nb, std::size_t ne) const {
   NormalizedString r;
   r.s_ = s_.substr(nb, ne - nb);
   r.align_.assign(align_.begin() + nb, align_.begin() + ne);
+  // original range: convert_offsets(Normalized(nb..ne)); an empty range maps to itself
   r.shift_ = nb == ne ? uint32_t(shift_ + nb) : align_[nb].b;
+  r.orig_len_ = nb == ne ? 0 : align_[ne - 1].e - align_[nb].b;
   return r;
 }
 

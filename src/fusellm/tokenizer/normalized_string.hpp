@@ -75,11 +75,13 @@ class NormalizedString {
   uint32_t original_shift() const { return shift_; }
   const std::vector<Align>& alignments() const { return align_; }
 
-  // tokenizers' `transform_range` over [nb, ne) of the normalized string.
+  // tokenizers' `transform_range` over the normalized bytes [nb, ne).
   void transform_range(std::size_t nb, std::size_t ne, const std::vector<Change>& dest, std::size_t initial_offset);
-  void transform(const std::vector<Change>& dest, std::size_t initial_offset) {
-    transform_range(0, s_.size(), dest, initial_offset);
-  }
+  // tokenizers' `transform`: transform_range over the normalized range that the whole original
+  // range maps to (`Range::Original(..)`). That is the whole string except when it starts with
+  // zero-width alignments (chars a Replace inserted at its very start) or has an empty original;
+  // there the library's quirks are kept.
+  void transform(const std::vector<Change>& dest, std::size_t initial_offset);
 
   void prepend(std::string_view s);                                 // `NormalizedString::prepend`
   void replace(const std::vector<Match>& matches, std::string_view content);  // `replace`
@@ -92,6 +94,25 @@ class NormalizedString {
   // `filter`: keeps the chars for which keep(c) holds, each with its own alignment.
   template <class Keep>
   void filter(Keep keep) {
+    if (!whole_is_transform_range()) {
+      // The library's changes: each kept char carries the number of removed chars after it.
+      std::vector<Change> dest;
+      std::size_t leading = 0;
+      bool seen = false;
+      for (std::size_t i = 0; i < s_.size();) {
+        const char32_t c = next_char(s_, i);
+        if (keep(c)) {
+          dest.push_back({c, 0});
+          seen = true;
+        } else if (seen) {
+          --dest.back().change;
+        } else {
+          ++leading;
+        }
+      }
+      transform(dest, leading);
+      return;
+    }
     std::string ns;
     std::vector<Align> na;
     ns.reserve(s_.size());
@@ -111,31 +132,31 @@ class NormalizedString {
   // `map`: every char replaced by f(c), keeping its alignment.
   template <class F>
   void map(F f) {
-    std::string ns;
-    std::vector<Align> na;
-    ns.reserve(s_.size());
-    na.reserve(s_.size());
-    std::size_t i = 0;
-    while (i < s_.size()) {
-      const std::size_t b = i;
-      const char32_t c = f(next_char(s_, i));
-      append_utf8(ns, c);
-      na.resize(ns.size(), align_[b]);
-    }
-    s_ = std::move(ns);
-    align_ = std::move(na);
+    expand([&](const std::string& str, std::size_t& i, char32_t* out) {
+      out[0] = f(next_char(str, i));
+      return 1;
+    });
   }
   // Each char expanded to the chars f writes (up to 4); all of them take its alignment. This is
   // `transform` with changes (c0, 0), (c1, 1), ... per input char, as `lowercase` and the
   // byte-level mapping produce them.
   template <class F>
   void expand(F f) {
+    char32_t out[8];
+    if (!whole_is_transform_range()) {
+      std::vector<Change> dest;
+      for (std::size_t i = 0; i < s_.size();) {
+        const int n = f(s_, i, out);
+        for (int k = 0; k < n; ++k) dest.push_back({out[k], k == 0 ? 0 : 1});
+      }
+      transform(dest, 0);
+      return;
+    }
     std::string ns;
     std::vector<Align> na;
     ns.reserve(s_.size() + s_.size() / 2);
     na.reserve(s_.size() + s_.size() / 2);
     std::size_t i = 0;
-    char32_t out[8];
     while (i < s_.size()) {
       const std::size_t b = i;
       const int n = f(s_, i, out);  // reads one char at i, advances i
@@ -150,7 +171,10 @@ class NormalizedString {
   NormalizedString slice(std::size_t nb, std::size_t ne) const;
   // slice(0, size()) in place: same text and alignments, original_shift recomputed from them.
   void reslice_whole() {
-    if (!s_.empty()) shift_ = align_[0].b;
+    if (!s_.empty()) {
+      shift_ = align_[0].b;
+      orig_len_ = align_.back().e - align_[0].b;
+    }
   }
   // `split(pattern, behavior)`: the pieces (empty ones dropped) appended to out.
   void split(const std::vector<Match>& matches, SplitBehavior behavior, std::vector<NormalizedString>& out) const;
@@ -159,9 +183,15 @@ class NormalizedString {
 
  private:
   void decompose(bool compat, bool compose);
+  // Whether the library's `transform` range (see transform) is the whole string, so that the
+  // direct implementations of filter/map/expand/strip apply.
+  bool whole_is_transform_range() const {
+    return s_.empty() || (orig_len_ > 0 && align_[0].b != align_[0].e);
+  }
   std::string s_;
   std::vector<Align> align_;  // one per byte of s_
-  uint32_t shift_ = 0;
+  uint32_t shift_ = 0;        // where this piece's original starts in the input
+  uint32_t orig_len_ = 0;     // length of this piece's original (`len_original`)
 };
 
 // A model token inside a split: normalized byte range [b, e) of that split.
