@@ -190,6 +190,24 @@ for nname, n in [("nfc", normalizers.NFC()), ("nfd", normalizers.NFD()), ("nfkc"
     case("normalizer_" + nname, t, NORM_TEXTS)
 
 
+# Quirks of the library kept on purpose: a Replace whose pattern matches the empty string at the
+# very start inserts chars with a zero-width alignment; the library's later `transform`s then work
+# on the original's range only (pieces made of such chars get their transformed text prepended).
+for qname, qnorm, qpre in [
+        ("quirk_insert_at_start_bytelevel", normalizers.Replace(Regex("^"), "X"),
+         pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("."), "isolated"),
+                                  pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])),
+        ("quirk_insert_at_start_whitespace", normalizers.Replace(Regex("^"), "X"), pre_tokenizers.Whitespace()),
+        ("quirk_lookahead_lowercase", normalizers.Sequence([normalizers.Replace(Regex("(?=b)"), "_"),
+                                                            normalizers.Lowercase()]),
+         pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("."), "isolated"),
+                                  pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))]:
+    t = Tokenizer(byte_level_bpe())
+    t.normalizer = qnorm
+    t.pre_tokenizer = qpre
+    t.decoder = decoders.ByteLevel()
+    case(qname, t, ["ab", "Bb bB", "\u00e9 b"])  # (text starting with "b" makes the last one panic)
+
 # ---- pre-tokenizers ----------------------------------------------------------------------------
 def byte_pre(pre, post=None):
     t = Tokenizer(byte_level_bpe([("Ġ", "t"), ("h", "e"), ("Ġt", "he")]))

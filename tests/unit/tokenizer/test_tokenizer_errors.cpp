@@ -218,6 +218,15 @@ TEST(TokenizerErrors, AddedTokens) {
   EXPECT_MENTIONS(load_error(j), "added_tokens: expected an array");
 }
 
+TEST(TokenizerErrors, AddedTokenNormalizingToNothing) {
+  // With Strip, a normalized "  " would be an empty pattern matching between every two bytes.
+  json j = base();
+  j["normalizer"] = {{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}};
+  j["added_tokens"].push_back(json{{"id", 8}, {"content", "  "}, {"single_word", false}, {"lstrip", false},
+                                   {"rstrip", false}, {"normalized", true}, {"special", false}});
+  EXPECT_MENTIONS(load_error(j), "added_tokens: token \"  \" (normalized: true) normalizes to an empty string");
+}
+
 TEST(TokenizerErrors, NestingIsBounded) {
   json n = {{"type", "NFC"}};
   for (int i = 0; i < 200; ++i) n = {{"type", "Sequence"}, {"normalizers", json::array({n})}};
