@@ -1,0 +1,131 @@
+// Backward of causal self-attention over packed documents, as autograd differentiates
+// transformers' eager_attention_forward / LlamaAttention (repeat_kv for grouped-query attention,
+// softmax in fp32, then P V):
+//   S = scale Q K^T + mask,  P = softmax_rows(S),  O = P V
+//   dV = P^T dO
+//   dP = dO V^T
+//   dS = P * (dP - D),  D_i = sum_j P_ij dP_ij = dO_i . O_i      (softmax backward)
+//   dQ = scale dS K,   dK = scale dS^T Q
+// With grouped-query attention the H / KV query heads of a group share one K and V, so their dK
+// and dV add up (repeat_kv's backward).
+//
+// Memory: P is recomputed per (head, block of queries) from Q and K (FlashAttention-2's backward
+// does the same), so nothing T x T is ever stored between forward and backward: the forward
+// keeps only its output O. The mask is the forward's (attention.cpp): key j visible from query i
+// iff s(i) <= j <= i, s(i) = max(start of i's document, i - window + 1).
+//
+// Threads take KV heads: each owns its group's dK and dV columns, so no two threads write the
+// same gradient. Inside, query blocks of kBlock rows, with sgemm for the five products.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/model/train_ops.hpp"
+
+namespace fusellm::model {
+
+namespace {
+constexpr int64_t kBlock = 64;
+}
+
+void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView dout,
+                               std::span<const int32_t> doc_start, const AttentionShape& s, MatView dqkv) {
+  const int64_t T = qkv.rows, H = s.heads, KV = s.kv_heads, D = s.head_dim;
+  if (H % KV) fail("attention backward: {} heads are not a multiple of {} KV heads", H, KV);
+  if (qkv.cols != (H + 2 * KV) * D || out.cols != H * D || out.rows != T || dout.cols != H * D ||
+      dout.rows != T || dqkv.rows != T || dqkv.cols != qkv.cols || int64_t(doc_start.size()) != T)
+    fail("attention backward: shapes do not agree");
+  if (!s.alibi.empty()) fail("attention backward: ALiBi is not supported (the Llama family has none)");
+  if (T == 0) return;
+  const int64_t group = H / KV;
+  const int64_t blocks = (T + kBlock - 1) / kBlock;
+
+  std::vector<int32_t> first(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) {
+    int64_t f = doc_start[i];
+    if (s.sliding_window > 0) f = std::max<int64_t>(f, i - s.sliding_window + 1);
+    first[i] = int32_t(f);
+  }
+  int64_t max_span = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i0 = b * kBlock, i1 = std::min(T, i0 + kBlock);
+    max_span = std::max<int64_t>(max_span, i1 - first[i0]);
+  }
+
+  // dK and dV accumulate over blocks and heads: start from zero.
+  for (int64_t t = 0; t < T; ++t) std::fill(dqkv.row(t) + H * D, dqkv.row(t) + (H + 2 * KV) * D, 0.f);
+
+  BlasThreadsGuard blas_one_thread;  // sgemm inside the OpenMP region below
+  const int threads = int(std::min<int64_t>(num_threads(), KV));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> P(static_cast<size_t>(kBlock * max_span)), dP(static_cast<size_t>(kBlock * max_span));
+    float Drow[kBlock];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < KV; ++g) {
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t i0 = b * kBlock, i1 = std::min(T, i0 + kBlock), mb = i1 - i0;
+          const int64_t lo = first[i0], nk = i1 - lo, ld = nk;
+          const float* q = qkv.row(i0) + h * D;
+          const float* k = qkv.row(lo) + (H + g) * D;
+          const float* v = qkv.row(lo) + (H + KV + g) * D;
+          const float* o = out.row(i0) + h * D;
+          const float* dO = dout.row(i0) + h * D;
+          float* dq = dqkv.row(i0) + h * D;
+          float* dk = dqkv.row(lo) + (H + g) * D;
+          float* dv = dqkv.row(lo) + (H + KV + g) * D;
+          // S = scale Q K^T, then P = masked softmax (exact exp: this is the reference path).
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), s.scale, q, int(qkv.ld), k,
+                      int(qkv.ld), 0.f, P.data(), int(ld));
+          for (int64_t r = 0; r < mb; ++r) {
+            const int64_t i = i0 + r;
+            float* pr = P.data() + r * ld;
+            const int64_t c0 = first[i] - lo, c1 = i - lo + 1;
+            float m = -std::numeric_limits<float>::infinity();
+            for (int64_t c = c0; c < c1; ++c) m = std::max(m, pr[c]);
+            float sum = 0.f;
+            for (int64_t c = c0; c < c1; ++c) sum += (pr[c] = std::exp(pr[c] - m));
+            const float inv = 1.f / sum;
+            std::fill(pr, pr + c0, 0.f);
+            for (int64_t c = c0; c < c1; ++c) pr[c] *= inv;
+            std::fill(pr + c1, pr + nk, 0.f);
+            // D_i = dO_i . O_i
+            float d = 0.f;
+            const float* orow = o + r * out.ld;
+            const float* dorow = dO + r * dout.ld;
+            for (int64_t c = 0; c < D; ++c) d += orow[c] * dorow[c];
+            Drow[r] = d;
+          }
+          // dV += P^T dO
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, P.data(), int(ld), dO,
+                      int(dout.ld), 1.f, dv, int(dqkv.ld));
+          // dP = dO V^T
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), 1.f, dO, int(dout.ld), v,
+                      int(qkv.ld), 0.f, dP.data(), int(ld));
+          // dS = P (dP - D), scaled here so that dQ and dK need no further scaling.
+          for (int64_t r = 0; r < mb; ++r) {
+            const float* pr = P.data() + r * ld;
+            float* dpr = dP.data() + r * ld;
+            const float dr = Drow[r];
+#pragma omp simd
+            for (int64_t c = 0; c < nk; ++c) dpr[c] = s.scale * pr[c] * (dpr[c] - dr);
+          }
+          // dQ = dS K (each query row belongs to one block: written, not accumulated)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, dP.data(), int(ld),
+                      k, int(qkv.ld), 0.f, dq, int(dqkv.ld));
+          // dK += dS^T Q
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, dP.data(), int(ld), q,
+                      int(qkv.ld), 1.f, dk, int(dqkv.ld));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace fusellm::model

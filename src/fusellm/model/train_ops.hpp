@@ -1,0 +1,44 @@
+#pragma once
+// The CPU backward operations of the fp32 Llama-family training pass, one per file in model/
+// (llm.c's layout: the math above each function, citing the PyTorch op whose autograd it
+// reproduces). They complement ops.hpp (the forward ops) and never change it: each backward
+// takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU product and the
+// attention probabilities are recomputed, never stored) and the gradient of its output.
+// Weight and bias gradients accumulate (+=), so several sequences add up into one batch.
+#include <cstdint>
+#include <span>
+
+#include "fusellm/model/ops.hpp"
+
+namespace fusellm::model {
+
+// ---- linear_backward.cpp ----------------------------------------------------------------------
+// For y = x W^T + b (nn.Linear): dx (+)= dy W,  dW += dy^T x,  db += sum_rows dy.
+void linear_backward_input(ConstMatView dy, ConstMatView w, MatView dx, bool accumulate);
+void linear_backward_weight(ConstMatView dy, ConstMatView x, MatView dw);
+void bias_backward(ConstMatView dy, std::span<float> db);
+
+// ---- rmsnorm_backward.cpp ---------------------------------------------------------------------
+// For y = rmsnorm(x) * w: dx (+)= ..., dw += ... (see the file).
+void rmsnorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
+                      std::span<float> dw, bool accumulate);
+
+// ---- rope_backward.cpp ------------------------------------------------------------------------
+// Gradient through apply_rope, in place: rotates by -theta.
+void apply_rope_backward(const RopeTable& t, MatView dx, int64_t col0, int64_t heads, int64_t head_dim);
+
+// ---- swiglu_backward.cpp ----------------------------------------------------------------------
+// gate_up [T, 2n] holds the pre-activations [gate | up]; dh [T, n] the gradient of
+// silu(gate) * up. swiglu_backward writes d[gate | up] into dgate_up [T, 2n]; swiglu_forward
+// recomputes h = silu(gate) * up [T, n] (for the down projection's weight gradient).
+void swiglu_backward(ConstMatView gate_up, ConstMatView dh, MatView dgate_up);
+void swiglu_forward(ConstMatView gate_up, MatView h);
+
+// ---- attention_backward.cpp -------------------------------------------------------------------
+// qkv [T, (H + 2 KV) D] as causal_attention read it (q, k after RoPE), out [T, H D] what it
+// wrote, dout its gradient; writes dqkv [T, (H + 2 KV) D] (gradients of the post-RoPE q, k and v).
+// Masks as the forward: doc_start (packed documents) and s.sliding_window; no ALiBi.
+void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView dout,
+                               std::span<const int32_t> doc_start, const AttentionShape& s, MatView dqkv);
+
+}  // namespace fusellm::model
