@@ -12,7 +12,8 @@ them) and tests/fixtures/grads/<name>/grads.safetensors holding, per case:
   <case>.lambda       fp32  [1]
   <case>.loss         fp32  [1]
   <case>.grad.<HF parameter name>  fp32, shaped as the parameter
-Cases: clm (lambda = 1), fusion (lambda = 0), mix (lambda = 0.9), packed (mix, three documents).
+Cases: clm (lambda = 1), fusion (lambda = 0), mix (lambda = 0.9), packed (mix, three documents),
+long (mix, 160 tokens in two documents: several query blocks of the C++ attention).
 
 The objective (paper eq. 5, the fused classifier's formula), averaged over positions with gold >= 0:
   L = mean_t [ lambda * -log q_t(gold_t) + (1 - lambda) * -sum_k p_tk log q_t(id_tk) ]
@@ -40,11 +41,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_models import randomize  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "grads")
-T = 24
+T = 24  # tokens of the short cases
 K = 4
 
 
 def make_case(vocab, seed, lam, docs):
+    T = sum(docs)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (T,), generator=g)
     doc_ids = torch.zeros(T, dtype=torch.long)
@@ -52,7 +54,6 @@ def make_case(vocab, seed, lam, docs):
     for d, n in enumerate(docs):
         doc_ids[start:start + n] = d
         start += n
-    assert start == T
     gold = torch.full((T,), -1, dtype=torch.long)
     for t in range(T - 1):
         if doc_ids[t + 1] == doc_ids[t]:
@@ -100,6 +101,8 @@ def build(name, config, seed):
         "fusion": make_case(config.vocab_size, seed + 2, 0.0, [T]),
         "mix": make_case(config.vocab_size, seed + 3, 0.9, [T]),
         "packed": make_case(config.vocab_size, seed + 4, 0.9, [9, 5, 10]),
+        # longer than one 64-query block of the C++ attention, a document boundary inside a block
+        "long": make_case(config.vocab_size, seed + 5, 0.9, [70, 90]),
     }
     for cname, c in cases.items():
         model.zero_grad(set_to_none=True)

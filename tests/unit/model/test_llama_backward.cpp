@@ -3,7 +3,7 @@
 // 4.46.3) hold tiny checkpoints (GQA untied; MQA with tied embeddings; Qwen2 with q/k/v biases)
 // and the gradient of every parameter for the FuseLLM objective with sparse fused targets:
 // CLM only (lambda = 1), fusion only (lambda = 0), their mix (lambda = 0.9), and a packed case
-// (three documents, mix).
+// (three documents, mix), and a long one (160 tokens, two documents: several query blocks).
 //
 // dL/dlogits is computed here by the reference formula (paper eq. 5, what the fused classifier
 // kernel computes): for a position with gold >= 0, (softmax(z) - lambda onehot(gold)
@@ -81,7 +81,7 @@ TEST_P(LlamaBackward, GradientsEqualAutograd) {
   model::TrainableLlama m = model::TrainableLlama::load(dir.string());
   const SafetensorsFile f((dir / "grads.safetensors").string());
   const auto ref_model = CausalLM::load(dir.string());
-  for (const std::string cname : {"clm", "fusion", "mix", "packed"}) {
+  for (const std::string cname : {"clm", "fusion", "mix", "packed", "long"}) {
     SCOPED_TRACE(cname);
     const auto ids = read_i32(f, cname + ".ids"), docs = read_i32(f, cname + ".doc_ids"),
                gold = read_i32(f, cname + ".gold"), tid = read_i32(f, cname + ".target_ids");
