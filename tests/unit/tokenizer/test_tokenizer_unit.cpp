@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fusellm/core/error.hpp"
@@ -176,6 +177,29 @@ TEST(TokenizerApi, InvalidUtf8InputIsAnError) {
       EXPECT_NE(std::string(e.what()).find("not valid UTF-8"), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(TokenizerApi, ConcurrentEncodesAgree) {
+  // encode is const and shared across threads (word cache, regex regions, scratch buffers).
+  const json& c = case_by_name("added_tokens");
+  auto tok = fusellm::Tokenizer::from_json_string(c["tokenizer"].dump());
+  std::vector<std::string> texts;
+  for (const auto& in : c["inputs"]) texts.push_back(in["text"].get<std::string>());
+  for (const auto& cs : cases()["cases"])
+    for (const auto& in : cs["inputs"]) texts.push_back(in["text"].get<std::string>());
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& t : texts) want.push_back(tok->encode(t).ids);
+  std::vector<int> bad(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int rep = 0; rep < 20; ++rep)
+        for (std::size_t i = 0; i < texts.size(); ++i)
+          if (tok->encode(texts[(i + std::size_t(k) * 7) % texts.size()]).ids != want[(i + std::size_t(k) * 7) % texts.size()])
+            ++bad[k];
+    });
+  for (auto& t : threads) t.join();
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(bad[k], 0) << "thread " << k;
 }
 
 // ---- loading from a directory ----------------------------------------------------------------
