@@ -114,7 +114,7 @@ def main():
         # The reference numbers the demo prints, from transformers itself (fp32 upcast of the
         # bf16 weights), so a reader can compare fusellm's output against them.
         m32 = transformers.AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
-        enc = tok(sample, return_tensors="pt")
+        enc = tok(sample, return_tensors="pt", return_token_type_ids=False)
         with torch.no_grad():
             out = m32(**enc, labels=enc["input_ids"])
         n = enc["input_ids"].shape[1] - 1
