@@ -14,17 +14,6 @@ namespace {
 using detail::strings_to_device;
 using detail::to_device;
 
-// Leading/trailing special runs, as the DTW kernel computes them.
-struct Content {
-  int64_t lead = 0, trail = 0;
-};
-Content content_of(const TokenVocab& v, const int32_t* ids, int64_t n) {
-  Content c;
-  while (c.lead < n && v.special(ids[c.lead])) ++c.lead;
-  while (c.trail < n - c.lead && v.special(ids[n - 1 - c.trail])) ++c.trail;
-  return c;
-}
-
 void check_batch(const TokenVocab& v, const DocBatch& b, const char* side) {
   if (b.offsets.empty() || b.offsets.front() != 0 || b.offsets.back() != b.tokens())
     fail("align: the {} batch's offsets do not cover its {} tokens", side, b.tokens());
@@ -136,10 +125,11 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
     std::vector<int64_t> src_content(static_cast<size_t>(D)), tgt_content(static_cast<size_t>(D));
     std::vector<int32_t> stamp_s(size_t(src_->size()), -1), local_s(size_t(src_->size()));
     std::vector<int32_t> stamp_t(size_t(tgt_->size()), -1), local_t(size_t(tgt_->size()));
-    auto uniques = [](const DocBatch& b, int64_t d, const Content& c, std::vector<int32_t>& u,
+    auto uniques = [](const DocBatch& b, int64_t d, std::pair<size_t, size_t> runs, std::vector<int32_t>& u,
                       std::vector<int32_t>& uid, std::vector<int64_t>& uid_off, std::vector<int32_t>& stamp,
                       std::vector<int32_t>& local) {
-      const int64_t p0 = b.offsets[size_t(d)] + c.lead, p1 = b.offsets[size_t(d) + 1] - c.trail;
+      const int64_t p0 = b.offsets[size_t(d)] + int64_t(runs.first);
+      const int64_t p1 = b.offsets[size_t(d) + 1] - int64_t(runs.second);
       const int64_t first = int64_t(uid.size());
       for (int64_t p = p0; p < p1; ++p) {
         const int32_t id = b.ids[size_t(p)];
@@ -155,9 +145,9 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
     for (int64_t d = 0; d < D; ++d) {
       const int64_t s0 = src_docs.offsets[size_t(d)], n = src_docs.offsets[size_t(d) + 1] - s0;
       const int64_t t0 = tgt_docs.offsets[size_t(d)], m = tgt_docs.offsets[size_t(d) + 1] - t0;
-      const Content cs = content_of(*src_, src_docs.ids.data() + s0, n);
-      const Content ct = content_of(*tgt_, tgt_docs.ids.data() + t0, m);
-      const int64_t nc = n - cs.lead - cs.trail, mc = m - ct.lead - ct.trail;
+      const auto cs = src_->edge_runs(std::span<const int32_t>(src_docs.ids.data() + s0, size_t(n)));
+      const auto ct = tgt_->edge_runs(std::span<const int32_t>(tgt_docs.ids.data() + t0, size_t(m)));
+      const int64_t nc = n - int64_t(cs.first + cs.second), mc = m - int64_t(ct.first + ct.second);
       src_content[size_t(d)] = nc;
       tgt_content[size_t(d)] = mc;
       if (nc == 0 || mc == 0) {  // nothing to align: no uniques, no workspace

@@ -252,6 +252,14 @@ std::string TokenVocab::fingerprint_hex() const {
   return buf;
 }
 
+std::pair<size_t, size_t> TokenVocab::edge_runs(std::span<const int32_t> ids) const {
+  const size_t n = ids.size();
+  size_t lead = 0, trail = 0;
+  while (lead < n && special(ids[lead])) ++lead;
+  while (trail < n - lead && special(ids[n - 1 - trail])) ++trail;
+  return {lead, trail};
+}
+
 bool TokenVocab::dummy_inserted(std::string_view text) const {
   if (text.empty()) return false;
   switch (dummy_prefix) {
@@ -266,9 +274,7 @@ std::vector<int64_t> TokenVocab::byte_ends(std::span<const int32_t> ids, bool in
   for (const int32_t id : ids)
     if (id < 0 || id >= size()) fail("{}: token id {} is outside the vocabulary ({} entries)", name, id, size());
   const size_t n = ids.size();
-  size_t lead = 0, trail = 0;  // edge runs of specials, as the DTW takes them out
-  while (lead < n && special(ids[lead])) ++lead;
-  while (trail < n - lead && special(ids[n - 1 - trail])) ++trail;
+  const auto [lead, trail] = edge_runs(ids);
   std::vector<int64_t> ends;
   ends.reserve(n);
   int64_t pos = 0;

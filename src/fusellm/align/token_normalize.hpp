@@ -59,6 +59,10 @@ struct TokenVocab {
   uint64_t fingerprint() const;
   std::string fingerprint_hex() const;
 
+  // Lengths of the leading and trailing runs of special tokens (BOS/EOS) in `ids`: the DTW
+  // aligns what lies between them and pairs the runs (kokkos/token_alignment.hpp does the same).
+  std::pair<size_t, size_t> edge_runs(std::span<const int32_t> ids) const;
+
   // Whether encoding `text` inserted a dummy-prefix space that the text does not have.
   bool dummy_inserted(std::string_view text) const;
   // Byte end of each token in the text (input of the byte-span alignment): cumulative normalized
