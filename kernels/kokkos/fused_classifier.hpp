@@ -26,16 +26,19 @@
 // Padding rows get loss 0 and a zero gradient. N = 0 gives loss 0 and an all-zero gradient (PyTorch
 // gives NaN; nothing to learn is not an error here).
 //
-// Passes and bytes (per logit, fp32): pass 1 reads z once and keeps the online max and sum of
-// exp (fusion_row_math.hpp: one exp per logit); the k + 1 sparse logits are gathered; pass 2 reads z
-// again and writes g = c * exp(z - lse) in place (one exp per logit); then k + 1 scalar fix-ups
-// subtract the one-hot and P. So the kernel *issues* 4 + 4 + 4 = 12 bytes per logit. A row is
-// 4 V bytes (128 KiB at V = 32000): it stays in L2 between the two passes (one thread per row on
-// the CPU, so the row is in that core's L2; one team per row on a GPU, L2 is shared), so the
-// memory traffic that must happen is 8 bytes per logit: read once, write once (in place, so no
-// write-allocate read either). That 8 B/logit is the bound benchmarks/bench_fused_classifier.cpp
-// compares against the machine's copy bandwidth. Fewer bytes would need the gradient written by
-// the matmul that consumes it (a fused linear-cross-entropy), which is out of this kernel's scope.
+// Passes and bytes (per logit, fp32): the k + 1 sparse logits are gathered first; pass 1 reads z
+// once and keeps the online max and sum of exp (fusion_row_math.hpp: one exp per logit) and, on
+// the host, leaves e = exp(z - m_b) in place (m_b: the running max of z's block); pass 2 reads the
+// row again and writes g = c q in place (q = e exp(m_b - lse): one multiply per logit; on a GPU,
+// where arithmetic is cheap, pass 1 only reads and pass 2 recomputes q = exp(z - lse)); then k + 1
+// scalar fix-ups subtract the one-hot and P. So the kernel *issues* 12 (GPU) or 16 (host: the e
+// written in pass 1) bytes per logit. A row is 4 V bytes (128 KiB at V = 32000): it stays in L2
+// between the two passes (one thread per row on the CPU, so the row is in that core's L2; one team
+// per row on a GPU, L2 is shared), so the memory traffic that must happen is 8 bytes per logit:
+// read once, written back once (in place, so no write-allocate read either). That 8 B/logit is
+// the bound benchmarks/bench_fused_classifier.cpp compares against the machine's copy bandwidth.
+// Fewer bytes would need the gradient consumed by the matmul that produced the logits (a fused
+// linear-cross-entropy), which is out of this kernel's scope.
 //
 // The loss-only variant (evaluation) is pass 1 plus the gathers: 4 bytes per logit, no write.
 //
@@ -108,26 +111,45 @@ struct FusedClassifierFunctor {
       return;
     }
 
-    // Pass 1: online max / sum of exp (one read of the row).
+    // Sparse gathers first (k + 1 loads; every thread computes the same): pass 1 may overwrite z.
+    // With them, CLM_i = lse - z[g] and Fusion_i = S_i lse - sum_j P_ij z[id_ij].
+    const float zg = z[g];
+    double pz = 0.0, mass = 0.0;
+    const int64_t k = int64_t(tid.extent(1));
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t id = tid(row, j);
+      if (id < 0) continue;
+      const float p = tp(row, j);
+      pz += double(p) * double(z[id]);
+      mass += double(p);
+    }
+
+    // Pass 1: online max / sum of exp (one read of the row). On the host, when computing the
+    // gradient, it also leaves e = exp(z - m_b) in place (see host_range_max_sumexp<true>), so
+    // that pass 2 is a multiply per logit instead of an exp.
     float m, s;
-    team_row_max_sumexp<kHost>(team, z, V, 1.f, m, s);
+    float block_max[kHost && kWriteGrad ? kMaxStoredBlocks : 1];
+    bool stored = false;
+    if constexpr (kHost && kWriteGrad) {
+      const int64_t per = (V + team.team_size() - 1) / team.team_size();
+      stored = (per + kBlock - 1) / kBlock <= kMaxStoredBlocks;  // the same on every thread
+      if (stored) {
+        team.team_barrier();  // every thread has gathered before any overwrites
+        team_row_max_sumexp<kHost, member_type, true>(team, z, V, 1.f, m, s, block_max);
+      } else {
+        team_row_max_sumexp<kHost>(team, z, V, 1.f, m, s);
+      }
+    } else {
+      team_row_max_sumexp<kHost>(team, z, V, 1.f, m, s);
+    }
     const float lse = m + ::logf(s);
     if (!is_finite(lse)) {
       const int64_t code = error_code(row, 0, kNonFiniteLogit);
       if (code < first_bad) first_bad = code;
       return;
     }
-    // Sparse gathers: every thread computes the same (k + 1 loads), before anyone overwrites z.
-    const float clm = lse - z[g];
-    float fus = 0.f, mass = 0.f;
-    const int64_t k = int64_t(tid.extent(1));
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t id = tid(row, j);
-      if (id < 0) continue;
-      const float p = tp(row, j);
-      fus += p * (lse - z[id]);
-      mass += p;
-    }
+    const float clm = lse - zg;
+    const float fus = float(mass * double(lse) - pz);
     if (!is_finite(clm) || !is_finite(fus)) {
       const int64_t code = error_code(row, 0, kNonFiniteLoss);
       if (code < first_bad) first_bad = code;
@@ -140,12 +162,21 @@ struct FusedClassifierFunctor {
 
     if constexpr (kWriteGrad) {
       // Pass 2: g_v = c q_v = c exp(z_v - lse), in place (read + write of the row).
-      const float c = scale * (lambda + (1.f - lambda) * mass);
+      const float c = scale * (lambda + (1.f - lambda) * float(mass));
       team.team_barrier();  // all gathers above are done before z is overwritten
       if constexpr (kHost) {
         int64_t b, e;
         host_thread_range(V, team.team_rank(), team.team_size(), b, e);
-        for (int64_t v = b; v < e; ++v) z[v] = c * fast_exp(z[v] - lse);
+        if (stored) {
+          // z holds e = exp(z - m_b) per block b: q = e exp(m_b - lse).
+          for (int64_t b0 = b; b0 < e; b0 += kBlock) {
+            const float f = c * fast_exp(block_max[(b0 - b) / kBlock] - lse);
+            const int64_t b1 = b0 + kBlock < e ? b0 + kBlock : e;
+            for (int64_t v = b0; v < b1; ++v) z[v] *= f;
+          }
+        } else {
+          for (int64_t v = b; v < e; ++v) z[v] = c * fast_exp(z[v] - lse);
+        }
       } else {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, V),
                              [&](const int64_t v) { z[v] = c * fast_exp(z[v] - lse); });

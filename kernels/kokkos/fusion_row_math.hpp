@@ -141,8 +141,16 @@ inline DecodedError decode_error(int64_t code) {
 inline constexpr int kLanes = 32;  // 4 AVX2 vectors: enough independent work to hide exp latency
 inline constexpr int64_t kBlock = 1024;
 
+// kStore (the fused classifier's gradient pass, host only): also overwrites each logit with
+// exp(beta (z - m_b)), m_b being the running max when its block was summed, and records m_b in
+// block_max[b]; the second pass then needs one multiply per logit instead of an exp
+// (q = e exp(m_b - lse)). The arithmetic is the same with and without kStore, so the loss-only
+// variant gives bit-identical losses. The row is left partly overwritten when it holds +-Inf or
+// NaN (the caller reports an error then).
+template <bool kStore = false>
 KOKKOS_INLINE_FUNCTION void host_range_max_sumexp(const float* z, int64_t n, float beta,
-                                                  float& m_io, float& s_io) {
+                                                  float& m_io, float& s_io,
+                                                  float* block_max = nullptr) {
   float m = m_io, s = s_io;
   for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
     const int64_t nb = (n - b0) < kBlock ? (n - b0) : kBlock;
@@ -155,16 +163,41 @@ KOKKOS_INLINE_FUNCTION void host_range_max_sumexp(const float* z, int64_t n, flo
     float bm = -FLT_MAX;
     for (int l = 0; l < kLanes; ++l) bm = lm[l] > bm ? lm[l] : bm;
     for (int64_t i = nv; i < nb; ++i) bm = zb[i] > bm ? zb[i] : bm;
+    if constexpr (kStore) {
+      // +Inf in this block: stop before overwriting it, so the caller's error message can still
+      // point at it (NaN logits need no care: they stay NaN where they are).
+      if (!is_finite(bm)) {
+        m = bm;
+        s = bm - bm;  // NaN
+        break;
+      }
+    }
     if (bm > m) {
       s *= fast_exp(beta * (m - bm));
       m = bm;
     }
     float ls[kLanes];
     for (int l = 0; l < kLanes; ++l) ls[l] = 0.f;
-    for (int64_t i = 0; i < nv; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) ls[l] += fast_exp(beta * (zb[i + l] - m));
     float bs = 0.f;
-    for (int64_t i = nv; i < nb; ++i) bs += fast_exp(beta * (zb[i] - m));
+    if constexpr (kStore) {
+      float* zw = const_cast<float*>(zb);
+      block_max[b0 / kBlock] = m;
+      for (int64_t i = 0; i < nv; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) {
+          const float e = fast_exp(beta * (zb[i + l] - m));
+          zw[i + l] = e;
+          ls[l] += e;
+        }
+      for (int64_t i = nv; i < nb; ++i) {
+        const float e = fast_exp(beta * (zb[i] - m));
+        zw[i] = e;
+        bs += e;
+      }
+    } else {
+      for (int64_t i = 0; i < nv; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) ls[l] += fast_exp(beta * (zb[i + l] - m));
+      for (int64_t i = nv; i < nb; ++i) bs += fast_exp(beta * (zb[i] - m));
+    }
     for (int l = 0; l < kLanes; ++l) bs += ls[l];
     s += bs;
   }
@@ -182,15 +215,19 @@ KOKKOS_INLINE_FUNCTION void host_thread_range(int64_t V, int rank, int size, int
 }
 
 // Max m and sum s of exp(beta * (z_v - m)) over the row z[0..V), computed by the whole team; every
-// thread of the team returns the same (m, s).
-template <bool kHost, class Member>
+// thread of the team returns the same (m, s). With kStore (host only) the thread's part of the row
+// is overwritten as host_range_max_sumexp<true> describes, block_max holding its blocks' maxima.
+inline constexpr int64_t kMaxStoredBlocks = 512;  // kStore handles up to 512 blocks per thread
+
+template <bool kHost, class Member, bool kStore = false>
 KOKKOS_INLINE_FUNCTION void team_row_max_sumexp(const Member& team, const float* z, int64_t V,
-                                                float beta, float& m_out, float& s_out) {
+                                                float beta, float& m_out, float& s_out,
+                                                float* block_max = nullptr) {
   if constexpr (kHost) {
     int64_t b, e;
     host_thread_range(V, team.team_rank(), team.team_size(), b, e);
     float m = -FLT_MAX, s = 0.f;
-    host_range_max_sumexp(z + b, e - b, beta, m, s);
+    host_range_max_sumexp<kStore>(z + b, e - b, beta, m, s, block_max);
     if (team.team_size() > 1) {
       float mt = m;
       team.team_reduce(Kokkos::Max<float>(mt));
@@ -201,6 +238,7 @@ KOKKOS_INLINE_FUNCTION void team_row_max_sumexp(const Member& team, const float*
     m_out = m;
     s_out = s;
   } else {
+    static_assert(!kStore, "kStore is a host-only variant");
     // Device: max, then sum of exp (the second read of the row hits L2), one exp per logit.
     float m = -FLT_MAX, s = 0.f;
     Kokkos::parallel_reduce(

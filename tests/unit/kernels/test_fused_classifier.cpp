@@ -218,6 +218,35 @@ TYPED_TEST(FusedClassifier, SumIsMeanTimesTokensAndPaddingRowsAreZero) {
   EXPECT_NEAR(sf / n, m.loss.fusion, 1e-6);
 }
 
+// Rows longer than the host's stored-exp path handles (kMaxStoredBlocks blocks per thread) take the
+// two-exp path; both must give the analytic gradient.
+TYPED_TEST(FusedClassifier, LongRowsMatchAnalyticGradient) {
+  std::mt19937 rng(13);
+  for (int64_t V : {int64_t(kernels::kBlock) * 3 + 17,
+                    int64_t(kernels::kBlock) * kernels::kMaxStoredBlocks + 5}) {
+    Problem p = random_problem(rng, 2, V, 3, 4.0);
+    p.gold = {int32_t(V - 1), 7};
+    auto r = run<TypeParam>(p, {});
+    for (int64_t i = 0; i < p.T; ++i) {
+      const float* z = &p.z[i * V];
+      const double m = *std::max_element(z, z + V);
+      double s = 0.0;
+      for (int64_t v = 0; v < V; ++v) s += std::exp(double(z[v]) - m);
+      const double lse = m + std::log(s);
+      std::vector<double> want(V);
+      double mass = 0.0;
+      for (int64_t j = 0; j < p.k; ++j)
+        if (p.ids[i * p.k + j] >= 0) mass += p.probs[i * p.k + j];
+      for (int64_t v = 0; v < V; ++v) want[v] = (0.9 + 0.1 * mass) * std::exp(z[v] - lse) / 2.0;
+      want[p.gold[i]] -= 0.9 / 2.0;
+      for (int64_t j = 0; j < p.k; ++j)
+        if (p.ids[i * p.k + j] >= 0) want[p.ids[i * p.k + j]] -= 0.1 * p.probs[i * p.k + j] / 2.0;
+      for (int64_t v = 0; v < V; ++v)
+        ASSERT_NEAR(r.grad[i * V + v], want[v], 1e-5 * std::fabs(want[v]) + 1e-9) << "V=" << V << " " << i << "," << v;
+    }
+  }
+}
+
 TYPED_TEST(FusedClassifier, EdgeCases) {
   // T = 0.
   Problem e;
@@ -322,6 +351,23 @@ TYPED_TEST(FusedClassifier, ErrorsNamePosition) {
   bad.lambda = 1.5f;
   testing::expect_error([&] { kernels::fused_classifier(TypeParam(), z, g5, rows, bad); },
                         {"lambda"});
+}
+
+TEST(FusionRowMath, FastExpAccuracyAndSpecialValues) {
+  double worst = 0.0;
+  for (float x = -87.3f; x <= 0.f; x += 0.000731f) {
+    const double e = std::exp(double(x));
+    worst = std::max(worst, std::fabs(kernels::fast_exp(x) - e) / e);
+  }
+  EXPECT_LT(worst, 2e-7);
+  for (float x : {1.f, 10.f, 88.f}) EXPECT_NEAR(kernels::fast_exp(x), std::exp(double(x)), 2e-7 * std::exp(double(x)));
+  EXPECT_EQ(kernels::fast_exp(0.f), 1.f);
+  EXPECT_EQ(kernels::fast_exp(-std::numeric_limits<float>::infinity()), 0.f);
+  EXPECT_EQ(kernels::fast_exp(-100.f), 0.f);
+  EXPECT_TRUE(std::isnan(kernels::fast_exp(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_FALSE(kernels::is_finite(std::numeric_limits<float>::infinity()));
+  EXPECT_FALSE(kernels::is_finite(std::numeric_limits<float>::quiet_NaN()));
+  EXPECT_TRUE(kernels::is_finite(-3.4e38f));
 }
 
 TEST(FusedClassifierWrapper, HostSpansMatchTorch) {

@@ -213,6 +213,22 @@ TYPED_TEST(TopkSoftmax, BadParametersAreErrors) {
       {"temperature"});
 }
 
+TEST(FusionRowMath, OrderKeyIsValueDescThenIdAsc) {
+  using kernels::order_key;
+  const float vals[] = {-std::numeric_limits<float>::infinity(), -3e38f, -2.f, -0.f, 0.f, 1e-30f,
+                        1.f, 3e38f};
+  for (float a : vals)
+    for (float b : vals)
+      for (int32_t i : {0, 5, 2000000000})
+        for (int32_t j : {0, 7, 2000000001}) {
+          const bool want = a > b || (a == b && i < j);
+          EXPECT_EQ(order_key(a, i) > order_key(b, j), want) << a << "," << i << " vs " << b << "," << j;
+        }
+  EXPECT_EQ(kernels::order_key_id(order_key(2.5f, 1234)), 1234);
+  EXPECT_EQ(kernels::order_key_value(order_key(-2.5f, 1234)), -2.5f);
+  EXPECT_GT(order_key(-std::numeric_limits<float>::infinity(), 2147483647), 0u);
+}
+
 TEST(TopkSoftmaxWrapper, HostSpans) {
   std::vector<float> z{1.f, 3.f, 2.f, 0.f, 5.f, 5.f};
   auto out = fusion::topk_softmax(z, 2, 3, {2, 1.f, false, 0}, "src");
