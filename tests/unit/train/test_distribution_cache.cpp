@@ -1,0 +1,248 @@
+// Distribution cache (train/distribution_cache.hpp): round trip (ids exact, fp16 probs within
+// 1e-3), chunked + compressed datasets, resume after a simulated interruption equals an
+// uninterrupted run, provenance mismatches refused naming the cache, the job file:line and field.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <Kokkos_Core.hpp>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <random>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/io/hdf5_handle.hpp"
+#include "fusellm/train/distribution_cache.hpp"
+
+namespace fs = std::filesystem;
+using namespace fusellm;
+
+namespace {
+class KokkosEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (!Kokkos::is_initialized()) guard_ = std::make_unique<Kokkos::ScopeGuard>();
+  }
+  void TearDown() override { guard_.reset(); }
+
+ private:
+  std::unique_ptr<Kokkos::ScopeGuard> guard_;
+};
+[[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnv);
+
+std::string temp_path(const std::string& tag) {
+  const auto p = fs::temp_directory_path() /
+                 ("fusellm_cache_" + std::to_string(::getpid()) + "_" + tag + ".h5");
+  fs::remove(p);
+  return p.string();
+}
+
+CacheProvenance prov(int64_t k = 4) {
+  CacheProvenance p;
+  p.teacher = "neox";
+  p.teacher_path = "/m/neox";
+  p.teacher_tokenizer = "/m/neox";
+  p.teacher_tokenizer_fingerprint = "aaaa";
+  p.target_tokenizer = "/m/llama";
+  p.target_tokenizer_fingerprint = "bbbb";
+  p.segmenter = "aaaa,bbbb,max=240";
+  p.max_tokens = 240;
+  p.corpus = "/c.jsonl";
+  p.k = k;
+  p.temperature = 1.0;
+  p.alignment = "mined";
+  p.version = fusellm_version();
+  return p;
+}
+
+std::vector<CacheSegment> make_segments(int64_t n, int64_t k, uint32_t seed, int64_t first_id = 0) {
+  std::mt19937 rng(seed);
+  std::vector<CacheSegment> out;
+  for (int64_t s = 0; s < n; ++s) {
+    CacheSegment c;
+    c.id = first_id + s;
+    c.doc = (first_id + s) / 2;
+    c.piece = int32_t((first_id + s) % 2);
+    c.ce = std::uniform_real_distribution<double>(0.5, 8.0)(rng);
+    c.ce_tokens = int64_t(rng() % 50);
+    c.bytes = int64_t(rng() % 500);
+    const int64_t T = 1 + int64_t(rng() % 37);
+    for (int64_t t = 0; t < T; ++t) {
+      c.target_ids.push_back(int32_t(rng() % 32000));
+      c.status.push_back(uint8_t(rng() % 14));
+      for (int64_t j = 0; j < k; ++j) {
+        const bool empty = rng() % 7 == 0;
+        c.ids.push_back(empty ? -1 : int32_t(rng() % 32000));
+        c.probs.push_back(empty ? 0.f : std::uniform_real_distribution<float>(0.f, 1.f)(rng));
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
+  EXPECT_EQ(r.id, w.id);
+  EXPECT_EQ(r.doc, w.doc);
+  EXPECT_EQ(r.piece, w.piece);
+  EXPECT_EQ(r.ce, w.ce);
+  EXPECT_EQ(r.ce_tokens, w.ce_tokens);
+  EXPECT_EQ(r.bytes, w.bytes);
+  EXPECT_EQ(r.target_ids, w.target_ids);
+  EXPECT_EQ(r.status, w.status);
+  ASSERT_EQ(r.rows.rows(), w.rows());
+  ASSERT_EQ(r.rows.k(), k);
+  for (int64_t t = 0; t < w.rows(); ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(r.rows.ids(t, j), w.ids[size_t(t * k + j)]);
+      EXPECT_NEAR(r.rows.probs(t, j), w.probs[size_t(t * k + j)], 1e-3);
+    }
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(DistributionCache, RoundTrip) {
+  const std::string path = temp_path("roundtrip");
+  const int64_t k = 4;
+  const auto segs = make_segments(50, k, 1);
+  {
+    DistributionCacheWriter w(path, prov(k));
+    EXPECT_FALSE(w.resumed());
+    for (size_t b = 0; b < segs.size(); b += 16)
+      w.append(std::vector<CacheSegment>(segs.begin() + b, segs.begin() + std::min(segs.size(), b + 16)));
+    EXPECT_EQ(w.segments_done(), 50);
+    w.finish(25, 3, 1);
+  }
+  DistributionCacheReader r(path);
+  EXPECT_TRUE(r.complete());
+  EXPECT_EQ(r.segments(), 50);
+  EXPECT_EQ(r.k(), k);
+  EXPECT_EQ(r.provenance().teacher, "neox");
+  EXPECT_EQ(r.provenance().target_tokenizer_fingerprint, "bbbb");
+  EXPECT_EQ(r.provenance().alignment, "mined");
+  for (const auto& s : segs) expect_same(s, r.read(s.id), k);
+  const std::string e = error_of([&] { r.read(77); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("segment 77"), std::string::npos) << e;
+
+  // Chunked and deflate-compressed, probs marked as fp16 bits.
+  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  for (const char* name : {"ids", "probs", "ce", "row_offsets"}) {
+    h5::Dataset d(H5Dopen2(f, name, H5P_DEFAULT));
+    h5::PropList pl(H5Dget_create_plist(d));
+    EXPECT_EQ(H5Pget_layout(pl), H5D_CHUNKED) << name;
+    bool deflate = false;
+    for (int i = 0; i < H5Pget_nfilters(pl); ++i) {
+      unsigned flags = 0;
+      size_t n = 0;
+      if (H5Pget_filter2(pl, unsigned(i), &flags, &n, nullptr, 0, nullptr, nullptr) == H5Z_FILTER_DEFLATE)
+        deflate = true;
+    }
+    EXPECT_TRUE(deflate) << name;
+  }
+  fs::remove(path);
+}
+
+TEST(DistributionCache, ResumeAfterInterruptionEqualsUninterrupted) {
+  const int64_t k = 3;
+  const auto segs = make_segments(40, k, 7);
+  auto batch = [&](size_t a, size_t b) { return std::vector<CacheSegment>(segs.begin() + a, segs.begin() + b); };
+  const std::string whole = temp_path("whole"), cut = temp_path("cut");
+  {
+    DistributionCacheWriter w(whole, prov(k));
+    w.append(batch(0, 10));
+    w.append(batch(10, 20));
+    w.append(batch(20, 30));
+    w.append(batch(30, 40));
+  }
+  {
+    DistributionCacheWriter w(cut, prov(k));
+    w.append(batch(0, 10));
+    w.append(batch(10, 20));
+    w.append(batch(20, 30), /*commit=*/false);  // killed after writing, before committing
+  }
+  {
+    DistributionCacheReader r(cut);  // a reader sees only the committed part
+    EXPECT_EQ(r.segments(), 20);
+    EXPECT_FALSE(r.complete());
+  }
+  {
+    DistributionCacheWriter w(cut, prov(k));
+    EXPECT_TRUE(w.resumed());
+    EXPECT_EQ(w.segments_done(), 20);
+    w.append(batch(20, 30));
+    w.append(batch(30, 40));
+  }
+  DistributionCacheReader a(whole), b(cut);
+  ASSERT_EQ(a.segments(), b.segments());
+  EXPECT_EQ(a.rows(), b.rows());
+  EXPECT_EQ(a.segment_ids(), b.segment_ids());
+  for (int64_t i = 0; i < a.segments(); ++i) {
+    const auto x = a.read_index(i), y = b.read_index(i);
+    EXPECT_EQ(x.target_ids, y.target_ids);
+    for (int64_t t = 0; t < x.rows.rows(); ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        EXPECT_EQ(x.rows.ids(t, j), y.rows.ids(t, j));
+        EXPECT_EQ(x.rows.probs(t, j), y.rows.probs(t, j));
+      }
+    expect_same(segs[size_t(i)], y, k);
+  }
+  fs::remove(whole);
+  fs::remove(cut);
+}
+
+TEST(DistributionCache, ProvenanceMismatchRefused) {
+  const std::string path = temp_path("prov");
+  { DistributionCacheWriter w(path, prov(4)); }
+  JobConfig job;
+  job.file = "/jobs/tiny.toml";
+  job.text = "[job]\nname = \"x\"\n\n[[source]]\nname = \"llama\"\npath = \"a\"\n\n[[source]]\nname = \"neox\"\n"
+             "tokenizer = \"t\"\n\n[distill]\n# k\ntop_k = 5\nalignment = \"em\"\n";
+  std::string e = error_of([&] { DistributionCacheWriter w(path, prov(5), &job); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("/jobs/tiny.toml:14"), std::string::npos) << e;
+  EXPECT_NE(e.find("[distill].top_k"), std::string::npos) << e;
+  auto p = prov(4);
+  p.alignment = "em";
+  e = error_of([&] { DistributionCacheWriter w(path, p, &job); });
+  EXPECT_NE(e.find("/jobs/tiny.toml:15"), std::string::npos) << e;
+  EXPECT_NE(e.find("[distill].alignment"), std::string::npos) << e;
+  p = prov(4);
+  p.target_tokenizer_fingerprint = "cccc";
+  e = error_of([&] { DistributionCacheWriter w(path, p, &job); });
+  EXPECT_NE(e.find("target_tokenizer_fingerprint"), std::string::npos) << e;
+  EXPECT_NE(e.find("[target].tokenizer"), std::string::npos) << e;
+  p = prov(4);
+  p.teacher_index = 1;
+  p.teacher_tokenizer_fingerprint = "dddd";
+  e = error_of([&] { DistributionCacheWriter w(path, p, &job); });
+  EXPECT_NE(e.find("/jobs/tiny.toml:10"), std::string::npos) << e;  // the second [[source]]'s tokenizer
+  // The reader's check does the same.
+  DistributionCacheReader r(path);
+  e = error_of([&] { r.check(prov(5), job); });
+  EXPECT_NE(e.find("[distill].top_k"), std::string::npos) << e;
+  EXPECT_EQ(error_of([&] { r.check(prov(4), job); }), "");
+  // Not a cache at all.
+  const std::string junk = temp_path("junk");
+  { std::ofstream(junk) << "not hdf5"; }
+  EXPECT_NE(error_of([&] { DistributionCacheWriter w(junk, prov(4)); }).find(junk), std::string::npos);
+  fs::remove(junk);
+  fs::remove(path);
+}
+
+TEST(DistributionCache, JobFieldLine) {
+  const std::string t = "[corpus]\npath = \"c\"\nmax_len = 256\n[[source]]\nname = \"a\"\n[[source]]\n  name = \"b\"\n";
+  EXPECT_EQ(job_field_line(t, "corpus", "max_len"), 3);
+  EXPECT_EQ(job_field_line(t, "corpus", "margin"), 0);
+  EXPECT_EQ(job_field_line(t, "source", "name", 0), 5);
+  EXPECT_EQ(job_field_line(t, "source", "name", 1), 7);
+}
