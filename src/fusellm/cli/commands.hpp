@@ -8,5 +8,6 @@ void add_info(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_score(CLI::App& app);
 void add_version(CLI::App& app);
+void add_export(CLI::App& app);
 void add_teach(CLI::App& app);
 }  // namespace fusellm::cli

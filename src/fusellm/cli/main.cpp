@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_tokenize(app);
   fusellm::cli::add_score(app);
   fusellm::cli::add_version(app);
+  fusellm::cli::add_export(app);
   fusellm::cli::add_teach(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,78 @@
+// fusellm export --checkpoint C --out DIR [--dtype f32|bf16] [--max-shard-size BYTES]: the target
+// model of a training checkpoint as a Hugging Face checkpoint directory (safetensors +
+// config.json + tokenizer files) that transformers loads (model/export_hf.hpp).
+//
+// C is a step directory (step-N, holding state.h5) or a checkpoint directory (its `latest`, or
+// the newest complete step when that one is damaged: CheckpointStore's resume rules). Every
+// checksum is verified before anything is written. The job file stored in the checkpoint names
+// the target ([target].path, or the [[source]] it was initialized from), whose config.json and
+// tokenizer ([target].tokenizer) go with the weights.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/cli/commands.hpp"
+#include "fusellm/core/error.hpp"
+#include "fusellm/core/log.hpp"
+#include "fusellm/model/export_hf.hpp"
+#include "fusellm/train/job_config.hpp"
+
+namespace fusellm::cli {
+
+namespace fs = std::filesystem;
+
+void add_export(CLI::App& app) {
+  auto* sub = app.add_subcommand("export", "write a training checkpoint's target model as a Hugging Face checkpoint");
+  struct Args {
+    std::string checkpoint, out, dtype = "f32";
+    int64_t max_shard_bytes = 5'000'000'000;
+  };
+  auto a = std::make_shared<Args>();
+  sub->add_option("--checkpoint", a->checkpoint, "checkpoint directory, or one step-N directory in it")->required();
+  sub->add_option("--out", a->out, "output directory (created; earlier model files in it are replaced)")->required();
+  sub->add_option("--dtype", a->dtype, "tensor type written: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  sub->add_option("--max-shard-size", a->max_shard_bytes, "bytes per safetensors shard (save_pretrained: 5GB)")
+      ->check(CLI::PositiveNumber);
+  sub->callback([a] {
+    const bool step_dir = fs::exists(fs::path(a->checkpoint) / "state.h5");
+    std::optional<Checkpoint> ck;
+    if (step_dir) {
+      ck = CheckpointStore::load(a->checkpoint);
+    } else {
+      if (!fs::is_directory(a->checkpoint)) fail("{}: no such checkpoint directory", a->checkpoint);
+      ck = CheckpointStore(a->checkpoint, 0).load_latest();
+      if (!ck) fail("{}: holds no training checkpoint (no step-N directory with a completion marker)", a->checkpoint);
+    }
+    for (const std::string& w : ck->warnings) spdlog::warn("{}", w);
+    if (ck->model.empty()) fail("{}: the checkpoint holds no model tensors", ck->path);
+    if (ck->state.job_toml.empty()) fail("{}: the checkpoint holds no job file (cannot find the target's config)", ck->path);
+    JobParseOptions po;
+    po.check_paths = false;
+    const JobConfig job = with_context(fmt::format("{}: the job file stored in the checkpoint", ck->path),
+                                       [&] { return parse_job(ck->state.job_toml, ck->path + "/job.toml", po); });
+    std::string config_dir = job.target.path;
+    if (config_dir.empty()) {
+      const SourceConfig* s = job.find_source(job.target.init_from);
+      if (!s) fail("{}: [target].init_from names no [[source]] ('{}')", ck->path, job.target.init_from);
+      config_dir = s->path;
+    }
+    if (!fs::exists(fs::path(config_dir) / "config.json"))
+      fail("{}: the target's config.json is not there (the job names {} as the target)", config_dir, config_dir);
+    const std::string tokenizer_dir = job.target.tokenizer.empty() ? config_dir : job.target.tokenizer;
+
+    std::vector<SafetensorsEntry> tensors;
+    tensors.reserve(ck->model.size());
+    for (const NamedTensor& t : ck->model) tensors.push_back({t.name, t.tensor.shape(), t.tensor.span()});
+    ExportOptions opt;
+    opt.dtype = a->dtype == "bf16" ? DType::BF16 : DType::F32;
+    opt.max_shard_bytes = a->max_shard_bytes;
+    const ExportResult r = export_hf(tensors, config_dir, tokenizer_dir, a->out, opt);
+    std::printf("exported %s (step %lld, %zu tensors, %.1f MB %s) to %s:\n", ck->path.c_str(),
+                static_cast<long long>(ck->state.step), tensors.size(), double(r.tensor_bytes) / 1e6,
+                a->dtype.c_str(), a->out.c_str());
+    for (const std::string& f : r.files) std::printf("  %s\n", f.c_str());
+  });
+}
+
+}  // namespace fusellm::cli
