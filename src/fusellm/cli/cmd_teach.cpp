@@ -3,11 +3,8 @@
 // and write its aligned sparse top-k distributions and per-segment CE to <[cache].dir>/NAME.h5.
 // Run it once per [[source]]; an interrupted run continues where it stopped. A summary goes to
 // stdout, progress (segments/s, tokens/s) to stderr.
-#include <Kokkos_Core.hpp>
-
 #include <cstdio>
 #include <memory>
-#include <optional>
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/core/error.hpp"
@@ -22,6 +19,7 @@ struct TeachCli {
   std::string source;
   int64_t limit = -1;
   int64_t batch = 16;
+  std::string cache_dir;
   bool quiet = false;
 };
 }  // namespace
@@ -32,13 +30,14 @@ void add_teach(CLI::App& app) {
   sub->add_option("--job", o->job, "job file (TOML)")->required();
   sub->add_option("--source", o->source, "the [[source]] to run")->required();
   sub->add_option("--limit", o->limit, "only the first N segments of the corpus (a later run can continue)");
+  sub->add_option("--cache-dir", o->cache_dir, "the caches' directory (overrides the job's [cache].dir)");
   sub->add_option("--batch", o->batch, "segments per committed batch (default 16)");
   sub->add_flag("-q,--quiet", o->quiet, "no progress lines");
   sub->callback([o] {
-    const JobConfig job = load_job(o->job);
-    std::optional<Kokkos::ScopeGuard> kokkos;
-    if (!Kokkos::is_initialized()) kokkos.emplace();
+    JobConfig job = load_job(o->job);
+    if (!o->cache_dir.empty()) job.cache.dir = o->cache_dir;
     TeachOptions opt;
+    opt.init_kokkos = true;  // after the job and the cache are checked
     opt.source = o->source;
     opt.limit = o->limit;
     opt.batch_segments = o->batch;

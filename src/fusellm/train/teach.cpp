@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "fusellm/align/align_tokens.hpp"
@@ -152,7 +153,8 @@ void check_offline_caches(const JobConfig& job, bool require_complete) {
 }
 
 TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
-  if (!Kokkos::is_initialized()) fail("teach: Kokkos is not initialized");
+  std::optional<Kokkos::ScopeGuard> kokkos;  // first: outlives every View below
+  if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("teach: Kokkos is not initialized");
   require_cache_dir(job);
   const SourceConfig& src = find_source_or_fail(job, opt.source);
   const int64_t k = job.distill.top_k;
@@ -187,6 +189,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
     return res;
   }
 
+  if (!Kokkos::is_initialized()) kokkos.emplace();
   const auto model = with_context(fmt::format("{}: [[source]] '{}'", job.file, src.name),
                                   [&] { return CausalLM::load(src.path); });
   const int64_t V = model->info().vocab_size;

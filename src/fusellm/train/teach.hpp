@@ -12,7 +12,7 @@
 // last committed batch. Every inconsistency between the job and an existing cache is refused
 // before any model is loaded.
 //
-// Needs Kokkos initialized (the CLI and the tests do it).
+// Needs Kokkos initialized, or TeachOptions::init_kokkos (then Kokkos is finalized on return).
 #include <cstdint>
 #include <string>
 
@@ -27,6 +27,7 @@ struct TeachOptions {
   int64_t limit = -1;          // only the first `limit` segments of the corpus (< 0: all)
   int64_t batch_segments = 16; // segments per committed batch
   bool progress = true;        // a progress line on stderr every few seconds
+  bool init_kokkos = false;    // initialize Kokkos (after the checks) when it is not yet (the CLI)
 };
 
 struct TeachResult {
