@@ -313,7 +313,7 @@ std::string read_text(hid_t file, const char* name, const std::string& where) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-Checkpoint read_state_file(const fs::path& file) {
+TrainCheckpoint read_state_file(const fs::path& file) {
   const std::string where = file.string();
   h5::ErrorSilencer quiet;
   if (H5Fis_hdf5(file.c_str()) <= 0) fail("{}: not a readable HDF5 file (truncated or overwritten?)", where);
@@ -322,7 +322,7 @@ Checkpoint read_state_file(const fs::path& file) {
   if (int64_t v = read_attr<int64_t>(f, "format_version", H5T_NATIVE_INT64, where); v != kFormatVersion)
     fail("{}: checkpoint format version {}, this build reads {}", where, v, kFormatVersion);
 
-  Checkpoint c;
+  TrainCheckpoint c;
   TrainState& s = c.state;
   auto i64 = [&](const char* n) { return read_attr<int64_t>(f, n, H5T_NATIVE_INT64, where); };
   auto f64 = [&](const char* n) { return read_attr<double>(f, n, H5T_NATIVE_DOUBLE, where); };
@@ -353,7 +353,7 @@ Checkpoint read_state_file(const fs::path& file) {
 
 }  // namespace
 
-// ---- CheckpointContents / Checkpoint --------------------------------------------------------
+// ---- CheckpointContents / TrainCheckpoint --------------------------------------------------------
 
 void CheckpointContents::add_optimizer(const AdamW& opt) {
   std::map<std::string, const Shape*> shapes;
@@ -368,13 +368,13 @@ void CheckpointContents::add_optimizer(const AdamW& opt) {
   state.optim_steps = opt.steps();
 }
 
-const Tensor* Checkpoint::find_model(const std::string& name) const {
+const Tensor* TrainCheckpoint::find_model(const std::string& name) const {
   for (const auto& t : model)
     if (t.name == name) return &t.tensor;
   return nullptr;
 }
 
-void Checkpoint::restore_optimizer(AdamW& opt) const {
+void TrainCheckpoint::restore_optimizer(AdamW& opt) const {
   if (optim_m.size() != optim_v.size())
     fail("{}: {} exp_avg tensors but {} exp_avg_sq", path, optim_m.size(), optim_v.size());
   opt.clear();
@@ -496,7 +496,7 @@ std::vector<int64_t> CheckpointStore::complete_steps() const {
   return steps;
 }
 
-Checkpoint CheckpointStore::load(const std::string& step_dir) {
+TrainCheckpoint CheckpointStore::load(const std::string& step_dir) {
   const fs::path d(step_dir);
   if (!fs::is_directory(d)) fail("{}: no such checkpoint directory", step_dir);
   const fs::path marker = d / kMarker;
@@ -515,13 +515,13 @@ Checkpoint CheckpointStore::load(const std::string& step_dir) {
   if (actual != size)
     fail("{}: {} has {} bytes but the marker recorded {} (truncated or overwritten)", step_dir, kStateFile, actual,
          size);
-  Checkpoint c = read_state_file(state);
+  TrainCheckpoint c = read_state_file(state);
   if (c.state.step != step) fail("{}: the marker says step {}, {} says step {}", step_dir, step, kStateFile, c.state.step);
   c.path = step_dir;
   return c;
 }
 
-std::optional<Checkpoint> CheckpointStore::load_latest() const {
+std::optional<TrainCheckpoint> CheckpointStore::load_latest() const {
   const fs::path dir(dir_);
   if (!fs::is_directory(dir)) return std::nullopt;
 
@@ -560,7 +560,7 @@ std::optional<Checkpoint> CheckpointStore::load_latest() const {
   for (int64_t s : order) {
     const std::string path = (dir / step_name(s)).string();
     try {
-      Checkpoint c = load(path);
+      TrainCheckpoint c = load(path);
       c.warnings = std::move(warnings);
       if (!c.warnings.empty()) spdlog::warn("checkpoint {}: resuming from {} (step {})", dir_, path, c.state.step);
       return c;

@@ -75,7 +75,7 @@ struct NamedTensor {
   Tensor tensor;
 };
 
-struct Checkpoint {
+struct TrainCheckpoint {
   std::string path;  // the step-<N> directory it was read from
   TrainState state;
   std::vector<NamedTensor> model, optim_m, optim_v;  // in the order they were saved
@@ -98,10 +98,10 @@ class CheckpointStore {
   std::string save(const CheckpointContents& c) const;
 
   // The newest usable checkpoint (see above); nullopt when the directory holds none at all.
-  std::optional<Checkpoint> load_latest() const;
+  std::optional<TrainCheckpoint> load_latest() const;
 
   // One checkpoint directory, fully verified; Error naming what is wrong.
-  static Checkpoint load(const std::string& step_dir);
+  static TrainCheckpoint load(const std::string& step_dir);
 
   // Steps of the directories that have a completion marker, ascending (not verified).
   std::vector<int64_t> complete_steps() const;
@@ -112,7 +112,7 @@ class CheckpointStore {
   void prune(int64_t saved_step) const;
 };
 
-inline std::optional<Checkpoint> load_latest(const std::string& dir) { return CheckpointStore(dir).load_latest(); }
+inline std::optional<TrainCheckpoint> load_latest(const std::string& dir) { return CheckpointStore(dir).load_latest(); }
 
 // The generator's full state as text (operator<<), and back; Error on text that is not one.
 std::string rng_to_text(const std::mt19937_64& rng);

@@ -36,7 +36,7 @@ void add_export(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->callback([a] {
     const bool step_dir = fs::exists(fs::path(a->checkpoint) / "state.h5");
-    std::optional<Checkpoint> ck;
+    std::optional<TrainCheckpoint> ck;
     if (step_dir) {
       ck = CheckpointStore::load(a->checkpoint);
     } else {

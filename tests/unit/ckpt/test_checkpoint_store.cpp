@@ -84,7 +84,7 @@ struct ToyRun {
     c.state.job_toml = "[job]\nname = \"toy\"\n";
     return c;
   }
-  void restore(const Checkpoint& c) {
+  void restore(const TrainCheckpoint& c) {
     for (size_t t = 0; t < model.names.size(); ++t) {
       const Tensor* p = c.find_model(model.names[t]);
       ASSERT_NE(p, nullptr);

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/io/safetensors.hpp"
 #include "fusellm/core/dtype.hpp"
 
 namespace fusellm {
@@ -23,25 +24,18 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kFixtures = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures";
 
-// A minimal safetensors reader (io/safetensors.hpp's Checkpoint shares its name with the training
-// checkpoint's, so the two headers do not go in one file): name -> (dtype, shape, bytes).
+// name -> (dtype, shape, bytes) of an exported file, through the project's safetensors reader.
 struct StTensor {
   std::string dtype;
   Shape shape;
   std::string bytes;
 };
 std::map<std::string, StTensor> read_st(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  uint64_t n = 0;
-  std::memcpy(&n, all.data(), 8);
-  const auto h = nlohmann::json::parse(all.substr(8, n));
+  const SafetensorsFile f(p.string());
   std::map<std::string, StTensor> out;
-  for (const auto& [name, v] : h.items()) {
-    if (name == "__metadata__") continue;
-    const size_t b = v["data_offsets"][0], e = v["data_offsets"][1];
-    out[name] = {v["dtype"], v["shape"].get<Shape>(), all.substr(8 + n + b, e - b)};
-  }
+  for (const auto& [name, t] : f.tensors())
+    out[name] = {std::string(dtype_name(t.dtype)), t.shape,
+                 std::string(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size())};
   return out;
 }
 
