@@ -9,8 +9,10 @@
         CPU time (time.thread_time) and wall time. --docs N: the first N documents only (the
         full set takes minutes); the rate is per target token either way.
     python3 benchmarks/bench_align.py mapping SRC.json TGT.json [--sample N]
-        the reference vocabulary mapping on N source tokens drawn at random (seeded) from those
-        with no exact match, extrapolated to all of them; the exact-match part is timed in full.
+        the reference vocabulary mapping (numpy, candidates by length group, the same result as
+        brute force) on N source tokens drawn at random (seeded) from those with no exact match,
+        extrapolated to all of them; the exact-match part is timed in full. Also the original's
+        brute force (one plain-Python Levenshtein per target token) on 5 of them, extrapolated.
     python3 benchmarks/bench_align.py train OUTDIR
         trains the benchmark's 32,000 (SentencePiece-style BPE) and 50,000 (byte-level BPE)
         vocabularies with `tokenizers` on local text (licenses, man pages, C headers, the Python
@@ -97,10 +99,21 @@ def bench_mapping(src_path, tgt_path, sample):
     ref.vocab_mapping(src, tgt, only=picked)
     per_query = (time.thread_time() - c0) / max(1, len(picked))
     est = exact_cpu + per_query * len(queries)
+    # The original's algorithm as written (every target token, one Levenshtein call each; here the
+    # plain-Python one), on a handful of the same queries.
+    cands = [j for j in range(len(tgt)) if not tgt.special(j) and (tgt.tokens[j] or tgt.flags[j] & ref.FLAG_ADDED)]
+    brute = picked[:5]
+    c0 = time.thread_time()
+    for i in brute:
+        x = src.normalized[i]
+        min(((ref.levenshtein.__wrapped__(x, tgt.normalized[j]), j) for j in cands))
+    brute_per_query = (time.thread_time() - c0) / max(1, len(brute))
     print(json.dumps({"bench": "mapping", "impl": "python-reference", "source_vocab": len(src),
                       "target_vocab": len(tgt), "mined_queries": len(queries), "sampled": len(picked),
                       "seconds_per_query": per_query, "exact_part_seconds": exact_cpu,
-                      "extrapolated_seconds": est}), flush=True)
+                      "extrapolated_seconds": est, "brute_force_sampled": len(brute),
+                      "brute_force_seconds_per_query": brute_per_query,
+                      "brute_force_extrapolated_seconds": exact_cpu + brute_per_query * len(queries)}), flush=True)
 
 
 def corpus(limit_bytes=120 << 20):

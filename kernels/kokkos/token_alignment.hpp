@@ -310,7 +310,8 @@ void token_alignment_dtw(TokenAlignmentDTW<ExecSpace> f, int64_t n_docs, int64_t
   const int64_t rows = 3 * (max_tgt_len > 0 ? max_tgt_len : 1), diags = 3 * (max_src_len > 0 ? max_src_len : 1);
   const size_t bytes = Policy::ScratchI::shmem_size(rows > diags ? rows : diags) + Policy::ScratchU64::shmem_size(256) + 64;
   f.scratch_level = bytes <= 32 * 1024 ? 0 : 1;
-  Kokkos::TeamPolicy<ExecSpace> policy(n_docs, Kokkos::AUTO);
+  // Documents differ in cost (n x m): dynamic scheduling balances the CPU threads.
+  Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>> policy(n_docs, Kokkos::AUTO);
   policy = policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(bytes));
   Kokkos::parallel_for("fusellm::align::token_alignment_dtw", policy, f);
 }

@@ -90,7 +90,8 @@ struct VocabMappingMinED {
 
 template <class ExecSpace>
 void vocab_mapping_mined(const VocabMappingMinED<ExecSpace>& f, int64_t n_queries) {
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  // Queries differ in cost (the length groups they scan): dynamic scheduling.
+  using Policy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
   Policy policy(n_queries, Kokkos::AUTO);
   policy = policy.set_scratch_size(0, Kokkos::PerTeam(VocabMappingMinED<ExecSpace>::Peq::shmem_size(256)));
   Kokkos::parallel_for("fusellm::align::vocab_mapping_mined", policy, f);
