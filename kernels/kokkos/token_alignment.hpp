@@ -176,13 +176,15 @@ struct TokenAlignmentDTW {
       int32_t* next = buf.data() + 2 * mc;  // row i + 1
       const int32_t* tu = tgt_u.data() + ct0;
       const int32_t* su = src_u.data() + cs0;
+      // First minimum of (diag, up, left), as np.argmin, without branches (they mispredict):
+      // values are < 2^29, so a difference's sign bit is the comparison.
       auto cell = [&](const int32_t* up_row, int32_t left, int64_t j, uint8_t& move) {
-        int32_t best = up_row[j - 1];
-        move = kDtwDiag;  // first minimum of (diag, up, left), as np.argmin
-        const int32_t vu = up_row[j];
-        if (vu < best) { best = vu; move = kDtwUp; }
-        if (left < best) { best = left; move = kDtwLeft; }
-        return best;
+        const int32_t vd = up_row[j - 1], vu = up_row[j];
+        const int32_t d1 = vu - vd, m1 = d1 >> 31;        // -1 where up < diag
+        const int32_t best = vd + (d1 & m1);
+        const int32_t d2 = left - best, m2 = d2 >> 31;    // -1 where left < best
+        move = uint8_t(((m1 & kDtwUp) & ~m2) | (m2 & kDtwLeft));
+        return best + (d2 & m2);
       };
       {  // row 0: only moves left
         const int32_t* crow = table + int64_t(su[0]) * nut;
