@@ -10,4 +10,5 @@ void add_score(CLI::App& app);
 void add_version(CLI::App& app);
 void add_export(CLI::App& app);
 void add_teach(CLI::App& app);
+void add_train(CLI::App& app);
 }  // namespace fusellm::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_version(app);
   fusellm::cli::add_export(app);
   fusellm::cli::add_teach(app);
+  fusellm::cli::add_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,69 @@
+// fusellm train --job J [--max-steps N] [--cache-dir D] [--export DIR]: offline mode's second step
+// (DESIGN.md section 2): continual training of the target from the teachers' distribution caches
+// (train/trainer.hpp). Metrics go to <output_dir>/metrics.jsonl, a human line per log interval to
+// stderr (with a progress bar on a terminal), checkpoints to [checkpoint].dir; a run resumes from
+// its `latest`. At the end the target is exported in Hugging Face layout (to --export, default
+// <output_dir>/export).
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "fusellm/cli/commands.hpp"
+#include "fusellm/core/error.hpp"
+#include "fusellm/train/job_config.hpp"
+#include "fusellm/train/trainer.hpp"
+
+namespace fusellm::cli {
+
+namespace {
+struct TrainCli {
+  std::string job;
+  int64_t max_steps = -1;
+  int64_t stop_after = -1;
+  int64_t limit = -1;
+  std::string cache_dir;
+  std::string export_dir;
+  std::string dump;
+  bool no_export = false;
+  bool quiet = false;
+};
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto o = std::make_shared<TrainCli>();
+  auto* sub = app.add_subcommand("train", "continual training of the target from the teachers' caches (offline mode)");
+  sub->add_option("--job", o->job, "job file (TOML)")->required();
+  sub->add_option("--max-steps", o->max_steps, "optimizer steps (overrides [train].max_steps and the schedule's length)");
+  sub->add_option("--stop-after", o->stop_after, "stop after N steps of this run, with a checkpoint (the schedule is unchanged)");
+  sub->add_option("--limit", o->limit, "only the first N segments (caches taught with `teach --limit`)");
+  sub->add_option("--cache-dir", o->cache_dir, "the caches' directory (overrides the job's [cache].dir)");
+  sub->add_option("--export", o->export_dir, "where to write the HF export of the target (default <output_dir>/export)");
+  sub->add_flag("--no-export", o->no_export, "no HF export at the end");
+  sub->add_option("--dump", o->dump, "write each step's packed sequences and fused targets as JSON lines (reference tests)");
+  sub->add_flag("-q,--quiet", o->quiet, "no human lines on stderr");
+  sub->callback([o] {
+    JobConfig job = load_job(o->job);
+    if (!o->cache_dir.empty()) job.cache.dir = o->cache_dir;
+    TrainOptions opt;
+    opt.init_kokkos = true;  // after the job and the caches are checked
+    opt.max_steps = o->max_steps;
+    opt.stop_after = o->stop_after;
+    opt.limit = o->limit;
+    opt.require_complete_caches = o->limit < 0;
+    opt.progress = !o->quiet;
+    opt.dump_path = o->dump;
+    if (!o->no_export)
+      opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
+    const TrainResult r = train(job, opt);
+    std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
+                (long long)r.start_step, (long long)r.end_step, (long long)r.total_steps, (long long)r.segments,
+                (long long)r.sequences);
+    if (!r.steps.empty())
+      std::printf("loss: %.6f -> %.6f\n", r.steps.front().loss, r.steps.back().loss);
+    std::printf("metrics: %s\n", r.metrics_path.c_str());
+    if (!r.last_checkpoint.empty()) std::printf("checkpoint: %s\n", r.last_checkpoint.c_str());
+    if (!opt.export_dir.empty()) std::printf("export: %s\n", opt.export_dir.c_str());
+  });
+}
+
+}  // namespace fusellm::cli

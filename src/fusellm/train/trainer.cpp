@@ -1,0 +1,378 @@
+#include "fusellm/train/trainer.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+
+#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/core/error.hpp"
+#include "fusellm/core/log.hpp"
+#include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/fusion/fusion.hpp"
+#include "fusellm/model/export_hf.hpp"
+#include "fusellm/model/llama_train.hpp"
+#include "fusellm/tokenizer/tokenizer.hpp"
+#include "fusellm/train/adamw.hpp"
+#include "fusellm/train/distribution_cache.hpp"
+#include "fusellm/train/grad_clip.hpp"
+#include "fusellm/train/lr_schedule.hpp"
+#include "fusellm/train/packer.hpp"
+#include "fusellm/train/segmenter.hpp"
+#include "fusellm/train/teach.hpp"
+
+namespace fusellm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool needs_caches(const JobConfig& job) {
+  return job.distill.fusion != FusionKind::None && job.distill.lambda != 1.0;
+}
+
+// The segments with everything the packer needs.
+std::vector<PackInput> load_inputs(const JobConfig& job, const TrainOptions& opt, std::vector<std::string>& names) {
+  std::vector<PackInput> in;
+  if (needs_caches(job)) {
+    std::vector<std::unique_ptr<DistributionCacheReader>> rd;
+    int64_t n = -1;
+    for (const auto& s : job.sources) {
+      rd.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, s.name)));
+      names.push_back(s.name);
+      n = n < 0 ? rd.back()->segments() : std::min(n, rd.back()->segments());
+    }
+    if (opt.limit >= 0) n = std::min(n, opt.limit);
+    for (size_t j = 0; j < rd.size(); ++j)
+      if (opt.limit < 0 && rd[j]->segments() != n)
+        fail("{}: holds {} segments, {} holds {} (run `fusellm teach` for every source to the same point)",
+             rd[j]->path(), rd[j]->segments(), rd[0]->path(), rd[0]->segments());
+    in.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) {
+      PackInput& p = in[size_t(i)];
+      for (size_t j = 0; j < rd.size(); ++j) {
+        CachedSegment c = rd[j]->read_index(i);
+        if (c.id != i) fail("{}: segment {} has id {}, expected {}", rd[j]->path(), i, c.id, i);
+        if (j == 0) {
+          p.id = c.id;
+          p.target_ids = std::move(c.target_ids);
+        } else if (c.target_ids != p.target_ids) {
+          fail("{}: segment {}: target tokens differ from {}'s (caches of different target tokenizations)",
+               rd[j]->path(), i, rd[0]->path());
+        }
+        p.rows.push_back(c.rows);
+        p.ce.push_back(c.ce);
+      }
+    }
+    return in;
+  }
+  // CLM only: cut the segments as teach does and tokenize with the target tokenizer.
+  std::vector<std::string> paths;
+  for (const auto& s : job.sources)
+    if (std::find(paths.begin(), paths.end(), s.tokenizer) == paths.end()) paths.push_back(s.tokenizer);
+  if (std::find(paths.begin(), paths.end(), job.target.tokenizer) == paths.end()) paths.push_back(job.target.tokenizer);
+  std::vector<std::unique_ptr<Tokenizer>> toks;
+  std::vector<const Tokenizer*> ptrs;
+  const Tokenizer* target = nullptr;
+  for (const auto& p : paths) {
+    toks.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p), [&] { return Tokenizer::load(p); }));
+    ptrs.push_back(toks.back().get());
+    if (p == job.target.tokenizer) target = toks.back().get();
+  }
+  const Segmenter seg(ptrs, Segmenter::max_tokens_of(job));
+  SegmentStream stream(CorpusReader::from_job(job), seg);
+  Segment s;
+  while ((opt.limit < 0 || int64_t(in.size()) < opt.limit) && stream.next(s)) {
+    PackInput p;
+    p.id = s.id;
+    p.target_ids = target->encode(s.text, true).ids;
+    in.push_back(std::move(p));
+  }
+  return in;
+}
+
+std::vector<int64_t> permutation(std::mt19937_64& rng, int64_t n) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;
+  for (int64_t i = n - 1; i > 0; --i) std::swap(p[size_t(i)], p[size_t(rng() % uint64_t(i + 1))]);
+  return p;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = int64_t(s + 0.5);
+  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+}
+
+}  // namespace
+
+std::string target_dir(const JobConfig& job) {
+  if (!job.target.path.empty()) return job.target.path;
+  if (const SourceConfig* s = job.find_source(job.target.init_from)) return s->path;
+  fail("{}: [target]: neither path nor a known init_from", job.file);
+}
+
+TrainResult train(const JobConfig& job, const TrainOptions& opt) {
+  std::optional<Kokkos::ScopeGuard> kokkos;  // first: outlives every View below
+  if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
+  if (job.train.dtype != TrainDType::F32)
+    fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
+  if (job.topology.student_ranks != 1)
+    fail("{}: [topology].student_ranks = {}: this trainer is single-process (1)", job.file, job.topology.student_ranks);
+  const bool fusing = needs_caches(job);
+  if (fusing) check_offline_caches(job, opt.require_complete_caches);
+  if (!Kokkos::is_initialized()) kokkos.emplace();
+
+  TrainResult res;
+  // ---- data ------------------------------------------------------------------------------------------
+  std::vector<std::string> names;
+  const std::vector<PackInput> inputs = load_inputs(job, opt, names);
+  if (inputs.empty()) fail("{}: the corpus gives no segment to train on", job.file);
+  std::vector<int64_t> lens;
+  for (const auto& p : inputs) lens.push_back(int64_t(p.target_ids.size()));
+  const Packer packer(lens, job.corpus.max_len);
+  const int64_t nseq = packer.sequences();
+  res.segments = int64_t(inputs.size());
+  res.sequences = nseq;
+  const int64_t K = int64_t(names.size());
+
+  // ---- model, optimizer, schedule -----------------------------------------------------------------------
+  const std::string tdir = target_dir(job);
+  model::TrainableLlama model = with_context(fmt::format("{}: [target] {}", job.file, tdir),
+                                             [&] { return model::TrainableLlama::load(tdir); });
+  const int64_t V = model.arch().vocab;
+  for (const auto& p : inputs)
+    for (int32_t id : p.target_ids)
+      if (id < 0 || id >= V) fail("segment {}: target token id {} outside the target vocabulary of {}", p.id, id, V);
+
+  const int64_t G = job.train.global_batch;
+  const int64_t max_steps = opt.max_steps > 0 ? opt.max_steps : job.train.max_steps.value_or(-1);
+  const int64_t total_seq = job.train.epochs * nseq;
+  const int64_t total_steps = max_steps > 0 ? max_steps : std::max<int64_t>(1, (total_seq + G - 1) / G);
+  res.total_steps = total_steps;
+  LrSchedule sched;
+  sched.kind = job.optim.schedule;
+  sched.base_lr = job.optim.lr;
+  sched.total_steps = total_steps;
+  sched.warmup_steps = warmup_steps_for(total_steps, job.optim.warmup_ratio, job.optim.warmup_steps);
+  sched.min_lr_ratio = job.optim.min_lr_ratio;
+  AdamW adamw({job.optim.beta1, job.optim.beta2, job.optim.eps, job.optim.weight_decay});
+
+  TrainState st;
+  std::mt19937_64 rng(uint64_t(job.job.seed));
+  CheckpointStore store(job.checkpoint.dir, job.checkpoint.keep);
+  if (job.checkpoint.resume) {
+    if (auto ck = store.load_latest()) {
+      for (const auto& w : ck->warnings) spdlog::warn("train: {}", w);
+      for (auto& p : model.parameters()) {
+        const Tensor* t = ck->find_model(p.name);
+        if (!t) fail("{}: has no tensor {} (a checkpoint of another model?)", ck->path, p.name);
+        if (t->shape() != p.value.shape())
+          fail("{}: tensor {} is {}, the target's is {}", ck->path, p.name, shape_str(t->shape()), shape_str(p.value.shape()));
+        std::copy(t->data(), t->data() + t->size(), p.value.data());
+      }
+      ck->restore_optimizer(adamw);
+      st = ck->state;
+      if (!(st.schedule == sched))
+        spdlog::warn("train: {}: the checkpoint's schedule ({} steps, warmup {}) differs from the job's ({} steps, "
+                     "warmup {}); continuing with the job's",
+                     ck->path, st.schedule.total_steps, st.schedule.warmup_steps, sched.total_steps, sched.warmup_steps);
+      if (st.job_toml != job.to_toml()) spdlog::warn("train: {}: written by a different job; continuing with this one", ck->path);
+      rng_from_text(rng, st.rng_state);
+      res.start_step = st.step;
+      spdlog::info("train: resumed from {} (step {}, {} tokens seen)", ck->path, st.step, st.tokens_seen);
+    }
+  }
+  st.schedule = sched;
+  // rng: the state at the start of the sampler's epoch; the epoch's permutation is drawn from it.
+  std::mt19937_64 epoch_rng_start = rng;
+  std::vector<int64_t> perm = permutation(rng, nseq);
+
+  std::vector<ParamGrad> pg;
+  for (auto& p : model.parameters()) pg.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+
+  fs::create_directories(job.job.output_dir);
+  res.metrics_path = (fs::path(job.job.output_dir) / "metrics.jsonl").string();
+  std::ofstream metrics(res.metrics_path, std::ios::app);
+  if (!metrics) fail("{}: cannot open for writing", res.metrics_path);
+  std::ofstream dump;
+  if (!opt.dump_path.empty()) {
+    dump.open(opt.dump_path);
+    if (!dump) fail("{}: cannot open for writing", opt.dump_path);
+  }
+  const bool tty = opt.progress && ::isatty(2);
+
+  auto save = [&] {
+    CheckpointContents c;
+    for (const auto& p : model.parameters()) c.model.push_back({p.name, p.value.shape(), p.value.span()});
+    c.add_optimizer(adamw);
+    c.state = st;
+    c.state.optim_steps = adamw.steps();
+    c.state.rng_state = rng_to_text(epoch_rng_start);
+    c.state.job_toml = job.to_toml();
+    res.last_checkpoint = store.save(c);
+  };
+
+  fusion::FusedClassifierParams fcp;
+  fcp.lambda = fusing ? float(job.distill.lambda) : 1.0f;
+  fcp.reduction = fusion::LossReduction::kMean;
+
+  const auto t0 = Clock::now();
+  auto t_interval = t0;
+  int64_t interval_tokens = 0;
+  std::vector<int64_t> wins(size_t(K), 0);
+  int64_t interval_seqs = 0;
+  const int64_t run_steps = opt.stop_after > 0 ? opt.stop_after : total_steps;
+  int64_t done_this_run = 0;
+
+  while (st.step < total_steps && done_this_run < run_steps) {
+    // The sequences of this step.
+    std::vector<int64_t> seqs;
+    while (int64_t(seqs.size()) < G) {
+      if (max_steps <= 0 && st.sampler_epoch * nseq + st.sampler_position >= total_seq) break;
+      if (st.sampler_position >= nseq) {
+        ++st.sampler_epoch;
+        st.sampler_position = 0;
+        epoch_rng_start = rng;
+        perm = permutation(rng, nseq);
+      }
+      seqs.push_back(perm[size_t(st.sampler_position++)]);
+    }
+    if (seqs.empty()) break;
+    const int64_t step = st.step + 1;  // 1-based, as logged
+    model.zero_grad();
+    double loss = 0, clm = 0, fus = 0;
+    int64_t step_tokens = 0;
+    nlohmann::json dstep;
+    if (dump.is_open()) dstep = {{"step", step}, {"sequences", nlohmann::json::array()}};
+    for (const int64_t si : seqs) {
+      const PackedSequence ps = packer.build(si, inputs, job.corpus.document_mask);
+      const int64_t T = ps.tokens();
+      Tensor logits = model.forward(ps.ids, ps.doc_ids);
+      fusion::HostRows targets;
+      if (fusing) {
+        std::vector<float> scores(static_cast<size_t>(K));
+        for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
+        const std::vector<int64_t> offs{0, T};
+        fusion::Fused f = job.distill.fusion == FusionKind::MinCE
+                              ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
+                              : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
+        if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
+        targets = f.rows;
+      } else {
+        targets = fusion::HostRows("clm", T, 1);
+      }
+      if (dump.is_open()) {
+        nlohmann::json ds = {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}};
+        std::vector<std::vector<int32_t>> tid(static_cast<size_t>(T));
+        std::vector<std::vector<float>> tpr(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t c = 0; c < targets.k(); ++c) {
+            tid[size_t(t)].push_back(targets.ids(t, c));
+            tpr[size_t(t)].push_back(targets.probs(t, c));
+          }
+        ds["target_ids"] = tid;
+        ds["target_probs"] = tpr;
+        dstep["sequences"].push_back(ds);
+      }
+      const auto r = fusion::fused_classifier(logits.span(), T, V, ps.gold, targets, fcp);
+      if (!std::isfinite(r.clm))
+        fail("train: step {}: the CLM loss is {} (sequence {}); stopped, the last good checkpoint is {}", step, r.clm,
+             si, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
+      if (fusing && !std::isfinite(r.fusion))
+        fail("train: step {}: the Fusion loss is {} (sequence {}); stopped, the last good checkpoint is {}", step,
+             r.fusion, si, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
+      const float scale = 1.0f / float(seqs.size());
+      for (float& g : logits.span()) g *= scale;
+      model.backward(logits.span());
+      loss += r.loss;
+      clm += r.clm;
+      fus += r.fusion;
+      step_tokens += T;
+    }
+    const double n = double(seqs.size());
+    loss /= n, clm /= n, fus /= n;
+    const double gnorm = clip_grad_norm(pg, job.optim.clip);
+    if (!std::isfinite(gnorm))
+      fail("train: step {}: the gradient norm is {} (loss {}); stopped, the last good checkpoint is {}", step, gnorm,
+           loss, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
+    const double lr = sched.lr(st.step);
+    adamw.step(pg, lr);
+    st.step = step;
+    st.tokens_seen += step_tokens;
+    ++done_this_run;
+    interval_tokens += step_tokens;
+    interval_seqs += int64_t(seqs.size());
+    res.steps.push_back({step, loss, clm, fus, lr, gnorm, st.tokens_seen});
+    if (dump.is_open()) {
+      dstep["loss"] = loss, dstep["clm"] = clm, dstep["fusion"] = fus, dstep["lr"] = lr, dstep["grad_norm"] = gnorm;
+      dump << dstep.dump() << "\n";
+    }
+
+    const bool last = st.step >= total_steps || done_this_run >= run_steps;
+    if (st.step % job.train.log_interval == 0 || last) {
+      const auto now = Clock::now();
+      const double sec = std::chrono::duration<double>(now - t_interval).count();
+      const double tps = sec > 0 ? double(interval_tokens) / sec : 0.0;
+      nlohmann::json m = {{"step", st.step}, {"tokens", st.tokens_seen}, {"loss", loss}, {"clm", clm},
+                          {"fusion", fus}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
+                          {"epoch", st.sampler_epoch}};
+      if (fusing && job.distill.fusion == FusionKind::MinCE) {
+        nlohmann::json w = nlohmann::json::object();
+        for (int64_t j = 0; j < K; ++j)
+          w[names[size_t(j)]] = interval_seqs > 0 ? double(wins[size_t(j)]) / double(interval_seqs) : 0.0;
+        m["win_rate"] = w;
+      }
+      metrics << m.dump() << "\n";
+      metrics.flush();
+      if (opt.progress) {
+        const double elapsed = std::chrono::duration<double>(now - t0).count();
+        const double eta = done_this_run > 0 ? elapsed / double(done_this_run) * double(std::min(total_steps - st.step, run_steps - done_this_run)) : 0;
+        std::string wr;
+        if (m.contains("win_rate"))
+          for (auto& [k, v] : m["win_rate"].items()) wr += fmt::format(" {}:{:.2f}", k, v.get<double>());
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        std::fprintf(stderr, "step %lld/%lld  loss %.4f (clm %.4f, fusion %.4f)  lr %.3g  grad_norm %.3g  %.0f tok/s%s%s  eta %s\n",
+                     (long long)st.step, (long long)total_steps, loss, clm, fus, lr, gnorm, tps,
+                     wr.empty() ? "" : "  win", wr.c_str(), fmt_duration(eta).c_str());
+      }
+      t_interval = now;
+      interval_tokens = 0;
+      interval_seqs = 0;
+      std::fill(wins.begin(), wins.end(), 0);
+    }
+    if (tty) {
+      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      const int64_t left = std::min(total_steps - st.step, run_steps - done_this_run);
+      const int width = 30;
+      const int filled = int(double(width) * double(st.step) / double(total_steps));
+      std::fprintf(stderr, "\r\033[K[%s%s] %lld/%lld eta %s", std::string(size_t(filled), '#').c_str(),
+                   std::string(size_t(width - filled), '.').c_str(), (long long)st.step, (long long)total_steps,
+                   fmt_duration(elapsed / double(done_this_run) * double(left)).c_str());
+      std::fflush(stderr);
+    }
+    if (job.checkpoint.interval > 0 && st.step % job.checkpoint.interval == 0) save();
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  // The end of the run (or --stop-after) always leaves a checkpoint of its last step.
+  if (done_this_run > 0 && (job.checkpoint.interval <= 0 || st.step % job.checkpoint.interval != 0)) save();
+  res.end_step = st.step;
+  if (!opt.export_dir.empty()) {
+    std::vector<SafetensorsEntry> ents;
+    for (const auto& p : model.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span()});
+    export_hf(ents, tdir, job.target.tokenizer.empty() ? tdir : job.target.tokenizer, opt.export_dir);
+  }
+  return res;
+}
+
+}  // namespace fusellm

@@ -1,0 +1,69 @@
+#pragma once
+// `fusellm train` in offline mode (DESIGN.md sections 1, 2 and 5): continual training of the target
+// from the teachers' distribution caches, single process, fp32 on the CPU.
+//
+// Data: the caches' segments (the same segments, in the same order, that `fusellm teach` cut),
+// packed into sequences of [corpus].max_len target tokens (packer.hpp). With fusion = "none" or
+// lambda = 1 no cache is read: the segments are cut again here (the same Segmenter over every
+// tokenizer of the job) and tokenized by the target tokenizer.
+//
+// Sampler: epoch e visits the sequences in a permutation drawn from the run's std::mt19937_64
+// (seeded by [job].seed); the checkpoint stores the generator's state as it was at the start of the
+// current epoch, the epoch and the sequences consumed in it, so a resumed run draws the same
+// permutation and continues at the same sequence.
+//
+// Step: global_batch sequences (micro-batches of gradient accumulation): forward -> logits [T, V];
+// the K sources' rows fused (MinCE / AvgCE over the sequence's token-weighted CE; MinCE winners
+// counted for the win rate); the fused classifier (lambda CLM + (1 - lambda) Fusion, mean over the
+// sequence's labelled positions) writes dL/dz in place, scaled by 1 / (sequences in the step);
+// backward accumulates. Then clip_grad_norm, lr(step) of the schedule, AdamW. The loss of a step is
+// the mean of its sequences' losses.
+//
+// A NaN or Inf loss term (or gradient norm) stops the run with an Error naming the step and the
+// term; the optimizer does not step and no checkpoint of that step is written, so `latest` stays the
+// last good one.
+//
+// Needs Kokkos initialized, or TrainOptions::init_kokkos.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fusellm/train/job_config.hpp"
+
+namespace fusellm {
+
+struct TrainOptions {
+  int64_t max_steps = -1;    // > 0: overrides [train].max_steps (and so the schedule's length)
+  int64_t stop_after = -1;   // > 0: stop (with a checkpoint) after this many steps of this run,
+                             // as if interrupted; the schedule is unchanged
+  int64_t limit = -1;        // >= 0: only the first `limit` segments
+  bool require_complete_caches = true;
+  bool progress = true;      // human lines (and a progress bar on a terminal) on stderr
+  bool init_kokkos = false;
+  std::string export_dir;    // non-empty: HF export of the target at the end
+  std::string dump_path;     // non-empty: JSON of the packed sequences and fused targets of each step
+};
+
+struct StepLog {
+  int64_t step = 0;
+  double loss = 0, clm = 0, fusion = 0, lr = 0, grad_norm = 0;
+  int64_t tokens = 0;
+};
+
+struct TrainResult {
+  int64_t start_step = 0;    // steps completed before this run (resumed from)
+  int64_t end_step = 0;      // steps completed now
+  int64_t total_steps = 0;   // of the schedule
+  int64_t sequences = 0;     // packed sequences per epoch
+  int64_t segments = 0;
+  std::vector<StepLog> steps;  // this run's steps
+  std::string last_checkpoint;
+  std::string metrics_path;
+};
+
+TrainResult train(const JobConfig& job, const TrainOptions& opt);
+
+// Where the target checkpoint is: [target].path, or the path of the [[source]] it inits from.
+std::string target_dir(const JobConfig& job);
+
+}  // namespace fusellm
