@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <unistd.h>
@@ -128,6 +129,11 @@ TYPED_TEST(VocabMappingTest, Hdf5CacheAndFingerprints) {
   EXPECT_THROW(Aligner<TypeParam>(other, tgt, &loaded), Error);  // the aligner checks too
   EXPECT_THROW(VocabMapping::load_or_build(path, src, tgt, 100), Error);  // model vocab grew
   EXPECT_THROW(VocabMapping::load((dir / "missing.h5").string()), Error);
+  {
+    std::ofstream junk(dir / "junk.h5");
+    junk << "not hdf5";
+  }
+  EXPECT_THROW(VocabMapping::load((dir / "junk.h5").string()), Error);
   std::filesystem::remove_all(dir);
 }
 
