@@ -1,0 +1,255 @@
+// fusellm train (offline mode) end to end on the demo checkpoints (examples/demo/{llama,neox}):
+// the packer's sequences, finite losses and metrics lines, resume bit for bit (6 steps straight
+// against 3 + restart + 3), and the NaN guard keeping the last good checkpoint.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <Kokkos_Core.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/model/llama_train.hpp"
+#include "fusellm/train/corpus.hpp"
+#include "fusellm/train/packer.hpp"
+#include "fusellm/train/teach.hpp"
+#include "fusellm/train/trainer.hpp"
+
+// tests/CMakeLists.txt links the train tests to fusellm_train only, and the trainer writes its
+// checkpoints through fusellm_ckpt (which itself depends on fusellm_train); until the train tests
+// link fusellm_ckpt too, its sources are compiled into this test.
+#include "../../../src/fusellm/ckpt/checkpoint_store.cpp"
+#include "../../../src/fusellm/ckpt/xxhash64.cpp"
+
+namespace fs = std::filesystem;
+using namespace fusellm;
+
+namespace {
+class KokkosEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (!Kokkos::is_initialized()) guard_ = std::make_unique<Kokkos::ScopeGuard>();
+  }
+  void TearDown() override { guard_.reset(); }
+
+ private:
+  std::unique_ptr<Kokkos::ScopeGuard> guard_;
+};
+[[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnv);
+
+const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
+constexpr int64_t kSegments = 8;
+
+bool demo_present() {
+  return fs::exists(kDemo + "/llama/model.safetensors") && fs::exists(kDemo + "/neox/model.safetensors") &&
+         fs::exists(kDemo + "/corpus.jsonl");
+}
+
+// One temp dir per test binary: a small corpus and both sources' caches (taught once).
+struct Fixture {
+  fs::path dir;
+  std::string corpus;
+  Fixture() {
+    dir = fs::temp_directory_path() / ("fusellm_trainer_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    corpus = (dir / "corpus.jsonl").string();
+    std::ofstream f(corpus, std::ios::binary);
+    const auto docs = read_corpus(kDemo + "/corpus.jsonl");
+    for (size_t i = 0; i < 4 && i < docs.size(); ++i)
+      f << nlohmann::json{{"text", docs[i].text.substr(0, 600)}}.dump() << "\n";
+  }
+  ~Fixture() { fs::remove_all(dir); }
+  // A job in its own run dir; `extra` goes at the end of the file (whole sections).
+  std::string job(const std::string& name, const std::string& optim = "lr = 1e-3\nschedule = \"cosine\"\nwarmup_steps = 1\n",
+                  const std::string& distill = "fusion = \"minCE\"\nlambda = 0.9\n") const {
+    const std::string p = (dir / (name + ".toml")).string();
+    std::ofstream(p) << "[job]\nname = \"t\"\nseed = 7\noutput_dir = \"" << (dir / ("run_" + name)).string() << "\"\n\n"
+                     << "[[source]]\nname = \"llama\"\npath = \"" << kDemo << "/llama\"\n\n"
+                     << "[[source]]\nname = \"neox\"\npath = \"" << kDemo << "/neox\"\n\n"
+                     << "[target]\ninit_from = \"llama\"\n\n"
+                     << "[corpus]\npath = \"" << corpus << "\"\nmax_len = 64\nmargin = 16\n\n"
+                     << "[distill]\ntop_k = 5\nalignment = \"mined\"\n" << distill << "\n"
+                     << "[optim]\n" << optim << "\n"
+                     << "[train]\nglobal_batch = 2\nmax_steps = 6\nlog_interval = 1\n\n"
+                     << "[checkpoint]\ninterval = 1\nkeep = 0\n\n"
+                     << "[cache]\ndir = \"" << (dir / "cache").string() << "\"\n";
+    return p;
+  }
+  void teach_all() {
+    if (taught) return;
+    const JobConfig j = load_job(job("teach"));
+    for (const char* s : {"llama", "neox"}) {
+      TeachOptions o;
+      o.source = s;
+      o.limit = kSegments;
+      o.progress = false;
+      teach(j, o);
+    }
+    taught = true;
+  }
+  bool taught = false;
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+TrainOptions quiet() {
+  TrainOptions o;
+  o.limit = kSegments;
+  o.require_complete_caches = false;
+  o.progress = false;
+  return o;
+}
+
+std::vector<std::vector<float>> weights_of(const std::string& ckpt_dir) {
+  // The final checkpoint's model tensors, in order.
+  const auto ck = CheckpointStore(ckpt_dir).load_latest();
+  EXPECT_TRUE(ck.has_value());
+  std::vector<std::vector<float>> w;
+  if (ck)
+    for (const auto& t : ck->model) w.emplace_back(t.tensor.data(), t.tensor.data() + t.tensor.size());
+  return w;
+}
+
+}  // namespace
+
+TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
+  std::vector<PackInput> in(3);
+  const int64_t lens[3] = {5, 7, 2};
+  for (int i = 0; i < 3; ++i) {
+    in[size_t(i)].id = i;
+    for (int64_t t = 0; t < lens[i]; ++t) in[size_t(i)].target_ids.push_back(int32_t(100 * i + t));
+    fusion::HostRows r("r", lens[i], 2);
+    for (int64_t t = 0; t < lens[i]; ++t) r.ids(t, 0) = int32_t(100 * i + t), r.probs(t, 0) = 1.f;
+    in[size_t(i)].rows.push_back(r);
+    in[size_t(i)].ce.push_back(double(i + 1));
+  }
+  const std::vector<int64_t> L{5, 7, 2};
+  const Packer p(L, 6);
+  ASSERT_EQ(p.sequences(), 3);  // 6 + 6 + 2
+  const PackedSequence s0 = p.build(0, in, false);
+  EXPECT_EQ(s0.ids, (std::vector<int32_t>{0, 1, 2, 3, 4, 100}));
+  EXPECT_EQ(s0.gold, (std::vector<int32_t>{1, 2, 3, 4, 100, -1}));
+  EXPECT_TRUE(s0.doc_ids.empty());
+  EXPECT_DOUBLE_EQ(s0.ce[0], (5 * 1.0 + 1 * 2.0) / 6);
+  EXPECT_EQ(s0.rows[0].ids(5, 0), 100);
+  const PackedSequence s1 = p.build(1, in, true);
+  EXPECT_EQ(s1.ids, (std::vector<int32_t>{101, 102, 103, 104, 105, 106}));
+  const PackedSequence s2 = p.build(2, in, true);
+  EXPECT_EQ(s2.doc_ids, (std::vector<int32_t>{0, 0}));
+  const PackedSequence s0m = p.build(0, in, true);
+  EXPECT_EQ(s0m.doc_ids, (std::vector<int32_t>{0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(s0m.gold[4], -1);  // no label across a masked boundary
+}
+
+TEST(Trainer, FiniteLossesAndMetricsLines) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("basic"));
+  const TrainResult r = train(job, quiet());
+  ASSERT_EQ(r.steps.size(), 6u);
+  EXPECT_EQ(r.end_step, 6);
+  for (const auto& s : r.steps) {
+    EXPECT_TRUE(std::isfinite(s.loss) && std::isfinite(s.clm) && std::isfinite(s.fusion)) << s.step;
+    EXPECT_GT(s.fusion, 0.0);
+  }
+  EXPECT_EQ(r.steps[0].lr, 0.0);  // warmup: the first step runs at lr(0) = 0
+  std::ifstream m(r.metrics_path);
+  std::string line;
+  int n = 0;
+  while (std::getline(m, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int64_t>(), ++n);
+    for (const char* k : {"tokens", "loss", "clm", "fusion", "lr", "grad_norm", "tokens_per_s", "win_rate"})
+      EXPECT_TRUE(j.contains(k)) << k;
+    EXPECT_NEAR(j["win_rate"]["llama"].get<double>() + j["win_rate"]["neox"].get<double>(), 1.0, 1e-12);
+  }
+  EXPECT_EQ(n, 6);
+  // Training on the same few sequences lowers the loss.
+  EXPECT_LT(r.steps.back().loss, r.steps[1].loss);
+}
+
+TEST(Trainer, ResumeIsBitIdentical) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig a = load_job(fx().job("straight"));
+  const TrainResult ra = train(a, quiet());
+  const JobConfig b = load_job(fx().job("resumed"));
+  TrainOptions o = quiet();
+  o.stop_after = 3;
+  const TrainResult rb1 = train(b, o);
+  EXPECT_EQ(rb1.end_step, 3);
+  const TrainResult rb2 = train(b, quiet());
+  EXPECT_EQ(rb2.start_step, 3);
+  EXPECT_EQ(rb2.end_step, 6);
+  ASSERT_EQ(rb2.steps.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ra.steps[size_t(3 + i)].loss, rb2.steps[size_t(i)].loss) << i;
+  const auto wa = weights_of(a.checkpoint.dir), wb = weights_of(b.checkpoint.dir);
+  ASSERT_EQ(wa.size(), wb.size());
+  ASSERT_FALSE(wa.empty());
+  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(wa[i] == wb[i]) << "tensor " << i;
+  const auto ca = CheckpointStore(a.checkpoint.dir).load_latest(), cb = CheckpointStore(b.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ca && cb);
+  for (size_t i = 0; i < ca->optim_m.size(); ++i) {
+    EXPECT_TRUE(std::equal(ca->optim_m[i].tensor.span().begin(), ca->optim_m[i].tensor.span().end(),
+                           cb->optim_m[i].tensor.span().begin()));
+    EXPECT_TRUE(std::equal(ca->optim_v[i].tensor.span().begin(), ca->optim_v[i].tensor.span().end(),
+                           cb->optim_v[i].tensor.span().begin()));
+  }
+  EXPECT_EQ(ca->state.sampler_position, cb->state.sampler_position);
+  EXPECT_EQ(ca->state.tokens_seen, cb->state.tokens_seen);
+}
+
+TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("nan", "lr = 1e30\nschedule = \"constant\"\nwarmup_steps = 0\nclip = 0.0\n"));
+  std::string msg;
+  try {
+    train(job, quiet());
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  ASSERT_FALSE(msg.empty()) << "the run did not stop";
+  std::printf("NaN guard: %s\n", msg.c_str());
+  EXPECT_NE(msg.find("step "), std::string::npos) << msg;
+  EXPECT_TRUE(msg.find("CLM") != std::string::npos || msg.find("Fusion") != std::string::npos ||
+              msg.find("gradient norm") != std::string::npos)
+      << msg;
+  const auto steps = CheckpointStore(job.checkpoint.dir).complete_steps();
+  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ck.has_value());  // loads, checksums verified
+  EXPECT_TRUE(ck->warnings.empty());
+  // The failing step is the one after the last checkpoint.
+  EXPECT_NE(msg.find(fmt::format("step {}:", ck->state.step + 1)), std::string::npos) << msg;
+  for (const auto& t : ck->model)
+    for (float v : t.tensor.span()) ASSERT_TRUE(std::isfinite(v)) << t.name;
+}
+
+TEST(Trainer, ClmOnlyNeedsNoCaches) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  std::string p = fx().job("clm", "lr = 1e-3\nschedule = \"constant\"\nwarmup_steps = 0\n", "fusion = \"none\"\nlambda = 1.0\n");
+  // Point the cache at a directory that does not exist: nothing reads it.
+  {
+    std::ifstream f(p);
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    s = s.substr(0, s.find("[cache]"));
+    std::ofstream(p) << s;
+  }
+  const JobConfig job = load_job(p);
+  TrainOptions o = quiet();
+  o.max_steps = 2;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.steps.size(), 2u);
+  for (const auto& s : r.steps) {
+    EXPECT_TRUE(std::isfinite(s.clm));
+    EXPECT_EQ(s.fusion, 0.0);
+    EXPECT_EQ(s.loss, s.clm);
+  }
+}
