@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -285,7 +286,19 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
         ds["target_probs"] = tpr;
         dstep["sequences"].push_back(ds);
       }
-      const auto r = fusion::fused_classifier(logits.span(), T, V, ps.gold, targets, fcp);
+      if (step == opt.inject_nan_step && si == seqs.front()) 
+        std::fill_n(logits.data(), V, std::numeric_limits<float>::quiet_NaN());
+      const std::string last_good =
+          res.last_checkpoint.empty() ? (fs::path(store.dir()) / "latest").string() : res.last_checkpoint;
+      // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
+      const auto r = [&] {
+        try {
+          return fusion::fused_classifier(logits.span(), T, V, ps.gold, targets, fcp);
+        } catch (const Error& e) {
+          fail("train: step {}: the {} loss is not finite (sequence {}: {}); stopped, the last good checkpoint is {}",
+               step, fusing ? "CLM (and Fusion)" : "CLM", si, e.what(), last_good);
+        }
+      }();
       if (!std::isfinite(r.clm))
         fail("train: step {}: the CLM loss is {} (sequence {}); stopped, the last good checkpoint is {}", step, r.clm,
              si, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);

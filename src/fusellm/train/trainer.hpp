@@ -42,6 +42,7 @@ struct TrainOptions {
   bool init_kokkos = false;
   std::string export_dir;    // non-empty: HF export of the target at the end
   std::string dump_path;     // non-empty: JSON of the packed sequences and fused targets of each step
+  int64_t inject_nan_step = -1;  // tests: a NaN logit in the first sequence of this step (1-based)
 };
 
 struct StepLog {

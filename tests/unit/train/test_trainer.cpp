@@ -232,6 +232,27 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
     for (float v : t.tensor.span()) ASSERT_TRUE(std::isfinite(v)) << t.name;
 }
 
+TEST(Trainer, InjectedNaNNamesStepAndTerm) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("inject"));
+  TrainOptions o = quiet();
+  o.inject_nan_step = 4;
+  std::string msg;
+  try {
+    train(job, o);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("step 4: the CLM"), std::string::npos) << msg;
+  std::printf("injected: %s\n", msg.c_str());
+  EXPECT_NE(msg.find("step-3"), std::string::npos) << msg;
+  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->state.step, 3);
+  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
+}
+
 TEST(Trainer, ClmOnlyNeedsNoCaches) {
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
   std::string p = fx().job("clm", "lr = 1e-3\nschedule = \"constant\"\nwarmup_steps = 0\n", "fusion = \"none\"\nlambda = 1.0\n");
