@@ -212,6 +212,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     if (!dump) fail("{}: cannot open for writing", opt.dump_path);
   }
   const bool tty = opt.progress && ::isatty(2);
+  if (dump.is_open())  // what a reference implementation needs besides the steps (tests/reference/train_reference.py)
+    dump << nlohmann::json{{"header", true}, {"target", tdir}, {"lambda", fusing ? job.distill.lambda : 1.0},
+                           {"beta1", job.optim.beta1}, {"beta2", job.optim.beta2}, {"eps", job.optim.eps},
+                           {"weight_decay", job.optim.weight_decay}, {"clip", job.optim.clip},
+                           {"start_step", st.step}}.dump()
+         << "\n";
 
   auto save = [&] {
     CheckpointContents c;
