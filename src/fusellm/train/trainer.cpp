@@ -238,6 +238,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   auto t_interval = t0;
   int64_t interval_tokens = 0;
   std::vector<int64_t> wins(size_t(K), 0);
+  std::vector<double> weight_sum(size_t(K), 0.0);  // AvgCE: the sources' weights, summed over sequences
   int64_t interval_seqs = 0;
   const int64_t run_steps = opt.stop_after > 0 ? opt.stop_after : total_steps;
   int64_t done_this_run = 0;
@@ -275,6 +276,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
                               ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
                               : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
         if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
+        for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
         targets = f.rows;
       } else {
         targets = fusion::HostRows("clm", T, 1);
@@ -352,6 +354,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
           w[names[size_t(j)]] = interval_seqs > 0 ? double(wins[size_t(j)]) / double(interval_seqs) : 0.0;
         m["win_rate"] = w;
       }
+      if (fusing && job.distill.fusion == FusionKind::AvgCE) {
+        nlohmann::json w = nlohmann::json::object();
+        for (int64_t j = 0; j < K; ++j)
+          w[names[size_t(j)]] = interval_seqs > 0 ? weight_sum[size_t(j)] / double(interval_seqs) : 0.0;
+        m["avg_weight"] = w;
+      }
       metrics << m.dump() << "\n";
       metrics.flush();
       if (opt.progress) {
@@ -369,6 +377,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
       interval_tokens = 0;
       interval_seqs = 0;
       std::fill(wins.begin(), wins.end(), 0);
+      std::fill(weight_sum.begin(), weight_sum.end(), 0.0);
     }
     if (tty) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -253,6 +253,31 @@ TEST(Trainer, InjectedNaNNamesStepAndTerm) {
   EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
 }
 
+TEST(Trainer, AvgCEWithDocumentMask) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  std::string p = fx().job("avg", "lr = 1e-3\nschedule = \"linear\"\nwarmup_steps = 0\n", "fusion = \"avgCE\"\nlambda = 0.5\n");
+  {
+    std::ifstream f(p);
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    s.replace(s.find("margin = 16\n"), 12, "margin = 16\ndocument_mask = true\n");
+    std::ofstream(p) << s;
+  }
+  const JobConfig job = load_job(p);
+  ASSERT_TRUE(job.corpus.document_mask);
+  TrainOptions o = quiet();
+  o.max_steps = 3;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.steps.size(), 3u);
+  for (const auto& s : r.steps) EXPECT_TRUE(std::isfinite(s.loss) && s.fusion > 0) << s.step;
+  std::ifstream m(r.metrics_path);
+  std::string line;
+  std::getline(m, line);
+  const auto j = nlohmann::json::parse(line);
+  ASSERT_TRUE(j.contains("avg_weight")) << line;
+  EXPECT_NEAR(j["avg_weight"]["llama"].get<double>() + j["avg_weight"]["neox"].get<double>(), 1.0, 1e-6);
+}
+
 TEST(Trainer, ClmOnlyNeedsNoCaches) {
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
   std::string p = fx().job("clm", "lr = 1e-3\nschedule = \"constant\"\nwarmup_steps = 0\n", "fusion = \"none\"\nlambda = 1.0\n");
