@@ -23,6 +23,10 @@
 // term; the optimizer does not step and no checkpoint of that step is written, so `latest` stays the
 // last good one.
 //
+// Limits of this first version: every segment's rows are read into memory at the start (fine for
+// the demo and small corpora, not for MiniPile: stream them per step next); each packed sequence is
+// its own forward pass ([train].micro_batch only enters through global_batch); no MFU in the metrics.
+//
 // Needs Kokkos initialized, or TrainOptions::init_kokkos.
 #include <cstdint>
 #include <string>
