@@ -5,7 +5,10 @@
 
 #include <Kokkos_Core.hpp>
 
+#include "fusellm/core/openmp_env.hpp"
+
 int main(int argc, char** argv) {
+  fusellm::default_openmp_binding();
   Kokkos::ScopeGuard kokkos(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();

@@ -7,8 +7,10 @@
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
+#include "fusellm/core/openmp_env.hpp"
 
 int main(int argc, char** argv) {
+  fusellm::default_openmp_binding();
   CLI::App app{"fusellm: knowledge fusion of large language models (FuseLLM, ICLR 2024)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
