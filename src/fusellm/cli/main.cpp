@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   fusellm::cli::add_version(app);
   fusellm::cli::add_export(app);
   fusellm::cli::add_teach(app);
+  fusellm::cli::add_align(app);
+  fusellm::cli::add_vocab_map(app);
   fusellm::cli::add_train(app);
   try {
     app.parse(argc, argv);

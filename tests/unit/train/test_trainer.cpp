@@ -15,14 +15,9 @@
 #include "fusellm/model/llama_train.hpp"
 #include "fusellm/train/corpus.hpp"
 #include "fusellm/train/packer.hpp"
+#include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/train/teach.hpp"
 #include "fusellm/train/trainer.hpp"
-
-// tests/CMakeLists.txt links the train tests to fusellm_train only, and the trainer writes its
-// checkpoints through fusellm_ckpt (which itself depends on fusellm_train); until the train tests
-// link fusellm_ckpt too, its sources are compiled into this test.
-#include "../../../src/fusellm/ckpt/checkpoint_store.cpp"
-#include "../../../src/fusellm/ckpt/xxhash64.cpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
