@@ -1,0 +1,114 @@
+// The fusellm command end to end, run as a user runs it (FUSELLM_BINARY): exit codes, that
+// errors name the file and the field, and that `score` on the shipped demo checkpoints gives the
+// perplexity and bits per byte `transformers` computed for the same weights and text
+// (examples/demo/*/reference_score.json, written by tests/reference/gen_demo_models.py).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CmdResult {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CmdResult run(const std::string& args) {
+  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + FUSELLM_BINARY + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+const std::string kDemo = std::string(FUSELLM_SOURCE_DIR) + "/examples/demo";
+
+nlohmann::json last_json_line(const std::string& out) {
+  std::istringstream in(out);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty() && line[0] == '{') last = line;
+  return nlohmann::json::parse(last);
+}
+
+}  // namespace
+
+TEST(Cli, ScoreEqualsTransformersOnTheDemoCheckpoints) {
+  for (const std::string m : {"llama", "neox"}) {
+    const CmdResult r = run("score --json -q --model " + kDemo + "/" + m + " " + kDemo + "/sample.txt");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto got = last_json_line(r.out);
+    std::ifstream f(kDemo + "/" + m + "/reference_score.json");
+    const auto ref = nlohmann::json::parse(f);
+    EXPECT_EQ(got["tokens"].get<int64_t>(), ref["tokens"].get<int64_t>()) << m;
+    EXPECT_NEAR(got["perplexity"].get<double>(), ref["perplexity"].get<double>(),
+                1e-4 * ref["perplexity"].get<double>()) << m;
+    EXPECT_NEAR(got["bits_per_byte"].get<double>(), ref["bits_per_byte"].get<double>(), 1e-4) << m;
+  }
+}
+
+TEST(Cli, InfoDescribesACheckpoint) {
+  const CmdResult r = run("info --json " + kDemo + "/neox");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = last_json_line(r.out);
+  EXPECT_EQ(j["family"], "gpt_neox");
+  EXPECT_EQ(j["vocab_size"], 8192);
+  EXPECT_EQ(j["dtypes"]["BF16"], 52);
+}
+
+TEST(Cli, TokenizeGivesIdsAndOffsets) {
+  const CmdResult r = run("tokenize --tokenizer " + kDemo + "/llama --no-special " + kDemo + "/sample.txt");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = last_json_line(r.out);
+  ASSERT_EQ(j["ids"].size(), j["offsets"].size());
+  EXPECT_GT(j["ids"].size(), 100u);
+}
+
+TEST(Cli, AlignAndVocabMapOnTheDemoPair) {
+  const fs::path text = fs::temp_directory_path() / "fusellm_cli_align.txt";
+  std::ofstream(text) << "The quick brown fox, naïve café 東京 😀 42.\n";
+  const CmdResult a = run("align --source " + kDemo + "/neox --target " + kDemo + "/llama " + text.string() +
+                    " --position 2 -k 3");
+  ASSERT_EQ(a.code, 0) << a.out;
+  for (const char* m : {"== em:", "== mined:", "== bytespan:", "kept: exact", "source top-3"})
+    EXPECT_NE(a.out.find(m), std::string::npos) << m << "\n" << a.out;
+  const fs::path cache = fs::temp_directory_path() / "fusellm_cli_vocab_map.h5";
+  fs::remove(cache);
+  const CmdResult v = run("vocab-map --source " + kDemo + "/neox --target " + kDemo + "/llama --show 3 --out " +
+                    cache.string());
+  ASSERT_EQ(v.code, 0) << v.out;
+  EXPECT_TRUE(fs::exists(cache));
+  EXPECT_NE(v.out.find("distance"), std::string::npos) << v.out;
+  // The cache refuses another pair (fingerprints), naming the file.
+  const CmdResult w = run("vocab-map --source " + kDemo + "/llama --target " + kDemo + "/neox --out " + cache.string());
+  EXPECT_EQ(w.code, 1) << w.out;
+  EXPECT_NE(w.out.find(cache.filename().string()), std::string::npos) << w.out;
+  fs::remove(cache);
+  fs::remove(text);
+}
+
+TEST(Cli, BadInputIsOneLineNamingTheFileAndExitsNonZero) {
+  const CmdResult missing = run("info /nonexistent/model");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("/nonexistent/model"), std::string::npos) << missing.out;
+  EXPECT_NE(missing.out.find("fusellm: error:"), std::string::npos) << missing.out;
+  const CmdResult usage = run("score");
+  EXPECT_NE(usage.code, 0);
+  const CmdResult job = run("train --job /nonexistent/job.toml");
+  EXPECT_EQ(job.code, 1);
+  EXPECT_NE(job.out.find("/nonexistent/job.toml"), std::string::npos) << job.out;
+}
