@@ -4,7 +4,10 @@
 //   dw += dy * xhat                      (summed over rows)
 //   dx  = r * (g - xhat * mean(g * xhat))
 // r and xhat are recomputed from x (one pass over the row): cheaper than storing them.
+#include <omp.h>
+
 #include <cmath>
+#include <vector>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/train_ops.hpp"
@@ -17,10 +20,16 @@ void rmsnorm_backward(ConstMatView x, std::span<const float> w, float eps, Const
   if (dy.rows != x.rows || dy.cols != n || dx.rows != x.rows || dx.cols != n || int64_t(w.size()) != n ||
       int64_t(dw.size()) != n)
     fail("rmsnorm_backward: shapes do not agree");
-  // dw is a reduction over rows: each thread sums its rows, then adds under a critical section.
+  // dw is a reduction over rows: each thread sums its (static, so fixed) rows into its own
+  // partial, and the partials are added in thread order afterwards, so the result does not
+  // depend on which thread finishes first (bit-identical reruns and resumes need that).
+  std::vector<std::vector<double>> partials;
 #pragma omp parallel if (x.rows >= 16)
   {
-    std::vector<double> dw_local(static_cast<size_t>(n), 0.0);
+#pragma omp single
+    partials.assign(static_cast<size_t>(omp_get_num_threads()), {});
+    std::vector<double>& dw_local = partials[static_cast<size_t>(omp_get_thread_num())];
+    dw_local.assign(static_cast<size_t>(n), 0.0);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < x.rows; ++r) {
       const float* xr = x.row(r);
@@ -42,9 +51,9 @@ void rmsnorm_backward(ConstMatView x, std::span<const float> w, float eps, Const
         dxr[c] = accumulate ? dxr[c] + d : d;
       }
     }
-#pragma omp critical
-    for (int64_t c = 0; c < n; ++c) dw[c] += float(dw_local[c]);
   }
+  for (const auto& part : partials)
+    for (int64_t c = 0; c < n; ++c) dw[c] += float(part[c]);
 }
 
 }  // namespace fusellm::model
