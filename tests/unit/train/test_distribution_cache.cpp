@@ -19,18 +19,6 @@ namespace fs = std::filesystem;
 using namespace fusellm;
 
 namespace {
-class KokkosEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (!Kokkos::is_initialized()) guard_ = std::make_unique<Kokkos::ScopeGuard>();
-  }
-  void TearDown() override { guard_.reset(); }
-
- private:
-  std::unique_ptr<Kokkos::ScopeGuard> guard_;
-};
-[[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnv);
-
 std::string temp_path(const std::string& tag) {
   const auto p = fs::temp_directory_path() /
                  ("fusellm_cache_" + std::to_string(::getpid()) + "_" + tag + ".h5");

@@ -23,18 +23,6 @@ namespace fs = std::filesystem;
 using namespace fusellm;
 
 namespace {
-class KokkosEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (!Kokkos::is_initialized()) guard_ = std::make_unique<Kokkos::ScopeGuard>();
-  }
-  void TearDown() override { guard_.reset(); }
-
- private:
-  std::unique_ptr<Kokkos::ScopeGuard> guard_;
-};
-[[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnv);
-
 const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
 constexpr int64_t kSegments = 8;
 
