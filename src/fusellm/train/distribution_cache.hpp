@@ -138,6 +138,8 @@ class DistributionCacheReader {
   bool complete() const { return complete_; }
   const std::vector<int64_t>& segment_ids() const { return segment_ids_; }
   const std::vector<double>& ce() const { return ce_; }
+  // Target tokens (rows) of the segment at index i, from the index read on open (no I/O).
+  int64_t segment_rows(int64_t i) const { return row_offsets_.at(size_t(i + 1)) - row_offsets_.at(size_t(i)); }
 
   std::optional<int64_t> find(int64_t segment_id) const;  // index of a segment id
   CachedSegment read(int64_t segment_id) const;           // Error naming the file when absent

@@ -27,23 +27,35 @@ Packer::Packer(std::span<const int64_t> segment_tokens, int64_t max_len) {
 }
 
 PackedSequence Packer::build(int64_t seq, std::span<const PackInput> inputs, bool document_mask) const {
+  return build(
+      seq,
+      [&](int64_t s) -> const PackInput& {
+        if (s < 0 || s >= int64_t(inputs.size())) fail("packer: segment {} of {} inputs", s, inputs.size());
+        return inputs[size_t(s)];
+      },
+      document_mask);
+}
+
+PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool document_mask) const {
   const auto& pcs = pieces(seq);
   PackedSequence out;
   out.pieces = pcs;
   int64_t T = 0;
   for (const auto& p : pcs) T += p.end - p.begin;
-  const size_t K = inputs.empty() ? 0 : inputs[size_t(pcs.front().segment)].rows.size();
+  size_t K = 0;
+  {
+    const PackInput& first = get(pcs.front().segment);
+    K = first.rows.size();
+    for (size_t j = 0; j < K; ++j)
+      out.rows.emplace_back("packed", T, first.rows[j].k(), first.rows[j].tail.extent(0) > 0);
+  }
   out.ids.reserve(size_t(T));
   if (document_mask) out.doc_ids.reserve(size_t(T));
-  for (size_t j = 0; j < K; ++j) {
-    const auto& r0 = inputs[size_t(pcs.front().segment)].rows[j];
-    out.rows.emplace_back("packed", T, r0.k(), r0.tail.extent(0) > 0);
-  }
   out.ce.assign(K, 0.0);
   int64_t t = 0;
   for (size_t pi = 0; pi < pcs.size(); ++pi) {
     const auto& p = pcs[pi];
-    const PackInput& in = inputs[size_t(p.segment)];
+    const PackInput& in = get(p.segment);
     if (int64_t(in.target_ids.size()) < p.end)
       fail("packer: segment {} has {} tokens, the plan wants {}", in.id, in.target_ids.size(), p.end);
     if (in.rows.size() != K || in.ce.size() != K)

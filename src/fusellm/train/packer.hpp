@@ -12,6 +12,7 @@
 // and doc_ids is empty; with it, doc_ids numbers the pieces of the sequence (attention stays within
 // one, positions restart) and the last position of each piece has no label.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -51,6 +52,10 @@ class Packer {
   const std::vector<PackedPiece>& pieces(int64_t seq) const { return plan_.at(size_t(seq)); }
   // Builds sequence `seq` from the inputs (the same segments the plan was made from).
   PackedSequence build(int64_t seq, std::span<const PackInput> inputs, bool document_mask) const;
+  // The same, fetching each segment of the sequence by its index (segment_source.hpp streams them
+  // from the caches); a returned reference needs to stay valid only until the next call.
+  using SegmentGetter = std::function<const PackInput&(int64_t segment)>;
+  PackedSequence build(int64_t seq, const SegmentGetter& get, bool document_mask) const;
 
  private:
   std::vector<std::vector<PackedPiece>> plan_;

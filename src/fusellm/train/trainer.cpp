@@ -27,7 +27,7 @@
 #include "fusellm/train/grad_clip.hpp"
 #include "fusellm/train/lr_schedule.hpp"
 #include "fusellm/train/packer.hpp"
-#include "fusellm/train/segmenter.hpp"
+#include "fusellm/train/segment_source.hpp"
 #include "fusellm/train/teach.hpp"
 
 namespace fusellm {
@@ -42,71 +42,23 @@ bool needs_caches(const JobConfig& job) {
   return job.distill.fusion != FusionKind::None && job.distill.lambda != 1.0;
 }
 
-// The segments with everything the packer needs.
-std::vector<PackInput> load_inputs(const JobConfig& job, const TrainOptions& opt, std::vector<std::string>& names) {
-  std::vector<PackInput> in;
-  if (needs_caches(job)) {
-    std::vector<std::unique_ptr<DistributionCacheReader>> rd;
-    int64_t n = -1;
-    for (const auto& s : job.sources) {
-      rd.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, s.name)));
-      names.push_back(s.name);
-      n = n < 0 ? rd.back()->segments() : std::min(n, rd.back()->segments());
-    }
-    if (opt.limit >= 0) n = std::min(n, opt.limit);
-    for (size_t j = 0; j < rd.size(); ++j)
-      if (opt.limit < 0 && rd[j]->segments() != n)
-        fail("{}: holds {} segments, {} holds {} (run `fusellm teach` for every source to the same point)",
-             rd[j]->path(), rd[j]->segments(), rd[0]->path(), rd[0]->segments());
-    in.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      PackInput& p = in[size_t(i)];
-      for (size_t j = 0; j < rd.size(); ++j) {
-        CachedSegment c = rd[j]->read_index(i);
-        if (c.id != i) fail("{}: segment {} has id {}, expected {}", rd[j]->path(), i, c.id, i);
-        if (j == 0) {
-          p.id = c.id;
-          p.target_ids = std::move(c.target_ids);
-        } else if (c.target_ids != p.target_ids) {
-          fail("{}: segment {}: target tokens differ from {}'s (caches of different target tokenizations)",
-               rd[j]->path(), i, rd[0]->path());
-        }
-        p.rows.push_back(c.rows);
-        p.ce.push_back(c.ce);
-      }
-    }
-    return in;
-  }
-  // CLM only: cut the segments as teach does and tokenize with the target tokenizer.
-  std::vector<std::string> paths;
-  for (const auto& s : job.sources)
-    if (std::find(paths.begin(), paths.end(), s.tokenizer) == paths.end()) paths.push_back(s.tokenizer);
-  if (std::find(paths.begin(), paths.end(), job.target.tokenizer) == paths.end()) paths.push_back(job.target.tokenizer);
-  std::vector<std::unique_ptr<Tokenizer>> toks;
-  std::vector<const Tokenizer*> ptrs;
-  const Tokenizer* target = nullptr;
-  for (const auto& p : paths) {
-    toks.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p), [&] { return Tokenizer::load(p); }));
-    ptrs.push_back(toks.back().get());
-    if (p == job.target.tokenizer) target = toks.back().get();
-  }
-  const Segmenter seg(ptrs, Segmenter::max_tokens_of(job));
-  SegmentStream stream(CorpusReader::from_job(job), seg);
-  Segment s;
-  while ((opt.limit < 0 || int64_t(in.size()) < opt.limit) && stream.next(s)) {
-    PackInput p;
-    p.id = s.id;
-    p.target_ids = target->encode(s.text, true).ids;
-    in.push_back(std::move(p));
-  }
-  return in;
-}
-
 std::vector<int64_t> permutation(std::mt19937_64& rng, int64_t n) {
   std::vector<int64_t> p(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;
   for (int64_t i = n - 1; i > 0; --i) std::swap(p[size_t(i)], p[size_t(rng() % uint64_t(i + 1))]);
   return p;
+}
+
+// Model FLOPs of one trained token (forward + backward = 3 x forward, 2 FLOPs per multiply-add),
+// PaLM's accounting (Chowdhery et al. 2022, appendix B): 6 per weight of every matrix product
+// (the embedding lookup is none, the output head is one) plus causal attention's two products,
+// 6 * layers * heads * head_dim * T per token at sequence length T. Achieved model TFLOP/s over
+// the hardware's peak is MFU.
+double model_flops_per_token(const model::Arch& a, int64_t T) {
+  const double Hd = double(a.hidden), qd = double(a.heads * a.head_dim), kvd = double(a.kv_heads * a.head_dim);
+  const double per_layer = Hd * qd * 2 + Hd * kvd * 2 + 3 * Hd * double(a.intermediate);
+  const double matmul = double(a.layers) * per_layer + Hd * double(a.vocab);
+  return 6 * matmul + 6 * double(a.layers) * qd * double(T);
 }
 
 std::string fmt_duration(double s) {
@@ -135,27 +87,23 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   if (!Kokkos::is_initialized()) kokkos.emplace();
 
   TrainResult res;
-  // ---- data ------------------------------------------------------------------------------------------
-  std::vector<std::string> names;
-  const std::vector<PackInput> inputs = load_inputs(job, opt, names);
-  if (inputs.empty()) fail("{}: the corpus gives no segment to train on", job.file);
-  std::vector<int64_t> lens;
-  for (const auto& p : inputs) lens.push_back(int64_t(p.target_ids.size()));
-  const Packer packer(lens, job.corpus.max_len);
-  const int64_t nseq = packer.sequences();
-  res.segments = int64_t(inputs.size());
-  res.sequences = nseq;
-  const int64_t K = int64_t(names.size());
-
-  // ---- model, optimizer, schedule -----------------------------------------------------------------------
+  // ---- model and data ---------------------------------------------------------------------------------
   const std::string tdir = target_dir(job);
   model::TrainableLlama model = with_context(fmt::format("{}: [target] {}", job.file, tdir),
                                              [&] { return model::TrainableLlama::load(tdir); });
   const int64_t V = model.arch().vocab;
-  for (const auto& p : inputs)
-    for (int32_t id : p.target_ids)
-      if (id < 0 || id >= V) fail("segment {}: target token id {} outside the target vocabulary of {}", p.id, id, V);
+  SegmentSource data = fusing ? SegmentSource::from_caches(job, opt.limit, V) : SegmentSource::from_corpus(job, opt.limit, V);
+  if (data.segments() == 0) fail("{}: the corpus gives no segment to train on", job.file);
+  const std::vector<std::string>& names = data.source_names();
+  const Packer packer(data.lengths(), job.corpus.max_len);
+  const Packer::SegmentGetter segment = [&](int64_t i) -> const PackInput& { return data.get(i); };
+  const int64_t nseq = packer.sequences();
+  res.segments = data.segments();
+  res.sequences = nseq;
+  const int64_t K = int64_t(names.size());
+  const double flops_per_token = model_flops_per_token(model.arch(), job.corpus.max_len);
 
+  // ---- optimizer, schedule ----------------------------------------------------------------------------
   const int64_t G = job.train.global_batch;
   const int64_t max_steps = opt.max_steps > 0 ? opt.max_steps : job.train.max_steps.value_or(-1);
   const int64_t total_seq = job.train.epochs * nseq;
@@ -263,70 +211,95 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     int64_t step_tokens = 0;
     nlohmann::json dstep;
     if (dump.is_open()) dstep = {{"step", step}, {"sequences", nlohmann::json::array()}};
-    for (const int64_t si : seqs) {
-      const PackedSequence ps = packer.build(si, inputs, job.corpus.document_mask);
-      const int64_t T = ps.tokens();
-      Tensor logits = model.forward(ps.ids, ps.doc_ids);
-      fusion::HostRows targets;
-      if (fusing) {
-        std::vector<float> scores(static_cast<size_t>(K));
-        for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
-        const std::vector<int64_t> offs{0, T};
-        fusion::Fused f = job.distill.fusion == FusionKind::MinCE
-                              ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
-                              : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
-        if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
-        for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
-        targets = f.rows;
-      } else {
-        targets = fusion::HostRows("clm", T, 1);
-      }
-      if (dump.is_open()) {
-        nlohmann::json ds = {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}};
-        std::vector<std::vector<int32_t>> tid(static_cast<size_t>(T));
-        std::vector<std::vector<float>> tpr(static_cast<size_t>(T));
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t c = 0; c < targets.k(); ++c) {
-            tid[size_t(t)].push_back(targets.ids(t, c));
-            tpr[size_t(t)].push_back(targets.probs(t, c));
-          }
-        ds["target_ids"] = tid;
-        ds["target_probs"] = tpr;
-        dstep["sequences"].push_back(ds);
-      }
-      if (step == opt.inject_nan_step && si == seqs.front()) 
-        std::fill_n(logits.data(), V, std::numeric_limits<float>::quiet_NaN());
-      const std::string last_good =
-          res.last_checkpoint.empty() ? (fs::path(store.dir()) / "latest").string() : res.last_checkpoint;
-      // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
-      const auto r = [&] {
-        try {
-          return fusion::fused_classifier(logits.span(), T, V, ps.gold, targets, fcp);
-        } catch (const Error& e) {
-          fail("train: step {}: the {} loss is not finite (sequence {}: {}); stopped, the last good checkpoint is {}",
-               step, fusing ? "CLM (and Fusion)" : "CLM", si, e.what(), last_good);
+    const std::string last_good =
+        res.last_checkpoint.empty() ? (fs::path(store.dir()) / "latest").string() : res.last_checkpoint;
+    const int64_t MB = job.train.micro_batch;
+    for (size_t b0 = 0; b0 < seqs.size(); b0 += size_t(MB)) {
+      // One micro-batch: its packed sequences run as one forward pass over their concatenation,
+      // each sequence its own attention block with positions from 0 (doc_ids), which is what
+      // separate passes compute; the loss stays a per-sequence mean.
+      const size_t b1 = std::min(seqs.size(), b0 + size_t(MB));
+      std::vector<PackedSequence> batch;
+      std::vector<int32_t> ids, doc_ids;
+      int32_t next_doc = 0;
+      for (size_t b = b0; b < b1; ++b) {
+        batch.push_back(packer.build(seqs[b], segment, job.corpus.document_mask));
+        const PackedSequence& ps = batch.back();
+        ids.insert(ids.end(), ps.ids.begin(), ps.ids.end());
+        if (ps.doc_ids.empty()) {
+          doc_ids.insert(doc_ids.end(), ps.ids.size(), next_doc++);
+        } else {
+          for (int32_t d : ps.doc_ids) doc_ids.push_back(next_doc + d);
+          next_doc += ps.doc_ids.back() + 1;
         }
-      }();
-      if (!std::isfinite(r.clm))
-        fail("train: step {}: the CLM loss is {} (sequence {}); stopped, the last good checkpoint is {}", step, r.clm,
-             si, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
-      if (fusing && !std::isfinite(r.fusion))
-        fail("train: step {}: the Fusion loss is {} (sequence {}); stopped, the last good checkpoint is {}", step,
-             r.fusion, si, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
-      const float scale = 1.0f / float(seqs.size());
-      for (float& g : logits.span()) g *= scale;
+      }
+      if (b1 - b0 == 1 && batch[0].doc_ids.empty()) doc_ids.clear();  // one sequence, no mask
+      Tensor logits = model.forward(ids, doc_ids);
+      if (step == opt.inject_nan_step && b0 == 0) std::fill_n(logits.data(), V, std::numeric_limits<float>::quiet_NaN());
+      int64_t off = 0;
+      for (size_t b = b0; b < b1; ++b) {
+        const PackedSequence& ps = batch[b - b0];
+        const int64_t si = seqs[b];
+        const int64_t T = ps.tokens();
+        const std::span<float> z = logits.span().subspan(size_t(off * V), size_t(T * V));
+        off += T;
+        fusion::HostRows targets;
+        if (fusing) {
+          std::vector<float> scores(static_cast<size_t>(K));
+          for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
+          const std::vector<int64_t> offs{0, T};
+          fusion::Fused f = job.distill.fusion == FusionKind::MinCE
+                                ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
+                                : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
+          if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
+          for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
+          targets = f.rows;
+        } else {
+          targets = fusion::HostRows("clm", T, 1);
+        }
+        if (dump.is_open()) {
+          nlohmann::json ds = {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}};
+          std::vector<std::vector<int32_t>> tid(static_cast<size_t>(T));
+          std::vector<std::vector<float>> tpr(static_cast<size_t>(T));
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t c = 0; c < targets.k(); ++c) {
+              tid[size_t(t)].push_back(targets.ids(t, c));
+              tpr[size_t(t)].push_back(targets.probs(t, c));
+            }
+          ds["target_ids"] = tid;
+          ds["target_probs"] = tpr;
+          dstep["sequences"].push_back(ds);
+        }
+        // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
+        const auto r = [&] {
+          try {
+            return fusion::fused_classifier(z, T, V, ps.gold, targets, fcp);
+          } catch (const Error& e) {
+            fail("train: step {}: the {} loss is not finite (sequence {}: {}); stopped, the last good checkpoint is {}",
+                 step, fusing ? "CLM (and Fusion)" : "CLM", si, e.what(), last_good);
+          }
+        }();
+        if (!std::isfinite(r.clm))
+          fail("train: step {}: the CLM loss is {} (sequence {}); stopped, the last good checkpoint is {}", step, r.clm,
+               si, last_good);
+        if (fusing && !std::isfinite(r.fusion))
+          fail("train: step {}: the Fusion loss is {} (sequence {}); stopped, the last good checkpoint is {}", step,
+               r.fusion, si, last_good);
+        const float scale = 1.0f / float(seqs.size());
+        for (float& g : z) g *= scale;
+        loss += r.loss;
+        clm += r.clm;
+        fus += r.fusion;
+        step_tokens += T;
+      }
       model.backward(logits.span());
-      loss += r.loss;
-      clm += r.clm;
-      fus += r.fusion;
-      step_tokens += T;
     }
     const double n = double(seqs.size());
     loss /= n, clm /= n, fus /= n;
     const double gnorm = clip_grad_norm(pg, job.optim.clip);
     if (!std::isfinite(gnorm))
       fail("train: step {}: the gradient norm is {} (loss {}); stopped, the last good checkpoint is {}", step, gnorm,
-           loss, res.last_checkpoint.empty() ? fs::path(store.dir()).string() + "/latest" : res.last_checkpoint);
+           loss, last_good);
     const double lr = sched.lr(st.step);
     adamw.step(pg, lr);
     st.step = step;
@@ -347,7 +320,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
       const double tps = sec > 0 ? double(interval_tokens) / sec : 0.0;
       nlohmann::json m = {{"step", st.step}, {"tokens", st.tokens_seen}, {"loss", loss}, {"clm", clm},
                           {"fusion", fus}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
-                          {"epoch", st.sampler_epoch}};
+                          {"model_tflops", tps * flops_per_token * 1e-12}, {"epoch", st.sampler_epoch}};
       if (fusing && job.distill.fusion == FusionKind::MinCE) {
         nlohmann::json w = nlohmann::json::object();
         for (int64_t j = 0; j < K; ++j)
@@ -395,6 +368,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   // The end of the run (or --stop-after) always leaves a checkpoint of its last step.
   if (done_this_run > 0 && (job.checkpoint.interval <= 0 || st.step % job.checkpoint.interval != 0)) save();
   res.end_step = st.step;
+  res.segments_read = data.reads();
   if (!opt.export_dir.empty()) {
     std::vector<SafetensorsEntry> ents;
     for (const auto& p : model.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span()});

@@ -3,16 +3,19 @@
 // from the teachers' distribution caches, single process, fp32 on the CPU.
 //
 // Data: the caches' segments (the same segments, in the same order, that `fusellm teach` cut),
-// packed into sequences of [corpus].max_len target tokens (packer.hpp). With fusion = "none" or
-// lambda = 1 no cache is read: the segments are cut again here (the same Segmenter over every
-// tokenizer of the job) and tokenized by the target tokenizer.
+// packed into sequences of [corpus].max_len target tokens (packer.hpp), read from the caches as
+// the step needs them (segment_source.hpp: memory does not grow with the corpus). With fusion =
+// "none" or lambda = 1 no cache is read: the segments are cut again here (the same Segmenter over
+// every tokenizer of the job) and tokenized by the target tokenizer.
 //
 // Sampler: epoch e visits the sequences in a permutation drawn from the run's std::mt19937_64
 // (seeded by [job].seed); the checkpoint stores the generator's state as it was at the start of the
 // current epoch, the epoch and the sequences consumed in it, so a resumed run draws the same
 // permutation and continues at the same sequence.
 //
-// Step: global_batch sequences (micro-batches of gradient accumulation): forward -> logits [T, V];
+// Step: global_batch sequences in micro-batches of [train].micro_batch (gradient accumulation over
+// global_batch / micro_batch passes). A micro-batch is one forward pass over its sequences
+// concatenated, each its own attention block with positions from 0 -> logits [sum T, V]; per sequence:
 // the K sources' rows fused (MinCE / AvgCE over the sequence's token-weighted CE; MinCE winners
 // counted for the win rate); the fused classifier (lambda CLM + (1 - lambda) Fusion, mean over the
 // sequence's labelled positions) writes dL/dz in place, scaled by 1 / (sequences in the step);
@@ -23,9 +26,8 @@
 // term; the optimizer does not step and no checkpoint of that step is written, so `latest` stays the
 // last good one.
 //
-// Limits of this first version: every segment's rows are read into memory at the start (fine for
-// the demo and small corpora, not for MiniPile: stream them per step next); each packed sequence is
-// its own forward pass ([train].micro_batch only enters through global_batch); no MFU in the metrics.
+// Metrics also carry model_tflops (PaLM's 6N + attention accounting); MFU is that over the
+// hardware's peak, which this CPU trainer does not know.
 //
 // Needs Kokkos initialized, or TrainOptions::init_kokkos.
 #include <cstdint>
@@ -61,6 +63,7 @@ struct TrainResult {
   int64_t total_steps = 0;   // of the schedule
   int64_t sequences = 0;     // packed sequences per epoch
   int64_t segments = 0;
+  int64_t segments_read = 0;   // segments read from the caches (streamed; 0 for CLM only)
   std::vector<StepLog> steps;  // this run's steps
   std::string last_checkpoint;
   std::string metrics_path;

@@ -261,6 +261,68 @@ TEST(Trainer, AvgCEWithDocumentMask) {
   EXPECT_NEAR(j["avg_weight"]["llama"].get<double>() + j["avg_weight"]["neox"].get<double>(), 1.0, 1e-6);
 }
 
+// A job file of the fixture with its text edited: each {from, to} replaced once.
+std::string edited_job(const std::string& name, std::vector<std::pair<std::string, std::string>> edits,
+                       const std::string& distill = "fusion = \"minCE\"\nlambda = 0.9\n") {
+  const std::string p = fx().job(name, "lr = 1e-3\nschedule = \"cosine\"\nwarmup_steps = 1\n", distill);
+  std::ifstream f(p);
+  std::string s((std::istreambuf_iterator<char>(f)), {});
+  for (const auto& [from, to] : edits) {
+    const size_t at = s.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) s.replace(at, from.size(), to);
+  }
+  std::ofstream(p) << s;
+  return p;
+}
+
+// micro_batch sequences concatenated in one forward pass compute what one pass per sequence
+// (gradient accumulation) does: the same losses and weights up to summation order.
+TEST(Trainer, MicroBatchEqualsOnePassPerSequence) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  for (const bool mask : {false, true}) {
+    const std::string m = mask ? "margin = 16\ndocument_mask = true\n" : "margin = 16\n";
+    const std::string tag = mask ? "_mask" : "";
+    const JobConfig one = load_job(edited_job("mb1" + tag, {{"global_batch = 2", "global_batch = 4\nmicro_batch = 1"}, {"margin = 16\n", m}}));
+    const JobConfig four = load_job(edited_job("mb4" + tag, {{"global_batch = 2", "global_batch = 4\nmicro_batch = 4"}, {"margin = 16\n", m}}));
+    ASSERT_EQ(four.train.micro_batch, 4);
+    TrainOptions o = quiet();
+    o.max_steps = 3;
+    const TrainResult a = train(one, o), b = train(four, o);
+    ASSERT_EQ(a.steps.size(), 3u);
+    ASSERT_EQ(b.steps.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_NEAR(a.steps[i].loss, b.steps[i].loss, 1e-5 * std::abs(a.steps[i].loss)) << "mask " << mask << " step " << i;
+      EXPECT_NEAR(a.steps[i].fusion, b.steps[i].fusion, 1e-5 * std::abs(a.steps[i].fusion)) << i;
+      EXPECT_NEAR(a.steps[i].grad_norm, b.steps[i].grad_norm, 1e-4 * a.steps[i].grad_norm) << i;
+    }
+    const auto wa = weights_of(one.checkpoint.dir), wb = weights_of(four.checkpoint.dir);
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t t = 0; t < wa.size(); ++t) {
+      float dmax = 0, rmax = 0;
+      for (size_t i = 0; i < wa[t].size(); ++i) {
+        dmax = std::max(dmax, std::abs(wa[t][i] - wb[t][i]));
+        rmax = std::max(rmax, std::abs(wa[t][i]));
+      }
+      EXPECT_LE(dmax, 1e-4f * rmax) << "tensor " << t;
+    }
+  }
+}
+
+// The caches are read per step, not whole: one step of two sequences reads only their segments.
+TEST(Trainer, CachedSegmentsAreStreamed) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(edited_job("stream", {}));
+  TrainOptions o = quiet();
+  o.max_steps = 1;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.segments, kSegments);
+  EXPECT_GT(r.segments_read, 0);
+  EXPECT_LT(r.segments_read, r.segments);
+}
+
 TEST(Trainer, ClmOnlyNeedsNoCaches) {
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
   std::string p = fx().job("clm", "lr = 1e-3\nschedule = \"constant\"\nwarmup_steps = 0\n", "fusion = \"none\"\nlambda = 1.0\n");

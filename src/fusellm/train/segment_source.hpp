@@ -1,0 +1,54 @@
+#pragma once
+// Where the trainer's segments come from (DESIGN.md 2.0 and 5), one at a time.
+//
+// Fusion (offline mode): the teachers' distribution caches. Opening reads only their indexes (row
+// offsets, segment ids, CE), so a corpus of any size starts at once and memory stays bounded: a
+// segment's target tokens and every source's aligned rows are read from the HDF5 files when a
+// packed sequence needs them (get()), and the last `keep` segments are kept because a segment cut
+// across two sequences is asked for twice. Every source's cache must hold the same segments with
+// the same target tokenization; the lengths are checked on open, the tokens on each read.
+//
+// CLM only (fusion = "none" or lambda = 1): no cache exists; the corpus is cut into segments
+// exactly as `fusellm teach` cuts it (the Segmenter over every tokenizer of the job) and tokenized
+// by the target tokenizer up front, holding 4 bytes per target token.
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fusellm/train/distribution_cache.hpp"
+#include "fusellm/train/job_config.hpp"
+#include "fusellm/train/packer.hpp"
+
+namespace fusellm {
+
+class SegmentSource {
+ public:
+  // limit >= 0: only the first `limit` segments. vocab: the target's vocabulary size (every
+  // target id is checked against it).
+  static SegmentSource from_caches(const JobConfig& job, int64_t limit, int64_t vocab);
+  static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab);
+
+  int64_t segments() const { return int64_t(lengths_.size()); }
+  const std::vector<int64_t>& lengths() const { return lengths_; }  // target tokens per segment
+  const std::vector<std::string>& source_names() const { return names_; }  // empty for CLM
+  // Segment i (0 <= i < segments()); the reference stays valid for the next `keep - 1` calls.
+  const PackInput& get(int64_t i);
+  int64_t reads() const { return reads_; }  // segments read from the caches so far
+
+  static constexpr size_t keep = 64;
+
+ private:
+  std::vector<std::unique_ptr<DistributionCacheReader>> readers_;
+  std::vector<std::string> names_;
+  std::vector<int64_t> lengths_;
+  int64_t vocab_ = 0;
+  std::vector<PackInput> all_;                     // CLM: every segment
+  std::unordered_map<int64_t, PackInput> recent_;  // fusion: the last `keep` segments read
+  std::deque<int64_t> order_;
+  int64_t reads_ = 0;
+};
+
+}  // namespace fusellm
