@@ -1,0 +1,166 @@
+// fusellm side of the training-step benchmark (benchmarks/run_train_bench.sh): one full optimizer
+// step per iteration on one sequence (micro batch 1), exactly as src/fusellm/train/trainer.cpp
+// runs it: zero_grad, TrainableLlama::forward, fusion::fused_classifier (gradient written into the
+// logits in place), TrainableLlama::backward, clip_grad_norm(1.0), AdamW::step. fp32 on the CPU,
+// threads = OMP_NUM_THREADS.
+//
+//   bench_train DIR [--seq 512] [--warmup 2] [--iters 10] [--fusion]
+//
+// Loss: CLM (lambda = 1) by default; --fusion adds sparse top-10 targets and lambda = 0.9. Same
+// token ids and targets as bench_train.py: ids[i] = (i * 7919 + 13) % V, gold = the next id
+// (last position ignored, as LlamaForCausalLM's shifted labels), target j of position t =
+// (t * 131 + j * 977 + 7) % V with probability (10 - j) / 55.
+//
+// Prints the median step time, tokens/s, the median of each phase, and memory:
+//   peak RSS: VmHWM of /proc/self/status at the end (the whole process: binary, libraries,
+//     OpenBLAS's buffers, Kokkos, the safetensors mapping while it loaded, the model);
+//   baseline: VmRSS after Kokkos is up and before the model is loaded (what is not the model);
+//   sum: 4 bytes x (parameters + gradients + 2 Adam moments) + the activations the backward pass
+//     keeps, counted from the architecture as llama_train.hpp documents them: per layer x_in and
+//     x_mid [T, hidden], q/k/v [T, (H + 2 KV) D], the attention output [T, H D], [gate | up]
+//     [T, 2 I]; plus x_final [T, hidden] and the logits (= dlogits, in place) [T, V].
+#include <Kokkos_Core.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/model/llama_train.hpp"
+#include "fusellm/train/adamw.hpp"
+#include "fusellm/train/grad_clip.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// A field of /proc/self/status in MiB ("VmRSS", "VmHWM").
+double status_mib(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(f, line))
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':') return std::stod(line.substr(n + 1)) / 1024.0;
+  return -1;
+}
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s DIR [--seq N] [--warmup N] [--iters N] [--fusion]\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  int seq = 512, warmup = 2, iters = 10;
+  bool fusing = false;
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--fusion")) fusing = true;
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--seq")) seq = std::stoi(argv[++i]);
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--warmup")) warmup = std::stoi(argv[++i]);
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  Kokkos::ScopeGuard kokkos;  // default init: OpenMP with OMP_NUM_THREADS
+  try {
+    using namespace fusellm;
+    const double baseline = status_mib("VmRSS");
+    model::TrainableLlama m = model::TrainableLlama::load(dir);
+    const double after_load = status_mib("VmRSS"), hwm_load = status_mib("VmHWM");
+    const model::Arch& a = m.arch();
+    const int64_t T = seq, V = a.vocab, Hd = a.hidden, I = a.intermediate;
+    const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, nq = a.heads * a.head_dim;
+
+    std::vector<int32_t> ids(static_cast<size_t>(T)), gold(static_cast<size_t>(T));
+    for (int64_t i = 0; i < T; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % V);
+    for (int64_t i = 0; i < T; ++i) gold[size_t(i)] = i + 1 < T ? ids[size_t(i + 1)] : -1;
+    const int64_t K = fusing ? 10 : 1;
+    fusion::HostRows targets("targets", T, K);  // CLM: one empty slot per row, as the trainer passes
+    if (fusing)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < K; ++j) {
+          targets.ids(t, j) = int32_t((t * 131 + j * 977 + 7) % V);
+          targets.probs(t, j) = float(10 - j) / 55.f;
+        }
+    fusion::FusedClassifierParams fcp;
+    fcp.lambda = fusing ? 0.9f : 1.0f;
+
+    std::vector<ParamGrad> pg;
+    for (auto& p : m.parameters()) pg.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+    AdamW adamw({0.9, 0.95, 1e-8, 0.1});
+    const double lr = 1e-5;
+
+    std::vector<double> step_t, cpu_t, fwd_t, cls_t, bwd_t, clip_t, opt_t;
+    double loss = 0, gnorm = 0;
+    for (int it = 0; it < warmup + iters; ++it) {
+      const double c0 = cpu_seconds();
+      const auto t0 = Clock::now();
+      m.zero_grad();
+      Tensor logits = m.forward(ids);
+      const double t_fwd = since(t0);
+      const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
+      const double t_cls = since(t0);
+      m.backward(logits.span());
+      const double t_bwd = since(t0);
+      gnorm = clip_grad_norm(pg, 1.0);
+      const double t_clip = since(t0);
+      adamw.step(pg, lr);
+      const double t_all = since(t0), c_all = cpu_seconds() - c0;
+      loss = r.loss;
+      if (it >= warmup) {
+        step_t.push_back(t_all), cpu_t.push_back(c_all);
+        fwd_t.push_back(t_fwd), cls_t.push_back(t_cls - t_fwd), bwd_t.push_back(t_bwd - t_cls);
+        clip_t.push_back(t_clip - t_bwd), opt_t.push_back(t_all - t_clip);
+      }
+    }
+
+    const double med = median(step_t);
+    std::printf("fusellm threads=%d seq=%lld %s median %.1f ms  %.1f tokens/s  (process cpu %.1f ms/step; %.1fM parameters; "
+                "loss %.4f grad_norm %.3f)\n",
+                omp_get_max_threads(), (long long)T, fusing ? "fusion(lambda=0.9,k=10)" : "clm(lambda=1)", med * 1e3,
+                double(T) / med, median(cpu_t) * 1e3, double(m.num_parameters()) / 1e6, loss, gnorm);
+    std::printf("fusellm phases ms: forward %.1f  classifier %.1f  backward %.1f  clip %.1f  adamw %.1f\n",
+                median(fwd_t) * 1e3, median(cls_t) * 1e3, median(bwd_t) * 1e3, median(clip_t) * 1e3,
+                median(opt_t) * 1e3);
+
+    const double P = double(m.num_parameters());
+    const double per_layer = double(2 * T * Hd + T * nqkv + T * nq + T * 2 * I);
+    const double acts = double(a.layers) * per_layer + double(T * Hd) + double(T * V);
+    const double state_mib = 4.0 * 4.0 * P / kMiB, acts_mib = 4.0 * acts / kMiB, sum = state_mib + acts_mib;
+    const double peak = status_mib("VmHWM");
+    std::printf("fusellm memory MiB: peak RSS %.1f  sum %.1f (params+grads+2 moments %.1f, activations %.1f)  "
+                "peak/sum = %.2fx  (baseline RSS before the model %.1f; after load RSS %.1f, peak %.1f; "
+                "(peak - baseline)/sum = %.2fx)\n",
+                peak, sum, state_mib, acts_mib, peak / sum, baseline, after_load, hwm_load, (peak - baseline) / sum);
+  } catch (const fusellm::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
