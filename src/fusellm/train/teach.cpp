@@ -176,6 +176,11 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   const align::TokenVocab src_vocab = align::TokenVocab::from_tokenizer_json(src.tokenizer);
   const align::TokenVocab tgt_vocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
   const CacheProvenance prov = provenance_from(job, src, fps[si], fps[ti], fps);
+  // Single-teacher KD (the source shares the target's tokenizer): both tokenize every segment
+  // alike, so the alignment is the identity and the source's top-k ids are target ids already;
+  // the rows go to the cache as they are (ids the target tokenizer does not have are dropped, as
+  // the vocabulary mapping would drop them).
+  const bool identity = fps[si] == fps[ti];
 
   TeachResult res;
   res.cache_path = cache_path_for(job, src.name);
@@ -232,8 +237,46 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   const auto t0 = Clock::now();
   auto last_print = t0;
 
+  auto flush_identity = [&] {
+    std::vector<CacheSegment> cs(batch.size());
+    const int32_t tv = int32_t(tgt_vocab.size());
+    for (size_t d = 0; d < batch.size(); ++d) {
+      const auto& p = batch[d];
+      auto& c = cs[d];
+      if (p.src_ids != p.tgt_ids) fail("teach: segment {}: one tokenizer gave two tokenizations", p.seg.id);
+      const int64_t T = int64_t(p.tgt_ids.size());
+      c.id = p.seg.id;
+      c.doc = p.seg.doc;
+      c.piece = p.seg.piece;
+      c.ce = p.ce;
+      c.ce_tokens = p.ce_tokens;
+      c.bytes = int64_t(p.seg.text.size());
+      c.target_ids = p.tgt_ids;
+      c.status.assign(size_t(T), uint8_t(align::kKeptExact));
+      c.ids.resize(size_t(T * k));
+      c.probs.resize(size_t(T * k));
+      for (int64_t t = 0; t < T; ++t) {
+        bool any = false;
+        for (int64_t j = 0; j < k; ++j) {
+          const int32_t id = p.rows.ids(t, j);
+          const bool ok = id >= 0 && id < tv && !tgt_vocab.hole(id);
+          c.ids[size_t(t * k + j)] = ok ? id : -1;
+          c.probs[size_t(t * k + j)] = ok ? p.rows.probs(t, j) : 0.f;
+          any = any || ok;
+        }
+        if (!any) c.status[size_t(t)] = uint8_t(align::kFallbackEmpty);
+        (align::align_kept(c.status[size_t(t)]) ? res.kept_rows : res.fallback_rows)++;
+      }
+      res.target_tokens += T;
+    }
+    cache.append(cs);
+    res.segments = cache.segments_done();
+    batch.clear();
+  };
+
   auto flush = [&] {
     if (batch.empty()) return;
+    if (identity) return flush_identity();
     align::DocBatch sb, tb;
     int64_t ns = 0;
     for (const auto& p : batch) {

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/fusion/topk_softmax.hpp"
+#include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/train/corpus.hpp"
 #include "fusellm/train/teach.hpp"
@@ -139,6 +141,35 @@ TEST(Teach, EndToEndNeoxIntoLlama) {
   const std::string e = error_of([&] { check_offline_caches(load_job(job)); });
   EXPECT_NE(e.find("'llama'"), std::string::npos) << e;
   EXPECT_NE(e.find(job), std::string::npos) << e;
+}
+
+// Single-teacher KD: a source with the target's own tokenizer needs no alignment; its cache rows
+// are the source's top-k on the target tokens, every position kept.
+TEST(Teach, SameTokenizerAsTheTargetIsTheIdentity) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("identity");
+  const TeachResult r = run(s.job("a"), "llama", 4);
+  EXPECT_EQ(r.fallback_rows, 0);
+  EXPECT_EQ(r.kept_rows, r.target_tokens);
+  const auto model = CausalLM::load(kDemo + "/llama");
+  const int64_t V = model->info().vocab_size;
+  fusion::TopkParams tp;
+  tp.k = 5;
+  DistributionCacheReader c(r.cache_path);
+  ASSERT_EQ(c.segments(), 4);
+  for (int64_t i = 0; i < c.segments(); ++i) {
+    const CachedSegment seg = c.read_index(i);
+    const int64_t T = int64_t(seg.target_ids.size());
+    const Tensor logits = model->forward(seg.target_ids);
+    const fusion::HostRows ref = fusion::topk_softmax(logits.span(), T, V, tp, "ref");
+    for (int64_t t = 0; t < T; ++t) {
+      EXPECT_EQ(seg.status[size_t(t)], 0) << i << " " << t;  // kKeptExact
+      for (int64_t j = 0; j < 5; ++j) {
+        EXPECT_EQ(seg.rows.ids(t, j), ref.ids(t, j)) << "segment " << i << " position " << t << " slot " << j;
+        EXPECT_NEAR(seg.rows.probs(t, j), ref.probs(t, j), 1e-3 * ref.probs(t, j) + 1e-7);  // fp16 in the cache
+      }
+    }
+  }
 }
 
 TEST(Teach, ResumeAfterLimitEqualsOneRun) {
