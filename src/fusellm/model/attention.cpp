@@ -29,7 +29,6 @@ namespace fusellm::model {
 namespace {
 
 constexpr int64_t kBlock = 64;
-constexpr float kInf = std::numeric_limits<float>::infinity();
 
 }  // namespace
 
@@ -92,20 +91,7 @@ void causal_attention(ConstMatView qkv, std::span<const int32_t> doc_start, cons
           for (int64_t c = cs; c < ce; c += 8)
             store8(sr + c, load8(sr + c) + slope * (iota + float(lo - i + c)));
         }
-        std::fill(sr + cs, sr + c0, -kInf);
-        std::fill(sr + c1, sr + ce, -kInf);
-        f32x8 mv = splat8(-kInf);
-        for (int64_t c = cs; c < ce; c += 8) mv = max8(mv, load8(sr + c));
-        const f32x8 m = splat8(hmax8(mv));
-        f32x8 sv{};
-        for (int64_t c = cs; c < ce; c += 8) {
-          const f32x8 e = exp8(load8(sr + c) - m);  // exp(-inf) = 0 for the masked columns
-          store8(sr + c, e);
-          sv += e;
-        }
-        std::fill(sr, sr + cs, 0.f);
-        std::fill(sr + ce, sr + ldS, 0.f);
-        inv_sum[r] = 1.f / hsum8(sv);
+        inv_sum[r] = 1.f / masked_exp_row(sr, c0, c1, ldS);
       }
       float* o = out.row(i0) + h * D;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, S.data(), int(ldS), v,

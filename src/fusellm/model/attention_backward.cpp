@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/model/fast_math.hpp"
 #include "fusellm/model/train_ops.hpp"
 
 namespace fusellm::model {
@@ -64,14 +65,15 @@ void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView 
   const int threads = int(std::min<int64_t>(num_threads(), KV));
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> P(static_cast<size_t>(kBlock * max_span)), dP(static_cast<size_t>(kBlock * max_span));
+    const size_t scratch = static_cast<size_t>(kBlock * ((max_span + 7) / 8 * 8));
+    std::vector<float> P(scratch), dP(scratch);
     float Drow[kBlock];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t g = 0; g < KV; ++g) {
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         for (int64_t b = 0; b < blocks; ++b) {
           const int64_t i0 = b * kBlock, i1 = std::min(T, i0 + kBlock), mb = i1 - i0;
-          const int64_t lo = first[i0], nk = i1 - lo, ld = nk;
+          const int64_t lo = first[i0], nk = i1 - lo, ld = (nk + 7) / 8 * 8;
           const float* q = qkv.row(i0) + h * D;
           const float* k = qkv.row(lo) + (H + g) * D;
           const float* v = qkv.row(lo) + (H + KV + g) * D;
@@ -80,26 +82,25 @@ void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView 
           float* dq = dqkv.row(i0) + h * D;
           float* dk = dqkv.row(lo) + (H + g) * D;
           float* dv = dqkv.row(lo) + (H + KV + g) * D;
-          // S = scale Q K^T, then P = masked softmax (exact exp: this is the reference path).
+          // S = scale Q K^T, then P = masked softmax, 8 lanes at a time on exp8 as the forward
+          // (attention.cpp) computes it; rows padded to whole vectors, masked columns exp(-inf) = 0.
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), s.scale, q, int(qkv.ld), k,
                       int(qkv.ld), 0.f, P.data(), int(ld));
           for (int64_t r = 0; r < mb; ++r) {
             const int64_t i = i0 + r;
             float* pr = P.data() + r * ld;
             const int64_t c0 = first[i] - lo, c1 = i - lo + 1;
-            float m = -std::numeric_limits<float>::infinity();
-            for (int64_t c = c0; c < c1; ++c) m = std::max(m, pr[c]);
-            float sum = 0.f;
-            for (int64_t c = c0; c < c1; ++c) sum += (pr[c] = std::exp(pr[c] - m));
-            const float inv = 1.f / sum;
-            std::fill(pr, pr + c0, 0.f);
-            for (int64_t c = c0; c < c1; ++c) pr[c] *= inv;
-            std::fill(pr + c1, pr + nk, 0.f);
+            const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
+            const f32x8 inv = splat8(1.f / masked_exp_row(pr, c0, c1, ld));
+            for (int64_t c = cs; c < ce; c += 8) store8(pr + c, load8(pr + c) * inv);
             // D_i = dO_i . O_i
-            float d = 0.f;
             const float* orow = o + r * out.ld;
             const float* dorow = dO + r * dout.ld;
-            for (int64_t c = 0; c < D; ++c) d += orow[c] * dorow[c];
+            f32x8 dv8{};
+            int64_t c = 0;
+            for (; c + 8 <= D; c += 8) dv8 += load8(orow + c) * load8(dorow + c);
+            float d = hsum8(dv8);
+            for (; c < D; ++c) d += orow[c] * dorow[c];
             Drow[r] = d;
           }
           // dV += P^T dO

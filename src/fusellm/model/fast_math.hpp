@@ -2,8 +2,10 @@
 // 8-wide float math with GCC/Clang vector extensions (AVX2 registers under -march=x86-64-v3,
 // two SSE/NEON registers elsewhere): the compiler does not vectorize expf or branchy clamps by
 // itself without -ffast-math, and softmax and SiLU spend most of their time there.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace fusellm::model {
 
@@ -52,6 +54,29 @@ FUSELLM_INLINE f32x8 exp8(f32x8 x) {
   const i32x8 bits = (((i32x8)t - (i32x8)magic) + 127) << 23;
   const f32x8 e = p * (f32x8)bits;
   return x < lo ? f32x8{} : e;
+}
+
+// One row of attention scores, sr[0, ld) with ld a multiple of 8: replaced by exp(s - max) over
+// the visible columns [c0, c1) and 0 elsewhere; returns the sum of the exps (the softmax's
+// normalizer). Whole vectors over [c0 / 8 * 8, ceil(c1 / 8) * 8), masked columns set to -inf
+// first so that exp gives them 0.
+FUSELLM_INLINE float masked_exp_row(float* sr, int64_t c0, int64_t c1, int64_t ld) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
+  std::fill(sr + cs, sr + c0, -kInf);
+  std::fill(sr + c1, sr + ce, -kInf);
+  f32x8 mv = splat8(-kInf);
+  for (int64_t c = cs; c < ce; c += 8) mv = max8(mv, load8(sr + c));
+  const f32x8 m = splat8(hmax8(mv));
+  f32x8 sv{};
+  for (int64_t c = cs; c < ce; c += 8) {
+    const f32x8 e = exp8(load8(sr + c) - m);
+    store8(sr + c, e);
+    sv += e;
+  }
+  std::fill(sr, sr + cs, 0.f);
+  std::fill(sr + ce, sr + ld, 0.f);
+  return hsum8(sv);
 }
 
 // x * sigmoid(a x) = x / (1 + exp(-a x)): SiLU (a = 1), QuickGELU (a = 1.702).

@@ -3,9 +3,11 @@
 //   dx = dy W            [M, N] x [N, K]
 //   dW = dy^T x          [N, M] x [M, K]   (accumulated: += over sequences of a batch)
 //   db = sum_m dy[m, :]
-// One sgemm each, called outside any OpenMP region so that OpenBLAS threads them itself.
-#include <cblas.h>
-
+// One product each, through parallel_gemm (ops.hpp): OpenMP threads over blocks of the output,
+// single-threaded sgemm per block, as the forward's linear(). Letting OpenBLAS thread them itself
+// put its pthread pool next to OpenMP's: with two threads the weight gradients did not get faster
+// than with one and the OpenMP ops between them (RMSNorm, SwiGLU, RoPE) ran 3-15x slower while
+// the other pool spun.
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/train_ops.hpp"
 
@@ -22,8 +24,8 @@ void linear_backward_input(ConstMatView dy, ConstMatView w, MatView dx, bool acc
         for (int64_t c = 0; c < dx.cols; ++c) dx.row(r)[c] = 0.f;
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(dx.rows), int(dx.cols), int(dy.cols), 1.f, dy.p,
-              int(dy.ld), w.p, int(w.ld), accumulate ? 1.f : 0.f, dx.p, int(dx.ld));
+  parallel_gemm({false, false, dy.cols, dy.p, dy.ld, w.p, w.ld, accumulate ? 1.f : 0.f, dx.p, dx.ld}, dx.rows,
+                dx.cols);
 }
 
 void linear_backward_weight(ConstMatView dy, ConstMatView x, MatView dw) {
@@ -31,8 +33,7 @@ void linear_backward_weight(ConstMatView dy, ConstMatView x, MatView dw) {
     fail("linear_backward_weight: shapes dy [{}, {}], x [{}, {}], dW [{}, {}] do not agree", dy.rows, dy.cols,
          x.rows, x.cols, dw.rows, dw.cols);
   if (dy.rows == 0 || dw.rows == 0 || dw.cols == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(dw.rows), int(dw.cols), int(dy.rows), 1.f, dy.p,
-              int(dy.ld), x.p, int(x.ld), 1.f, dw.p, int(dw.ld));
+  parallel_gemm({true, false, dy.rows, dy.p, dy.ld, x.p, x.ld, 1.f, dw.p, dw.ld}, dw.rows, dw.cols);
 }
 
 void bias_backward(ConstMatView dy, std::span<float> db) {

@@ -34,6 +34,23 @@ float fast_exp(float x);
 // y = x W^T + b   (or y += x W^T + b when `accumulate`); x [M, K], W [N, K] (nn.Linear layout),
 // b [N] or empty, y [M, N].
 void linear(ConstMatView x, ConstMatView w, std::span<const float> b, MatView y, bool accumulate = false);
+// The general product C[M, N] = op(A) op(B) + beta C (row-major; op(A) = A [M, K], or A^T for A
+// [K, M] when ta; op(B) = B [K, N], or B^T for B [N, K] when tb), split as linear() splits its
+// output: a grid of blocks, one per OpenMP thread, each a single-threaded sgemm (OpenBLAS held at
+// one thread meanwhile). Each element is computed by one thread in one fixed order: the result
+// depends on the thread count only. The backward pass's products go through it.
+struct Gemm {
+  bool ta = false, tb = false;
+  int64_t k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float beta = 0.f;
+  float* c = nullptr;
+  int64_t ldc = 0;
+};
+void parallel_gemm(const Gemm& g, int64_t M, int64_t N);
 // Number of threads the ops use (omp_get_max_threads()).
 int num_threads();
 // Holds OpenBLAS at one thread for its lifetime (restoring the previous count): the ops call

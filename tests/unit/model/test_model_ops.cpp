@@ -58,6 +58,54 @@ TEST(ModelOps, LinearMatchesLoopsForAnyThreadCount) {
   omp_set_num_threads(omp_get_num_procs());
 }
 
+// The backward pass's products (dx = dy W, dW += dy^T x): every transposition, beta 0 and 1,
+// strided operands, and a call from inside a parallel region (the team of one takes every block).
+TEST(ModelOps, ParallelGemmMatchesLoopsForAnyTranspositionAndThreadCount) {
+  for (const auto& [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 5}, {37, 129, 65}, {300, 520, 96}}) {
+    const auto a = randn(size_t(M * K), 4), b = randn(size_t(N * K), 5), c0 = randn(size_t(M * N), 6);
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true}) {
+        // Stored as A [M, K] or [K, M], B [K, N] or [N, K], each with 3 spare columns.
+        const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N, lda = ac + 3, ldb = bc + 3;
+        std::vector<float> A(size_t(ar * lda), 9.f), B(size_t(br * ldb), 9.f);
+        for (int64_t r = 0; r < ar; ++r)
+          for (int64_t c = 0; c < ac; ++c) A[r * lda + c] = a[r * ac + c];
+        for (int64_t r = 0; r < br; ++r)
+          for (int64_t c = 0; c < bc; ++c) B[r * ldb + c] = b[r * bc + c];
+        auto at = [&](int64_t m, int64_t k) { return double(ta ? A[k * lda + m] : A[m * lda + k]); };
+        auto bt = [&](int64_t k, int64_t n) { return double(tb ? B[n * ldb + k] : B[k * ldb + n]); };
+        for (const float beta : {0.f, 1.f})
+          for (int threads : {1, 2, 3, 4})
+            for (const bool nested : {false, true}) {
+              omp_set_num_threads(threads);
+              const int64_t ldc = N + 2;
+              std::vector<float> C(size_t(M * ldc), 7.f);
+              for (int64_t m = 0; m < M; ++m)
+                for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = c0[m * N + n];
+              const Gemm g{ta, tb, K, A.data(), lda, B.data(), ldb, beta, C.data(), ldc};
+              if (nested) {
+#pragma omp parallel num_threads(2)
+#pragma omp single
+                parallel_gemm(g, M, N);
+              } else {
+                parallel_gemm(g, M, N);
+              }
+              for (int64_t m = 0; m < M; ++m) {
+                for (int64_t n = 0; n < N; ++n) {
+                  double s = beta * double(c0[m * N + n]);
+                  for (int64_t k = 0; k < K; ++k) s += at(m, k) * bt(k, n);
+                  ASSERT_NEAR(C[m * ldc + n], s, 1e-4) << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb
+                                                       << " beta " << beta << " threads " << threads
+                                                       << " nested " << nested;
+                }
+                ASSERT_EQ(C[m * ldc + N], 7.f);  // the padding is not written
+              }
+            }
+      }
+  }
+  omp_set_num_threads(omp_get_num_procs());
+}
+
 // softmax over keys j in [max(doc start, i - window + 1), i] of scale q.k + slope (j - i).
 std::vector<float> naive_attention(const std::vector<float>& qkv, int64_t T, const AttentionShape& s,
                                    const std::vector<int32_t>& doc_start) {
