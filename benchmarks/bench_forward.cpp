@@ -13,26 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/model.hpp"
 
-namespace {
-
-// CPU time of the whole process (all threads): on a shared machine, wall time also counts the
-// time other processes held the cores; this does not.
-double cpu_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-}  // namespace
+using fusellm::bench::cpu_seconds;
+using fusellm::bench::median;
 
 int main(int argc, char** argv) {
   if (argc < 2) {

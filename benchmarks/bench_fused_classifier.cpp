@@ -25,21 +25,13 @@
 
 #include "fusellm/fusion/fused_classifier.hpp"
 
+#include "bench_timing.hpp"
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Process CPU time (all threads): with the wall time it shows whether the run got its cores
-// (cpu ~ threads x wall) or shared them with other load.
-double cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
+using fusellm::bench::Clock;
+using fusellm::bench::cpu_seconds;  // with the wall time: did the run get its cores?
+using fusellm::bench::seconds_since;
 
 // STREAM copy: returns the best bandwidth in GB/s counting read + write.
 double copy_bandwidth(size_t n, int reps) {

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
 #include "fusellm/model/llama_train.hpp"
@@ -39,21 +40,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double cpu_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using fusellm::bench::Clock;
+using fusellm::bench::cpu_seconds;
+using fusellm::bench::median;
+double since(Clock::time_point t0) { return fusellm::bench::seconds_since(t0); }
 
 // A field of /proc/self/status in MiB ("VmRSS", "VmHWM").
 double status_mib(const char* field) {

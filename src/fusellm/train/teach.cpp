@@ -237,21 +237,27 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   const auto t0 = Clock::now();
   auto last_print = t0;
 
+  // A segment's cache entry without its rows.
+  auto cache_segment = [](const Pending& p) {
+    CacheSegment c;
+    c.id = p.seg.id;
+    c.doc = p.seg.doc;
+    c.piece = p.seg.piece;
+    c.ce = p.ce;
+    c.ce_tokens = p.ce_tokens;
+    c.bytes = int64_t(p.seg.text.size());
+    c.target_ids = p.tgt_ids;
+    return c;
+  };
+
   auto flush_identity = [&] {
     std::vector<CacheSegment> cs(batch.size());
     const int32_t tv = int32_t(tgt_vocab.size());
     for (size_t d = 0; d < batch.size(); ++d) {
       const auto& p = batch[d];
-      auto& c = cs[d];
+      CacheSegment& c = cs[d] = cache_segment(p);
       if (p.src_ids != p.tgt_ids) fail("teach: segment {}: one tokenizer gave two tokenizations", p.seg.id);
       const int64_t T = int64_t(p.tgt_ids.size());
-      c.id = p.seg.id;
-      c.doc = p.seg.doc;
-      c.piece = p.seg.piece;
-      c.ce = p.ce;
-      c.ce_tokens = p.ce_tokens;
-      c.bytes = int64_t(p.seg.text.size());
-      c.target_ids = p.tgt_ids;
       c.status.assign(size_t(T), uint8_t(align::kKeptExact));
       c.ids.resize(size_t(T * k));
       c.probs.resize(size_t(T * k));
@@ -301,14 +307,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
     std::vector<CacheSegment> cs(batch.size());
     for (size_t d = 0; d < batch.size(); ++d) {
       const auto& p = batch[d];
-      auto& c = cs[d];
-      c.id = p.seg.id;
-      c.doc = p.seg.doc;
-      c.piece = p.seg.piece;
-      c.ce = p.ce;
-      c.ce_tokens = p.ce_tokens;
-      c.bytes = int64_t(p.seg.text.size());
-      c.target_ids = p.tgt_ids;
+      CacheSegment& c = cs[d] = cache_segment(p);
       const int64_t b = tb.offsets[d], e = tb.offsets[d + 1];
       c.status.assign(status.begin() + b, status.begin() + e);
       c.ids.assign(host.ids.data() + b * k, host.ids.data() + e * k);
