@@ -316,22 +316,12 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const Ctx& c) {
       return b;
     }
     if (type == "Sequence") {
-      c.check_depth();
-      const json& arr = need_field(j, "decoders", c);
-      if (!arr.is_array()) c.fail("field \"decoders\": expected an array, found {}", json_kind(arr));
       auto s = std::make_unique<Sequence>();
-      for (std::size_t i = 0; i < arr.size(); ++i) {
-        const Ctx ic = c.child("decoders").index(i);
-        auto d = make_decoder(arr[i], ic);
-        if (!d) ic.fail("expected a decoder, found null");
-        s->parts.push_back(std::move(d));
-      }
+      s->parts = sequence_parts(j, "decoders", c, "a decoder", make_decoder);
       return s;
     }
   } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind(c.origin + ": ", 0) == 0) throw;
-    c.fail("{}", what);
+    rethrow_in(c, e);
   }
   c.fail("unsupported type \"{}\" (supported: {})", type,
          join_quoted({"ByteLevel", "Metaspace", "Replace", "ByteFallback", "Fuse", "Strip", "WordPiece", "BPEDecoder",

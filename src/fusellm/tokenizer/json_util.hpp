@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fusellm/core/error.hpp"
 
@@ -111,6 +113,31 @@ inline uint64_t get_uint(const json& j, std::string_view key, const Ctx& c, uint
 }
 // A field holding exactly one character (Rust `char`), returned as UTF-8.
 std::string get_char(const json& j, std::string_view key, const Ctx& c);
+
+// The parts of a "Sequence" normalizer, pre-tokenizer or decoder: the array in field `key`, each
+// element made by `make(element, ctx)` (which gives nullptr for a JSON null: refused here).
+template <class Make>
+auto sequence_parts(const json& j, std::string_view key, const Ctx& c, std::string_view what, Make&& make) {
+  c.check_depth();
+  const json& arr = need_field(j, key, c);
+  if (!arr.is_array()) c.fail("field \"{}\": expected an array, found {}", key, json_kind(arr));
+  std::vector<decltype(make(arr, c))> parts;
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const Ctx ic = c.child(key).index(i);
+    auto p = make(arr[i], ic);
+    if (!p) ic.fail("expected {}, found null", what);
+    parts.push_back(std::move(p));
+  }
+  return parts;
+}
+
+// In a part factory's catch block: an Error from below that does not yet name the file and the
+// part gets them (c.fail); one that does is rethrown as it is.
+[[noreturn]] inline void rethrow_in(const Ctx& c, const Error& e) {
+  const std::string what = e.what();
+  if (what.rfind(c.origin + ": ", 0) == 0) throw;  // the exception being handled
+  c.fail("{}", what);
+}
 
 // "a", "b" and "c" -> "\"a\", \"b\", \"c\"" for "supported: ..." lists.
 inline std::string join_quoted(std::initializer_list<const char*> names) {

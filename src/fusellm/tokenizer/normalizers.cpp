@@ -146,21 +146,12 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const Ctx& c) {
       return b;
     }
     if (type == "Sequence") {
-      c.check_depth();
-      const json& arr = need_field(j, "normalizers", c);
-      if (!arr.is_array()) c.fail("field \"normalizers\": expected an array, found {}", json_kind(arr));
       auto s = std::make_unique<Sequence>();
-      for (std::size_t i = 0; i < arr.size(); ++i) {
-        auto n = make_normalizer(arr[i], c.child("normalizers").index(i));
-        if (!n) c.child("normalizers").index(i).fail("expected a normalizer, found null");
-        s->parts.push_back(std::move(n));
-      }
+      s->parts = sequence_parts(j, "normalizers", c, "a normalizer", make_normalizer);
       return s;
     }
   } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind(c.origin + ": ", 0) == 0) throw;  // already names the file and part
-    c.fail("{}", what);
+    rethrow_in(c, e);
   }
   c.fail("unsupported type \"{}\" (supported: {})", type,
          join_quoted({"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Strip", "StripAccents", "Replace", "Prepend",

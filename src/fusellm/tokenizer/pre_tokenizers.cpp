@@ -231,22 +231,12 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Ctx& c) {
       return s;
     }
     if (type == "Sequence") {
-      c.check_depth();
-      const json& arr = need_field(j, "pretokenizers", c);
-      if (!arr.is_array()) c.fail("field \"pretokenizers\": expected an array, found {}", json_kind(arr));
       auto s = std::make_unique<Sequence>();
-      for (std::size_t i = 0; i < arr.size(); ++i) {
-        const Ctx ic = c.child("pretokenizers").index(i);
-        auto p = make_pre_tokenizer(arr[i], ic);
-        if (!p) ic.fail("expected a pre-tokenizer, found null");
-        s->parts.push_back(std::move(p));
-      }
+      s->parts = sequence_parts(j, "pretokenizers", c, "a pre-tokenizer", make_pre_tokenizer);
       return s;
     }
   } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind(c.origin + ": ", 0) == 0) throw;
-    c.fail("{}", what);
+    rethrow_in(c, e);
   }
   c.fail("unsupported type \"{}\" (supported: {})", type,
          join_quoted({"ByteLevel", "Metaspace", "Split", "Digits", "Whitespace", "WhitespaceSplit", "Punctuation",
