@@ -13,4 +13,5 @@ void add_teach(CLI::App& app);
 void add_align(CLI::App& app);
 void add_vocab_map(CLI::App& app);
 void add_train(CLI::App& app);
+void add_merge(CLI::App& app);
 }  // namespace fusellm::cli

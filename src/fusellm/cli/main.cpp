@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_align(app);
   fusellm::cli::add_vocab_map(app);
   fusellm::cli::add_train(app);
+  fusellm::cli::add_merge(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -94,8 +94,8 @@ int64_t safetensors_data_bytes(std::span<const SafetensorsEntry> tensors, DType 
 
 void write_safetensors(const std::string& path, std::span<const SafetensorsEntry> tensors, DType dtype,
                        const std::map<std::string, std::string>& metadata) {
-  if (dtype != DType::F32 && dtype != DType::BF16)
-    fail("{}: can write F32 or BF16 tensors, not {}", path, dtype_name(dtype));
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    fail("{}: can write F32, BF16 or F16 tensors, not {}", path, dtype_name(dtype));
   const int64_t esize = int64_t(dtype_size(dtype));
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -129,7 +129,10 @@ void write_safetensors(const std::string& path, std::span<const SafetensorsEntry
     for (size_t i = 0; i < e.data.size(); i += kChunk) {
       const size_t n = std::min(kChunk, e.data.size() - i);
       half.resize(n);
-      for (size_t j = 0; j < n; ++j) half[j] = f32_to_bf16(e.data[i + j]);
+      if (dtype == DType::BF16)
+        for (size_t j = 0; j < n; ++j) half[j] = f32_to_bf16(e.data[i + j]);
+      else
+        for (size_t j = 0; j < n; ++j) half[j] = f32_to_f16(e.data[i + j]);
       f.write(half.data(), n * sizeof(uint16_t));
     }
   }

@@ -3,8 +3,8 @@
 // serialize_to_file lays them out: 8-byte little-endian header length, the JSON header
 // ({"__metadata__": {...}, name: {"dtype", "shape", "data_offsets": [b, e]}, ...}) padded with
 // spaces to a multiple of 8 bytes, then the tensors' bytes back to back in the given order.
-// fp32 values are written as F32 or rounded to BF16 (round-to-nearest-even, as torch's
-// .to(torch.bfloat16)).
+// fp32 values are written as F32 or rounded to BF16 or F16 (round-to-nearest-even, as torch's
+// .to(torch.bfloat16) / .half()).
 //
 // Atomic: the file is written to "<path>.tmp-<pid>", fsync'd, renamed over <path>, and the
 // directory fsync'd, so a reader sees the old file or the complete new one, never a part.
@@ -25,7 +25,7 @@ struct SafetensorsEntry {
   std::span<const float> data;  // numel(shape) values
 };
 
-// dtype: F32 or BF16. metadata: the "__metadata__" object (transformers wants {"format": "pt"}).
+// dtype: F32, BF16 or F16. metadata: the "__metadata__" object (transformers wants {"format": "pt"}).
 void write_safetensors(const std::string& path, std::span<const SafetensorsEntry> tensors, DType dtype = DType::F32,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

@@ -23,8 +23,8 @@ const char* const kTokenizerFiles[] = {"tokenizer.json",     "tokenizer.model", 
 
 ExportResult export_hf(std::span<const SafetensorsEntry> tensors, const std::string& config_dir,
                        const std::string& tokenizer_dir, const std::string& out_dir, const ExportOptions& opt) {
-  if (opt.dtype != DType::F32 && opt.dtype != DType::BF16)
-    fail("export: dtype {} is not supported (F32 or BF16)", dtype_name(opt.dtype));
+  if (opt.dtype != DType::F32 && opt.dtype != DType::BF16 && opt.dtype != DType::F16)
+    fail("export: dtype {} is not supported (F32, BF16 or F16)", dtype_name(opt.dtype));
   if (tensors.empty()) fail("export to {}: no tensors", out_dir);
   const fs::path out(out_dir);
   std::error_code ec;
@@ -75,7 +75,7 @@ ExportResult export_hf(std::span<const SafetensorsEntry> tensors, const std::str
   // config.json with the dtype written.
   nlohmann::json config = read_json_file((fs::path(config_dir) / "config.json").string());
   if (!config.is_object()) fail("{}/config.json: expected a JSON object", config_dir);
-  config["torch_dtype"] = opt.dtype == DType::BF16 ? "bfloat16" : "float32";
+  config["torch_dtype"] = opt.dtype == DType::BF16 ? "bfloat16" : opt.dtype == DType::F16 ? "float16" : "float32";
   write_file_atomic((out / "config.json").string(), config.dump(2) + "\n");
   written.insert("config.json");
 

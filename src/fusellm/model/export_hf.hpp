@@ -22,7 +22,7 @@
 namespace fusellm {
 
 struct ExportOptions {
-  DType dtype = DType::F32;                     // F32 or BF16
+  DType dtype = DType::F32;                     // F32, BF16 or F16
   int64_t max_shard_bytes = 5'000'000'000;      // save_pretrained's default "5GB"
 };
 

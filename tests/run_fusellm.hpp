@@ -1,0 +1,30 @@
+#pragma once
+// Runs the fusellm binary (FUSELLM_BINARY) as a user does, for tests of whole commands: its exit
+// code and stdout + stderr together.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace fusellm::testing {
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+};
+
+inline CmdResult run_fusellm(const std::string& args) {
+  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + FUSELLM_BINARY + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+}  // namespace fusellm::testing
