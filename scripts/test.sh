@@ -8,6 +8,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_PROC_BIND=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# ctest runs nproc tests at once, each with OMP_NUM_THREADS threads: more threads than cores.
+# OpenMP's default spin-waiting then burns the cores another test needs (the 50-step training
+# test: 13.6 s for two concurrent runs spinning, 3.8 s sleeping); tests sleep instead.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 CUDA_ARGS=""
 if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
