@@ -69,7 +69,7 @@ void add_score(CLI::App& app) {
   sub->add_option("--weights", o->weights, "ensemble weights w1,w2,...: one per --model (default: uniform)");
   sub->add_option("--tokenizer", o->tokenizer, "tokenizer directory (default: the model's)");
   sub->add_option("file", o->file, "UTF-8 text file")->required();
-  sub->add_option("--window", o->window, "tokens per forward pass (default: the model's context)");
+  sub->add_option("--window", o->window, "tokens per forward pass (default: the context, the smallest of the models')");
   sub->add_flag("--json", o->json, "JSON lines: one per token, then a summary object");
   sub->add_flag("-q,--quiet", o->quiet, "only the summary");
   sub->callback([o] {
