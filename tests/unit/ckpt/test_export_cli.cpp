@@ -15,6 +15,7 @@
 #include <set>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "run_fusellm.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/core/dtype.hpp"
 
@@ -51,19 +52,8 @@ std::vector<NamedTensor> read_f32(const fs::path& p) {
   return v;
 }
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-CliRun run(const std::string& args) {
-  const std::string cmd = std::string(FUSELLM_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using CliRun = fusellm::testing::CmdResult;
+CliRun run(const std::string& args) { return fusellm::testing::run_fusellm(args); }
 
 class ExportCli : public ::testing::Test {
  protected:

@@ -3,37 +3,21 @@
 // perplexity and bits per byte `transformers` computed for the same weights and text
 // (examples/demo/*/reference_score.json, written by tests/reference/gen_demo_models.py).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
+#include "run_fusellm.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CmdResult {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-CmdResult run(const std::string& args) {
-  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + FUSELLM_BINARY + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using fusellm::testing::CmdResult;
+CmdResult run(const std::string& args) { return fusellm::testing::run_fusellm(args); }
 
 const std::string kDemo = std::string(FUSELLM_SOURCE_DIR) + "/examples/demo";
 
