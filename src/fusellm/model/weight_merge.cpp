@@ -2,6 +2,7 @@
 #include "fusellm/model/weight_merge.hpp"
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "fusellm/core/error.hpp"
