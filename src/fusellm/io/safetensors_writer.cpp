@@ -103,7 +103,7 @@ void write_safetensors(const std::string& path, std::span<const SafetensorsEntry
   for (const SafetensorsEntry& e : tensors) {
     if (e.name.empty() || e.name == "__metadata__") fail("{}: invalid tensor name '{}'", path, e.name);
     if (header.contains(e.name)) fail("{}: tensor '{}' given twice", path, e.name);
-    if (int64_t(e.data.size()) != numel(e.shape))
+    if (!e.produce && int64_t(e.data.size()) != numel(e.shape))
       fail("{}: tensor '{}' has {} values for shape {}", path, e.name, e.data.size(), shape_str(e.shape));
     const int64_t bytes = numel(e.shape) * esize;
     header[e.name] = {{"dtype", std::string(dtype_name(dtype))}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
@@ -120,19 +120,26 @@ void write_safetensors(const std::string& path, std::span<const SafetensorsEntry
   f.write(h.data(), h.size());
   constexpr size_t kChunk = size_t(1) << 20;  // values per conversion chunk
   std::vector<uint16_t> half;
+  std::vector<float> produced;  // one produced tensor at a time
   for (const SafetensorsEntry& e : tensors) {
+    std::span<const float> data = e.data;
+    if (e.produce) {
+      produced.assign(size_t(numel(e.shape)), 0.f);
+      e.produce(produced);
+      data = produced;
+    }
     if (dtype == DType::F32) {
       static_assert(std::endian::native == std::endian::little, "safetensors is little-endian");
-      f.write(e.data.data(), e.data.size() * sizeof(float));
+      f.write(data.data(), data.size() * sizeof(float));
       continue;
     }
-    for (size_t i = 0; i < e.data.size(); i += kChunk) {
-      const size_t n = std::min(kChunk, e.data.size() - i);
+    for (size_t i = 0; i < data.size(); i += kChunk) {
+      const size_t n = std::min(kChunk, data.size() - i);
       half.resize(n);
       if (dtype == DType::BF16)
-        for (size_t j = 0; j < n; ++j) half[j] = f32_to_bf16(e.data[i + j]);
+        for (size_t j = 0; j < n; ++j) half[j] = f32_to_bf16(data[i + j]);
       else
-        for (size_t j = 0; j < n; ++j) half[j] = f32_to_f16(e.data[i + j]);
+        for (size_t j = 0; j < n; ++j) half[j] = f32_to_f16(data[i + j]);
       f.write(half.data(), n * sizeof(uint16_t));
     }
   }

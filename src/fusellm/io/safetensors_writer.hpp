@@ -9,6 +9,7 @@
 // Atomic: the file is written to "<path>.tmp-<pid>", fsync'd, renamed over <path>, and the
 // directory fsync'd, so a reader sees the old file or the complete new one, never a part.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -23,6 +24,9 @@ struct SafetensorsEntry {
   std::string name;
   Shape shape;
   std::span<const float> data;  // numel(shape) values
+  // Instead of `data` (left empty): fills the numel(shape) values when the writer reaches this
+  // tensor, so a model computed tensor by tensor (weight merging) is never whole in memory.
+  std::function<void(std::span<float>)> produce;
 };
 
 // dtype: F32, BF16 or F16. metadata: the "__metadata__" object (transformers wants {"format": "pt"}).

@@ -102,30 +102,31 @@ MergeResult merge_checkpoints(std::span<const std::string> dirs, std::span<const
 
   MergeResult res;
   res.dtype = dtype ? *dtype : checkpoint_dtype(cks[0]);
-  std::vector<Tensor> merged;
-  merged.reserve(names.size());
+  // Each merged tensor is computed when the writer reaches it (SafetensorsEntry::produce): memory
+  // holds one tensor's accumulator, never the whole merged model.
   std::vector<double> acc;
-  for (const std::string& n : names) {
-    const TensorInfo& first = cks[0].info(n);
-    const size_t count = size_t(numel(first.shape));
+  auto merge_tensor = [&](const std::string& n, std::span<float> out) {
+    const size_t count = out.size();
     acc.assign(count, 0.0);
-    Tensor tmp(first.shape);
     // Fixed order (model 0, 1, ...) in double: the result does not depend on threads, and the
     // rounding to fp32 happens once, as torch's float64 sum then .float() does.
     for (size_t j = 0; j < cks.size(); ++j) {
-      convert_to_f32(cks[j].info(n), tmp.span());
-      const std::span<const float> v = tmp.span();
+      convert_to_f32(cks[j].info(n), out);
       const double w = weights[j];
-      for (size_t i = 0; i < count; ++i) acc[i] += w * double(v[i]);
+      for (size_t i = 0; i < count; ++i) acc[i] += w * double(out[i]);
     }
-    std::span<float> out = tmp.span();
     for (size_t i = 0; i < count; ++i) out[i] = float(acc[i]);
-    res.parameters += int64_t(count);
-    merged.push_back(std::move(tmp));
-  }
+  };
   std::vector<SafetensorsEntry> entries;
   entries.reserve(names.size());
-  for (size_t i = 0; i < names.size(); ++i) entries.push_back({names[i], merged[i].shape(), merged[i].span()});
+  for (const std::string& n : names) {
+    SafetensorsEntry e;
+    e.name = n;
+    e.shape = cks[0].info(n).shape;
+    e.produce = [&merge_tensor, n](std::span<float> out) { merge_tensor(n, out); };
+    res.parameters += numel(e.shape);
+    entries.push_back(std::move(e));
+  }
   ExportOptions opt;
   opt.dtype = res.dtype;
   res.files = export_hf(entries, dirs[0], dirs[0], out_dir, opt);

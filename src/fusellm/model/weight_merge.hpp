@@ -7,8 +7,9 @@
 // Same architecture means: the same config.json, field by field, except the fields that do not
 // describe the network (kIgnoredConfigFields), and the same tensor names with the same shapes.
 // Works name by name, so for every family the loaders read (llama/mistral/qwen2, mpt, gpt_neox,
-// gpt2). Each tensor is averaged in double in model order from the mmap'd inputs (one tensor's
-// accumulator at a time) and kept in fp32 until written: memory is one fp32 copy of the model.
+// gpt2). Each tensor is averaged in double in model order from the mmap'd inputs when the
+// safetensors writer reaches it: memory holds one tensor (its fp32 values and double
+// accumulator), not the merged model.
 #include <optional>
 #include <span>
 #include <string>
