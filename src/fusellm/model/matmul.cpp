@@ -83,7 +83,9 @@ void add_bias(std::span<const float> b, MatView y, int64_t m0, int64_t m1, int64
 // the blocks, hence the result, do not depend on the team.
 template <class F>
 void on_grid(int64_t M, int64_t N, int64_t K, F&& f) {
-  const auto [pm, pn] = grid(M, N, K, omp_in_parallel() ? 1 : num_threads());
+  // Plain variables, not a structured binding: clang cannot capture those into an OpenMP region.
+  const std::pair<int, int> g = grid(M, N, K, omp_in_parallel() ? 1 : num_threads());
+  const int pm = g.first, pn = g.second;
   if (pm * pn == 1) return f(int64_t(0), M, int64_t(0), N);
 #pragma omp parallel num_threads(pm * pn)
   for (int blk = omp_get_thread_num(); blk < pm * pn; blk += omp_get_num_threads()) {
