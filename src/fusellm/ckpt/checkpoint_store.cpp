@@ -104,7 +104,11 @@ std::string state_text(const TrainState& s) {
       "schedule_num_cycles={:016x}",
       s.step, s.tokens_seen, s.sampler_epoch, s.sampler_position, s.optim_steps, schedule_name(s.schedule.kind),
       std::bit_cast<uint64_t>(s.schedule.base_lr), s.schedule.warmup_steps, s.schedule.total_steps,
-      std::bit_cast<uint64_t>(s.schedule.min_lr_ratio), std::bit_cast<uint64_t>(s.schedule.num_cycles));
+      std::bit_cast<uint64_t>(s.schedule.min_lr_ratio), std::bit_cast<uint64_t>(s.schedule.num_cycles)) +
+         // Appended only when recorded, so checkpoints written before these fields still verify.
+         (s.data_fingerprint == 0 ? std::string()
+                                  : fmt::format(";data_sequences={};data_fingerprint={:016x}", s.data_sequences,
+                                                s.data_fingerprint));
 }
 
 // ---- HDF5 writing ---------------------------------------------------------------------------
@@ -196,6 +200,10 @@ void write_state_file(const fs::path& file, const CheckpointContents& c) {
   write_attr_i64(f, "schedule_total_steps", s.schedule.total_steps, where);
   write_attr_f64(f, "schedule_min_lr_ratio", s.schedule.min_lr_ratio, where);
   write_attr_f64(f, "schedule_num_cycles", s.schedule.num_cycles, where);
+  if (s.data_fingerprint != 0) {
+    write_attr_i64(f, "data_sequences", s.data_sequences, where);
+    write_attr_u64(f, "data_fingerprint", s.data_fingerprint, where);
+  }
   write_attr_u64(f, "state_xxh64", xxh64(state_text(s)), where);
 
   create_group(f, "model", where);
@@ -340,6 +348,10 @@ TrainCheckpoint read_state_file(const fs::path& file) {
   s.schedule.total_steps = i64("schedule_total_steps");
   s.schedule.min_lr_ratio = f64("schedule_min_lr_ratio");
   s.schedule.num_cycles = f64("schedule_num_cycles");
+  if (H5Aexists(f, "data_fingerprint") > 0) {
+    s.data_sequences = i64("data_sequences");
+    s.data_fingerprint = read_attr<uint64_t>(f, "data_fingerprint", H5T_NATIVE_UINT64, where);
+  }
   const uint64_t want = read_attr<uint64_t>(f, "state_xxh64", H5T_NATIVE_UINT64, where);
   if (xxh64(state_text(s)) != want) fail("{}: checksum mismatch of the root attributes (step, sampler, schedule)", where);
 

@@ -49,6 +49,11 @@ struct TrainState {
   std::string rng_state;         // rng_to_text(): std::mt19937_64 state
   LrSchedule schedule;           // kind, base lr, warmup and total steps, floor
   std::string job_toml;          // the job that wrote it (JobConfig::to_toml())
+  // The training data the sampler position refers to: packed sequences per epoch and an XXH64
+  // of the segments' lengths and [corpus].max_len (trainer.cpp). 0 = not recorded (checkpoints
+  // of earlier versions); a resume on other data is refused, as its position would mean nothing.
+  int64_t data_sequences = 0;
+  uint64_t data_fingerprint = 0;
   bool operator==(const TrainState&) const = default;
 };
 

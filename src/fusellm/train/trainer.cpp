@@ -15,6 +15,7 @@
 #include <random>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/ckpt/xxhash64.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
@@ -101,6 +102,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   res.segments = data.segments();
   res.sequences = nseq;
   const int64_t K = int64_t(names.size());
+  // What a checkpoint's sampler position refers to (TrainState::data_fingerprint).
+  const uint64_t data_fp = [&] {
+    const std::vector<int64_t>& L = data.lengths();
+    const uint64_t fp = xxh64(L.data(), L.size() * sizeof(int64_t), uint64_t(job.corpus.max_len));
+    return fp == 0 ? 1 : fp;  // 0 means "not recorded"
+  }();
   const double flops_per_token = model_flops_per_token(model.arch(), job.corpus.max_len);
 
   // ---- optimizer, schedule ----------------------------------------------------------------------------
@@ -130,6 +137,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
           fail("{}: tensor {} is {}, the target's is {}", ck->path, p.name, shape_str(t->shape()), shape_str(p.value.shape()));
         std::copy(t->data(), t->data() + t->size(), p.value.data());
       }
+      if (ck->state.data_fingerprint != 0 && ck->state.data_fingerprint != data_fp)
+        fail("{}: written for other training data ({} packed sequences per epoch, data fingerprint {:016x}); the "
+             "data now gives {} sequences (fingerprint {:016x}): the caches were taught again or extended, or "
+             "[corpus].max_len or --limit changed, so its sampler position would point elsewhere. Train from the "
+             "same data, or start afresh with another [checkpoint].dir",
+             ck->path, ck->state.data_sequences, ck->state.data_fingerprint, nseq, data_fp);
       ck->restore_optimizer(adamw);
       st = ck->state;
       if (!(st.schedule == sched))
@@ -143,6 +156,8 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     }
   }
   st.schedule = sched;
+  st.data_sequences = nseq;
+  st.data_fingerprint = data_fp;
   // rng: the state at the start of the sampler's epoch; the epoch's permutation is drawn from it.
   std::mt19937_64 epoch_rng_start = rng;
   std::vector<int64_t> perm = permutation(rng, nseq);

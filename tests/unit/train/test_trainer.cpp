@@ -310,6 +310,32 @@ TEST(Trainer, MicroBatchEqualsOnePassPerSequence) {
   }
 }
 
+// A checkpoint's sampler position means something only for the data it was written with: resuming
+// on other data (here: fewer segments) is refused, naming the checkpoint, and the data is kept.
+TEST(Trainer, ResumeOnOtherDataIsRefused) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(edited_job("otherdata", {}));
+  TrainOptions o = quiet();
+  o.stop_after = 2;
+  const TrainResult first = train(job, o);
+  ASSERT_EQ(first.end_step, 2);
+  TrainOptions fewer = quiet();
+  fewer.limit = kSegments - 3;
+  std::string msg;
+  try {
+    train(job, fewer);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("step-2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("other training data"), std::string::npos) << msg;
+  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2}));
+  // The same data resumes.
+  const TrainResult again = train(job, quiet());
+  EXPECT_EQ(again.start_step, 2);
+}
+
 // The caches are read per step, not whole: one step of two sequences reads only their segments.
 TEST(Trainer, CachedSegmentsAreStreamed) {
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
