@@ -225,6 +225,9 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
       fail("{}: holds {} segments but the corpus now gives only {} (the corpus changed; delete the cache)",
            res.cache_path, res.resumed_from, i);
   if (res.resumed_from > 0) spdlog::info("teach {}: continuing after segment {}", src.name, res.resumed_from);
+  if (identity)
+    spdlog::info("teach {}: the source has the target's tokenizer: no alignment, its top-{} rows are cached as they are",
+                 src.name, k);
 
   struct Pending {
     Segment seg;
