@@ -53,14 +53,10 @@ SegmentSource SegmentSource::from_caches(const JobConfig& job, int64_t limit, in
 SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab) {
   SegmentSource s;
   s.vocab_ = vocab;
-  std::vector<std::string> paths;
-  for (const auto& src : job.sources)
-    if (std::find(paths.begin(), paths.end(), src.tokenizer) == paths.end()) paths.push_back(src.tokenizer);
-  if (std::find(paths.begin(), paths.end(), job.target.tokenizer) == paths.end()) paths.push_back(job.target.tokenizer);
   std::vector<std::unique_ptr<Tokenizer>> toks;
   std::vector<const Tokenizer*> ptrs;
   const Tokenizer* target = nullptr;
-  for (const auto& p : paths) {
+  for (const auto& p : job_tokenizers(job)) {
     toks.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p), [&] { return Tokenizer::load(p); }));
     ptrs.push_back(toks.back().get());
     if (p == job.target.tokenizer) target = toks.back().get();

@@ -55,17 +55,6 @@ void require_cache_dir(const JobConfig& job) {
          job.file);
 }
 
-// Every tokenizer path of the job, in job order, without repeats.
-std::vector<std::string> job_tokenizers(const JobConfig& job) {
-  std::vector<std::string> out;
-  auto add = [&](const std::string& p) {
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
-  };
-  for (const auto& s : job.sources) add(s.tokenizer);
-  add(job.target.tokenizer);
-  return out;
-}
-
 std::string canonical(const std::string& p) {
   std::error_code ec;
   auto c = fs::weakly_canonical(p, ec);
@@ -107,6 +96,16 @@ CacheProvenance provenance_from(const JobConfig& job, const SourceConfig& src, c
 }
 
 }  // namespace
+
+std::vector<std::string> job_tokenizers(const JobConfig& job) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& p) {
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  };
+  for (const auto& s : job.sources) add(s.tokenizer);
+  add(job.target.tokenizer);
+  return out;
+}
 
 std::string cache_path_for(const JobConfig& job, const std::string& source) {
   return (fs::path(job.cache.dir) / (source + ".h5")).string();
@@ -253,7 +252,8 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
     return c;
   };
 
-  auto flush_identity = [&] {
+  // The batch's cache entries, identity path: the rows as they are.
+  auto identity_entries = [&] {
     std::vector<CacheSegment> cs(batch.size());
     const int32_t tv = int32_t(tgt_vocab.size());
     for (size_t d = 0; d < batch.size(); ++d) {
@@ -274,18 +274,13 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
           any = any || ok;
         }
         if (!any) c.status[size_t(t)] = uint8_t(align::kFallbackEmpty);
-        (align::align_kept(c.status[size_t(t)]) ? res.kept_rows : res.fallback_rows)++;
       }
-      res.target_tokens += T;
     }
-    cache.append(cs);
-    res.segments = cache.segments_done();
-    batch.clear();
+    return cs;
   };
 
-  auto flush = [&] {
-    if (batch.empty()) return;
-    if (identity) return flush_identity();
+  // The batch's cache entries, through the alignment (one DTW batch for all its segments).
+  auto aligned_entries = [&] {
     align::DocBatch sb, tb;
     int64_t ns = 0;
     for (const auto& p : batch) {
@@ -309,14 +304,21 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
     if (host.k() != k) fail("teach: alignment returned rows of {} entries, expected k = {}", host.k(), k);
     std::vector<CacheSegment> cs(batch.size());
     for (size_t d = 0; d < batch.size(); ++d) {
-      const auto& p = batch[d];
-      CacheSegment& c = cs[d] = cache_segment(p);
+      CacheSegment& c = cs[d] = cache_segment(batch[d]);
       const int64_t b = tb.offsets[d], e = tb.offsets[d + 1];
       c.status.assign(status.begin() + b, status.begin() + e);
       c.ids.assign(host.ids.data() + b * k, host.ids.data() + e * k);
       c.probs.assign(host.probs.data() + b * k, host.probs.data() + e * k);
-      for (int64_t t = b; t < e; ++t) (align::align_kept(status[size_t(t)]) ? res.kept_rows : res.fallback_rows)++;
-      res.target_tokens += e - b;
+    }
+    return cs;
+  };
+
+  auto flush = [&] {
+    if (batch.empty()) return;
+    const std::vector<CacheSegment> cs = identity ? identity_entries() : aligned_entries();
+    for (const CacheSegment& c : cs) {
+      for (const uint8_t st : c.status) (align::align_kept(st) ? res.kept_rows : res.fallback_rows)++;
+      res.target_tokens += c.rows();
     }
     cache.append(cs);
     res.segments = cache.segments_done();

@@ -15,6 +15,7 @@
 // Needs Kokkos initialized, or TeachOptions::init_kokkos (then Kokkos is finalized on return).
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fusellm/train/corpus.hpp"
 #include "fusellm/train/distribution_cache.hpp"
@@ -44,6 +45,9 @@ struct TeachResult {
 };
 
 // <[cache].dir>/<source>.h5 and <[cache].dir>/vocab_map.<source>.h5.
+// Every tokenizer path of the job (sources', then the target's), in job order, without repeats:
+// the tokenizers the Segmenter bounds every segment by.
+std::vector<std::string> job_tokenizers(const JobConfig& job);
 std::string cache_path_for(const JobConfig& job, const std::string& source);
 std::string vocab_map_path_for(const JobConfig& job, const std::string& source);
 
