@@ -62,6 +62,40 @@ double model_flops_per_token(const model::Arch& a, int64_t T) {
   return 6 * matmul + 6 * double(a.layers) * qd * double(T);
 }
 
+// A micro-batch's sequences as one forward pass: their tokens concatenated, and doc_ids that give
+// each sequence (and, with document masks, each of its documents) an attention block of its own
+// with positions from 0.
+struct Concatenated {
+  std::vector<int32_t> ids, doc_ids;
+};
+Concatenated concatenate(std::span<const PackedSequence> batch) {
+  Concatenated c;
+  int32_t next_doc = 0;
+  for (const PackedSequence& ps : batch) {
+    c.ids.insert(c.ids.end(), ps.ids.begin(), ps.ids.end());
+    if (ps.doc_ids.empty()) {
+      c.doc_ids.insert(c.doc_ids.end(), ps.ids.size(), next_doc++);
+    } else {
+      for (int32_t d : ps.doc_ids) c.doc_ids.push_back(next_doc + d);
+      next_doc += ps.doc_ids.back() + 1;
+    }
+  }
+  return c;
+}
+
+// A sequence and its targets as the --dump file holds them (tests/reference/train_reference.py).
+nlohmann::json dump_sequence(const PackedSequence& ps, const fusion::HostRows& targets) {
+  const int64_t T = ps.tokens();
+  std::vector<std::vector<int32_t>> tid(static_cast<size_t>(T));
+  std::vector<std::vector<float>> tpr(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < targets.k(); ++c) {
+      tid[size_t(t)].push_back(targets.ids(t, c));
+      tpr[size_t(t)].push_back(targets.probs(t, c));
+    }
+  return {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}, {"target_ids", tid}, {"target_probs", tpr}};
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = int64_t(s + 0.5);
@@ -206,6 +240,21 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   const int64_t run_steps = opt.stop_after > 0 ? opt.stop_after : total_steps;
   int64_t done_this_run = 0;
 
+  // A packed sequence's targets: the K sources' rows fused by MinCE / AvgCE over the sequence's
+  // CE (the winner and the weights counted for the metrics), or none when training CLM only.
+  auto targets_of = [&](const PackedSequence& ps) {
+    const int64_t T = ps.tokens();
+    if (!fusing) return fusion::HostRows("clm", T, 1);
+    std::vector<float> scores(static_cast<size_t>(K));
+    for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
+    const std::vector<int64_t> offs{0, T};
+    fusion::Fused f = job.distill.fusion == FusionKind::MinCE ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
+                                                               : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
+    if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
+    for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
+    return f.rows;
+  };
+
   while (st.step < total_steps && done_this_run < run_steps) {
     // The sequences of this step.
     std::vector<int64_t> seqs;
@@ -235,21 +284,9 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
       // separate passes compute; the loss stays a per-sequence mean.
       const size_t b1 = std::min(seqs.size(), b0 + size_t(MB));
       std::vector<PackedSequence> batch;
-      std::vector<int32_t> ids, doc_ids;
-      int32_t next_doc = 0;
-      for (size_t b = b0; b < b1; ++b) {
-        batch.push_back(packer.build(seqs[b], segment, job.corpus.document_mask));
-        const PackedSequence& ps = batch.back();
-        ids.insert(ids.end(), ps.ids.begin(), ps.ids.end());
-        if (ps.doc_ids.empty()) {
-          doc_ids.insert(doc_ids.end(), ps.ids.size(), next_doc++);
-        } else {
-          for (int32_t d : ps.doc_ids) doc_ids.push_back(next_doc + d);
-          next_doc += ps.doc_ids.back() + 1;
-        }
-      }
-      if (b1 - b0 == 1 && batch[0].doc_ids.empty()) doc_ids.clear();  // one sequence, no mask
-      Tensor logits = model.forward(ids, doc_ids);
+      for (size_t b = b0; b < b1; ++b) batch.push_back(packer.build(seqs[b], segment, job.corpus.document_mask));
+      const Concatenated in = concatenate(batch);
+      Tensor logits = model.forward(in.ids, in.doc_ids);
       if (step == opt.inject_nan_step && b0 == 0) std::fill_n(logits.data(), V, std::numeric_limits<float>::quiet_NaN());
       int64_t off = 0;
       for (size_t b = b0; b < b1; ++b) {
@@ -258,33 +295,8 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
         const int64_t T = ps.tokens();
         const std::span<float> z = logits.span().subspan(size_t(off * V), size_t(T * V));
         off += T;
-        fusion::HostRows targets;
-        if (fusing) {
-          std::vector<float> scores(static_cast<size_t>(K));
-          for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
-          const std::vector<int64_t> offs{0, T};
-          fusion::Fused f = job.distill.fusion == FusionKind::MinCE
-                                ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
-                                : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
-          if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
-          for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
-          targets = f.rows;
-        } else {
-          targets = fusion::HostRows("clm", T, 1);
-        }
-        if (dump.is_open()) {
-          nlohmann::json ds = {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}};
-          std::vector<std::vector<int32_t>> tid(static_cast<size_t>(T));
-          std::vector<std::vector<float>> tpr(static_cast<size_t>(T));
-          for (int64_t t = 0; t < T; ++t)
-            for (int64_t c = 0; c < targets.k(); ++c) {
-              tid[size_t(t)].push_back(targets.ids(t, c));
-              tpr[size_t(t)].push_back(targets.probs(t, c));
-            }
-          ds["target_ids"] = tid;
-          ds["target_probs"] = tpr;
-          dstep["sequences"].push_back(ds);
-        }
+        const fusion::HostRows targets = targets_of(ps);
+        if (dump.is_open()) dstep["sequences"].push_back(dump_sequence(ps, targets));
         // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
         const auto r = [&] {
           try {
