@@ -91,11 +91,9 @@ struct ByteLevel final : Decoder {
   }
 };
 
-enum class Prepend { Always, First, Never };
-
 struct Metaspace final : Decoder {
   char32_t rep;
-  Prepend scheme;
+  PrependScheme scheme;
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       std::string out;
@@ -104,7 +102,7 @@ struct Metaspace final : Decoder {
         const std::size_t b = k;
         const char32_t c = next_char(tok, k);
         if (c == rep) {
-          if (!(i == 0 && scheme != Prepend::Never)) out.push_back(' ');
+          if (!(i == 0 && scheme != PrependScheme::Never)) out.push_back(' ');
         } else {
           out.append(tok, b, k - b);
         }
@@ -281,17 +279,7 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const Ctx& c) {
     if (type == "Metaspace") {
       auto m = std::make_unique<Metaspace>();
       m->rep = one_char(j, "replacement", c);
-      const std::string scheme = get_string(j, "prepend_scheme", c, "always");
-      if (scheme == "always")
-        m->scheme = Prepend::Always;
-      else if (scheme == "first")
-        m->scheme = Prepend::First;
-      else if (scheme == "never")
-        m->scheme = Prepend::Never;
-      else
-        c.fail("field \"prepend_scheme\": unknown value \"{}\" (supported: \"always\", \"first\", \"never\")", scheme);
-      if (const json* a = find_field(j, "add_prefix_space"); a && a->is_boolean() && !a->get<bool>())
-        m->scheme = Prepend::Never;
+      m->scheme = get_prepend_scheme(j, c);
       return m;
     }
     if (type == "Replace") return std::make_unique<Replace>(regex_pattern_field(j, c), get_string(j, "content", c));

@@ -114,6 +114,22 @@ inline uint64_t get_uint(const json& j, std::string_view key, const Ctx& c, uint
 // A field holding exactly one character (Rust `char`), returned as UTF-8.
 std::string get_char(const json& j, std::string_view key, const Ctx& c);
 
+// Metaspace's prepend_scheme (pre-tokenizer and decoder alike): "always" (default), "first" or
+// "never"; files from before the field existed carry add_prefix_space, where false meant "never".
+enum class PrependScheme { Always, First, Never };
+inline PrependScheme get_prepend_scheme(const json& j, const Ctx& c) {
+  const std::string scheme = get_string(j, "prepend_scheme", c, "always");
+  PrependScheme p = PrependScheme::Always;
+  if (scheme == "first")
+    p = PrependScheme::First;
+  else if (scheme == "never")
+    p = PrependScheme::Never;
+  else if (scheme != "always")
+    c.fail("field \"prepend_scheme\": unknown value \"{}\" (supported: \"always\", \"first\", \"never\")", scheme);
+  if (const json* a = find_field(j, "add_prefix_space"); a && a->is_boolean() && !a->get<bool>()) p = PrependScheme::Never;
+  return p;
+}
+
 // The parts of a "Sequence" normalizer, pre-tokenizer or decoder: the array in field `key`, each
 // element made by `make(element, ctx)` (which gives nullptr for a JSON null: refused here).
 template <class Make>

@@ -55,12 +55,10 @@ struct ByteLevel final : PreTokenizer {
   }
 };
 
-enum class Prepend { Always, First, Never };
-
 struct Metaspace final : PreTokenizer {
   std::string replacement;  // one char, UTF-8
   char32_t rep_char;
-  Prepend scheme;
+  PrependScheme scheme;
   bool split;
   void pre_tokenize(PreTokenizedString& p) const override {
     p.split([&](NormalizedString&& n, std::vector<NormalizedString>& out) {
@@ -68,8 +66,8 @@ struct Metaspace final : PreTokenizer {
       find_matches_pred(n.get(), [](char32_t c) { return c == ' '; }, m);
       n.replace(m, replacement);
       const bool starts = n.get().compare(0, replacement.size(), replacement) == 0;
-      if (scheme == Prepend::Always && !starts) n.prepend(replacement);
-      if (scheme == Prepend::First && !starts && n.original_shift() == 0) n.prepend(replacement);
+      if (scheme == PrependScheme::Always && !starts) n.prepend(replacement);
+      if (scheme == PrependScheme::First && !starts && n.original_shift() == 0) n.prepend(replacement);
       if (!split) {
         out.push_back(std::move(n));
         return;
@@ -186,18 +184,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Ctx& c) {
       m->replacement = get_char(j, "replacement", c);
       std::size_t i = 0;
       m->rep_char = next_char(m->replacement, i);
-      const std::string scheme = get_string(j, "prepend_scheme", c, "always");
-      if (scheme == "always")
-        m->scheme = Prepend::Always;
-      else if (scheme == "first")
-        m->scheme = Prepend::First;
-      else if (scheme == "never")
-        m->scheme = Prepend::Never;
-      else
-        c.fail("field \"prepend_scheme\": unknown value \"{}\" (supported: \"always\", \"first\", \"never\")", scheme);
-      // Files from before prepend_scheme existed carry add_prefix_space; false meant "never".
-      if (const json* a = find_field(j, "add_prefix_space"); a && a->is_boolean() && !a->get<bool>())
-        m->scheme = Prepend::Never;
+      m->scheme = get_prepend_scheme(j, c);
       m->split = get_bool(j, "split", c, true);
       return m;
     }
