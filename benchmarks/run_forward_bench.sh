@@ -10,27 +10,11 @@
 # a noisy neighbour hurts both alike); each run reports the median of ITERS timed passes after
 # 2 warmups, and the ratio printed is fusellm tokens/s over PyTorch tokens/s per round.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-THREADS="${THREADS:-1 2}"
-ROUNDS="${ROUNDS:-3}"
-ITERS="${ITERS:-10}"
-SEQ="${SEQ:-512}"
-PY="${PYTHON:-python3}"
-MODEL="${FUSELLM_BENCH_MODEL:-$BUILD/bench-models/llama40m}"
-
-if ! out=$(cmake --build "$BUILD" --target bench_forward 2>&1); then
-  echo "$out" >&2
-  exit 1
-fi
-if [ ! -f "$MODEL/model.safetensors" ]; then
-  "$PY" "$ROOT/benchmarks/bench_forward.py" create "$MODEL"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/llama40m_bench_env.sh" bench_forward "${1:-}"
 
 tps() { sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p'; }
 echo "model $MODEL, seq $SEQ, $ITERS timed passes per run, $ROUNDS rounds"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu_line
 for round in $(seq 1 "$ROUNDS"); do
   for t in $THREADS; do
     c=$(OMP_NUM_THREADS=$t "$BUILD/benchmarks/bench_forward" "$MODEL" --seq "$SEQ" --iters "$ITERS")

@@ -15,32 +15,16 @@
 # each side peak RSS / (4 bytes x (params + grads + 2 moments) + the activations fusellm's backward
 # keeps); the issue's memory target (<= 1.3x) is for fusellm.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-THREADS="${THREADS:-1 2}"
-ROUNDS="${ROUNDS:-3}"
-ITERS="${ITERS:-10}"
-SEQ="${SEQ:-512}"
-PY="${PYTHON:-python3}"
-MODEL="${FUSELLM_BENCH_MODEL:-$BUILD/bench-models/llama40m}"
+source "$(dirname "${BASH_SOURCE[0]}")/llama40m_bench_env.sh" bench_train "${1:-}"
 EXTRA=()
 # libgomp's default (no binding), set explicitly for both sides: Kokkos warns on stdout when unset.
 export OMP_PROC_BIND=false
 [ "${FUSION:-0}" = 1 ] && EXTRA=(--fusion)
 
-if ! out=$(cmake --build "$BUILD" --target bench_train 2>&1); then
-  echo "$out" >&2
-  exit 1
-fi
-if [ ! -f "$MODEL/model.safetensors" ]; then
-  "$PY" "$ROOT/benchmarks/bench_forward.py" create "$MODEL"
-fi
-
 tps() { sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' | head -1; }
 memratio() { sed -n 's/.*peak\/sum = \([0-9.]*x\).*/\1/p' | head -1; }
 echo "model $MODEL, seq $SEQ, $ITERS timed steps per run, $ROUNDS rounds, loss ${EXTRA[*]:-clm}"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu_line
 for round in $(seq 1 "$ROUNDS"); do
   for t in $THREADS; do
     c=$(OMP_NUM_THREADS=$t "$BUILD/benchmarks/bench_train" "$MODEL" --seq "$SEQ" --iters "$ITERS" "${EXTRA[@]}")
