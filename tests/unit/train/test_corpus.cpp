@@ -6,10 +6,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/train/corpus.hpp"
+#include "error_of.hpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
@@ -30,14 +30,7 @@ struct TempDir {
     return (p / name).string();
   }
 };
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using fusellm::testing::error_of;
 }  // namespace
 
 TEST(Corpus, SanitizeUtf8) {

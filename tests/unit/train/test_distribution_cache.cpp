@@ -7,13 +7,13 @@
 #include <Kokkos_Core.hpp>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <random>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 #include "fusellm/train/distribution_cache.hpp"
+#include "error_of.hpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
@@ -88,14 +88,7 @@ void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
     }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using fusellm::testing::error_of;
 }  // namespace
 
 TEST(DistributionCache, RoundTrip) {

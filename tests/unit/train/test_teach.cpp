@@ -8,7 +8,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +17,7 @@
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/train/corpus.hpp"
 #include "fusellm/train/teach.hpp"
+#include "error_of.hpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
@@ -64,14 +64,7 @@ struct TeachDir {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using fusellm::testing::error_of;
 
 TeachResult run(const std::string& job, const std::string& source, int64_t limit = -1) {
   TeachOptions o;

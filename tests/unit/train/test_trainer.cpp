@@ -18,9 +18,11 @@
 #include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/train/teach.hpp"
 #include "fusellm/train/trainer.hpp"
+#include "error_of.hpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
+using fusellm::testing::error_of;
 
 namespace {
 const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
@@ -193,12 +195,7 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
   fx().teach_all();
   const JobConfig job = load_job(fx().job("nan", "lr = 1e30\nschedule = \"constant\"\nwarmup_steps = 0\nclip = 0.0\n"));
-  std::string msg;
-  try {
-    train(job, quiet());
-  } catch (const Error& e) {
-    msg = e.what();
-  }
+  const std::string msg = error_of([&] { train(job, quiet()); });
   ASSERT_FALSE(msg.empty()) << "the run did not stop";
   std::printf("NaN guard: %s\n", msg.c_str());
   EXPECT_NE(msg.find("step "), std::string::npos) << msg;
@@ -221,12 +218,7 @@ TEST(Trainer, InjectedNaNNamesStepAndTerm) {
   const JobConfig job = load_job(fx().job("inject"));
   TrainOptions o = quiet();
   o.inject_nan_step = 4;
-  std::string msg;
-  try {
-    train(job, o);
-  } catch (const Error& e) {
-    msg = e.what();
-  }
+  const std::string msg = error_of([&] { train(job, o); });
   EXPECT_NE(msg.find("step 4: the CLM"), std::string::npos) << msg;
   std::printf("injected: %s\n", msg.c_str());
   EXPECT_NE(msg.find("step-3"), std::string::npos) << msg;
@@ -322,12 +314,7 @@ TEST(Trainer, ResumeOnOtherDataIsRefused) {
   ASSERT_EQ(first.end_step, 2);
   TrainOptions fewer = quiet();
   fewer.limit = kSegments - 3;
-  std::string msg;
-  try {
-    train(job, fewer);
-  } catch (const Error& e) {
-    msg = e.what();
-  }
+  const std::string msg = error_of([&] { train(job, fewer); });
   EXPECT_NE(msg.find("step-2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("other training data"), std::string::npos) << msg;
   EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2}));
