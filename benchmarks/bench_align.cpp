@@ -90,25 +90,14 @@ int run_align(int argc, char** argv) {
   const TokenVocab src = TokenVocab::from_tokenizer_json(fx.path(meta["source"]["tokenizer"]));
   const TokenVocab tgt = TokenVocab::from_tokenizer_json(fx.path(meta["target"]["tokenizer"]));
   const int64_t D = meta["docs"];
-  const auto text_bytes = fx.get<uint8_t>("text_bytes");
-  const auto text_off = fx.get<int64_t>("text_offsets");
-  const auto src_ids = fx.get<int32_t>("src_ids"), tgt_ids = fx.get<int32_t>("tgt_ids");
-  const auto src_off = fx.get<int64_t>("src_offsets"), tgt_off = fx.get<int64_t>("tgt_offsets");
-  DocBatch s, t;
-  for (int64_t d = 0; d < D; ++d) {
-    const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()) + text_off[size_t(d)],
-                                size_t(text_off[size_t(d) + 1] - text_off[size_t(d)]));
-    s.add(src, std::span<const int32_t>(src_ids.data() + src_off[size_t(d)], src_ids.data() + src_off[size_t(d) + 1]), text);
-    t.add(tgt, std::span<const int32_t>(tgt_ids.data() + tgt_off[size_t(d)], tgt_ids.data() + tgt_off[size_t(d) + 1]), text);
-  }
+  const auto batches = testing::doc_batches(fx, src, tgt);
+  const DocBatch &s = batches.first, &t = batches.second;
   const int64_t model_vocab = meta["source"]["model_vocab"];
   const VocabMapping map = VocabMapping::build(src, tgt, model_vocab);
   const int k = meta["k"];
   std::vector<int32_t> rid;
   std::vector<float> rpr;
-  for (int64_t d = 0; d < D; ++d)
-    testing::source_rows(meta["seed"].get<uint64_t>(), uint64_t(d), src_ids.data() + src_off[size_t(d)],
-                         src_off[size_t(d) + 1] - src_off[size_t(d)], k, model_vocab, rid, rpr);
+  testing::all_source_rows(fx, k, model_vocab, rid, rpr);
   bench_align<Kokkos::Serial>(pair, src, tgt, s, t, map, rid, rpr, k, reps);
 #if defined(KOKKOS_ENABLE_OPENMP)
   bench_align<Kokkos::OpenMP>(pair, src, tgt, s, t, map, rid, rpr, k, reps);

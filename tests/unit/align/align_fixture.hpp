@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fusellm/align/align_tokens.hpp"
 #include "fusellm/core/error.hpp"
 
 namespace fusellm::align::testing {
@@ -104,6 +105,35 @@ inline void source_rows(uint64_t seed, uint64_t doc, const int32_t* doc_ids, int
       }
     }
   }
+}
+
+// The fixture's documents as the aligner reads them: the source and the target tokenization of
+// each document, with its text.
+inline std::pair<DocBatch, DocBatch> doc_batches(const AlignFixture& fx, const TokenVocab& src, const TokenVocab& tgt) {
+  const int64_t D = fx.meta["docs"];
+  const auto text_bytes = fx.get<uint8_t>("text_bytes");
+  const auto text_off = fx.get<int64_t>("text_offsets");
+  const auto src_ids = fx.get<int32_t>("src_ids"), tgt_ids = fx.get<int32_t>("tgt_ids");
+  const auto src_off = fx.get<int64_t>("src_offsets"), tgt_off = fx.get<int64_t>("tgt_offsets");
+  DocBatch s, t;
+  for (int64_t d = 0; d < D; ++d) {
+    const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()) + text_off[size_t(d)],
+                                size_t(text_off[size_t(d) + 1] - text_off[size_t(d)]));
+    s.add(src, std::span<const int32_t>(src_ids.data() + src_off[size_t(d)], src_ids.data() + src_off[size_t(d) + 1]), text);
+    t.add(tgt, std::span<const int32_t>(tgt_ids.data() + tgt_off[size_t(d)], tgt_ids.data() + tgt_off[size_t(d) + 1]), text);
+  }
+  return {std::move(s), std::move(t)};
+}
+
+// source_rows of every document of the fixture, in order ([source tokens, k] row-major).
+inline void all_source_rows(const AlignFixture& fx, int k, int64_t model_vocab, std::vector<int32_t>& ids,
+                            std::vector<float>& probs) {
+  const int64_t D = fx.meta["docs"];
+  const auto src_ids = fx.get<int32_t>("src_ids");
+  const auto src_off = fx.get<int64_t>("src_offsets");
+  for (int64_t d = 0; d < D; ++d)
+    source_rows(fx.meta["seed"].get<uint64_t>(), uint64_t(d), src_ids.data() + src_off[size_t(d)],
+                src_off[size_t(d) + 1] - src_off[size_t(d)], k, model_vocab, ids, probs);
 }
 
 inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 0xCBF29CE484222325ull) {

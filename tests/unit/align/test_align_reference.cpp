@@ -33,17 +33,9 @@ void check_pair(const std::string& pair, auto exec_tag) {
 
   const int64_t D = meta["docs"];
   ASSERT_GE(int64_t(meta["heldout_docs"]), 1000);
-  const auto text_bytes = fx.get<uint8_t>("text_bytes");
-  const auto text_off = fx.get<int64_t>("text_offsets");
-  const auto src_ids = fx.get<int32_t>("src_ids"), tgt_ids = fx.get<int32_t>("tgt_ids");
   const auto src_off = fx.get<int64_t>("src_offsets"), tgt_off = fx.get<int64_t>("tgt_offsets");
-  DocBatch s, t;
-  for (int64_t d = 0; d < D; ++d) {
-    const std::string_view text(reinterpret_cast<const char*>(text_bytes.data()) + text_off[size_t(d)],
-                                size_t(text_off[size_t(d) + 1] - text_off[size_t(d)]));
-    s.add(src, std::span<const int32_t>(src_ids.data() + src_off[size_t(d)], src_ids.data() + src_off[size_t(d) + 1]), text);
-    t.add(tgt, std::span<const int32_t>(tgt_ids.data() + tgt_off[size_t(d)], tgt_ids.data() + tgt_off[size_t(d) + 1]), text);
-  }
+  const auto batches = testing::doc_batches(fx, src, tgt);
+  const DocBatch &s = batches.first, &t = batches.second;
   ASSERT_EQ(s.byte_ends, fx.get<int64_t>("src_ends"));  // stored as int32
   ASSERT_EQ(t.byte_ends, fx.get<int64_t>("tgt_ends"));
 
@@ -57,9 +49,7 @@ void check_pair(const std::string& pair, auto exec_tag) {
   const int k = meta["k"];
   std::vector<int32_t> rid;
   std::vector<float> rpr;
-  for (int64_t d = 0; d < D; ++d)
-    testing::source_rows(meta["seed"].get<uint64_t>(), uint64_t(d), src_ids.data() + src_off[size_t(d)],
-                         src_off[size_t(d) + 1] - src_off[size_t(d)], k, model_vocab, rid, rpr);
+  testing::all_source_rows(fx, k, model_vocab, rid, rpr);
   const uint64_t sum = testing::fnv1a(rpr.data(), rpr.size() * 4, testing::fnv1a(rid.data(), rid.size() * 4));
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(sum));
