@@ -162,18 +162,20 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   // ---- everything that can be refused, before any model work --------------------------------------
   const auto tok_paths = job_tokenizers(job);
   std::vector<std::unique_ptr<Tokenizer>> toks;
+  std::vector<align::TokenVocab> vocabs;
   std::vector<std::string> fps;
   for (const auto& p : tok_paths) {
     toks.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p), [&] { return Tokenizer::load(p); }));
-    fps.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p),
-                               [&] { return align::TokenVocab::from_tokenizer_json(p).fingerprint_hex(); }));
+    vocabs.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p),
+                                  [&] { return align::TokenVocab::from_tokenizer_json(p); }));
+    fps.push_back(vocabs.back().fingerprint_hex());
   }
   auto idx_of = [&](const std::string& p) { return size_t(std::find(tok_paths.begin(), tok_paths.end(), p) - tok_paths.begin()); };
   const size_t si = idx_of(src.tokenizer), ti = idx_of(job.target.tokenizer);
   const Tokenizer& src_tok = *toks[si];
   const Tokenizer& tgt_tok = *toks[ti];
-  const align::TokenVocab src_vocab = align::TokenVocab::from_tokenizer_json(src.tokenizer);
-  const align::TokenVocab tgt_vocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
+  const align::TokenVocab& src_vocab = vocabs[si];
+  const align::TokenVocab& tgt_vocab = vocabs[ti];
   const CacheProvenance prov = provenance_from(job, src, fps[si], fps[ti], fps);
   // Single-teacher KD (the source shares the target's tokenizer): both tokenize every segment
   // alike, so the alignment is the identity and the source's top-k ids are target ids already;
