@@ -4,7 +4,7 @@
 // reference.json, final_weights.safetensors); this test runs fusellm's real path again (teach both
 // demo sources into a temporary cache, then train() the committed job with a dump) and checks:
 //   - the data: every step trained on the same packed sequences (ids, labels) and fused targets
-//     (ids exactly, probabilities within 1e-6) as the PyTorch replay, in the same order;
+//     (ids exactly, probabilities within one fp16 step) as the PyTorch replay, in the same order;
 //   - per step: loss, clm and fusion within 1e-4 relative of PyTorch's at EVERY step, the lr equal
 //     to transformers' get_cosine_schedule_with_warmup, the gradient norm (before clipping) within
 //     1e-4 relative of the norm of torch's gradients accumulated in double (fusellm accumulates in
@@ -27,6 +27,7 @@
 #include <optional>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/core/dtype.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/train/teach.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -42,7 +43,12 @@ const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
 constexpr double kLossRtol = 1e-4;
 constexpr double kWeightTol = 1e-3;
 constexpr double kGradNormRtol = 1e-4;
-constexpr double kProbAtol = 1e-6;
+// The fused target probabilities are stored in the cache as fp16 (every fixture value is an fp16
+// number). teach computes them in fp32 from the source's logits, whose last bits depend on the
+// BLAS kernel (its accumulation order, FMA or not); rounding to fp16 then lands on either
+// neighbour of a value near a rounding boundary. So a probability may differ by one fp16 step on
+// another CPU, never by two: the fp32 value moves by ~1e-6 relative, a step is 2^-11 relative.
+constexpr int kProbFp16Steps = 1;
 
 bool demo_present() {
   return fs::exists(kDemo + "/llama/model.safetensors") && fs::exists(kDemo + "/neox/model.safetensors");
@@ -63,6 +69,10 @@ std::vector<T> values(const TensorInfo& t) {
   std::memcpy(v.data(), t.bytes.data(), v.size() * sizeof(T));
   return v;
 }
+
+// Distance in fp16 steps between two non-negative values that are fp16 numbers: for non-negative
+// binary16 values the bit patterns are ordered like the values.
+int fp16_steps(float a, float b) { return std::abs(int(f32_to_f16(a)) - int(f32_to_f16(b))); }
 
 double rel(double a, double ref) { return std::abs(a - ref) / std::max(std::abs(ref), 1e-30); }
 
@@ -112,7 +122,7 @@ void same_sequences_and_fused_targets(const Train50& r) {
   const json& ref = reference();
   const SafetensorsFile in(kFix + "/inputs.safetensors");
   ASSERT_EQ(r.dump_steps.size(), ref["steps"].size());
-  double worst_prob = 0;
+  int worst_prob = 0;
   for (size_t k = 0; k < r.dump_steps.size(); ++k) {
     const json& got = r.dump_steps[k]["sequences"];
     const json& want = ref["steps"][k]["sequences"];
@@ -134,13 +144,14 @@ void same_sequences_and_fused_targets(const Train50& r) {
         ASSERT_EQ(gid[t].size(), kk) << "step " << k + 1 << " sequence " << q << " position " << t;
         for (size_t c = 0; c < kk; ++c) {
           ASSERT_EQ(gid[t][c], tid[t * kk + c]) << "step " << k + 1 << " sequence " << q << " position " << t;
-          worst_prob = std::max(worst_prob, double(std::abs(gpr[t][c] - tpr[t * kk + c])));
+          ASSERT_EQ(f16_to_f32(f32_to_f16(gpr[t][c])), gpr[t][c]) << "a fused target probability that is no fp16 number";
+          worst_prob = std::max(worst_prob, fp16_steps(gpr[t][c], tpr[t * kk + c]));
         }
       }
     }
   }
-  EXPECT_LE(worst_prob, kProbAtol);
-  std::printf("inputs: %zu steps, the same sequences; fused target probabilities differ by at most %.2e\n",
+  EXPECT_LE(worst_prob, kProbFp16Steps);  // one fp16 rounding of an fp32 value that moved in its last bits
+  std::printf("inputs: %zu steps, the same sequences; fused target probabilities differ by at most %d fp16 step(s)\n",
               r.dump_steps.size(), worst_prob);
 }
 
