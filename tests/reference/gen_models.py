@@ -13,8 +13,14 @@ The reference is always computed in fp32 from the weights as saved (bf16/fp16 fi
 reloaded with torch_dtype=float32, so the rounding is the same on both sides). Each forward pass
 uses a freshly loaded model: "dynamic" RoPE keeps state between calls in transformers.
 
-Run from the repository root:  python3 tests/reference/gen_models.py
+MPT fixtures named mpt_mosaicml_* are computed as MosaicML's own modeling code computes them
+(see `mosaicml_mpt` below): transformers' MptForCausalLM ignores two config fields that
+MosaicML's code honours, and fusellm follows the publisher.
+
+Run from the repository root:  python3 tests/reference/gen_models.py [fixture ...]
+(no names: every fixture).
 """
+import contextlib
 import json
 import math
 import os
@@ -24,8 +30,10 @@ import sys
 import torch
 import transformers
 from safetensors.torch import save_file
+from torch import nn
 from transformers import (AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
                           MptConfig, Qwen2Config)
+from transformers.models.mpt import modeling_mpt
 
 assert torch.__version__.split("+")[0] == "2.5.1", torch.__version__
 assert transformers.__version__ == "4.46.3", transformers.__version__
@@ -59,6 +67,61 @@ def randomize(model, seed):
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
 
 
+def mosaicml_alibi_bias(n_heads, seq_len, alibi_bias_max):
+    """The ALiBi bias of MosaicML's llm-foundry (llmfoundry/models/layers/attention.py: gen_slopes and
+    build_alibi_bias with full=False; the mosaicml/mpt-* hub repos' attention.py is the same):
+    slopes 1 / 2^(m * alibi_bias_max / n2) for m = 1..n2, n2 the power of two >= n_heads (odd-indexed
+    then even-indexed ones, first n_heads, when n_heads is not a power of two), times the key
+    offsets 1 - seq_len .. 0. Written out here to check that transformers' build_mpt_alibi_tensor,
+    given alibi_bias_max, computes exactly this."""
+    n2 = 2 ** math.ceil(math.log2(n_heads))
+    m = torch.arange(1, n2 + 1, dtype=torch.float32) * (alibi_bias_max / n2)
+    slopes = 1.0 / torch.pow(2, m)
+    if n2 != n_heads:
+        slopes = torch.cat([slopes[1::2], slopes[::2]])[:n_heads]
+    offsets = torch.arange(1 - seq_len, 1, dtype=torch.int32).view(1, 1, 1, seq_len)
+    return (offsets * slopes.view(1, n_heads, 1, 1)).squeeze(0)
+
+
+def mosaicml_ffn_hidden_size(d_model, expansion_ratio):
+    """llm-foundry's resolve_ffn_hidden_size (llmfoundry/models/layers/ffn.py) without ffn_hidden_size:
+    int(d_model * expansion_ratio), which must be an integer."""
+    d_ff = int(d_model * expansion_ratio)
+    assert d_ff == d_model * expansion_ratio, (d_model, expansion_ratio)
+    return d_ff
+
+
+@contextlib.contextmanager
+def mosaicml_mpt():
+    """transformers' MptForCausalLM (4.46.3) as MosaicML's own MPT code computes it. transformers
+    differs in two fields that MosaicML's code honours:
+      - attn_config.alibi_bias_max: MptModel calls build_mpt_alibi_tensor(num_heads, max_seq_len)
+        without it, so the slopes always use 8; MosaicML's MPTModel passes the config's value.
+      - expansion_ratio: MptMLP always makes 4 * d_model units; MosaicML's MPTMLP makes
+        d_model * expansion_ratio.
+    Within this context both follow the config."""
+    model_bias, mlp_init = modeling_mpt.MptModel.build_mpt_alibi_tensor, modeling_mpt.MptMLP.__init__
+    for n_heads, bias_max in ((4, 8), (6, 8), (6, 5), (8, 3.5), (12, 16)):
+        assert torch.equal(modeling_mpt.build_mpt_alibi_tensor(n_heads, 40, bias_max),
+                           mosaicml_alibi_bias(n_heads, 40, bias_max)), (n_heads, bias_max)
+
+    def build_bias(self, num_heads, sequence_length, alibi_bias_max=8, device=None):
+        return modeling_mpt.build_mpt_alibi_tensor(num_heads, sequence_length,
+                                                   self.config.attn_config.alibi_bias_max, device)
+
+    def init_mlp(self, config):
+        mlp_init(self, config)
+        d_ff = mosaicml_ffn_hidden_size(config.hidden_size, config.expansion_ratio)
+        self.up_proj = nn.Linear(config.hidden_size, d_ff, bias=False)
+        self.down_proj = nn.Linear(d_ff, config.hidden_size, bias=False)
+
+    modeling_mpt.MptModel.build_mpt_alibi_tensor, modeling_mpt.MptMLP.__init__ = build_bias, init_mlp
+    try:
+        yield
+    finally:
+        modeling_mpt.MptModel.build_mpt_alibi_tensor, modeling_mpt.MptMLP.__init__ = model_bias, mlp_init
+
+
 def model_cases(vocab, seed):
     g = torch.Generator().manual_seed(seed)
     cases = {}
@@ -86,7 +149,17 @@ def reference_logits(path, ids, doc_ids):
     return torch.cat(out, 0)
 
 
-def build(name, config, seed, dtype=torch.float32, max_shard_size=None):
+SELECTED = set(sys.argv[1:])
+
+
+def build(name, config, seed, dtype=torch.float32, max_shard_size=None, context=contextlib.nullcontext):
+    if SELECTED and name not in SELECTED:
+        return
+    with context():
+        build_in_context(name, config, seed, dtype, max_shard_size)
+
+
+def build_in_context(name, config, seed, dtype, max_shard_size):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     randomize(model, seed)
@@ -153,6 +226,18 @@ def main():
                     layer_norm_epsilon=1e-6, tie_word_embeddings=False,
                     attn_config={"clip_qkv": 1.5, "softmax_scale": 0.3, "alibi": True, "alibi_bias_max": 8}),
           seed=7, dtype=torch.float16)
+    # MosaicML's MPT where transformers' port differs: alibi_bias_max 5 (transformers always uses 8)
+    # with 6 heads (interleaved slopes), expansion_ratio 2.5 (d_ff 120; transformers always uses
+    # 4 * d_model). max_seq_len 300 > 256, the longest case.
+    build("mpt_mosaicml_bias5_ffn120",
+          MptConfig(vocab_size=96, d_model=48, n_heads=6, n_layers=2, expansion_ratio=2.5, max_seq_len=300,
+                    layer_norm_epsilon=1e-5, attn_config={"alibi": True, "alibi_bias_max": 5}),
+          seed=12, context=mosaicml_mpt)
+    # 8 heads (a power of two), alibi_bias_max 12 (steeper slopes than 8), expansion_ratio 3, clip_qkv.
+    build("mpt_mosaicml_bias12_ratio3",
+          MptConfig(vocab_size=80, d_model=32, n_heads=8, n_layers=2, expansion_ratio=3, max_seq_len=256,
+                    layer_norm_epsilon=1e-5, attn_config={"alibi": True, "alibi_bias_max": 12, "clip_qkv": 2.0}),
+          seed=13, context=mosaicml_mpt)
     # --- GPT-NeoX -------------------------------------------------------------------------------
     # Pythia-style: parallel residual, rotary_pct 0.25, exact GELU, attention biases.
     build("neox_parallel", GPTNeoXConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -168,6 +253,15 @@ def main():
                         attention_bias=False, rope_scaling={"type": "linear", "factor": 2.0},
                         tie_word_embeddings=True),
           seed=9, dtype=torch.bfloat16)
+    # Dynamic NTK RoPE on a partial rotary (rotary_pct 0.5: 8 of 16 dims), max_position_embeddings
+    # 64 < 97 and 256, so the long cases are scaled with the exponent dim / (dim - 2) of the rotary
+    # dims.
+    build("neox_dynamic",
+          GPTNeoXConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, rotary_pct=0.5, rotary_emb_base=10000, max_position_embeddings=64,
+                        use_parallel_residual=True, hidden_act="gelu", layer_norm_eps=1e-5,
+                        rope_scaling={"type": "dynamic", "factor": 2.0}),
+          seed=14)
     # --- GPT-2 ----------------------------------------------------------------------------------
     # Learned positions, Conv1D weights, tied head, gelu_new.
     build("gpt2_tied", GPT2Config(vocab_size=128, n_embd=64, n_layer=2, n_head=4, n_positions=300), seed=10)

@@ -46,6 +46,7 @@ Arch gpt2_arch(const HFConfig& c) {
   a.layers = positive(c, "n_layer", c.get_int("n_layer", 12));
   a.vocab = positive(c, "vocab_size", c.get_int("vocab_size", 50257));
   a.max_positions = positive(c, "n_positions", c.get_int("n_positions", 1024));
+  a.context_limit = "n_positions";  // one learned position each
   if (a.hidden % a.heads) c.field_error("n_head", fmt::format("{} does not divide n_embd {}", a.heads, a.hidden));
   a.head_dim = a.hidden / a.heads;
   a.intermediate = positive(c, "n_inner", c.get_int("n_inner", 4 * a.hidden));

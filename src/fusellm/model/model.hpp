@@ -21,7 +21,7 @@ struct ModelInfo {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t max_positions = 0;  // context length (0 when the family has no limit, e.g. ALiBi)
+  int64_t max_positions = 0;  // context length: max_position_embeddings, MPT's max_seq_len, n_positions
   int64_t num_parameters = 0;
 };
 

@@ -1,10 +1,19 @@
-// MPT (transformers' MptForCausalLM): LayerNorm without bias, fused Wqkv, ALiBi, GELU (exact)
-// MLP of expansion_ratio * d_model, no linear biases, LM head tied to wte by default.
-// config.json's attn_config: alibi must be true (transformers' port always applies ALiBi and has
-// no learned positions), clip_qkv and softmax_scale are honoured, alibi_bias_max is read from
-// the config (transformers 4.46 hard-codes its default, 8; MosaicML's code reads the field),
-// qk_ln / prefix_lm / multiquery attention and no_bias = false are errors: transformers' port
-// does not implement them either, so no reference checks them.
+// MPT: LayerNorm without bias, fused Wqkv, ALiBi, GELU (exact) MLP, no linear biases, LM head
+// tied to wte by default. Tensor names are transformers' MptForCausalLM's (MosaicML's own
+// checkpoints use the same ones).
+//
+// Where transformers' port and MosaicML's own modeling code (llm-foundry's
+// llmfoundry/models/mpt/modeling_mpt.py, the mosaicml/mpt-* hub repos) differ, fusellm follows
+// the publisher, MosaicML:
+//   - attn_config.alibi_bias_max: MosaicML's build_alibi_bias(n_heads, seq_len,
+//     alibi_bias_max=...) reads it; transformers' MptModel always builds the slopes with 8;
+//   - the MLP width: MosaicML's resolve_ffn_hidden_size, d_model * expansion_ratio (an integer)
+//     or ffn_config.ffn_hidden_size; transformers' MptMLP always makes 4 * d_model;
+//   - the LayerNorm epsilon: MosaicML's norm_eps; transformers' layer_norm_epsilon.
+// max_seq_len is the context: both refuse longer inputs (MPTModel.forward asserts it,
+// transformers' ALiBi tensor has max_seq_len columns), so the forward pass does too.
+// Fields that change the computation and are not implemented are errors naming the field:
+// nothing is ignored that MosaicML's code would apply.
 #include <fmt/format.h>
 
 #include <cmath>
@@ -38,6 +47,110 @@ double optional_positive(const HFConfig& c, const std::string& key) {
   return v;
 }
 
+// A nested object (attn_config, ffn_config); absent or null means all defaults.
+HFConfig sub_config(const HFConfig& c, const std::string& key) {
+  nlohmann::json j = nlohmann::json::object();
+  if (c.has(key)) {
+    j = c.json()[key];
+    if (!j.is_object()) c.field_error(key, fmt::format("expected an object, found {}", j.dump()));
+  }
+  return HFConfig(std::move(j), c.path() + ": " + key);
+}
+
+// A field whose only supported value is its default: present with another value is an error.
+void refuse_unless(const HFConfig& c, const std::string& key, const nlohmann::json& supported,
+                   const std::string& why) {
+  if (!c.has(key) || c.json()[key] == supported) return;
+  c.field_error(key, fmt::format("{} is not supported ({})", c.json()[key].dump(), why));
+}
+
+// MosaicML's resolve_ffn_hidden_size (llmfoundry/models/layers/ffn.py): ffn_config.ffn_hidden_size
+// when given, else d_model * expansion_ratio, which must be an integer. Sets the width and where
+// it came from (for shape errors).
+void read_mlp_width(Arch& a, const HFConfig& c, const HFConfig& ffn) {
+  if (ffn.has("ffn_hidden_size")) {
+    a.intermediate = positive(ffn, "ffn_hidden_size", ffn.get_int("ffn_hidden_size"));
+    a.intermediate_source = fmt::format("ffn_config.ffn_hidden_size {}", a.intermediate);
+    return;
+  }
+  const double ratio = c.get_float("expansion_ratio", 4.0);
+  const double width = ratio * double(a.hidden);
+  if (!(ratio > 0) || width != std::floor(width) || width > 1e15)
+    c.field_error("expansion_ratio", fmt::format("{} * d_model {} = {} is not a positive integer (the MLP width)",
+                                                 ratio, a.hidden, width));
+  a.intermediate = int64_t(width);
+  a.intermediate_source = fmt::format(
+      "expansion_ratio {} * d_model {}, as MosaicML's MPT code sizes the MLP; transformers' MptForCausalLM "
+      "ignores expansion_ratio and always makes 4 * d_model = {}",
+      ratio, a.hidden, 4 * a.hidden);
+}
+
+// ffn_config (MosaicML's MPTMLP is the only FFN implemented).
+void read_ffn_config(Arch& a, const HFConfig& c) {
+  const HFConfig ffn = sub_config(c, "ffn_config");
+  refuse_unless(ffn, "ffn_type", "mptmlp", "supported: mptmlp");
+  refuse_unless(ffn, "ffn_act_fn", nlohmann::json{{"name", "gelu"}, {"approximate", "none"}},
+                "supported: {\"name\": \"gelu\", \"approximate\": \"none\"}, MPTMLP's default");
+  read_mlp_width(a, c, ffn);
+  a.gated_mlp = false;
+  a.act = Activation::GeluErf;  // MPTMLP / transformers' MptMLP: GELU(approximate="none")
+}
+
+// attn_config (transformers' MptAttentionConfig, MosaicML's attn_config_defaults).
+void read_attn_config(Arch& a, const HFConfig& c) {
+  const HFConfig attn = sub_config(c, "attn_config");
+  const std::string type = attn.get_string("attn_type", "multihead_attention");
+  if (type != "multihead_attention")
+    attn.field_error("attn_type", fmt::format("unsupported \"{}\" (supported: multihead_attention)", type));
+  // MosaicML's default is alibi false with learned positions, but every published MPT uses ALiBi,
+  // and transformers' port has nothing else: without ALiBi there is no position information here.
+  if (!attn.get_bool("alibi", true)) attn.field_error("alibi", "false is not supported (only ALiBi MPTs are)");
+  for (const char* flag : {"qk_ln", "qk_gn", "prefix_lm", "rope", "nope"})
+    if (attn.get_bool(flag, false)) attn.field_error(flag, "true is not supported");
+  if (!attn.get_bool("fused_qkv", true))
+    attn.field_error("fused_qkv", "false is not supported (the checkpoint must have one Wqkv per block)");
+  refuse_unless(attn, "sliding_window_size", -1, "no sliding window");
+  if (attn.has("attn_logit_softcapping")) attn.field_error("attn_logit_softcapping", "is not supported");
+  if (attn.has("attn_temperature_tuning")) {
+    const HFConfig t = sub_config(attn, "attn_temperature_tuning");
+    if (t.has("attn_scale") && t.get_float("attn_scale") != 0.0)
+      t.field_error("attn_scale", "non-zero is not supported");
+  }
+  a.clip_qkv = optional_positive(attn, "clip_qkv");
+  a.attn_scale = optional_positive(attn, "softmax_scale");
+  // MosaicML's MPTModel passes it to build_alibi_bias; transformers' MptModel always uses 8.
+  a.alibi_bias_max = attn.get_float("alibi_bias_max", 8.0);
+  if (!(a.alibi_bias_max > 0)) attn.field_error("alibi_bias_max", "expected a positive number");
+  a.pos = PosKind::ALiBi;
+}
+
+// LayerNorm without bias; epsilon from norm_eps (MosaicML) or layer_norm_epsilon (transformers).
+void read_norm(Arch& a, const HFConfig& c) {
+  a.norm = NormKind::LayerNorm;
+  a.norm_bias = false;
+  const std::string norm_type = c.get_string("norm_type", "low_precision_layernorm");
+  if (norm_type != "low_precision_layernorm" && norm_type != "layernorm")
+    c.field_error("norm_type", fmt::format("unsupported \"{}\" (supported: low_precision_layernorm, layernorm)",
+                                           norm_type));
+  const double hf_eps = c.get_float("layer_norm_epsilon", 1e-5), mosaic_eps = c.get_float("norm_eps", hf_eps);
+  if (c.has("layer_norm_epsilon") && c.has("norm_eps") && hf_eps != mosaic_eps)
+    c.field_error("norm_eps", fmt::format("{} differs from layer_norm_epsilon {}: which one applies is ambiguous",
+                                          mosaic_eps, hf_eps));
+  a.norm_eps = mosaic_eps;
+}
+
+// Top-level fields that change the computation and are not implemented.
+void refuse_unsupported(const HFConfig& c, const Arch& a) {
+  if (!c.get_bool("no_bias", true)) c.field_error("no_bias", "false is not supported (MPT checkpoints have no biases)");
+  if (c.get_bool("attention_bias", false)) c.field_error("attention_bias", "true is not supported");
+  if (c.has("logit_scale")) c.field_error("logit_scale", "is not supported (MosaicML's MPT scales the logits by it)");
+  if (c.has("final_logit_softcapping")) c.field_error("final_logit_softcapping", "is not supported");
+  if (c.has("block_overrides")) c.field_error("block_overrides", "is not supported (all blocks must be alike)");
+  if (c.has("head_dim") && c.get_int("head_dim") != a.head_dim)
+    c.field_error("head_dim", fmt::format("{} is not supported (only d_model / n_heads = {})", c.get_int("head_dim"),
+                                          a.head_dim));
+}
+
 }  // namespace
 
 Arch mpt_arch(const HFConfig& c) {
@@ -53,47 +166,12 @@ Arch mpt_arch(const HFConfig& c) {
   if (a.hidden % a.heads)
     c.field_error("n_heads", fmt::format("{} does not divide d_model {}", a.heads, a.hidden));
   a.head_dim = a.hidden / a.heads;
-  const double ratio = c.get_float("expansion_ratio", 4.0);
-  const double inter = ratio * double(a.hidden);
-  if (!(ratio > 0) || inter != std::floor(inter))
-    c.field_error("expansion_ratio", fmt::format("{} * d_model {} is not a positive integer", ratio, a.hidden));
-  a.intermediate = int64_t(inter);
   a.max_positions = positive(c, "max_seq_len", c.get_int("max_seq_len", 2048));
-
-  a.norm = NormKind::LayerNorm;
-  a.norm_eps = c.get_float("layer_norm_epsilon", 1e-5);
-  a.norm_bias = false;
-  const std::string norm_type = c.get_string("norm_type", "low_precision_layernorm");
-  if (norm_type != "low_precision_layernorm" && norm_type != "layernorm")
-    c.field_error("norm_type", fmt::format("unsupported \"{}\" (supported: low_precision_layernorm, layernorm)",
-                                           norm_type));
-  if (!c.get_bool("no_bias", true))
-    c.field_error("no_bias", "false is not supported (transformers' MptModel has no biases)");
-  if (c.has("logit_scale"))
-    c.field_error("logit_scale", "is not supported (transformers' MptForCausalLM does not apply it)");
-
-  // attn_config (MptAttentionConfig); absent means all defaults.
-  nlohmann::json ac = nlohmann::json::object();
-  if (c.has("attn_config")) {
-    ac = c.json()["attn_config"];
-    if (!ac.is_object()) c.field_error("attn_config", fmt::format("expected an object, found {}", ac.dump()));
-  }
-  const HFConfig attn(ac, c.path() + ": attn_config");
-  const std::string type = attn.get_string("attn_type", "multihead_attention");
-  if (type != "multihead_attention")
-    attn.field_error("attn_type", fmt::format("unsupported \"{}\" (supported: multihead_attention)", type));
-  if (!attn.get_bool("alibi", true))
-    attn.field_error("alibi", "false is not supported (transformers' MPT always uses ALiBi)");
-  if (attn.get_bool("qk_ln", false)) attn.field_error("qk_ln", "true is not supported");
-  if (attn.get_bool("prefix_lm", false)) attn.field_error("prefix_lm", "true is not supported");
-  a.clip_qkv = optional_positive(attn, "clip_qkv");
-  a.attn_scale = optional_positive(attn, "softmax_scale");
-  a.alibi_bias_max = attn.get_float("alibi_bias_max", 8.0);
-  if (!(a.alibi_bias_max > 0)) attn.field_error("alibi_bias_max", "expected a positive number");
-  a.pos = PosKind::ALiBi;
-
-  a.gated_mlp = false;
-  a.act = Activation::GeluErf;  // MptMLP: nn.GELU(approximate="none")
+  a.context_limit = "max_seq_len";
+  read_norm(a, c);
+  refuse_unsupported(c, a);
+  read_attn_config(a, c);
+  read_ffn_config(a, c);
   a.tied_embeddings = c.get_bool("tie_word_embeddings", true);
   a.qkv_layout = QkvLayout::Fused;
   return a;

@@ -190,11 +190,40 @@ ConstMatView cview(const Tensor& t) {
 }
 std::span<const float> opt(const Tensor& t) { return t.size() ? t.span() : std::span<const float>(); }
 
+// The MLP weights of layer l; a shape error says where the expected width comes from when
+// that is not a plain config field (MPT's expansion_ratio).
+struct MlpWeights {
+  Tensor w_in, b_in, w_out, b_out;
+};
+MlpWeights load_mlp(SlotReader& rd, const Arch& a, int64_t l) {
+  const int64_t Hd = a.hidden, I = a.intermediate;
+  MlpWeights L;
+  try {
+    if (a.gated_mlp) {
+      const Tensor g = rd.load(Slot::Gate, l, {I, Hd}), u = rd.load(Slot::Up, l, {I, Hd});
+      L.w_in = concat_rows({&g, &u});
+      if (a.mlp_bias) {
+        const Tensor gb = rd.load(Slot::GateB, l, {I}), ub = rd.load(Slot::UpB, l, {I});
+        L.b_in = concat_rows({&gb, &ub});
+      }
+    } else {
+      L.w_in = rd.load(Slot::Up, l, {I, Hd});
+      if (a.mlp_bias) L.b_in = rd.load(Slot::UpB, l, {I});
+    }
+    L.w_out = rd.load(Slot::Down, l, {Hd, I});
+    if (a.mlp_bias) L.b_out = rd.load(Slot::DownB, l, {Hd});
+  } catch (const Error& e) {
+    if (a.intermediate_source.empty()) throw;
+    throw Error(fmt::format("{} (the MLP width {} is {})", e.what(), I, a.intermediate_source));
+  }
+  return L;
+}
+
 }  // namespace
 
 TransformerLM::TransformerLM(Arch arch, const Checkpoint& ck) : arch_(std::move(arch)) {
   const Arch& a = arch_;
-  const int64_t Hd = a.hidden, V = a.vocab, D = a.head_dim, H = a.heads, KV = a.kv_heads, I = a.intermediate;
+  const int64_t Hd = a.hidden, V = a.vocab, D = a.head_dim, H = a.heads, KV = a.kv_heads;
   if (H % KV) fail("{}: {} attention heads are not a multiple of {} key/value heads", a.model_type, H, KV);
   SlotReader rd(a, ck);
   embed_ = rd.load(Slot::TokenEmbed, 0, {V, Hd});
@@ -237,19 +266,11 @@ TransformerLM::TransformerLM(Arch arch, const Checkpoint& ck) : arch_(std::move(
     }
     L.wo = rd.load(Slot::O, l, {Hd, nq});
     if (a.o_bias) L.bo = rd.load(Slot::OB, l, {Hd});
-    if (a.gated_mlp) {
-      const Tensor g = rd.load(Slot::Gate, l, {I, Hd}), u = rd.load(Slot::Up, l, {I, Hd});
-      L.w_in = concat_rows({&g, &u});
-      if (a.mlp_bias) {
-        const Tensor gb = rd.load(Slot::GateB, l, {I}), ub = rd.load(Slot::UpB, l, {I});
-        L.b_in = concat_rows({&gb, &ub});
-      }
-    } else {
-      L.w_in = rd.load(Slot::Up, l, {I, Hd});
-      if (a.mlp_bias) L.b_in = rd.load(Slot::UpB, l, {I});
-    }
-    L.w_out = rd.load(Slot::Down, l, {Hd, I});
-    if (a.mlp_bias) L.b_out = rd.load(Slot::DownB, l, {Hd});
+    MlpWeights m = load_mlp(rd, a, l);
+    L.w_in = std::move(m.w_in);
+    L.b_in = std::move(m.b_in);
+    L.w_out = std::move(m.w_out);
+    L.b_out = std::move(m.b_out);
   }
   if (a.pos == PosKind::ALiBi) alibi_ = alibi_slopes(H, a.alibi_bias_max);
 
@@ -260,7 +281,7 @@ TransformerLM::TransformerLM(Arch arch, const Checkpoint& ck) : arch_(std::move(
   info_.num_layers = a.layers;
   info_.num_heads = H;
   info_.num_kv_heads = KV;
-  info_.max_positions = a.pos == PosKind::ALiBi ? 0 : a.max_positions;
+  info_.max_positions = a.max_positions;
   info_.num_parameters = rd.params();
 }
 
@@ -278,9 +299,9 @@ Tensor TransformerLM::forward(std::span<const int32_t> ids, std::span<const int3
       fail("forward: doc_ids must be non-decreasing, found {} after {} at position {}", doc_ids[t], doc_ids[t - 1], t);
     doc_start[t] = new_doc ? int32_t(t) : doc_start[t - 1];
     pos[t] = int32_t(t - doc_start[t]);
-    if (a.pos == PosKind::Learned && pos[t] >= a.max_positions)
-      fail("forward: position {} (token {}) is beyond the {} learned positions of this {} model", pos[t], t,
-           a.max_positions, a.model_type);
+    if (!a.context_limit.empty() && pos[t] >= a.max_positions)
+      fail("forward: position {} (token {}) is beyond the context of this {} model ({} = {} positions per document)",
+           pos[t], t, a.model_type, a.context_limit, a.max_positions);
   }
   for (int64_t t = T - 1; t >= 0; --t)
     doc_len[t] = (t + 1 < T && doc_start[t + 1] == doc_start[t]) ? doc_len[t + 1] : int32_t(t - doc_start[t] + 1);

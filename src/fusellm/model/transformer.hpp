@@ -45,7 +45,11 @@ enum class QkvLayout {
 struct Arch {
   std::string family, model_type;
   int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0;
-  int64_t max_positions = 0;  // learned positions: a hard limit; 0 when there is none
+  std::string intermediate_source;  // where the MLP width comes from, when not a plain field (MPT)
+  int64_t max_positions = 0;  // the context (max_position_embeddings, max_seq_len, n_positions)
+  // The config field of max_positions when it is also a hard limit on a document's length
+  // (GPT-2's learned positions, MPT's max_seq_len); empty when longer documents run (RoPE).
+  std::string context_limit;
 
   NormKind norm = NormKind::RMSNorm;
   double norm_eps = 1e-6;

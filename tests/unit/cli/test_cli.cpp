@@ -3,6 +3,7 @@
 // perplexity and bits per byte `transformers` computed for the same weights and text
 // (examples/demo/*/reference_score.json, written by tests/reference/gen_demo_models.py).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -95,4 +96,40 @@ TEST(Cli, BadInputIsOneLineNamingTheFileAndExitsNonZero) {
   const CmdResult job = run("train --job /nonexistent/job.toml");
   EXPECT_EQ(job.code, 1);
   EXPECT_NE(job.out.find("/nonexistent/job.toml"), std::string::npos) << job.out;
+}
+
+// MPT's context is max_seq_len: `info` reports it and `score` windows at it (MosaicML's MPT
+// refuses longer inputs), as for the other families' context. A copy of a tiny MPT fixture with
+// max_seq_len 16 and a one-character-per-token tokenizer of 26 letters.
+TEST(Cli, MptContextIsMaxSeqLen) {
+  const fs::path dir = fs::temp_directory_path() / ("fusellm_cli_mpt_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path fixture = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "models" / "mpt_alibi";
+  fs::copy_file(fixture / "model.safetensors", dir / "model.safetensors");
+  auto config = nlohmann::json::parse(std::ifstream(fixture / "config.json"));
+  config["max_seq_len"] = 16;
+  std::ofstream(dir / "config.json") << config.dump();
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int c = 0; c < 26; ++c) vocab[std::string(1, char('a' + c))] = c;
+  const nlohmann::json tok = {{"version", "1.0"}, {"added_tokens", nlohmann::json::array()},
+                              {"normalizer", nullptr}, {"pre_tokenizer", nullptr},
+                              {"post_processor", nullptr}, {"decoder", nullptr},
+                              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+  std::ofstream(dir / "tokenizer.json") << tok.dump();
+  const fs::path text = dir / "text.txt";
+  std::ofstream(text) << std::string("thequickbrownfoxjumpsoverthelazydogagain");  // 40 letters
+
+  const CmdResult info = run("info --json " + dir.string());
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_EQ(last_json_line(info.out)["max_positions"], 16) << info.out;
+
+  const CmdResult r = run("score --json -q --model " + dir.string() + " " + text.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto got = last_json_line(r.out);
+  EXPECT_EQ(got["tokens"], 40) << r.out;
+  // Windows [0, 16), [16, 32), [32, 40): the first token of each has no prediction.
+  EXPECT_EQ(got["scored_tokens"], 15 + 15 + 7) << r.out;
+  EXPECT_NE(r.out.find("scoring in 3 windows"), std::string::npos) << r.out;
+  fs::remove_all(dir);
 }

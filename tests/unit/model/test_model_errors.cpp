@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -160,6 +161,85 @@ TEST(ModelErrors, Conv1DShapeIsCheckedInStoredLayout) {
   EXPECT_HAS(e, "[64, 200]");  // GPT-2's Conv1D stores [in, out]
 }
 
+// A checkpoint that transformers' MptForCausalLM saved with expansion_ratio 2 has 4 * d_model
+// MLP units (its MptMLP ignores the field); MosaicML's MPT code, which fusellm follows, expects
+// d_model * expansion_ratio. The error says where the expected width comes from.
+TEST(ModelErrors, MptMlpWidthComesFromExpansionRatio) {
+  TempModel m("mpt_alibi");  // d_model 64, weights of 256 MLP units
+  m.edit_config([](json& j) { j["expansion_ratio"] = 2; });
+  const std::string e = load_error(m.dir());
+  EXPECT_HAS(e, "transformer.blocks.0.ffn.up_proj.weight");
+  EXPECT_HAS(e, "[256, 64]");  // found
+  EXPECT_HAS(e, "[128, 64]");  // expected
+  EXPECT_HAS(e, "expansion_ratio 2 * d_model 64");
+  EXPECT_HAS(e, "4 * d_model = 256");
+}
+
+Tensor logits_of(const std::string& dir) {
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5};
+  return CausalLM::load(dir)->forward(ids);
+}
+
+bool same(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::equal(a.span().begin(), a.span().end(), b.span().begin());
+}
+
+// MosaicML's ffn_config.ffn_hidden_size replaces d_model * expansion_ratio (resolve_ffn_hidden_size).
+TEST(ModelErrors, MptFfnHiddenSizeOverridesExpansionRatio) {
+  const std::string fixture = "mpt_mosaicml_bias5_ffn120";  // d_model 48, expansion_ratio 2.5
+  TempModel m(fixture);
+  m.edit_config([](json& j) {
+    j["expansion_ratio"] = 4;
+    j["ffn_config"] = {{"ffn_type", "mptmlp"}, {"ffn_hidden_size", 120}};
+  });
+  EXPECT_TRUE(same(logits_of(m.dir()), logits_of((kFixtures / fixture).string())));
+}
+
+// The LayerNorm epsilon is MosaicML's norm_eps or transformers' layer_norm_epsilon, whichever
+// the config has (both, equal, is fine).
+TEST(ModelErrors, MptNormEpsIsRead) {
+  TempModel hf("mpt_alibi"), mosaic("mpt_alibi"), both("mpt_alibi");
+  hf.edit_config([](json& j) { j["layer_norm_epsilon"] = 0.5; });
+  mosaic.edit_config([](json& j) {
+    j.erase("layer_norm_epsilon");
+    j["norm_eps"] = 0.5;
+  });
+  both.edit_config([](json& j) {
+    j["layer_norm_epsilon"] = 0.5;
+    j["norm_eps"] = 0.5;
+  });
+  const Tensor a = logits_of(hf.dir());
+  EXPECT_FALSE(same(a, logits_of((kFixtures / "mpt_alibi").string())));
+  EXPECT_TRUE(same(a, logits_of(mosaic.dir())));
+  EXPECT_TRUE(same(a, logits_of(both.dir())));
+}
+
+// A config with every field llm-foundry's MPTConfig writes, at the values published MPTs use
+// (mpt-7b-8k, mpt-30b style), loads and gives the same logits: no refusal of a harmless field.
+TEST(ModelErrors, MptPublishedConfigFieldsLoad) {
+  TempModel m("mpt_alibi");
+  m.edit_config([](json& j) {
+    j["attn_config"] = {{"attn_type", "multihead_attention"}, {"attn_pdrop", 0.0}, {"attn_impl", "torch"},
+                        {"qk_ln", false}, {"qk_gn", false}, {"fused_qkv", true}, {"clip_qkv", nullptr},
+                        {"softmax_scale", nullptr}, {"prefix_lm", false}, {"attn_uses_sequence_id", false},
+                        {"sliding_window_size", -1}, {"attn_logit_softcapping", nullptr}, {"alibi", true},
+                        {"alibi_bias_max", 8}, {"rope", false}, {"rope_theta", 10000}, {"rope_impl", "dail"},
+                        {"kv_n_heads", 1}, {"attn_temperature_tuning", {{"floor_scale", 8192}, {"attn_scale", 0.0}}}};
+    j["ffn_config"] = {{"ffn_type", "mptmlp"}, {"ffn_act_fn", {{"name", "gelu"}, {"approximate", "none"}}},
+                       {"fc_type", {{"name", "torch"}}}};
+    j["learned_pos_emb"] = true;  // MosaicML turns it off when alibi is on
+    j["logit_scale"] = nullptr;
+    j["norm_eps"] = 1e-5;
+    j["fc_type"] = {{"name", "torch"}};
+    j["use_pad_tok_in_ffn"] = true;
+    j["block_overrides"] = nullptr;
+    j["final_logit_softcapping"] = nullptr;
+    j["embedding_fraction"] = 1.0;
+    j["init_device"] = "cpu";
+  });
+  EXPECT_TRUE(same(logits_of(m.dir()), logits_of((kFixtures / "mpt_alibi").string())));
+}
+
 TEST(ModelErrors, UnknownModelTypeListsSupported) {
   TempModel m("llama_gqa");
   m.edit_config([](json& j) { j["model_type"] = "bert"; });
@@ -225,7 +305,24 @@ const BadField kBadFields[] = {
     {"mpt_alibi", "attn_config.attn_type", "multiquery_attention", {"multiquery_attention", "multihead_attention"}},
     {"mpt_alibi", "attn_config", 3, {"'attn_config'", "object"}},
     {"mpt_alibi", "no_bias", false, {"'no_bias'", "not supported"}},
-    {"mpt_alibi", "expansion_ratio", 4.3, {"'expansion_ratio'"}},
+    {"mpt_alibi", "expansion_ratio", 4.3, {"'expansion_ratio'", "275.2", "not a positive integer"}},
+    // MPT fields (MosaicML's MPTConfig) that change the computation and are not implemented.
+    {"mpt_alibi", "attn_config.qk_gn", true, {"'qk_gn'", "not supported"}},
+    {"mpt_alibi", "attn_config.rope", true, {"'rope'", "not supported"}},
+    {"mpt_alibi", "attn_config.fused_qkv", false, {"'fused_qkv'", "not supported"}},
+    {"mpt_alibi", "attn_config.sliding_window_size", 16, {"'sliding_window_size'", "16 is not supported"}},
+    {"mpt_alibi", "attn_config.attn_logit_softcapping", 30.0, {"'attn_logit_softcapping'", "not supported"}},
+    {"mpt_alibi", "attn_config.attn_temperature_tuning", json{{"attn_scale", 0.1}}, {"'attn_scale'", "not supported"}},
+    {"mpt_alibi", "attn_config.alibi_bias_max", 0, {"'alibi_bias_max'", "positive"}},
+    {"mpt_alibi", "attention_bias", true, {"'attention_bias'", "not supported"}},
+    {"mpt_alibi", "logit_scale", 0.5, {"'logit_scale'", "not supported"}},
+    {"mpt_alibi", "final_logit_softcapping", 30.0, {"'final_logit_softcapping'", "not supported"}},
+    {"mpt_alibi", "block_overrides", json{{"order", json::array()}}, {"'block_overrides'", "not supported"}},
+    {"mpt_alibi", "head_dim", 32, {"'head_dim'", "d_model / n_heads = 16"}},
+    {"mpt_alibi", "ffn_config.ffn_type", "mptglu", {"'ffn_type'", "\"mptglu\" is not supported", "mptmlp"}},
+    {"mpt_alibi", "ffn_config.ffn_act_fn", json{{"name", "silu"}}, {"'ffn_act_fn'", "not supported"}},
+    {"mpt_alibi", "ffn_config.ffn_hidden_size", 0, {"'ffn_hidden_size'", "positive"}},
+    {"mpt_alibi", "norm_eps", 1e-6, {"'norm_eps'", "layer_norm_epsilon"}},
     {"neox_parallel", "rotary_pct", 2.0, {"'rotary_pct'", "(0, 1]"}},
     {"neox_parallel", "use_parallel_residual", 1, {"'use_parallel_residual'", "true or false"}},
     {"gpt2_tied", "n_embd", 64.5, {"'n_embd'", "integer"}},

@@ -24,10 +24,22 @@ namespace fs = std::filesystem;
 const fs::path kFixtures = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "models";
 constexpr double kTolerance = 1e-4;  // max |ours - ref| / max |ref|
 
+// neox_dynamic: dynamic NTK RoPE on a partial rotary, documents of 97 and 256 tokens over
+// max_position_embeddings 64, within 5.3e-7 like the rest. Its reference, like every reference
+// here, is a freshly loaded model per document: transformers' rotary embedding keeps the inv_freq
+// of the longest sequence it has seen (_dynamic_frequency_update; reset only below
+// max_position_embeddings), so a model kept across calls scales a later, shorter window by an
+// earlier window's length (transformers issue #25306). fusellm scales each document by its own
+// length, which is what a fresh model gives; the 97-token document after a 256-token call
+// differs from it by 1.1e-1 relative in transformers itself.
+// mpt_mosaicml_*: alibi_bias_max and expansion_ratio other than 8 and 4, whose reference is
+// transformers' MptForCausalLM computing them as MosaicML's MPT code does (gen_models.py's
+// mosaicml_mpt; transformers' own port ignores both fields).
 const std::vector<std::string> kModels = {
     "llama_gqa",         "llama_bias_tied_bf16", "qwen2_dynamic_sharded", "mistral_swa_fp16",
-    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "neox_parallel",
-    "neox_sequential_bf16", "gpt2_tied",         "gpt2_inner_fp16_sharded",
+    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "mpt_mosaicml_bias5_ffn120",
+    "mpt_mosaicml_bias12_ratio3", "neox_parallel", "neox_sequential_bf16", "neox_dynamic",
+    "gpt2_tied",         "gpt2_inner_fp16_sharded",
 };
 
 struct Case {
@@ -143,7 +155,23 @@ TEST(ModelReferenceFixtures, InfoDescribesTheModel) {
   EXPECT_EQ(i.num_parameters, 2 * 128 * 64 + 64 + 2 * layer);
   const auto mpt = CausalLM::load((kFixtures / "mpt_alibi").string());
   EXPECT_EQ(mpt->info().family, "mpt");
-  EXPECT_EQ(mpt->info().max_positions, 0);  // ALiBi: no fixed context length
+  EXPECT_EQ(mpt->info().max_positions, 512);  // max_seq_len: the context `score` and `teach` use
+}
+
+// MPT's max_seq_len is a limit per document, as in MosaicML's MPTModel.forward (which asserts
+// it) and transformers' MptModel (whose ALiBi tensor has max_seq_len columns).
+TEST(ModelReferenceFixtures, MptRefusesDocumentsBeyondMaxSeqLen) {
+  const auto lm = CausalLM::load((kFixtures / "mpt_mosaicml_bias12_ratio3").string());  // max_seq_len 256
+  EXPECT_EQ(lm->forward(std::vector<int32_t>(256, 1)).dim(0), 256);
+  try {
+    lm->forward(std::vector<int32_t>(257, 1));
+    ADD_FAILURE() << "257 tokens ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_seq_len = 256"), std::string::npos) << e.what();
+  }
+  std::vector<int32_t> docs(400, 0);
+  std::fill(docs.begin() + 200, docs.end(), 1);
+  EXPECT_EQ(lm->forward(std::vector<int32_t>(400, 1), docs).dim(0), 400);  // each document fits
 }
 
 TEST(ModelReferenceFixtures, BadInputsAreErrors) {
