@@ -258,7 +258,8 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     last_good = res.last_checkpoint;
   };
   auto last_good_text = [&] {
-    return last_good.empty() ? fmt::format("none: this run wrote no checkpoint yet (rerunning starts again from [target] {})", tdir)
+    return last_good.empty() ? fmt::format("no last good checkpoint: this run wrote no checkpoint yet (a rerun starts "
+                                           "again from [target] {})", tdir)
                              : fmt::format("the last good checkpoint is {}", last_good);
   };
 

@@ -138,6 +138,13 @@ class CheckpointTest : public ::testing::Test {
     }
     return run;
   }
+  // Rewrites step's marker as versions before whole-file checksums wrote it (size only), so that
+  // the per-dataset checksums inside the file, all that guards such a checkpoint, are what a
+  // damaged value meets.
+  void legacy_marker(int64_t step) {
+    std::ofstream(dir / ("step-" + std::to_string(step)) / "COMPLETE")
+        << "fusellm-checkpoint\nstep " << step << "\nstate.h5 " << fs::file_size(state_file(step)) << "\n";
+  }
   // Expects load_latest to fall back to step 10 with a warning containing each part.
   void expect_fallback_to_10(const std::vector<std::string>& parts) {
     const auto c = CheckpointStore(d()).load_latest();
@@ -280,6 +287,7 @@ TEST_F(CheckpointTest, FlippedBitInATensorIsCaughtByItsChecksum) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "model/model.layers.0.mlp.up_proj.weight") + 37, 3);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"step-20", "model.layers.0.mlp.up_proj.weight", "checksum mismatch"});
 }
 
@@ -287,6 +295,7 @@ TEST_F(CheckpointTest, FlippedBitInOptimizerStateIsCaught) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "optim/v/lm_head.weight") + 4, 0);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"optim/v", "lm_head.weight", "checksum mismatch"});
 }
 
@@ -294,6 +303,7 @@ TEST_F(CheckpointTest, FlippedBitInTheJobTextIsCaught) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "meta/job_toml") + 2, 1);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"job_toml", "checksum mismatch"});
 }
 
