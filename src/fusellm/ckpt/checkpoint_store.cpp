@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "fusellm/ckpt/file_checksum.hpp"
 #include "fusellm/ckpt/xxhash64.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
@@ -177,6 +179,11 @@ void write_tensors(hid_t file, const char* path, const std::vector<TensorRef>& t
     if (seen[t.name]++) fail("{}: {} tensor '{}' given twice", where, path, t.name);
     if (int64_t(t.data.size()) != numel(t.shape))
       fail("{}: {} tensor '{}' has {} values for shape {}", where, path, t.name, t.data.size(), shape_str(t.shape));
+    // A checkpoint is what a run resumes from and exports: one holding Inf or NaN is never written.
+    if (auto it = std::find_if(t.data.begin(), t.data.end(), [](float x) { return !std::isfinite(x); });
+        it != t.data.end())
+      fail("{}: {} tensor '{}' holds {} at index {}: a checkpoint that is not finite is not written", where, path,
+           t.name, *it, it - t.data.begin());
     write_dataset(g, t.name, t.shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t.data.data(), t.data.size() * sizeof(float),
                   where);
   }
@@ -428,9 +435,11 @@ std::string CheckpointStore::save(const CheckpointContents& c) const {
     const fs::path state = tmp / kStateFile;
     write_state_file(state, c);
     fsync_path(state, false);
-    // 2. The marker, last, recording the file size so a truncated file is caught before HDF5 opens it.
-    write_file_synced(tmp / kMarker, fmt::format("{}\nstep {}\n{} {}\n", kFormat, step, kStateFile,
-                                                 fs::file_size(state)));
+    // 2. The marker, last, recording the file's size and XXH64 so that a truncated or damaged file
+    //    is refused before HDF5 opens it (file_checksum.hpp: libhdf5 may crash on bad metadata).
+    //    Hashing reads back what was just written, from the page cache when it fits there.
+    write_file_synced(tmp / kMarker, fmt::format("{}\nstep {}\n{}\n", kFormat, step,
+                                                 digest_line(kStateFile, digest_file(state.string()))));
     fsync_path(tmp, true);
   } catch (...) {
     fs::remove_all(tmp, ec);
@@ -513,20 +522,29 @@ TrainCheckpoint CheckpointStore::load(const std::string& step_dir) {
   if (!fs::is_directory(d)) fail("{}: no such checkpoint directory", step_dir);
   const fs::path marker = d / kMarker;
   if (!fs::exists(marker)) fail("{}: incomplete: no {} marker (its save did not finish)", step_dir, kMarker);
+  // "fusellm-checkpoint", "step <N>", then one digest line per file (file_checksum.hpp).
   std::istringstream m(read_small_file(marker));
-  std::string format, step_word, file;
+  std::string format, step_line, line;
+  std::getline(m, format);
+  std::getline(m, step_line);
+  std::optional<DigestRecord> state_rec;
+  while (std::getline(m, line)) {
+    if (line.empty()) continue;
+    const auto r = parse_digest_line(line);
+    if (!r) fail("{}: damaged {} marker (line \"{}\")", step_dir, kMarker, line);
+    if (r->name == kStateFile) state_rec = r;
+  }
   int64_t step = -1;
-  uint64_t size = 0;
-  if (!(m >> format >> step_word >> step >> file >> size) || format != kFormat || step_word != "step" ||
-      file != kStateFile)
+  std::istringstream sl(step_line);
+  std::string step_word, rest;
+  if (format != kFormat || !(sl >> step_word >> step) || step_word != "step" || (sl >> rest) || !state_rec)
     fail("{}: damaged {} marker", step_dir, kMarker);
   const fs::path state = d / kStateFile;
-  std::error_code ec;
-  const auto actual = fs::file_size(state, ec);
-  if (ec) fail("{}: {} is missing", step_dir, kStateFile);
-  if (actual != size)
-    fail("{}: {} has {} bytes but the marker recorded {} (truncated or overwritten)", step_dir, kStateFile, actual,
-         size);
+  if (!state_rec->xxh64)
+    spdlog::info("{}: the {} marker records no checksum (a checkpoint of an older fusellm): size checked only, {} is "
+                 "not verified before HDF5 opens it",
+                 step_dir, kMarker, kStateFile);
+  verify_file(state.string(), *state_rec);  // before HDF5 touches it
   TrainCheckpoint c = read_state_file(state);
   if (c.state.step != step) fail("{}: the marker says step {}, {} says step {}", step_dir, step, kStateFile, c.state.step);
   c.path = step_dir;

@@ -10,7 +10,10 @@
 //       /meta/job_toml              the job file (JobConfig::to_toml()) (uint8); attribute xxh64
 //       attributes of /             format, format_version, step, tokens_seen, sampler_epoch,
 //                                   sampler_position, optim_steps, schedule_*, state_xxh64
-//   <dir>/step-<N>/COMPLETE     the marker: written, fsync'd, after state.h5 is closed and fsync'd
+//   <dir>/step-<N>/COMPLETE     the marker: written, fsync'd, after state.h5 is closed and fsync'd:
+//                                 "fusellm-checkpoint\nstep <N>\nstate.h5 <bytes> xxh64 <16 hex>\n", one
+//                                 line per file with its size and the XXH64 of its whole bytes
+//                                 (file_checksum.hpp); markers of earlier versions have no "xxh64 <hex>"
 //   <dir>/latest                "step-<N>": the newest checkpoint written completely
 //
 // Each dataset's checksum is XXH64 of its bytes, seeded with XXH64 of its shape, so a damaged
@@ -22,8 +25,10 @@
 // either the previous state or the new one, plus at worst a .tmp directory that loading ignores
 // and the next save removes. Then all but the newest `keep` checkpoints are deleted.
 //
-// Loading (resume) verifies everything: the marker, the file size the marker records, every
-// checksum and shape. When the checkpoint `latest` names is damaged it warns, saying what is wrong,
+// Loading (resume, export) verifies everything: the marker, then the size and whole-file checksum
+// it records, before HDF5 opens the file (libhdf5 can crash on damaged metadata rather than fail),
+// then every dataset's checksum and shape. A marker without a checksum (an older checkpoint) gets
+// the size check only, and a log line says so. When the checkpoint `latest` names is damaged it warns, saying what is wrong,
 // and falls back to the next older complete one; when none is usable it fails listing why each
 // was refused. A directory with no checkpoint at all is a fresh start (std::nullopt).
 #include <cstdint>

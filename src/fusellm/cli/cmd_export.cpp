@@ -2,11 +2,16 @@
 // model of a training checkpoint as a Hugging Face checkpoint directory (safetensors +
 // config.json + tokenizer files) that transformers loads (model/export_hf.hpp).
 //
-// C is a step directory (step-N, holding state.h5) or a checkpoint directory (its `latest`, or
-// the newest complete step when that one is damaged: CheckpointStore's resume rules). Every
-// checksum is verified before anything is written. The job file stored in the checkpoint names
+// C is a step directory (step-N, holding state.h5) or a checkpoint directory (its `latest`). Every
+// checksum is verified before anything is written, the whole file's before HDF5 opens it. Unlike a
+// resume, export does not fall back: when the checkpoint asked for is damaged it refuses, naming
+// the damaged file and the newest checkpoint that verifies, so that the user exports an older step
+// knowingly. Weights that are not finite (a checkpoint of a run that diverged, written before
+// fusellm checked its updates) are refused too. The job file stored in the checkpoint names
 // the target ([target].path, or the [[source]] it was initialized from), whose config.json and
 // tokenizer ([target].tokenizer) go with the weights.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -43,9 +48,22 @@ void add_export(CLI::App& app) {
       if (!fs::is_directory(a->checkpoint)) fail("{}: no such checkpoint directory", a->checkpoint);
       ck = CheckpointStore(a->checkpoint, 0).load_latest();
       if (!ck) fail("{}: holds no training checkpoint (no step-N directory with a completion marker)", a->checkpoint);
+      if (!ck->warnings.empty()) {
+        std::string why;
+        for (const std::string& w : ck->warnings) why += "\n  " + w;
+        fail("{}: its newest checkpoint cannot be used, nothing exported:{}\nThe newest checkpoint that verifies is {} "
+             "(step {}); to export it, pass --checkpoint {}",
+             a->checkpoint, why, ck->path, ck->state.step, ck->path);
+      }
     }
-    for (const std::string& w : ck->warnings) spdlog::warn("{}", w);
     if (ck->model.empty()) fail("{}: the checkpoint holds no model tensors", ck->path);
+    for (const NamedTensor& t : ck->model) {
+      const std::span<const float> v = t.tensor.span();
+      if (auto it = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); }); it != v.end())
+        fail("{}: tensor {} holds {} at index {}: refusing to export weights that are not finite (the run diverged; "
+             "export an earlier checkpoint)",
+             ck->path, t.name, *it, it - v.begin());
+    }
     if (ck->state.job_toml.empty()) fail("{}: the checkpoint holds no job file (cannot find the target's config)", ck->path);
     JobParseOptions po;
     po.check_paths = false;

@@ -1,6 +1,7 @@
 #include "fusellm/train/adamw.hpp"
 
 #include <cmath>
+#include <cstring>
 
 #include "fusellm/core/error.hpp"
 
@@ -25,7 +26,17 @@ void AdamW::set_state(const std::string& name, std::vector<float> m, std::vector
   state_[name] = State{std::move(m), std::move(v)};
 }
 
-void AdamW::step(std::span<const ParamGrad> params, double lr) {
+namespace {
+// 1 when x is Inf or NaN (all exponent bits set): an integer test, so the update loop's OR
+// reduction still vectorizes, unlike std::isfinite.
+inline unsigned nonfinite(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return (b & 0x7f800000u) == 0x7f800000u;
+}
+}  // namespace
+
+std::string AdamW::step(std::span<const ParamGrad> params, double lr) {
   for (const auto& pg : params)
     if (pg.param.size() != pg.grad.size())
       fail("AdamW: parameter '{}' has {} values but its gradient {}", pg.name, pg.param.size(), pg.grad.size());
@@ -46,6 +57,7 @@ void AdamW::step(std::span<const ParamGrad> params, double lr) {
   const float eps = float(opt_.eps);
   const float neg_step_size = float(-step_size);
 
+  std::string first_bad;
   for (const auto& pg : params) {
     const int64_t n = int64_t(pg.param.size());
     State& s = state_[pg.name];
@@ -57,7 +69,8 @@ void AdamW::step(std::span<const ParamGrad> params, double lr) {
     const float* g = pg.grad.data();
     float* m = s.m.data();
     float* v = s.v.data();
-#pragma omp parallel for schedule(static) if (n >= 32768)
+    unsigned bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 32768)
     for (int64_t i = 0; i < n; ++i) {
       // param.mul_(1 - lr * weight_decay); torch multiplies even by 1 (wd 0): a no-op in fp32.
       float pi = p[i] * decay;
@@ -76,8 +89,11 @@ void AdamW::step(std::span<const ParamGrad> params, double lr) {
       // param.addcdiv_(exp_avg, denom, value=-step_size): self + (value * t1) / t2, no fma.
       pi = pi + neg_step_size * mi / denom;
       p[i] = pi, m[i] = mi, v[i] = vi;
+      bad |= nonfinite(pi) | nonfinite(mi) | nonfinite(vi);
     }
+    if (bad && first_bad.empty()) first_bad = pg.name;
   }
+  return first_bad;
 }
 
 }  // namespace fusellm

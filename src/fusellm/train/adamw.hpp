@@ -61,8 +61,10 @@ class AdamW {
   explicit AdamW(AdamWOptions opt = {}) : opt_(opt) {}
 
   // One optimizer step at learning rate lr over every parameter given. Every name must have the
-  // same length at every step (a changed length is an error, not a silent reset).
-  void step(std::span<const ParamGrad> params, double lr);
+  // same length at every step (a changed length is an error, not a silent reset). Returns "" when
+  // every updated weight and moment is finite, else the name of the first parameter whose weights,
+  // exp_avg or exp_avg_sq became Inf or NaN (checked inside the update loop, at no extra pass).
+  std::string step(std::span<const ParamGrad> params, double lr);
 
   const AdamWOptions& options() const { return opt_; }
   int64_t steps() const { return step_; }  // torch's state["step"], the same for every parameter

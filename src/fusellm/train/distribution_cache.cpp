@@ -4,8 +4,12 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
 
+#include "fusellm/ckpt/file_checksum.hpp"
+#include "fusellm/ckpt/file_lock.hpp"
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
@@ -297,7 +301,34 @@ std::vector<T> read_all(hid_t f, const char* name, hid_t mem_type, hsize_t n, co
 
 // ---- writer ---------------------------------------------------------------------------------------
 
+namespace {
+
+// The cache's whole bytes against its sidecar "<cache>.xxh64" before HDF5 opens it (libhdf5 may
+// crash on damaged metadata; file_checksum.hpp). Why a sidecar and not a record inside the file or
+// a marker like a checkpoint's: a cache is rewritten in place, batch by batch, over hours, and
+// `train --limit` uses one that is not finished, so no checksum can live inside it and none can
+// wait for `teach` to finish. The writer removes the sidecar before it changes the file and writes
+// it after closing it (at the end of every teach run, finished or not, and when one fails): a
+// sidecar that exists describes the bytes as the last writer left them. A cache without one was
+// written by an older fusellm or by a teach run that was killed; it is used unverified, with a
+// log line (the next teach run over it writes one).
+void verify_cache_file(const std::string& path) {
+  if (verify_sidecar(path) == SidecarCheck::kVerified) return;
+  static std::mutex m;
+  static std::set<std::string> told;
+  std::lock_guard lock(m);
+  if (told.insert(path).second)
+    spdlog::info("{}: no checksum file {} (a cache of an older fusellm, or its teach run was killed): not verified "
+                 "before HDF5 opens it",
+                 path, sidecar_path(path));
+}
+
+std::string lock_path_of(const std::string& cache) { return cache + ".lock"; }
+
+}  // namespace
+
 struct DistributionCacheWriter::Impl {
+  std::optional<FileLock> lock;  // first: released after the file is closed
   h5::File file;
   h5::Dataset rows[4];
   h5::Dataset segs[6];
@@ -310,7 +341,15 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
   h5::ErrorSilencer quiet;
   auto impl = std::make_unique<Impl>();
   std::error_code ec;
+  if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir, ec);
+  // Two teach runs on one cache would interleave their batches: the second is refused at once.
+  impl->lock.emplace(lock_path_of(path), fmt::format("the distribution cache {}", path));
   if (fs::exists(path, ec)) {
+    verify_cache_file(path);
+    // From here on the file changes (HDF5 updates its superblock even on a read-write open); a new
+    // sidecar is written when it is closed again, also when this constructor fails.
+    remove_sidecar(path);
+    try {
     if (H5Fis_hdf5(path.c_str()) <= 0) fail("{}: exists and is not an HDF5 file (not a distribution cache)", path);
     impl->file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
                                        "{}: cannot open the distribution cache to continue", path));
@@ -370,8 +409,19 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
       spdlog::warn("{}: cut off a partial batch past the {} committed segments (an interrupted run)", path, segments_);
       H5Fflush(impl->file, H5F_SCOPE_GLOBAL);
     }
+    } catch (...) {
+      for (auto& d : impl->rows) d.reset();
+      for (auto& d : impl->segs) d.reset();
+      impl->offsets.reset();
+      if (impl->file.close() >= 0 && H5Fis_hdf5(path.c_str()) > 0) {
+        try {
+          write_sidecar(path);
+        } catch (const Error&) {
+        }
+      }
+      throw;
+    }
   } else {
-    if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir, ec);
     impl->file = h5::File(h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
                                        "{}: cannot create the distribution cache", path));
     write_provenance(impl->file, prov, path);
@@ -410,6 +460,7 @@ void DistributionCacheWriter::close() {
   for (auto& d : impl->segs) d.reset();
   impl->offsets.reset();
   if (impl->file.close() < 0) fail("{}: error closing the distribution cache", path_);
+  write_sidecar(path_);  // the bytes as this writer leaves them (verify_cache_file)
 }
 
 void DistributionCacheWriter::append(const std::vector<CacheSegment>& batch, bool commit) {
@@ -484,6 +535,7 @@ void DistributionCacheWriter::finish(int64_t documents, int64_t skipped_blank, i
 // ---- reader ---------------------------------------------------------------------------------------
 
 struct DistributionCacheReader::Impl {
+  std::optional<FileLock> lock;  // shared: a teach run writing this cache holds it exclusively
   h5::File file;
   h5::Dataset ids, probs, tids, status;
 };
@@ -491,14 +543,19 @@ struct DistributionCacheReader::Impl {
 CacheProvenance DistributionCacheReader::read_provenance(const std::string& path) {
   h5::ErrorSilencer quiet;
   if (!fs::exists(path)) fail("{}: no such distribution cache", path);
+  const FileLock lock(lock_path_of(path), fmt::format("the distribution cache {}", path), FileLock::Mode::kShared);
+  verify_cache_file(path);
   h5::File f(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "{}: cannot open", path));
   return read_provenance_from(f, path);
 }
 
-DistributionCacheReader::DistributionCacheReader(const std::string& path) : path_(path) {
+DistributionCacheReader::DistributionCacheReader(const std::string& path, int64_t target_vocab)
+    : path_(path), target_vocab_(target_vocab) {
   h5::ErrorSilencer quiet;
   if (!fs::exists(path)) fail("{}: no such distribution cache (run `fusellm teach` first)", path);
   auto impl = std::make_unique<Impl>();
+  impl->lock.emplace(lock_path_of(path), fmt::format("the distribution cache {}", path), FileLock::Mode::kShared);
+  verify_cache_file(path);
   impl->file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
                                      "{}: cannot open the distribution cache", path));
   prov_ = read_provenance_from(impl->file, path);
@@ -515,6 +572,15 @@ DistributionCacheReader::DistributionCacheReader(const std::string& path) : path
   if (row_offsets_.back() != R) fail("{}: row_offsets end at {}, rows_done = {} (damaged cache)", path, row_offsets_.back(), R);
   for (int64_t i = 0; i < S; ++i)
     if (row_offsets_[size_t(i + 1)] < row_offsets_[size_t(i)]) fail("{}: row_offsets decrease at {} (damaged cache)", path, i);
+  if (prov_.k < 1) fail("{}: k = {} (damaged cache)", path, prov_.k);
+  // What the writer guarantees of each segment (teach.cpp: the teacher's CE on its own tokens).
+  for (int64_t i = 0; i < S; ++i) {
+    const size_t u = size_t(i);
+    if (!(std::isfinite(ce_[u]) && ce_[u] >= 0) || ce_tokens_[u] < 0 || bytes_[u] < 0)
+      fail("{}: segment {}: CE {} over {} tokens, {} bytes: not what `fusellm teach` writes (a damaged or altered "
+           "cache; delete it and run teach again)",
+           path, segment_ids_[u], ce_[u], ce_tokens_[u], bytes_[u]);
+  }
   auto open = [&](const char* n) {
     h5::Dataset d(h5::check_id(H5Dopen2(impl->file, n, H5P_DEFAULT), "{}: no dataset '{}'", path, n));
     if (extent0(d) < hsize_t(R)) fail("{}: '{}' has {} rows, expected {} (damaged cache)", path, n, extent0(d), R);
@@ -571,7 +637,42 @@ CachedSegment DistributionCacheReader::read_index(int64_t i) const {
   read_rows(impl_->ids, H5T_NATIVE_INT32, 2, k, r0, n, s.rows.ids.data(), "ids", path_);
   read_rows(impl_->probs, H5T_NATIVE_UINT16, 2, k, r0, n, half.data(), "probs", path_);
   for (size_t j = 0; j < half.size(); ++j) s.rows.probs.data()[j] = f16_to_f32(half[j]);
+  check_rows(s);
   return s;
+}
+
+void DistributionCacheReader::check_rows(const CachedSegment& s) const {
+  // What the writer guarantees (teach.cpp): target ids within the target vocabulary (-1 = an empty
+  // slot), probabilities in [0, 1], and each row a (sub-)distribution: its sum is at most 1 up to
+  // rounding. The bound: the fp32 top-k softmax (and the alignment's merging) sums k terms, each
+  // with a relative error of at most 2^-24; storing each in fp16 (round to nearest, 10 stored
+  // mantissa bits) adds a relative error of at most 2^-11 to each term, so to the sum, and at most
+  // 2^-25 absolute to a subnormal one. The sum of k fp16 values is exact in double. Hence
+  //   sum <= (1 + (k+1) 2^-24)(1 + 2^-11) + k 2^-25  <=  1 + 2^-11 + k 2^-22.
+  const int64_t k = prov_.k;
+  const double max_sum = 1.0 + std::ldexp(1.0, -11) + double(k) * std::ldexp(1.0, -22);
+  auto bad = [&](int64_t t, const std::string& what) {
+    fail("{}: segment {}, row {}: {}: not what `fusellm teach` writes (a damaged or altered cache; delete it and run "
+         "teach again)",
+         path_, s.id, t, what);
+  };
+  for (int64_t t = 0; t < int64_t(s.target_ids.size()); ++t) {
+    const int32_t tid = s.target_ids[size_t(t)];
+    if (tid < 0 || (target_vocab_ > 0 && tid >= target_vocab_))
+      bad(t, fmt::format("target token id {} outside the target vocabulary of {}", tid, target_vocab_));
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t id = s.rows.ids(t, j);
+      const float p = s.rows.probs(t, j);
+      if (id < -1 || (target_vocab_ > 0 && id >= target_vocab_))
+        bad(t, fmt::format("slot {} holds id {}, outside the target vocabulary of {}", j, id, target_vocab_));
+      if (!(p >= 0.f && p <= 1.f)) bad(t, fmt::format("slot {} (id {}) holds probability {}, outside [0, 1]", j, id, p));
+      sum += double(p);
+    }
+    if (sum > max_sum)
+      bad(t, fmt::format("its probabilities sum to {:.9g}, more than 1 + fp16 rounding ({:.9g} for k = {})", sum,
+                         max_sum, k));
+  }
 }
 
 }  // namespace fusellm

@@ -18,6 +18,8 @@
 // All datasets are extendible, chunked and deflate-compressed; a teach run appends one batch of
 // segments at a time, flushes, then moves the `segments_done` / `rows_done` attributes, so an
 // interrupted run resumes from the last committed batch (anything past it is cut off on open).
+// Beside the cache: <cache>.xxh64, the size and XXH64 of its bytes as the last teach run left them
+// (distribution_cache.cpp, verify_cache_file), and <cache>.lock, the lock a teach run holds.
 // The provenance (teacher, tokenizers' fingerprints, k, temperature, alignment, one-hot mode,
 // segmenting) is stored as attributes and checked against the job before any work.
 #include <cstdint>
@@ -83,6 +85,9 @@ class DistributionCacheWriter {
   // Creates `path`, or reopens it to continue: its provenance must equal `prov` (else Error naming
   // the cache, the job's file and line and the field; `job` may be null in tests, then only the
   // cache and the field are named), rows past the committed `segments_done` are cut off.
+  // Holds <path>.lock exclusively for its lifetime (a second writer is refused at once, naming the
+  // holder's host and pid); an existing cache must match its checksum sidecar before HDF5 opens
+  // it; close() writes a new sidecar.
   DistributionCacheWriter(const std::string& path, const CacheProvenance& prov, const JobConfig* job = nullptr);
   ~DistributionCacheWriter();
   DistributionCacheWriter(const DistributionCacheWriter&) = delete;
@@ -118,9 +123,14 @@ struct CachedSegment {
   SparseRows<Kokkos::HostSpace> rows;  // [T, k] over the target vocabulary (fp16-rounded probs)
 };
 
+// Verifies the file against its checksum sidecar (<path>.xxh64, written when a teach run closes
+// it) before HDF5 opens it, and every segment read against what the writer guarantees (ids within
+// `target_vocab` when it is > 0, probabilities in [0, 1], rows summing to at most 1 within fp16
+// rounding): Error naming the cache, the segment and the row. Holds a shared lock on
+// <path>.lock: a teach run writing the cache holds it exclusively.
 class DistributionCacheReader {
  public:
-  explicit DistributionCacheReader(const std::string& path);
+  explicit DistributionCacheReader(const std::string& path, int64_t target_vocab = 0);
   ~DistributionCacheReader();
   DistributionCacheReader(const DistributionCacheReader&) = delete;
   DistributionCacheReader& operator=(const DistributionCacheReader&) = delete;
@@ -149,8 +159,10 @@ class DistributionCacheReader {
   struct Impl;
   Impl* impl_ = nullptr;
   std::string path_;
+  int64_t target_vocab_ = 0;
   CacheProvenance prov_;
   bool complete_ = false;
+  void check_rows(const CachedSegment& s) const;
   std::vector<int64_t> segment_ids_, row_offsets_, doc_, ce_tokens_, bytes_;
   std::vector<int32_t> piece_;
   std::vector<double> ce_;

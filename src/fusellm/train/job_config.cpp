@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -334,6 +335,13 @@ void Parser::parse_sources(const toml::table& root, JobConfig& c) {
       fs::path p(s.path);
       s.name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
     }
+    // The name becomes file names in [cache].dir (<name>.h5, vocab_map.<name>.h5): a name that is
+    // not a plain file name would write outside it.
+    if (s.name.empty() || s.name == "." || s.name == ".." || s.name.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
+      error(line(field_name(ctx, "name")) ? line(field_name(ctx, "name")) : line_of(t), field_name(ctx, "name"),
+            "\"{}\" is not a plain file name (it names the source's cache file {}.h5 in [cache].dir): it must not "
+            "be empty, '.' or '..', nor contain '/' or '\\'{}",
+            s.name, s.name, line(field_name(ctx, "name")) ? "" : " (the name defaults to the path's last component)");
     get_int(t, ctx, "replicas", s.replicas);
     if (!get_path(t, ctx, "tokenizer", s.tokenizer)) s.tokenizer = s.path;
     c.sources.push_back(std::move(s));
@@ -495,8 +503,10 @@ void Parser::validate(JobConfig& c, bool have_target, bool have_corpus) {
     if (!(v >= lo && (hi_open ? v < hi : v <= hi)))
       error(line(f), f, "must be in [{}, {}{} ({}), found {}", lo, hi, hi_open ? ")" : "]", why, v);
   };
+  // Finite as well: lr = inf (or nan) would overflow the weights at the first update.
   auto positive = [&](const std::string& f, double v, bool allow_zero) {
-    if (!(allow_zero ? v >= 0 : v > 0)) error(line(f), f, "must be {}, found {}", allow_zero ? ">= 0" : "> 0", v);
+    if (!std::isfinite(v) || !(allow_zero ? v >= 0 : v > 0))
+      error(line(f), f, "must be a finite number {}, found {}", allow_zero ? ">= 0" : "> 0", v);
   };
   in_range("[distill].lambda", c.distill.lambda, 0, 1, false, "the weight of the CLM term, paper eq. 5");
   positive("[distill].temperature", c.distill.temperature, false);

@@ -25,7 +25,7 @@ SegmentSource SegmentSource::from_caches(const JobConfig& job, int64_t limit, in
   s.vocab_ = vocab;
   int64_t n = -1;
   for (const auto& src : job.sources) {
-    s.readers_.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, src.name)));
+    s.readers_.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, src.name), vocab));
     s.names_.push_back(src.name);
     const int64_t m = s.readers_.back()->segments();
     n = n < 0 ? m : std::min(n, m);

@@ -15,6 +15,7 @@
 #include <random>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/ckpt/file_lock.hpp"
 #include "fusellm/ckpt/xxhash64.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
@@ -96,6 +97,30 @@ nlohmann::json dump_sequence(const PackedSequence& ps, const fusion::HostRows& t
   return {{"ids", ps.ids}, {"gold", ps.gold}, {"doc_ids", ps.doc_ids}, {"target_ids", tid}, {"target_probs", tpr}};
 }
 
+// "job.toml:12: [optim].lr" (the line where the field is written), for messages that send the
+// user to a setting.
+std::string job_field(const JobConfig& job, const char* section, const char* key) {
+  const int64_t l = job_field_line(job.text, section, key);
+  return l > 0 ? fmt::format("{}:{}: [{}].{}", job.file, l, section, key) : fmt::format("{}: [{}].{}", job.file, section, key);
+}
+
+// The directories this run writes: each must be writable (found now, not at the first save hours
+// later), and no other run may use them at the same time (two runs on one output_dir deleted each
+// other's temporary checkpoint files). Locks <output_dir>/fusellm.lock, and
+// <[checkpoint].dir>/fusellm.lock when the checkpoints live outside the output directory.
+std::vector<FileLock> claim_run_dirs(const JobConfig& job, const TrainOptions& opt) {
+  require_writable_dir(job.job.output_dir, job_field(job, "job", "output_dir"));
+  require_writable_dir(job.checkpoint.dir, job_field(job, "checkpoint", "dir"));
+  if (!opt.export_dir.empty()) require_writable_dir(opt.export_dir, "the export directory (--export)");
+  std::vector<FileLock> locks;
+  const fs::path out = fs::weakly_canonical(job.job.output_dir), ck = fs::weakly_canonical(job.checkpoint.dir);
+  locks.emplace_back((out / "fusellm.lock").string(), fmt::format("the output directory {}", job.job.output_dir));
+  const auto rel = ck.lexically_relative(out);
+  if (rel.empty() || *rel.begin() == "..")
+    locks.emplace_back((ck / "fusellm.lock").string(), fmt::format("the checkpoint directory {}", job.checkpoint.dir));
+  return locks;
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = int64_t(s + 0.5);
@@ -119,6 +144,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     fail("{}: [topology].student_ranks = {}: this trainer is single-process (1)", job.file, job.topology.student_ranks);
   const bool fusing = needs_caches(job);
   if (fusing) check_offline_caches(job, opt.require_complete_caches);
+  const std::vector<FileLock> locks = claim_run_dirs(job, opt);
   if (!Kokkos::is_initialized()) kokkos.emplace();
 
   TrainResult res;
@@ -161,8 +187,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   TrainState st;
   std::mt19937_64 rng(uint64_t(job.job.seed));
   CheckpointStore store(job.checkpoint.dir, job.checkpoint.keep);
+  // The newest checkpoint that exists and holds this run's history: the one resumed from, then
+  // each one saved. What a stopped run names, so the user is never sent to one that was not written.
+  std::string last_good;
   if (job.checkpoint.resume) {
     if (auto ck = store.load_latest()) {
+      last_good = ck->path;
       for (const auto& w : ck->warnings) spdlog::warn("train: {}", w);
       for (auto& p : model.parameters()) {
         const Tensor* t = ck->find_model(p.name);
@@ -225,6 +255,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     c.state.rng_state = rng_to_text(epoch_rng_start);
     c.state.job_toml = job.to_toml();
     res.last_checkpoint = store.save(c);
+    last_good = res.last_checkpoint;
+  };
+  auto last_good_text = [&] {
+    return last_good.empty() ? fmt::format("no last good checkpoint: this run wrote no checkpoint yet (a rerun starts "
+                                           "again from [target] {})", tdir)
+                             : fmt::format("the last good checkpoint is {}", last_good);
   };
 
   fusion::FusedClassifierParams fcp;
@@ -275,8 +311,15 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     int64_t step_tokens = 0;
     nlohmann::json dstep;
     if (dump.is_open()) dstep = {{"step", step}, {"sequences", nlohmann::json::array()}};
-    const std::string last_good =
-        res.last_checkpoint.empty() ? (fs::path(store.dir()) / "latest").string() : res.last_checkpoint;
+    // What to look at when this step's loss is not finite: the weights the run started from (its
+    // first step), else the settings that let the updates grow the weights until the logits overflow.
+    const std::string look_at =
+        step == res.start_step + 1
+            ? fmt::format("the weights this run started from ({}: `fusellm score` shows whether they give finite "
+                          "logits)", last_good.empty() ? tdir : last_good)
+            : fmt::format("{} = {:g} and {} = {:g} (the updates grew the weights until the logits overflowed: lower "
+                          "the learning rate, or clip the gradients)",
+                          job_field(job, "optim", "lr"), job.optim.lr, job_field(job, "optim", "clip"), job.optim.clip);
     const int64_t MB = job.train.micro_batch;
     for (size_t b0 = 0; b0 < seqs.size(); b0 += size_t(MB)) {
       // One micro-batch: its packed sequences run as one forward pass over their concatenation,
@@ -302,16 +345,16 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
           try {
             return fusion::fused_classifier(z, T, V, ps.gold, targets, fcp);
           } catch (const Error& e) {
-            fail("train: step {}: the {} loss is not finite (sequence {}: {}); stopped, the last good checkpoint is {}",
-                 step, fusing ? "CLM (and Fusion)" : "CLM", si, e.what(), last_good);
+            fail("train: step {}: the {} loss is not finite (sequence {}: {}); stopped. Look at {}; {}", step,
+                 fusing ? "CLM (and Fusion)" : "CLM", si, e.what(), look_at, last_good_text());
           }
         }();
         if (!std::isfinite(r.clm))
-          fail("train: step {}: the CLM loss is {} (sequence {}); stopped, the last good checkpoint is {}", step, r.clm,
-               si, last_good);
+          fail("train: step {}: the CLM loss is {} (sequence {}); stopped. Look at {}; {}", step, r.clm, si, look_at,
+               last_good_text());
         if (fusing && !std::isfinite(r.fusion))
-          fail("train: step {}: the Fusion loss is {} (sequence {}); stopped, the last good checkpoint is {}", step,
-               r.fusion, si, last_good);
+          fail("train: step {}: the Fusion loss is {} (sequence {}); stopped. Look at {}; {}", step, r.fusion, si,
+               look_at, last_good_text());
         const float scale = 1.0f / float(seqs.size());
         for (float& g : z) g *= scale;
         loss += r.loss;
@@ -325,10 +368,17 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     loss /= n, clm /= n, fus /= n;
     const double gnorm = clip_grad_norm(pg, job.optim.clip);
     if (!std::isfinite(gnorm))
-      fail("train: step {}: the gradient norm is {} (loss {}); stopped, the last good checkpoint is {}", step, gnorm,
-           loss, last_good);
+      fail("train: step {}: the gradient norm is {} (loss {}); stopped. Look at {}; {}", step, gnorm, loss, look_at,
+           last_good_text());
     const double lr = sched.lr(st.step);
-    adamw.step(pg, lr);
+    // The loss of the next step would notice overflowed weights only after this step's checkpoint
+    // (and, at the last step, the export) had been written full of Inf: the update checks itself.
+    if (const std::string bad = adamw.step(pg, lr); !bad.empty())
+      fail("train: step {}: the update at learning rate {:g} made the weights or AdamW moments of {} Inf or NaN; "
+           "stopped, no checkpoint of this step was written. Look at {} = {:g} (lower it), then {} = {:g} and {} = "
+           "{:g}; {}",
+           step, lr, bad, job_field(job, "optim", "lr"), job.optim.lr, job_field(job, "optim", "clip"), job.optim.clip,
+           job_field(job, "optim", "weight_decay"), job.optim.weight_decay, last_good_text());
     st.step = step;
     st.tokens_seen += step_tokens;
     ++done_this_run;

@@ -22,9 +22,16 @@
 // backward accumulates. Then clip_grad_norm, lr(step) of the schedule, AdamW. The loss of a step is
 // the mean of its sequences' losses.
 //
-// A NaN or Inf loss term (or gradient norm) stops the run with an Error naming the step and the
-// term; the optimizer does not step and no checkpoint of that step is written, so `latest` stays the
-// last good one.
+// A NaN or Inf loss term (or gradient norm) stops the run with an Error naming the step, the term,
+// what to look at and the last good checkpoint that exists; the optimizer does not step and no
+// checkpoint of that step is written, so `latest` stays the last good one. So does an update that
+// makes any weight or AdamW moment Inf or NaN (lr = 1e308): AdamW checks its own output, so no
+// checkpoint or export that is not finite is ever written (CheckpointStore refuses one as well).
+//
+// At start (before any model is loaded) the run claims its directories: [job].output_dir,
+// [checkpoint].dir and the export directory must be writable, and a lock (flock on
+// <output_dir>/fusellm.lock, holding the host and pid) refuses a second run on the same output
+// directory at once; the checkpoint directory gets its own lock when it lies outside it.
 //
 // Metrics also carry model_tflops (PaLM's 6N + attention accounting); MFU is that over the
 // hardware's peak, which this CPU trainer does not know.

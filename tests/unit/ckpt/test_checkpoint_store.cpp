@@ -7,16 +7,20 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/ckpt/file_checksum.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 #include "fusellm/train/grad_clip.hpp"
+#include "error_of.hpp"
 
 using namespace fusellm;
 namespace fs = std::filesystem;
@@ -133,6 +137,13 @@ class CheckpointTest : public ::testing::Test {
       if (s % 10 == 0) store.save(run.contents());
     }
     return run;
+  }
+  // Rewrites step's marker as versions before whole-file checksums wrote it (size only), so that
+  // the per-dataset checksums inside the file, all that guards such a checkpoint, are what a
+  // damaged value meets.
+  void legacy_marker(int64_t step) {
+    std::ofstream(dir / ("step-" + std::to_string(step)) / "COMPLETE")
+        << "fusellm-checkpoint\nstep " << step << "\nstate.h5 " << fs::file_size(state_file(step)) << "\n";
   }
   // Expects load_latest to fall back to step 10 with a warning containing each part.
   void expect_fallback_to_10(const std::vector<std::string>& parts) {
@@ -276,6 +287,7 @@ TEST_F(CheckpointTest, FlippedBitInATensorIsCaughtByItsChecksum) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "model/model.layers.0.mlp.up_proj.weight") + 37, 3);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"step-20", "model.layers.0.mlp.up_proj.weight", "checksum mismatch"});
 }
 
@@ -283,6 +295,7 @@ TEST_F(CheckpointTest, FlippedBitInOptimizerStateIsCaught) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "optim/v/lm_head.weight") + 4, 0);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"optim/v", "lm_head.weight", "checksum mismatch"});
 }
 
@@ -290,6 +303,7 @@ TEST_F(CheckpointTest, FlippedBitInTheJobTextIsCaught) {
   two_checkpoints();
   const auto f = state_file(20);
   flip_bit(f, data_offset(f, "meta/job_toml") + 2, 1);
+  legacy_marker(20);  // the whole-file checksum would catch it first
   expect_fallback_to_10({"job_toml", "checksum mismatch"});
 }
 
@@ -404,6 +418,116 @@ TEST_F(CheckpointTest, BadContentsAreRefusedAndLeaveNothingBehind) {
   EXPECT_THROW(CheckpointStore(d()).save(c), Error);
   EXPECT_FALSE(fs::exists(dir / "step-30"));
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_FALSE(e.path().filename().string().starts_with(".tmp"));
+  EXPECT_EQ(load_latest(d())->state.step, 20);
+}
+
+namespace {
+// The byte ranges of every dataset's values in a checkpoint file (contiguous layout): the rest of
+// the file is HDF5's metadata (superblock, object headers, B-trees, heaps) and free space.
+std::vector<std::pair<uint64_t, uint64_t>> data_ranges(const fs::path& file, const ToyModel& m) {
+  std::vector<std::string> names{"meta/rng_state", "meta/job_toml"};
+  for (const auto& n : m.names)
+    for (const char* g : {"model/", "optim/m/", "optim/v/"}) names.push_back(g + n);
+  std::vector<std::pair<uint64_t, uint64_t>> r;
+  h5::File f(h5::check_id(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open"));
+  for (const auto& n : names) {
+    h5::Dataset ds(h5::check_id(H5Dopen2(f, n.c_str(), H5P_DEFAULT), "open dataset"));
+    r.emplace_back(H5Dget_offset(ds), H5Dget_offset(ds) + H5Dget_storage_size(ds));
+  }
+  return r;
+}
+}  // namespace
+
+TEST_F(CheckpointTest, MarkerRecordsEachFilesSizeAndChecksum) {
+  two_checkpoints();
+  std::ifstream in(dir / "step-20" / "COMPLETE");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string want = fmt::format("state.h5 {} xxh64 {:016x}\n", fs::file_size(state_file(20)),
+                                       digest_file(state_file(20).string()).xxh64);
+  EXPECT_EQ(text.str(), "fusellm-checkpoint\nstep 20\n" + want);
+}
+
+TEST_F(CheckpointTest, RandomBitFlipsAnywhereFallBackBeforeHdf5OpensTheFile) {
+  // A flipped bit in HDF5's own metadata made libhdf5 crash (segfault or abort) on resume and
+  // export. Every flip, in the metadata or in the values, must now be refused with a warning that
+  // names the file, and the load must fall back to step 10. The loads run in this process, so a
+  // crash fails the test.
+  two_checkpoints();
+  const fs::path f = state_file(20);
+  const fs::path pristine = dir / "pristine.h5";
+  fs::copy_file(f, pristine);
+  const auto data = data_ranges(f, ToyModel(7));
+  const uint64_t size = fs::file_size(f);
+  auto in_data = [&](uint64_t pos) {
+    for (const auto& [b, e] : data)
+      if (pos >= b && pos < e) return true;
+    return false;
+  };
+  std::vector<uint64_t> meta_pos, data_pos;
+  for (uint64_t i = 0; i < size; ++i) (in_data(i) ? data_pos : meta_pos).push_back(i);
+  ASSERT_GT(meta_pos.size(), 1000u);  // the small toy file is mostly metadata
+  ASSERT_GT(data_pos.size(), 1000u);
+
+  std::mt19937_64 rng(20240917);
+  const int kMetaTrials = 150, kDataTrials = 50;
+  for (int trial = 0; trial < kMetaTrials + kDataTrials; ++trial) {
+    const auto& pool = trial < kMetaTrials ? meta_pos : data_pos;
+    const uint64_t pos = pool[rng() % pool.size()];
+    const int bit = int(rng() % 8);
+    fs::copy_file(pristine, f, fs::copy_options::overwrite_existing);
+    flip_bit(f, pos, bit);
+    SCOPED_TRACE(fmt::format("trial {}: bit {} of byte {} ({})", trial, bit, pos, trial < kMetaTrials ? "metadata" : "data"));
+    std::optional<TrainCheckpoint> c;
+    ASSERT_NO_THROW(c = CheckpointStore(d()).load_latest());
+    ASSERT_TRUE(c.has_value());
+    ASSERT_EQ(c->state.step, 10);
+    ASSERT_FALSE(c->warnings.empty());
+    EXPECT_NE(c->warnings[0].find(f.string()), std::string::npos) << c->warnings[0];
+    EXPECT_NE(c->warnings[0].find("fails its checksum"), std::string::npos) << c->warnings[0];
+    // The same file asked for directly (as `export --checkpoint step-20` does) is refused.
+    const std::string e = fusellm::testing::error_of([&] { CheckpointStore::load((dir / "step-20").string()); });
+    EXPECT_NE(e.find("fails its checksum"), std::string::npos) << e;
+  }
+}
+
+TEST_F(CheckpointTest, LegacyMarkerWithoutChecksumStillLoads) {
+  // Checkpoints written before markers held checksums: the size is checked, and a log line says
+  // that the file is not verified before HDF5 opens it.
+  two_checkpoints();
+  std::ofstream(dir / "step-20" / "COMPLETE") << "fusellm-checkpoint\nstep 20\nstate.h5 " << fs::file_size(state_file(20))
+                                              << "\n";
+  const auto c = CheckpointStore(d()).load_latest();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->state.step, 20);
+  EXPECT_TRUE(c->warnings.empty());
+  EXPECT_NE(log.str().find("records no checksum"), std::string::npos) << log.str();
+  // ... and a legacy marker whose size disagrees is still refused.
+  std::ofstream(dir / "step-20" / "COMPLETE") << "fusellm-checkpoint\nstep 20\nstate.h5 12\n";
+  expect_fallback_to_10({"step-20", "truncated"});
+}
+
+TEST_F(CheckpointTest, DamagedChecksumLineInTheMarkerFallsBack) {
+  two_checkpoints();
+  std::ofstream(dir / "step-20" / "COMPLETE") << "fusellm-checkpoint\nstep 20\nstate.h5 " << fs::file_size(state_file(20))
+                                              << " xxh64 zz\n";
+  expect_fallback_to_10({"step-20", "damaged COMPLETE marker"});
+}
+
+TEST_F(CheckpointTest, NonFiniteTensorsAreNeverSaved) {
+  ToyRun run = two_checkpoints();
+  for (int i = 0; i < 10; ++i) run.train_step();
+  run.model.params[2][5] = std::numeric_limits<float>::infinity();
+  std::string e = fusellm::testing::error_of([&] { CheckpointStore(d()).save(run.contents()); });
+  EXPECT_NE(e.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << e;
+  EXPECT_NE(e.find("not finite"), std::string::npos) << e;
+  run.model.params[2][5] = 0.f;
+  std::vector<float> v = run.opt.find("lm_head.weight")->v;
+  v[3] = std::nanf("");
+  run.opt.set_state("lm_head.weight", run.opt.find("lm_head.weight")->m, v);
+  e = fusellm::testing::error_of([&] { CheckpointStore(d()).save(run.contents()); });
+  EXPECT_NE(e.find("optim/v"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dir / "step-30"));
   EXPECT_EQ(load_latest(d())->state.step, 20);
 }
 

@@ -153,5 +153,35 @@ TEST_F(ExportCli, Errors) {
   EXPECT_NE(r.code, 0);
 }
 
+TEST_F(ExportCli, DamagedCheckpointIsRefusedNamingTheFileAndTheOneThatVerifies) {
+  // One flipped bit in HDF5's metadata crashed export inside libhdf5; and given the checkpoint
+  // directory, export fell back to an older step with only a warning. Now it refuses, naming the
+  // damaged file and the newest checkpoint that verifies, and writes nothing.
+  const std::string target = "[target]\npath = \"" + model_ + "\"";
+  const std::string step1 = save(1, target), step2 = save(2, target);
+  const fs::path f = fs::path(step2) / "state.h5";
+  {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(96);  // in the root group's object header, past the superblock
+    char c;
+    io.read(&c, 1);
+    c = char(c ^ 0x10);
+    io.seekp(96);
+    io.write(&c, 1);
+  }
+  const fs::path out = dir_ / "out";
+  CliRun r = run("export --checkpoint " + (dir_ / "ckpt").string() + " --out " + out.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(f.string() + ": fails its checksum"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--checkpoint " + step1), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out / "model.safetensors"));
+  r = run("export --checkpoint " + step2 + " --out " + out.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("fails its checksum"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out / "model.safetensors"));
+  r = run("export --checkpoint " + step1 + " --out " + out.string());  // the one that verifies
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
 }  // namespace
 }  // namespace fusellm

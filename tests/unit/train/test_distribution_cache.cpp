@@ -7,9 +7,11 @@
 #include <Kokkos_Core.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 
+#include "fusellm/ckpt/file_checksum.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 #include "fusellm/train/distribution_cache.hpp"
@@ -23,6 +25,7 @@ std::string temp_path(const std::string& tag) {
   const auto p = fs::temp_directory_path() /
                  ("fusellm_cache_" + std::to_string(::getpid()) + "_" + tag + ".h5");
   fs::remove(p);
+  fs::remove(p.string() + ".xxh64");  // the checksum sidecar a writer leaves beside it
   return p.string();
 }
 
@@ -59,11 +62,16 @@ std::vector<CacheSegment> make_segments(int64_t n, int64_t k, uint32_t seed, int
     for (int64_t t = 0; t < T; ++t) {
       c.target_ids.push_back(int32_t(rng() % 32000));
       c.status.push_back(uint8_t(rng() % 14));
+      // A sub-distribution, as teach writes: probabilities in [0, 1] summing to at most 1.
+      const size_t row = c.probs.size();
+      float sum = 0;
       for (int64_t j = 0; j < k; ++j) {
         const bool empty = rng() % 7 == 0;
         c.ids.push_back(empty ? -1 : int32_t(rng() % 32000));
         c.probs.push_back(empty ? 0.f : std::uniform_real_distribution<float>(0.f, 1.f)(rng));
+        sum += c.probs.back();
       }
+      for (size_t j = row; j < c.probs.size(); ++j) c.probs[j] = sum > 0 ? c.probs[j] / sum : 0.f;
     }
     out.push_back(std::move(c));
   }
@@ -89,6 +97,32 @@ void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
 }
 
 using fusellm::testing::error_of;
+
+void flip_bit(const std::string& file, uint64_t offset, int bit) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(std::streamoff(offset));
+  char c;
+  f.read(&c, 1);
+  c = char(c ^ (1 << bit));
+  f.seekp(std::streamoff(offset));
+  f.write(&c, 1);
+}
+
+// A complete cache of `n` segments written by the writer (which closes it: the sidecar is written).
+std::vector<CacheSegment> write_cache(const std::string& path, int64_t n, int64_t k, uint32_t seed) {
+  const auto segs = make_segments(n, k, seed);
+  DistributionCacheWriter w(path, prov(k));
+  w.append(segs);
+  w.finish(n, 0, 0);
+  return segs;
+}
+
+// Reads everything a train run reads from a cache.
+void read_all_segments(const std::string& path, int64_t vocab = 32000) {
+  (void)DistributionCacheReader::read_provenance(path);
+  DistributionCacheReader r(path, vocab);
+  for (int64_t i = 0; i < r.segments(); ++i) (void)r.read_index(i);
+}
 }  // namespace
 
 TEST(DistributionCache, RoundTrip) {
@@ -218,6 +252,131 @@ TEST(DistributionCache, ProvenanceMismatchRefused) {
   EXPECT_NE(error_of([&] { DistributionCacheWriter w(junk, prov(4)); }).find(junk), std::string::npos);
   fs::remove(junk);
   fs::remove(path);
+}
+
+TEST(DistributionCache, RandomBitFlipsAreRefusedNamingTheCacheBeforeHdf5ReadsIt) {
+  // A flipped bit in HDF5's metadata could crash libhdf5; one in the values was read silently. Every
+  // flip, anywhere in the file, must be refused naming the cache, by the reader and by a teach run
+  // continuing it. The reads run in this process, so a crash fails the test.
+  const std::string path = temp_path("bitflips");
+  const int64_t k = 4;
+  write_cache(path, 30, k, 3);
+  ASSERT_TRUE(fs::exists(path + ".xxh64"));
+  const std::string pristine = path + ".pristine";
+  fs::copy_file(path, pristine, fs::copy_options::overwrite_existing);
+  const uint64_t size = fs::file_size(path);
+  std::mt19937_64 rng(99);
+  for (int trial = 0; trial < 200; ++trial) {
+    // Half the trials in the first 4 KiB (superblock, root object header, B-trees: metadata), half anywhere.
+    const uint64_t pos = trial % 2 == 0 ? rng() % std::min<uint64_t>(size, 4096) : rng() % size;
+    const int bit = int(rng() % 8);
+    fs::copy_file(pristine, path, fs::copy_options::overwrite_existing);
+    flip_bit(path, pos, bit);
+    SCOPED_TRACE(::testing::Message() << "trial " << trial << ": bit " << bit << " of byte " << pos);
+    std::string e = error_of([&] { read_all_segments(path); });
+    EXPECT_NE(e.find(path + ": fails its checksum"), std::string::npos) << e;
+    e = error_of([&] { DistributionCacheWriter w(path, prov(k)); });
+    EXPECT_NE(e.find(path + ": fails its checksum"), std::string::npos) << e;
+    ASSERT_TRUE(fs::exists(path + ".xxh64"));  // a refused writer leaves the sidecar as it was
+  }
+  fs::copy_file(pristine, path, fs::copy_options::overwrite_existing);
+  EXPECT_EQ(error_of([&] { read_all_segments(path); }), "");
+  fs::remove(pristine);
+  fs::remove(path);
+  fs::remove(path + ".xxh64");
+}
+
+TEST(DistributionCache, SidecarFollowsEveryWriterAndLegacyCachesStillLoad) {
+  const std::string path = temp_path("sidecar");
+  const int64_t k = 3;
+  const auto segs = make_segments(20, k, 5);
+  {
+    DistributionCacheWriter w(path, prov(k));
+    w.append(std::vector<CacheSegment>(segs.begin(), segs.begin() + 10));
+  }
+  EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);  // an unfinished cache has one too (train --limit)
+  {
+    DistributionCacheWriter w(path, prov(k));  // continues: the file changes, the sidecar follows
+    EXPECT_FALSE(fs::exists(path + ".xxh64"));
+    w.append(std::vector<CacheSegment>(segs.begin() + 10, segs.end()));
+  }
+  EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);
+  EXPECT_EQ(error_of([&] { read_all_segments(path); }), "");
+  // A cache of an older fusellm (no sidecar) is read unverified.
+  fs::remove(path + ".xxh64");
+  EXPECT_EQ(error_of([&] { read_all_segments(path); }), "");
+  { DistributionCacheWriter w(path, prov(k)); }  // and gets one from the next teach run
+  EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);
+  fs::remove(path);
+  fs::remove(path + ".xxh64");
+}
+
+TEST(DistributionCache, SecondWriterIsRefusedNamingTheHolder) {
+  const std::string path = temp_path("twowriters");
+  DistributionCacheWriter first(path, prov(4));
+  const std::string e = error_of([&] { DistributionCacheWriter second(path, prov(4)); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("in use by another fusellm run"), std::string::npos) << e;
+  EXPECT_NE(e.find("pid " + std::to_string(::getpid())), std::string::npos) << e;
+  // A reader is refused while the cache is being written, too.
+  EXPECT_NE(error_of([&] { DistributionCacheReader r(path); }).find("in use"), std::string::npos);
+  first.close();
+  EXPECT_EQ(error_of([&] { DistributionCacheWriter again(path, prov(4)); }), "");
+  fs::remove(path);
+  fs::remove(path + ".xxh64");
+}
+
+TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
+  // A crafted cache (probability 65504, the largest fp16) was used as it was. The reader checks
+  // what teach guarantees and names the cache, the segment and the row.
+  const int64_t k = 4;
+  struct Case {
+    const char* what;
+    std::function<void(CacheSegment&)> craft;
+  };
+  const std::vector<Case> cases = {
+      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = 65504.f; }},
+      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = -0.25f; }},
+      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = std::nanf(""); }},
+      {"sum to", [](CacheSegment& c) {
+         for (int j = 0; j < 4; ++j) c.ids[2 * 4 + j] = j, c.probs[2 * 4 + j] = 0.3f;
+       }},
+      {"outside the target vocabulary", [](CacheSegment& c) { c.ids[2 * 4 + 3] = 32000; }},
+      {"outside the target vocabulary", [](CacheSegment& c) { c.ids[2 * 4 + 3] = -2; }},
+      {"outside the target vocabulary", [](CacheSegment& c) { c.target_ids[2] = 40000; }},
+  };
+  for (const auto& cs : cases) {
+    const std::string path = temp_path("crafted");
+    auto segs = make_segments(6, k, 11);
+    for (auto& s : segs)
+      while (s.rows() < 3) {  // row 2 must exist
+        s.target_ids.push_back(1), s.status.push_back(0);
+        for (int j = 0; j < k; ++j) s.ids.push_back(-1), s.probs.push_back(0.f);
+      }
+    cs.craft(segs[4]);
+    {
+      DistributionCacheWriter w(path, prov(k));
+      w.append(segs);
+    }
+    const std::string e = error_of([&] { read_all_segments(path, 32000); });
+    EXPECT_NE(e.find(path + ": segment 4, row 2: "), std::string::npos) << e;
+    EXPECT_NE(e.find(cs.what), std::string::npos) << e;
+    fs::remove(path);
+    fs::remove(path + ".xxh64");
+  }
+  // The bound on a row's sum admits fp16 rounding: k probabilities that sum to 1 in fp32.
+  const std::string path = temp_path("sum1");
+  auto segs = make_segments(3, 7, 12);
+  for (auto& s : segs)
+    for (int64_t t = 0; t < s.rows(); ++t)
+      for (int j = 0; j < 7; ++j) s.ids[size_t(t * 7 + j)] = j, s.probs[size_t(t * 7 + j)] = 1.f / 7.f;
+  {
+    DistributionCacheWriter w(path, prov(7));
+    w.append(segs);
+  }
+  EXPECT_EQ(error_of([&] { read_all_segments(path, 32000); }), "");
+  fs::remove(path);
+  fs::remove(path + ".xxh64");
 }
 
 TEST(DistributionCache, JobFieldLine) {

@@ -296,6 +296,34 @@ TEST_F(JobConfigTest, InconsistentSettingsNameEveryFieldInvolved) {
   }
 }
 
+TEST_F(JobConfigTest, SourceNamesMustBePlainFileNames) {
+  // The name becomes <[cache].dir>/<name>.h5: "../x" or "a/b" would write outside the cache directory.
+  for (const std::string name : {"../evil", "a/b", "..", ".", "/abs", "back\\\\slash"}) {
+    const std::string m = error_of(replace(kJob, "path = \"models/neox\"\n", "path = \"models/neox\"\nname = \"" + name + "\"\n"));
+    EXPECT_HAS(m, at(9));
+    EXPECT_HAS(m, "source[1].name");
+    EXPECT_HAS(m, "not a plain file name");
+  }
+  // A name that defaults to the path's last component is checked as well, at the source's line
+  // (paths are normalized, so only the root gives a default that is not a plain name: "").
+  const std::string m = error_of(replace(kJob, "path = \"models/neox\"\n", "path = \"/\"\n"));
+  EXPECT_HAS(m, at(7));
+  EXPECT_HAS(m, "defaults to the path");
+  EXPECT_EQ(error_of(replace(kJob, "path = \"models/neox\"\n", "path = \"models/neox\"\nname = \"neo-x_2.1\"\n")), "");
+}
+
+TEST_F(JobConfigTest, NonFiniteOptimizerSettingsAreRefused) {
+  // lr = inf passed "> 0" and overflowed the weights at the first update.
+  for (const std::string v : {"inf", "nan", "+inf"}) {
+    const std::string m = error_of(replace(kJob, "lr = 1e-5\n", "lr = " + v + "\n"));
+    EXPECT_HAS(m, at(21));
+    EXPECT_HAS(m, "[optim].lr");
+    EXPECT_HAS(m, "finite");
+  }
+  const std::string m = error_of(replace(kJob, "lr = 1e-5\n", "lr = 1e-5\neps = inf\n"));
+  EXPECT_HAS(m, "[optim].eps");
+}
+
 TEST_F(JobConfigTest, FusionNeedsASource) {
   const std::string no_sources = "[target]\npath = \"models/llama\"\n[corpus]\npath = \"corpus.jsonl\"\n";
   std::string m = error_of(no_sources);

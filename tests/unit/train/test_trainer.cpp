@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <Kokkos_Core.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/llama_train.hpp"
 #include "fusellm/train/corpus.hpp"
+#include "fusellm/train/distribution_cache.hpp"
 #include "fusellm/train/packer.hpp"
 #include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/train/teach.hpp"
@@ -206,8 +209,10 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
   const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
   ASSERT_TRUE(ck.has_value());  // loads, checksums verified
   EXPECT_TRUE(ck->warnings.empty());
-  // The failing step is the one after the last checkpoint.
+  // The failing step is the one after the last checkpoint, and the checkpoint named exists.
   EXPECT_NE(msg.find(fmt::format("step {}:", ck->state.step + 1)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the last good checkpoint is " + ck->path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[optim].lr"), std::string::npos) << msg;  // what to look at
   for (const auto& t : ck->model)
     for (float v : t.tensor.span()) ASSERT_TRUE(std::isfinite(v)) << t.name;
 }
@@ -221,11 +226,102 @@ TEST(Trainer, InjectedNaNNamesStepAndTerm) {
   const std::string msg = error_of([&] { train(job, o); });
   EXPECT_NE(msg.find("step 4: the CLM"), std::string::npos) << msg;
   std::printf("injected: %s\n", msg.c_str());
-  EXPECT_NE(msg.find("step-3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the last good checkpoint is " + (fs::path(job.checkpoint.dir) / "step-3").string()), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(job.file + ":"), std::string::npos) << msg;  // what to look at: the job's settings
+  EXPECT_NE(msg.find("[optim].lr"), std::string::npos) << msg;
   const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
   ASSERT_TRUE(ck.has_value());
   EXPECT_EQ(ck->state.step, 3);
   EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST(Trainer, NaNAtTheFirstStepPointsAtTheStartingWeights) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("inject1"));
+  TrainOptions o = quiet();
+  o.inject_nan_step = 1;
+  const std::string msg = error_of([&] { train(job, o); });
+  EXPECT_NE(msg.find("step 1: the CLM"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the weights this run started from"), std::string::npos) << msg;
+  // No checkpoint exists: the old message named <dir>/latest, which was never written.
+  EXPECT_EQ(msg.find("latest"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;
+}
+
+TEST(Trainer, UpdateThatOverflowsTheWeightsStopsBeforeAnythingIsWritten) {
+  // lr = 1e308: the first update makes every weight Inf. The old run looked only at the next step's
+  // loss: with one step it ended with exit 0, a checkpoint and an export full of Inf.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("lr308", "lr = 1e308\nschedule = \"constant\"\nwarmup_ratio = 0.0\n"));
+  for (const int64_t steps : {1, 3}) {
+    TrainOptions o = quiet();
+    o.max_steps = steps;
+    o.export_dir = (fs::path(job.job.output_dir) / "export").string();
+    const std::string msg = error_of([&] { train(job, o); });
+    if (msg.empty()) {
+      std::ifstream m(fs::path(job.job.output_dir) / "metrics.jsonl");
+      std::string all((std::istreambuf_iterator<char>(m)), std::istreambuf_iterator<char>());
+      FAIL() << "the run did not stop; metrics: " << all;
+    }
+    std::printf("overflow: %s\n", msg.c_str());
+    EXPECT_NE(msg.find("step 1: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("Inf or NaN"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(job.file + ":" + std::to_string(job_field_line(job.text, "optim", "lr")) + ": [optim].lr"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;
+    EXPECT_TRUE(CheckpointStore(job.checkpoint.dir).complete_steps().empty());
+    EXPECT_FALSE(fs::exists(fs::path(o.export_dir) / "model.safetensors"));
+  }
+}
+
+TEST(Trainer, SecondRunOnTheSameOutputDirIsRefusedAtOnce) {
+  // Two runs on one output_dir each deleted the other's temporary checkpoint files. Another run
+  // holding the lock (here: a flock taken as `train` takes it) makes this one stop before any work.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("locked"));
+  fs::create_directories(job.job.output_dir);
+  const std::string lock = (fs::path(job.job.output_dir) / "fusellm.lock").string();
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string holder = "host other-node pid 4242 started 2024-01-01T00:00:00Z\n";
+  ASSERT_EQ(::write(fd, holder.data(), holder.size()), ssize_t(holder.size()));
+  const std::string msg = error_of([&] { train(job, quiet()); });
+  EXPECT_NE(msg.find("in use by another fusellm run"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("host other-node pid 4242"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(job.job.output_dir), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(fs::path(job.job.output_dir) / "metrics.jsonl"));
+  ::close(fd);  // released: the run goes ahead and writes its holder line
+  TrainOptions o = quiet();
+  o.max_steps = 1;
+  EXPECT_EQ(error_of([&] { train(job, o); }), "");
+  std::ifstream in(lock);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_NE(line.find("pid " + std::to_string(::getpid())), std::string::npos) << line;
+}
+
+TEST(Trainer, UnwritableCheckpointDirIsFoundAtStart) {
+  // Found only at the first save before. The tests run as root, which passes permission bits, so
+  // the directories are ones root cannot write either: under a regular file, and in /proc.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  JobConfig job = load_job(fx().job("unwritable"));
+  const fs::path file = fx().dir / "a_regular_file";
+  std::ofstream(file) << "x";
+  for (const std::string bad : {(file / "checkpoints").string(), std::string("/proc/fusellm-checkpoints"),
+                                std::string("/proc")}) {
+    job.checkpoint.dir = bad;
+    const std::string msg = error_of([&] { train(job, quiet()); });
+    EXPECT_NE(msg.find("[checkpoint].dir"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(bad), std::string::npos) << msg;
+    EXPECT_FALSE(fs::exists(fs::path(job.job.output_dir) / "metrics.jsonl")) << "a step ran before the check: " << msg;
+  }
 }
 
 TEST(Trainer, AvgCEWithDocumentMask) {
