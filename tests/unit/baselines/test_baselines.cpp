@@ -71,6 +71,8 @@ void expect_merge_equals_torch(const fs::path& out, const char* expected) {
     Tensor r(info.shape);
     convert_to_f32(info, r.span());
     const Tensor g = got.load_f32(name, info.shape);
+    // Both average in fp64 and round once to the stored dtype: equal (0 seen); 1e-6 allows one
+    // rounding of an fp64 sum taken in another order.
     EXPECT_LE(max_rel_diff(g.span(), r.span()), 1e-6f) << name;
     ++checked;
   }
@@ -85,7 +87,7 @@ void expect_merge_equals_torch(const fs::path& out, const char* expected) {
   const Tensor logits = CausalLM::load(out.string())->forward(ids);
   ASSERT_EQ(logits.shape(), ref_logits.shape());
   const float rel = max_rel_diff(logits.span(), ref_logits.span());
-  EXPECT_LE(rel, 1e-5f);
+  EXPECT_LE(rel, 1e-5f);  // fp32 forward against transformers: GEMM order and FMA, ~1e-6 (6.1e-7 seen)
   std::printf("%s: merged logits max|diff|/max|ref| = %.3g\n", expected, rel);
   // A Hugging Face checkpoint: config and tokenizer beside the weights.
   EXPECT_TRUE(fs::exists(out / "tokenizer.json"));
@@ -143,6 +145,7 @@ void expect_ensemble_equals_torch(const nlohmann::json& lines, const nlohmann::j
     const auto& r = ref["logprobs"][i];
     EXPECT_EQ(g["pos"], r["pos"]);
     EXPECT_EQ(g["id"], r["id"]);
+    // fp32 logits (GEMM order, FMA: ~1e-6 of a logit of O(10)) through an fp64 log-sum-exp.
     EXPECT_NEAR(g["logprob"].get<double>(), r["logprob"].get<double>(), 1e-5) << "pos " << r["pos"];
     worst = std::max(worst, std::fabs(g["logprob"].get<double>() - r["logprob"].get<double>()));
   }
@@ -150,6 +153,7 @@ void expect_ensemble_equals_torch(const nlohmann::json& lines, const nlohmann::j
   EXPECT_EQ(s["tokens"], ref["tokens"]);
   EXPECT_EQ(s["scored_tokens"], ref["scored_tokens"]);
   const double bpb = ref["bits_per_byte"].get<double>(), ppl = ref["perplexity"].get<double>();
+  // Sums of the log-probs above: their per-token errors have both signs and average out (9e-10 seen).
   EXPECT_NEAR(s["bits_per_byte"].get<double>(), bpb, 1e-6 * bpb);
   EXPECT_NEAR(s["perplexity"].get<double>(), ppl, 1e-6 * ppl);
   std::printf("ensemble: max |logprob diff| %.3g, bpb rel diff %.3g\n", worst,

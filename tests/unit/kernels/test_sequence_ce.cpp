@@ -48,6 +48,7 @@ TYPED_TEST(SequenceCE, MatchesTorchFixtures) {
     for (int ts : testing::team_sizes<TypeParam>()) {
       auto r = run<TypeParam>(z, N, V, gold, off, ts);
       auto got = host_vector(r.ce_position);
+      // No BLAS: an fp32 log-sum-exp over V in another order than torch, ~10 ulps of the CE.
       for (int64_t i = 0; i < N; ++i) EXPECT_NEAR(got[i], ce[i], 1e-5 * ce[i] + 1e-6) << c << " " << i;
       auto gs = host_vector(r.ce_sum);
       EXPECT_EQ(host_vector(r.count), counts);
@@ -70,6 +71,7 @@ TEST(SequenceCEWrapper, PackedAndPerByteScoresMatchFixtures) {
   EXPECT_TRUE(std::isinf(s.ce(1)));
   EXPECT_EQ(s.reward(1), 0.0);
   const double packed = s.packed_score(0, 4);
+  // Token-weighted means of the per-position CEs above: their bound carries over.
   EXPECT_NEAR(packed, fx.scalar(c, "packed_ce"), 1e-5 * packed);
   EXPECT_NEAR(s.packed_score(0, 4, fusion::ScoreUnit::kNatsPerByte) / std::log(2.0),
               fx.scalar(c, "packed_bits_per_byte"), 1e-5 * packed);
