@@ -15,8 +15,9 @@
 //  - fallback: a one-hot. fusellm: of the NEXT gold target token t+1 (the distribution at t
 //    predicts t+1; the original's issue #27), an empty row at the last position of a document.
 //    `onehot_current` = the original's behaviour: the one-hot of the current token t.
-//    (The original's empty-row "bad case" copied the target model's own row; that row is not
-//    visible here, so an empty kept row falls back like any other.)
+//  - an empty kept row (kFallbackEmpty) falls back like any other; with `use_target` (the
+//    original's empty-row "bad case", OriginalRules::empty_row) it takes the target model's own
+//    row t from `target` instead.
 // One team per document, its threads over the document's positions; k <= kApplyMaxK.
 #include <Kokkos_Core.hpp>
 #include <cstdint>
@@ -42,6 +43,8 @@ struct ApplyAlignment {
   SparseRows<Mem> out;                          // [target positions, k_out]
   Kokkos::View<uint8_t*, Mem> status_out;
   bool onehot_current = false;
+  SparseRows<Mem> target;                       // [target positions, k_t]: the target's own rows (use_target)
+  bool use_target = false;
 
   KOKKOS_INLINE_FUNCTION void row(const int64_t t, const int64_t doc_end) const {
     const int64_t kin = src.k(), kout = out.k();
@@ -98,7 +101,16 @@ struct ApplyAlignment {
         }
       }
     }
-    if (!align_kept(st)) {
+    if (st == kFallbackEmpty && use_target) {
+      n = 0;
+      tail = with_tail && target.tail.extent(0) > 0 ? double(target.tail(t)) : 0.0;
+      for (int64_t c = 0; c < target.k() && n < kout; ++c) {
+        if (target.ids(t, c) < 0) continue;
+        ids[n] = target.ids(t, c);
+        probs[n] = target.probs(t, c);
+        ++n;
+      }
+    } else if (!align_kept(st)) {
       n = 0;
       tail = 0.0;
       if (onehot_current) {

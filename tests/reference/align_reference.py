@@ -27,9 +27,13 @@ fusellm deviates, the deviation is named here and in the C++.
    - special added token: the lowest target *special* id with the same literal content (kind
      EXACT), else unmapped (the original pushed `<s>` through MinED to whatever string was nearest);
      explicit (source, target) overrides (e.g. EOS -> EOS from the two configs) win (kind OVERRIDE);
-   - otherwise: the lowest non-special target id with the same normalized string (EXACT), else the
-     non-special target id of minimum byte Levenshtein distance, ties to the lowest id (MINED). The
-     original took the first minimum in dict order; DESIGN.md fixes the lowest id.
+   - otherwise: the lowest candidate target id with the same normalized string (EXACT), else the
+     candidate of minimum byte Levenshtein distance, ties to the lowest id (MINED). The original
+     took the first minimum in dict order; DESIGN.md fixes the lowest id. Candidates: the
+     non-special target tokens, less every byte-fallback entry `<0xHH>` whose byte a regular token
+     also spells: `<0x32>` normalizes to "2" like the regular token "2" and has a lower id, but
+     the original (comparing strings) maps "2" to "2"; a byte-fallback entry is the answer only
+     for a byte no regular token has (a lone UTF-8 lead byte).
    - ids past the tokenizer's vocabulary (a config vocab_size larger than the tokenizer's: padding
      rows of the embedding) are unmapped.
    `exact[i]` is the target for EXACT/OVERRIDE entries (-1 else), `full[i]` the target of any kind.
@@ -78,6 +82,26 @@ fusellm deviates, the deviation is named here and in the C++.
    one-hot of the NEXT gold target token (fusellm's fix of the original's issue #27), empty at the
    last position of a document; `onehot_current=True` is the original's one-hot of the current
    token.
+
+6. The original's rules (OriginalRules below; `fusellm`'s [distill].align_compat, the C++
+   src/fusellm/align/original_rules.hpp). Each flag switches one deviation of parts 1-5 back to
+   what the original FuseLLM code does:
+   - strings: token strings are the vocabulary strings with the source's word marker swapped for
+     the target's (`x.replace('Ġ', '▁')`), not byte-normalized (so `Ċ` != `<0x0A>` != "\n" and
+     byte-level `Ã©` != `é`); cost strings are the vocabulary strings with the marker removed;
+     distances count code points (`editdistance.eval` on str), not bytes.
+   - specials: special tokens are ordinary tokens: the vocabulary mapping maps every source token
+     over every target token (specials included; `<|endoftext|>` goes wherever MinED sends it) and
+     the DTW runs over the whole sequence, BOS/EOS included (no edge-run pairing, no SPECIAL).
+   - dummy_prefix: the original's "special case for mpt": only at target position 0 of the
+     document, only for a byte-level source, only when the target token starts with the word
+     marker and the source token does not (the marker is then prepended to the source token).
+     fusellm: at the first content position of both sides, in either direction.
+   - empty_row: a kept position whose row loses every id to the mapping takes the target model's
+     own row (the collator's "bad case"), given as `target_rows`; fusellm falls back to a one-hot.
+   - onehot_current: a fallback row is the one-hot of the CURRENT target token (the original's
+     issue #27), at the last position of a document too; fusellm: the next token, and an empty
+     row at the last position.
 """
 import functools
 import json
@@ -102,6 +126,28 @@ KIND_OVERRIDE = 3
 
 FLAG_ADDED = 1
 FLAG_SPECIAL = 2
+
+RULES = ("strings", "specials", "dummy_prefix", "empty_row", "onehot_current")
+
+
+class OriginalRules:
+    """Which of fusellm's deviations from the original FuseLLM code are switched back (part 6)."""
+
+    def __init__(self, *names):
+        if names == ("all",):
+            names = RULES
+        for n in names:
+            if n not in RULES:
+                raise ValueError("unknown rule %r (one of %s)" % (n, ", ".join(RULES)))
+        for n in RULES:
+            setattr(self, n, n in names)
+
+    def __repr__(self):
+        return "OriginalRules(%s)" % ", ".join(n for n in RULES if getattr(self, n))
+
+
+FUSELLM = OriginalRules()
+ORIGINAL = OriginalRules("all")
 
 NORM_BYTE_LEVEL = "byte_level"
 NORM_METASPACE = "metaspace"
@@ -154,6 +200,34 @@ def cost_string(normalized):
     return normalized.replace(b" ", b"")
 
 
+def original_string(token, own_marker, target_marker):
+    """The original's string of a source token: the vocabulary string with the source's marker
+    swapped for the target's (`x.replace(blending_marker, base_marker)`); for a target token both
+    markers are the target's (the string as it is)."""
+    return token.replace(own_marker, target_marker) if own_marker else token
+
+
+def original_cost_string(token, marker):
+    return token.replace(marker, "") if marker else token
+
+
+class _Strings:
+    """The strings the rules compare: per vocabulary, the equality string of each id (bytes or
+    str: compared only with the same kind), the cost string, and the marker test. fusellm: the
+    normalized bytes; the original (rules.strings): the vocabulary strings, marker swapped."""
+
+    def __init__(self, vocab, target, original):
+        if original:
+            own, tm = vocab.marker(), target.marker()
+            self.eq = [original_string(t, own, tm) for t in vocab.tokens]
+            self.cost = [original_cost_string(t, own) for t in vocab.tokens]
+            self.space = tm  # the target's marker, after the swap
+        else:
+            self.eq = list(vocab.normalized)
+            self.cost = [cost_string(x) for x in vocab.normalized]
+            self.space = b" "
+
+
 def _types(node):
     """All `type` fields of a tokenizer.json component (Sequence members included)."""
     if not isinstance(node, dict):
@@ -182,6 +256,17 @@ class Vocab:
 
     def special(self, i):
         return bool(self.flags[i] & FLAG_SPECIAL)
+
+    def hole(self, i):
+        return not self.tokens[i] and not (self.flags[i] & FLAG_ADDED)
+
+    def byte_fallback(self, i):
+        return self.kind == NORM_METASPACE and not (self.flags[i] & FLAG_ADDED) and \
+            _BYTE_FALLBACK.match(self.tokens[i]) is not None
+
+    def marker(self):
+        """The word marker the original swaps and removes (TOKENIZER_TO_SPECIAL_TOKEN)."""
+        return {NORM_BYTE_LEVEL: "\u0120", NORM_METASPACE: "\u2581"}.get(self.kind, "")
 
     @staticmethod
     def from_tokenizer_json(path, name=None):
@@ -268,7 +353,8 @@ def levenshtein(a, b):
 
 # ---- 2. vocabulary mapping -----------------------------------------------------------------
 def _lev_many(x, cands):
-    """Byte Levenshtein of x against every row of `cands` (uint8 [n, L], all of length L)."""
+    """Levenshtein of x (bytes, or code points as ints) against every row of `cands` ([n, L]
+    bytes or code points, all of length L)."""
     n, L = cands.shape
     prev = np.tile(np.arange(L + 1, dtype=np.int32), (n, 1))
     for i, c in enumerate(x, 1):
@@ -282,23 +368,44 @@ def _lev_many(x, cands):
     return prev[:, L]
 
 
+def mapping_candidates(tgt, rules=FUSELLM):
+    """Target ids a source token may map to, ascending. fusellm: the non-special tokens less the
+    byte-fallback entries whose byte a regular token spells; rules.specials: specials too;
+    rules.strings: byte-fallback entries are strings like any other (`<0x32>` != "2")."""
+    regular = set()
+    if not rules.strings:
+        regular = {tgt.normalized[j] for j in range(len(tgt))
+                   if not tgt.special(j) and not tgt.hole(j) and not tgt.byte_fallback(j)}
+    out = []
+    for j in range(len(tgt)):
+        if tgt.hole(j) or (tgt.special(j) and not rules.specials):
+            continue
+        if not rules.strings and tgt.byte_fallback(j) and tgt.normalized[j] in regular:
+            continue
+        out.append(j)
+    return out
+
+
 class _TargetIndex:
-    def __init__(self, tgt):
+    def __init__(self, tgt, rules=FUSELLM, strings=None):
+        strings = strings or _Strings(tgt, tgt, rules.strings)
         self.exact = {}
         self.special_exact = {}
         by_len = {}
         for j in range(len(tgt)):
-            s = tgt.normalized[j]
             if tgt.special(j):
-                self.special_exact.setdefault(s, j)
-                continue
-            if not tgt.tokens[j] and not (tgt.flags[j] & FLAG_ADDED):
-                continue  # a hole in the id space
+                self.special_exact.setdefault(tgt.normalized[j], j)
+        for j in mapping_candidates(tgt, rules):
+            s = strings.eq[j]
             self.exact.setdefault(s, j)
             by_len.setdefault(len(s), []).append(j)
         self.groups = {}
         for L, ids in by_len.items():
-            mat = np.frombuffer(b"".join(tgt.normalized[j] for j in ids), dtype=np.uint8)
+            if rules.strings:  # str: code points
+                mat = np.array([ord(ch) for j in ids for ch in strings.eq[j]], dtype=np.int32)
+                self.groups[L] = (np.array(ids, dtype=np.int64), mat.reshape(len(ids), L))
+                continue
+            mat = np.frombuffer(b"".join(strings.eq[j] for j in ids), dtype=np.uint8)
             self.groups[L] = (np.array(ids, dtype=np.int64), mat.reshape(len(ids), L))
         self.max_len = max(self.groups) if self.groups else 0
 
@@ -324,7 +431,7 @@ def map_token(x, index):
             if L == 0:
                 d = np.full(len(ids), a, dtype=np.int32)
             else:
-                d = _lev_many(x, mat)
+                d = _lev_many([ord(ch) for ch in x] if isinstance(x, str) else x, mat)
             k = int(np.argmin(d))  # first minimum = lowest id (ids ascend within a group)
             cand = (int(d[k]), int(ids[k]))
             if best_d is None or cand < (best_d, best_j):
@@ -333,34 +440,37 @@ def map_token(x, index):
     return best_j, best_d
 
 
-def vocab_mapping(src, tgt, src_model_vocab=None, overrides=(), only=None):
+def vocab_mapping(src, tgt, src_model_vocab=None, overrides=(), only=None, rules=FUSELLM):
     """Arrays exact, full (int32), kind (uint8), dist (int32) over the source model vocab.
 
-    `only`: restrict the work to these source ids (benchmark subsampling); others stay unmapped."""
+    `only`: restrict the work to these source ids (benchmark subsampling); others stay unmapped.
+    `rules`: OriginalRules (part 6; strings and specials change the mapping)."""
     n = max(len(src), src_model_vocab or 0)
     exact = np.full(n, -1, dtype=np.int32)
     full = np.full(n, -1, dtype=np.int32)
     kind = np.zeros(n, dtype=np.uint8)
     dist = np.full(n, -1, dtype=np.int32)
-    index = _TargetIndex(tgt)
+    src_str = _Strings(src, tgt, rules.strings)
+    tgt_str = _Strings(tgt, tgt, rules.strings)
+    index = _TargetIndex(tgt, rules, tgt_str)
     ids = range(len(src)) if only is None else only
     for i in ids:
-        x = src.normalized[i]
-        if src.special(i):
-            j = index.special_exact.get(x)
+        x = src_str.eq[i]
+        if src.special(i) and not rules.specials:
+            j = index.special_exact.get(src.normalized[i])
             if j is not None:
                 exact[i] = full[i] = j
                 kind[i] = KIND_EXACT
                 dist[i] = 0
             continue
-        if not src.tokens[i] and not (src.flags[i] & FLAG_ADDED):
+        if src.hole(i):
             continue
         j, d = map_token(x, index)
         if j is None:
             continue
         full[i] = j
         dist[i] = d
-        if d == 0 and tgt.normalized[j] == x:
+        if d == 0 and tgt_str.eq[j] == x:
             exact[i] = j
             kind[i] = KIND_EXACT
         else:
@@ -417,21 +527,41 @@ def _edge_runs(ids, vocab):
     return lead, trail
 
 
-def _dummy_equal(a, b):
+def _dummy_equal(a, b, space=b" "):
     """Equal up to one extra leading space on one side: a dummy prefix (SentencePiece's `▁`)
     that only one tokenizer inserted. Both tokenizations start at byte 0 of the same text, so at
     the first content position such a space cannot come from the text."""
-    return (a.startswith(b" ") and a[1:] == b) or (b.startswith(b" ") and b[1:] == a)
+    k = len(space)
+    return bool(space) and ((a.startswith(space) and a[k:] == b) or (b.startswith(space) and b[k:] == a))
 
 
-def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
+_STRINGS_CACHE = {}
+
+
+def _strings_of(src, tgt, original):
+    key = (id(src), id(tgt), original)
+    if key not in _STRINGS_CACHE:
+        _STRINGS_CACHE[key] = (_Strings(src, tgt, original), _Strings(tgt, tgt, original))
+    return _STRINGS_CACHE[key]
+
+
+def _original_first_equal(a, b, space):
+    """The original's "special case for mpt" (transform_step_logits, i == 0): the target token
+    starts with the marker and the source token does not -> the marker is prepended to it."""
+    return b.startswith(space) and not a.startswith(space) and space + a == b
+
+
+def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping, rules=FUSELLM):
     """Per target position: (lo, hi, status); lo = hi = -1 when unaligned (doc-local indices)."""
     n, m = len(src_ids), len(tgt_ids)
     lo = [-1] * m
     hi = [-1] * m
     status = [FB_UNALIGNED] * m
-    ls, ts = _edge_runs(src_ids, src)
-    lt, tt = _edge_runs(tgt_ids, tgt)
+    if rules.specials:  # the original: BOS/EOS are tokens of the DTW like any other
+        ls = ts = lt = tt = 0
+    else:
+        ls, ts = _edge_runs(src_ids, src)
+        lt, tt = _edge_runs(tgt_ids, tgt)
     for r in range(1, min(ls, lt) + 1):
         lo[lt - r] = hi[lt - r] = ls - r
         status[lt - r] = KEPT_SPECIAL
@@ -442,8 +572,9 @@ def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
     tc = list(range(lt, m - tt))
     if not sc or not tc:
         return lo, hi, status
-    cs = [cost_string(src.normalized[src_ids[p]]) for p in sc]
-    ct = [cost_string(tgt.normalized[tgt_ids[p]]) for p in tc]
+    ss, st = _strings_of(src, tgt, rules.strings)
+    cs = [ss.cost[src_ids[p]] for p in sc]
+    ct = [st.cost[tgt_ids[p]] for p in tc]
     map2 = dtw(list(range(len(sc))), list(range(len(tc))), lambda a, b: levenshtein(cs[a], ct[b]))
     for jj, srcs in enumerate(map2):
         t = tc[jj]
@@ -453,9 +584,13 @@ def align_dtw(src_ids, tgt_ids, src, tgt, method, mapping):
             status[t] = FB_MANY
             continue
         s = lo[t]
-        a = src.normalized[src_ids[s]]
-        b = tgt.normalized[tgt_ids[t]]
-        if a == b or (jj == 0 and srcs[0] == 0 and _dummy_equal(a, b)):
+        a = ss.eq[src_ids[s]]
+        b = st.eq[tgt_ids[t]]
+        if rules.dummy_prefix:
+            first = t == 0 and src.kind == NORM_BYTE_LEVEL and _original_first_equal(a, b, st.space)
+        else:
+            first = jj == 0 and srcs[0] == 0 and _dummy_equal(a, b, st.space)
+        if a == b or first:
             status[t] = KEPT_EXACT
         elif method == "mined" and mapping["full"][src_ids[s]] == tgt_ids[t]:
             status[t] = KEPT_MAPPED
@@ -516,9 +651,11 @@ def align_byte_spans(src_ids, tgt_ids, src, tgt, src_ends, tgt_ends):
 
 # ---- 5. apply ------------------------------------------------------------------------------
 def apply_alignment(tgt_ids, src_pos, status, rows_ids, rows_probs, id_map, onehot_current=False,
-                    tails=None):
+                    tails=None, target_rows=None):
     """One document. rows_*: the source's top-k rows (doc-local positions). Returns
-    (out_ids list of lists, out_probs list of lists, final status list, out tails or None)."""
+    (out_ids list of lists, out_probs list of lists, final status list, out tails or None).
+    `target_rows` (ids, probs per target position): the original's empty_row rule, the target
+    model's own row where nothing survived (status stays EMPTY)."""
     m = len(tgt_ids)
     out_ids, out_probs, final, out_tails = [], [], [], []
     for t in range(m):
@@ -555,7 +692,12 @@ def apply_alignment(tgt_ids, src_pos, status, rows_ids, rows_probs, id_map, oneh
                 probs = [p for _, p in pairs]
             else:
                 st = FB_EMPTY
-        if st >= FB_MANY:
+        if st == FB_EMPTY and target_rows is not None:
+            pairs = [(int(i), float(p)) for i, p in zip(target_rows[0][t], target_rows[1][t]) if i >= 0]
+            pairs.sort(key=lambda x: (-np.float32(x[1]), x[0]))
+            ids = [i for i, _ in pairs]
+            probs = [p for _, p in pairs]
+        elif st >= FB_MANY:
             if onehot_current:
                 ids, probs = [tgt_ids[t]], [1.0]
             elif t + 1 < m:

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fusellm/align/align_device.hpp"
+#include "fusellm/align/original_host.hpp"
 #include "fusellm/core/error.hpp"
 #include "kokkos/apply_alignment.hpp"
 #include "kokkos/byte_span_alignment.hpp"
@@ -56,8 +57,9 @@ void DocBatch::add(const TokenVocab& vocab, std::span<const int32_t> doc_ids, bo
 
 template <class ExecSpace>
 Aligner<ExecSpace>::Aligner(const TokenVocab& src, const TokenVocab& tgt, const VocabMapping* mapping,
-                            size_t workspace_bytes)
-    : src_(&src), tgt_(&tgt), has_mapping_(mapping != nullptr), workspace_bytes_(workspace_bytes) {
+                            size_t workspace_bytes, const OriginalRules& rules)
+    : src_(&src), tgt_(&tgt), mapping_(mapping), rules_(rules), has_mapping_(mapping != nullptr),
+      workspace_bytes_(workspace_bytes) {
   if (src.max_normalized_len() > size_t(kAlignMaxLongBytes) && tgt.max_normalized_len() > size_t(kAlignMaxLongBytes))
     fail("align: both '{}' and '{}' have tokens longer than {} bytes ({} and {}); alignment supports that on "
          "one side only", src.name, tgt.name, kAlignMaxLongBytes, src.max_normalized_len(), tgt.max_normalized_len());
@@ -74,6 +76,12 @@ Aligner<ExecSpace>::Aligner(const TokenVocab& src, const TokenVocab& tgt, const 
   tgt_flags_ = to_device<Mem>(tgt.flags);
   if (mapping) {
     mapping->check(src, tgt);
+    OriginalRules want;
+    want.strings = rules.strings;
+    want.specials = rules.specials;
+    if (mapping->rules != want.to_string())
+      fail("align: the vocabulary mapping of '{}' -> '{}' was built under the rules '{}', the aligner follows '{}'",
+           src.name, tgt.name, mapping->rules, want.to_string());
     map_exact_ = to_device<Mem>(mapping->exact);
     map_full_ = to_device<Mem>(mapping->full);
   }
@@ -87,6 +95,7 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
     fail("align: {} source documents but {} target documents", src_docs.docs(), tgt_docs.docs());
   if (method == AlignMethod::kMinED && !has_mapping_)
     fail("align: MinED needs the vocabulary mapping of '{}' -> '{}'", src_->name, tgt_->name);
+  if (rules_.changes_dtw() && method != AlignMethod::kByteSpan) return align_host(src_docs, tgt_docs, method);
   const int64_t D = src_docs.docs(), T = tgt_docs.tokens();
   Alignment al;
   al.source_tokens = src_docs.tokens();
@@ -227,10 +236,36 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
   return al;
 }
 
+// The DTW under the original's rules, one document after another on the host
+// (original_rules.cpp; the reference's align_dtw with rules).
+template <class ExecSpace>
+Alignment Aligner<ExecSpace>::align_host(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const {
+  const RuleStrings ss = rule_strings(*src_, *tgt_, rules_.strings), ts = rule_strings(*tgt_, *tgt_, rules_.strings);
+  Alignment al;
+  al.source_tokens = src_docs.tokens();
+  const size_t T = size_t(tgt_docs.tokens());
+  al.lo.assign(T, -1);
+  al.hi.assign(T, -1);
+  al.status.assign(T, kFallbackUnaligned);
+  const int64_t D = src_docs.docs();
+  Kokkos::parallel_for(
+      "fusellm::align::dtw_host", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace, Kokkos::Schedule<Kokkos::Dynamic>>(0, D),
+      [&](const int64_t d) {
+        const int64_t s0 = src_docs.offsets[size_t(d)], s1 = src_docs.offsets[size_t(d) + 1];
+        const int64_t t0 = tgt_docs.offsets[size_t(d)], t1 = tgt_docs.offsets[size_t(d) + 1];
+        detail::align_dtw_host(*src_, *tgt_, std::span<const int32_t>(src_docs.ids.data() + s0, size_t(s1 - s0)),
+                               std::span<const int32_t>(tgt_docs.ids.data() + t0, size_t(t1 - t0)),
+                               method == AlignMethod::kMinED, mapping_, rules_, ss, ts, s0, al.lo.data() + t0,
+                               al.hi.data() + t0, al.status.data() + t0);
+      });
+  return al;
+}
+
 template <class ExecSpace>
 typename Aligner<ExecSpace>::Rows Aligner<ExecSpace>::apply(const Alignment& al, const DocBatch& tgt_docs,
                                                            const SparseRows<Mem>& src_rows, AlignMethod method,
-                                                           bool onehot_current) const {
+                                                           bool onehot_current,
+                                                           const SparseRows<Mem>* target_rows) const {
   if (!has_mapping_)
     fail("align: applying an alignment needs the vocabulary mapping of '{}' -> '{}'", src_->name, tgt_->name);
   const int64_t T = tgt_docs.tokens();
@@ -240,6 +275,11 @@ typename Aligner<ExecSpace>::Rows Aligner<ExecSpace>::apply(const Alignment& al,
     fail("align: the source rows have {} positions, the aligned source batch {} tokens", src_rows.rows(),
          al.source_tokens);
   if (src_rows.k() > kApplyMaxK) fail("align: top-k of {} exceeds the supported {}", src_rows.k(), kApplyMaxK);
+  if (rules_.empty_row && !target_rows)
+    fail("align: the original's empty-row rule takes the target model's own rows where nothing survives the "
+         "mapping of '{}' -> '{}'; none were given", src_->name, tgt_->name);
+  if (target_rows && target_rows->rows() != T)
+    fail("align: the target rows have {} positions, the target batch {}", target_rows->rows(), T);
   ApplyAlignment<ExecSpace> f;
   f.tgt_ids = to_device<Mem>(tgt_docs.ids);
   f.tgt_doc = to_device<Mem>(tgt_docs.offsets);
@@ -251,18 +291,22 @@ typename Aligner<ExecSpace>::Rows Aligner<ExecSpace>::apply(const Alignment& al,
            Kokkos::View<uint8_t*, Mem>("fusellm::align::aligned.status", size_t(T))};
   f.out = out.rows;
   f.status_out = out.status;
-  f.onehot_current = onehot_current;
+  f.onehot_current = onehot_current || rules_.onehot_current;
+  if (rules_.empty_row) {
+    f.target = *target_rows;
+    f.use_target = true;
+  }
   apply_alignment(f, tgt_docs.docs());
   return out;
 }
 
 Alignment align_tokens(const TokenVocab& src, std::span<const int32_t> src_ids, const TokenVocab& tgt,
                        std::span<const int32_t> tgt_ids, AlignMethod method, const VocabMapping* mapping,
-                       std::string_view text) {
+                       std::string_view text, const OriginalRules& rules) {
   DocBatch s, t;
   s.add(src, src_ids, text);
   t.add(tgt, tgt_ids, text);
-  Aligner<Kokkos::DefaultExecutionSpace> aligner(src, tgt, mapping);
+  Aligner<Kokkos::DefaultExecutionSpace> aligner(src, tgt, mapping, size_t(256) << 20, rules);
   return aligner.align(s, t, method);
 }
 

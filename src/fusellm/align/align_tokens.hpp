@@ -15,7 +15,8 @@
 // mapping maps the source token to the target token; ids through the full mapping), byte spans
 // (where the byte offsets at which both prefixes end coincide; ids through the full mapping).
 // Fallback rows are one-hots of the next gold token; `onehot_current` is the original's
-// current-token behaviour (its issue #27), for comparisons with it.
+// current-token behaviour (its issue #27), for comparisons with it. OriginalRules
+// (original_rules.hpp) switches each of fusellm's deviations from the original back.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -25,6 +26,7 @@
 #include <Kokkos_Core.hpp>
 
 #include "fusellm/align/align_spaces.hpp"
+#include "fusellm/align/original_rules.hpp"
 #include "fusellm/align/token_normalize.hpp"
 #include "fusellm/align/vocab_mapping.hpp"
 #include "kokkos/align_common.hpp"
@@ -70,20 +72,30 @@ class Aligner {
   // Copies both vocabularies (and the mapping) to ExecSpace's memory once. `mapping` may be null
   // for EM/byte-span alignment without apply; when given, its fingerprints must match (else
   // fusellm::Error naming the source). `workspace_bytes` bounds the DTW's per-batch workspace.
+  // `rules`: the original's rules to follow (the DTW ones, strings/specials/dummy_prefix, run on
+  // the host; a mapping given must have been built under the same strings/specials rules).
   Aligner(const TokenVocab& src, const TokenVocab& tgt, const VocabMapping* mapping = nullptr,
-          size_t workspace_bytes = size_t(256) << 20);
+          size_t workspace_bytes = size_t(256) << 20, const OriginalRules& rules = {});
 
   Alignment align(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const;
+  // `onehot_current` or rules.onehot_current: the original's one-hot. rules.empty_row needs
+  // `target_rows` ([target positions, k'], the target model's own top-k rows): a kept position
+  // whose row keeps no id takes that row (status stays kFallbackEmpty).
   Rows apply(const Alignment& al, const DocBatch& tgt_docs, const SparseRows<Mem>& src_rows, AlignMethod method,
-             bool onehot_current = false) const;
+             bool onehot_current = false, const SparseRows<Mem>* target_rows = nullptr) const;
+  const OriginalRules& rules() const { return rules_; }
 
   // Take the DTW's anti-diagonal traversal (the one GPUs use) on every backend; the CPU backends
   // otherwise go row by row. Same result; for tests.
   bool dtw_wavefront = false;
 
  private:
+  Alignment align_host(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const;
+
   const TokenVocab* src_;
   const TokenVocab* tgt_;
+  const VocabMapping* mapping_ = nullptr;
+  OriginalRules rules_;
   bool has_mapping_ = false;
   size_t workspace_bytes_;
   AlignStrings<Mem> src_norm_, tgt_norm_, src_cost_, tgt_cost_;
@@ -95,7 +107,7 @@ class Aligner {
 // prefix); `mapping` for MinED.
 Alignment align_tokens(const TokenVocab& src, std::span<const int32_t> src_ids, const TokenVocab& tgt,
                        std::span<const int32_t> tgt_ids, AlignMethod method, const VocabMapping* mapping = nullptr,
-                       std::string_view text = {});
+                       std::string_view text = {}, const OriginalRules& rules = {});
 
 #define FUSELLM_ALIGN_EXTERN(S) extern template class Aligner<S>;
 FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_EXTERN)

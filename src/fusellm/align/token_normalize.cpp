@@ -72,6 +72,11 @@ std::string type_of(const nlohmann::json& c) {
 
 }  // namespace
 
+bool is_byte_fallback(std::string_view token, NormKind kind, bool added) {
+  return kind == NormKind::kMetaspace && !added && token.size() == 6 && token.substr(0, 3) == "<0x" &&
+         token[5] == '>' && hex_digit(token[3]) >= 0 && hex_digit(token[4]) >= 0;
+}
+
 const char* to_string(NormKind kind) {
   switch (kind) {
     case NormKind::kByteLevel: return "byte_level";
@@ -97,10 +102,7 @@ std::string normalize_token(std::string_view token, NormKind kind, bool added) {
     return out;
   }
   // Metaspace.
-  if (token.size() == 6 && token.substr(0, 3) == "<0x" && token[5] == '>') {
-    const int h = hex_digit(token[3]), l = hex_digit(token[4]);
-    if (h >= 0 && l >= 0) return std::string(1, char(h * 16 + l));
-  }
+  if (is_byte_fallback(token, kind, added)) return std::string(1, char(hex_digit(token[3]) * 16 + hex_digit(token[4])));
   for (size_t i = 0; i < token.size();) {
     if (token.substr(i, 3) == kMetaspace) { out.push_back(' '); i += 3; }
     else out.push_back(token[i++]);
@@ -213,6 +215,10 @@ TokenVocab TokenVocab::from_tokenizer_json(const std::string& path_in) {
 
 bool TokenVocab::special(int64_t id) const {
   return id >= 0 && id < size() && (flags[size_t(id)] & kTokenSpecial);
+}
+
+bool TokenVocab::byte_fallback(int64_t id) const {
+  return id >= 0 && id < size() && is_byte_fallback(tokens[size_t(id)], kind, flags[size_t(id)] & kTokenAdded);
 }
 
 bool TokenVocab::hole(int64_t id) const {

@@ -14,6 +14,9 @@
 // "Equal normalized strings" replaces the original's marker swap (`Ġ` <-> `▁`) and also equates
 // `Ċ`, `<0x0A>` and "\n". The DTW cost string is the normalized string with every 0x20 removed
 // (the original's `token.replace(marker, '')`). Distances are byte Levenshtein distances.
+// This and fusellm's other deviations from the original are listed, with their measured effect,
+// in README.md ("Alignment: where fusellm differs from the original FuseLLM code"); the
+// original's rule for each is OriginalRules (original_rules.hpp, [distill].align_compat).
 #include <cstdint>
 #include <span>
 #include <string>
@@ -29,6 +32,8 @@ enum class DummyPrefix : uint8_t { kNone = 0, kIfNoLeadingSpace = 1, kAlways = 2
 const char* to_string(NormKind kind);  // "byte_level", "metaspace", "plain" (as the reference)
 
 std::string normalize_token(std::string_view token, NormKind kind, bool added);
+// A SentencePiece byte-fallback entry `<0xHH>` (Metaspace vocabularies, not an added token).
+bool is_byte_fallback(std::string_view token, NormKind kind, bool added);
 std::string cost_string(std::string_view normalized);
 
 // One tokenizer's vocabulary as alignment sees it.
@@ -52,6 +57,7 @@ struct TokenVocab {
   int64_t size() const { return int64_t(tokens.size()); }
   bool special(int64_t id) const;
   bool hole(int64_t id) const;  // an id with no vocabulary entry
+  bool byte_fallback(int64_t id) const;  // `<0xHH>` (is_byte_fallback)
   size_t max_normalized_len() const;
 
   // FNV-1a 64 over the kind name, then each (id u32 LE, flags u8, length u32 LE, UTF-8 bytes);

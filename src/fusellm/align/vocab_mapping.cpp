@@ -6,9 +6,11 @@
 #include <chrono>
 #include <filesystem>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "fusellm/align/align_device.hpp"
 #include "fusellm/align/align_spaces.hpp"
+#include "fusellm/align/original_host.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 #include "kokkos/vocab_mapping.hpp"
@@ -19,7 +21,8 @@ namespace {
 constexpr const char* kFormat = "fusellm vocab mapping v1";
 constexpr const char* kAlgorithm =
     "exact normalized-string match (lowest id), else MinED: byte Levenshtein, ties to the lowest "
-    "target id; specials by literal among target specials; normalization "
+    "target id; byte-fallback <0xHH> only where no regular token has that byte; specials by literal "
+    "among target specials; normalization "
     "src/fusellm/align/token_normalize.hpp";
 
 // ---- HDF5 (C API through the shared RAII handles of io/hdf5_handle.hpp) --------------------
@@ -107,17 +110,49 @@ std::vector<T> read_dataset(hid_t file, const char* name, hid_t mem_type, const 
 
 }  // namespace
 
+std::vector<int32_t> mapping_candidates(const TokenVocab& tgt) {
+  // A byte-fallback entry `<0xHH>` normalizes to the byte 0xHH, the same bytes as a regular
+  // token of one ASCII character ("2", "\n"), and sits at a lower id (SentencePiece puts the
+  // 256 of them right after the control tokens). The original compares token strings and so
+  // maps "2" to "2"; a byte-fallback entry is the answer only for a byte no regular token spells
+  // (a lone UTF-8 lead byte, a control character the vocabulary lacks).
+  std::unordered_set<std::string_view> regular;
+  for (int64_t j = 0; j < tgt.size(); ++j)
+    if (!tgt.special(j) && !tgt.hole(j) && !tgt.byte_fallback(j)) regular.insert(tgt.normalized[size_t(j)]);
+  std::vector<int32_t> out;
+  for (int64_t j = 0; j < tgt.size(); ++j) {
+    if (tgt.special(j) || tgt.hole(j)) continue;
+    if (tgt.byte_fallback(j) && regular.count(tgt.normalized[size_t(j)])) continue;
+    out.push_back(int32_t(j));
+  }
+  return out;
+}
+
+// Only the rules that change the mapping are recorded (and compared when a cache is loaded).
+static std::string mapping_rules(const OriginalRules& rules) {
+  OriginalRules r;
+  r.strings = rules.strings;
+  r.specials = rules.specials;
+  return r.to_string();
+}
+
 template <class ExecSpace>
 VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, int64_t source_model_vocab,
-                                 std::span<const std::pair<int32_t, int32_t>> overrides) {
+                                 std::span<const std::pair<int32_t, int32_t>> overrides, const OriginalRules& rules) {
   const auto start = std::chrono::steady_clock::now();
   VocabMapping m;
+  if (rules.changes_mapping()) m = detail::build_mapping_host(src, tgt, source_model_vocab, overrides, rules);
+  m.rules = mapping_rules(rules);
   m.source_name = src.name;
   m.target_name = tgt.name;
   m.source_fingerprint = src.fingerprint_hex();
   m.target_fingerprint = tgt.fingerprint_hex();
   m.source_vocab = src.size();
   m.target_vocab = tgt.size();
+  if (rules.changes_mapping()) {
+    m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return m;
+  }
   const int64_t n = std::max(src.size(), source_model_vocab);
   m.exact.assign(size_t(n), -1);
   m.full.assign(size_t(n), -1);
@@ -125,15 +160,16 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
   m.kind.assign(size_t(n), kMapUnmapped);
 
   // Target index: exact lookups (first = lowest id) and the MinED candidates by (length, id).
-  std::unordered_map<std::string_view, int32_t> exact_index, special_index;
-  std::vector<int32_t> cands;
+  std::unordered_map<std::string_view, int32_t> special_index;
+  const std::vector<int32_t> cands_by_id = mapping_candidates(tgt);
+  std::unordered_map<std::string_view, int32_t> exact_index;
+  std::vector<int32_t> cands = cands_by_id;
   size_t max_len = 0;
-  for (int64_t j = 0; j < tgt.size(); ++j) {
+  for (int64_t j = 0; j < tgt.size(); ++j)
+    if (tgt.special(j)) special_index.emplace(tgt.normalized[size_t(j)], int32_t(j));
+  for (const int32_t j : cands_by_id) {
     const std::string_view s = tgt.normalized[size_t(j)];
-    if (tgt.special(j)) { special_index.emplace(s, int32_t(j)); continue; }
-    if (tgt.hole(j)) continue;
-    exact_index.emplace(s, int32_t(j));
-    cands.push_back(int32_t(j));
+    exact_index.emplace(s, j);
     max_len = std::max(max_len, s.size());
   }
   std::stable_sort(cands.begin(), cands.end(), [&](int32_t a, int32_t b) {
@@ -202,13 +238,14 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
 }
 
 VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, int64_t source_model_vocab,
-                                 std::span<const std::pair<int32_t, int32_t>> overrides) {
-  return build<Kokkos::DefaultExecutionSpace>(src, tgt, source_model_vocab, overrides);
+                                 std::span<const std::pair<int32_t, int32_t>> overrides, const OriginalRules& rules) {
+  return build<Kokkos::DefaultExecutionSpace>(src, tgt, source_model_vocab, overrides, rules);
 }
 
 #define FUSELLM_ALIGN_INSTANTIATE(S)                                                                  \
   template VocabMapping VocabMapping::build<S>(const TokenVocab&, const TokenVocab&, int64_t,         \
-                                               std::span<const std::pair<int32_t, int32_t>>);
+                                               std::span<const std::pair<int32_t, int32_t>>,          \
+                                               const OriginalRules&);
 FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_INSTANTIATE)
 #undef FUSELLM_ALIGN_INSTANTIATE
 
@@ -228,6 +265,7 @@ void VocabMapping::save(const std::string& path) const {
     write_attr(file, "target_name", target_name, path);
     write_attr(file, "source_fingerprint", source_fingerprint, path);
     write_attr(file, "target_fingerprint", target_fingerprint, path);
+    write_attr(file, "rules", rules, path);
     write_attr(file, "source_vocab", source_vocab, path);
     write_attr(file, "target_vocab", target_vocab, path);
     write_attr(file, "source_model_vocab", size(), path);
@@ -256,6 +294,8 @@ VocabMapping VocabMapping::load(const std::string& path) {
   m.target_name = read_attr_string(file, "target_name", path);
   m.source_fingerprint = read_attr_string(file, "source_fingerprint", path);
   m.target_fingerprint = read_attr_string(file, "target_fingerprint", path);
+  // Files written before the rules existed were built under fusellm's rules.
+  m.rules = H5Aexists(file, "rules") > 0 ? read_attr_string(file, "rules", path) : std::string("none");
   m.source_vocab = read_attr_int(file, "source_vocab", path);
   m.target_vocab = read_attr_int(file, "target_vocab", path);
   m.build_seconds = double(read_attr_int(file, "build_milliseconds", path)) / 1000.0;
@@ -292,15 +332,19 @@ VocabMapping VocabMapping::load_for(const std::string& path, const TokenVocab& s
 
 VocabMapping VocabMapping::load_or_build(const std::string& path, const TokenVocab& src, const TokenVocab& tgt,
                                          int64_t source_model_vocab,
-                                         std::span<const std::pair<int32_t, int32_t>> overrides) {
+                                         std::span<const std::pair<int32_t, int32_t>> overrides,
+                                         const OriginalRules& rules) {
   if (std::filesystem::exists(path)) {
     VocabMapping m = load_for(path, src, tgt);
+    if (m.rules != mapping_rules(rules))
+      fail("{}: built under the alignment rules '{}', but the job asks for '{}'; delete it to rebuild", path,
+           m.rules, mapping_rules(rules));
     if (m.size() < source_model_vocab)
       fail("{}: {} entries, but source '{}' has vocab_size {}; delete it to rebuild", path, m.size(), src.name,
            source_model_vocab);
     return m;
   }
-  VocabMapping m = build(src, tgt, source_model_vocab, overrides);
+  VocabMapping m = build(src, tgt, source_model_vocab, overrides, rules);
   m.save(path);
   return m;
 }

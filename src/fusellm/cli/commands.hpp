@@ -12,6 +12,7 @@ void add_export(CLI::App& app);
 void add_teach(CLI::App& app);
 void add_align(CLI::App& app);
 void add_vocab_map(CLI::App& app);
+void add_align_compat(CLI::App& app);
 void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
 }  // namespace fusellm::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_teach(app);
   fusellm::cli::add_align(app);
   fusellm::cli::add_vocab_map(app);
+  fusellm::cli::add_align_compat(app);
   fusellm::cli::add_train(app);
   fusellm::cli::add_merge(app);
   try {

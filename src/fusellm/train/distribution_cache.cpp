@@ -98,6 +98,8 @@ void check_provenance(const std::string& cache_path, const CacheProvenance& c, c
   if (c.onehot_compat != e.onehot_compat)
     bad({"onehot_compat", "distill", {"onehot_compat"}, "[distill].onehot_compat"}, c.onehot_compat ? "true" : "false",
         e.onehot_compat ? "true" : "false");
+  if (c.align_compat != e.align_compat)
+    bad({"align_compat", "distill", {"align_compat"}, "[distill].align_compat"}, c.align_compat, e.align_compat);
   if (c.keep_tail != e.keep_tail)
     bad({"keep_tail", "distill", {"keep_tail"}, "[distill].keep_tail"}, c.keep_tail ? "true" : "false",
         e.keep_tail ? "true" : "false");
@@ -196,6 +198,7 @@ void write_provenance(hid_t f, const CacheProvenance& p, const std::string& path
   write_attr(f, "temperature", p.temperature, path);
   write_attr(f, "alignment", p.alignment, path);
   write_attr(f, "onehot_compat", int64_t(p.onehot_compat), path);
+  write_attr(f, "align_compat", p.align_compat, path);
   write_attr(f, "keep_tail", int64_t(p.keep_tail), path);
   write_attr(f, "fusellm_version", p.version, path);
   write_attr(f, "job_file", p.job_file, path);
@@ -220,6 +223,8 @@ CacheProvenance read_provenance_from(hid_t f, const std::string& path) {
   p.temperature = read_attr_double(f, "temperature", path);
   p.alignment = read_attr_string(f, "alignment", path);
   p.onehot_compat = read_attr_int(f, "onehot_compat", path) != 0;
+  // Caches written before align_compat existed were aligned under fusellm's rules.
+  p.align_compat = H5Aexists(f, "align_compat") > 0 ? read_attr_string(f, "align_compat", path) : "none";
   p.keep_tail = read_attr_int(f, "keep_tail", path) != 0;
   p.version = read_attr_string(f, "fusellm_version", path);
   p.job_file = read_attr_string(f, "job_file", path);

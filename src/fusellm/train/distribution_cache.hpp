@@ -49,6 +49,7 @@ struct CacheProvenance {
   double temperature = 1.0;
   std::string alignment;                      // "mined" | "em" | "bytespan"
   bool onehot_compat = false;
+  std::string align_compat = "none";          // [distill].align_compat (OriginalRules::to_string)
   bool keep_tail = false;
   std::string version;                        // fusellm version that wrote it
   std::string job_file;                       // the job that wrote it

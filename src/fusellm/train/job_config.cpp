@@ -80,7 +80,7 @@ const std::vector<SectionSpec>& schema() {
       {"target", false, {"path", "init_from", "tokenizer"}},
       {"corpus", false, {"path", "format", "text_field", "max_len", "margin", "document_mask"}},
       {"distill", false,
-       {"top_k", "temperature", "alignment", "fusion", "lambda", "keep_tail", "onehot_compat", "score"}},
+       {"top_k", "temperature", "alignment", "fusion", "lambda", "keep_tail", "onehot_compat", "align_compat", "score"}},
       {"optim", false,
        {"lr", "betas", "eps", "weight_decay", "clip", "schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio"}},
       {"train", false, {"micro_batch", "global_batch", "epochs", "max_steps", "log_interval", "dtype"}},
@@ -408,6 +408,13 @@ JobConfig Parser::run(const toml::table& root) {
     get_float(*t, ctx, "lambda", c.distill.lambda);
     get_bool(*t, ctx, "keep_tail", c.distill.keep_tail);
     get_bool(*t, ctx, "onehot_compat", c.distill.onehot_compat);
+    if (std::string rules; get_string(*t, ctx, "align_compat", rules)) {
+      try {
+        c.distill.align_compat = align::OriginalRules::parse(rules);
+      } catch (const Error& e) {
+        error(line(field_name(ctx, "align_compat")), field_name(ctx, "align_compat"), "{}", e.what());
+      }
+    }
     get_enum(*t, ctx, "score", kScores, c.distill.score);
   }
 
@@ -698,6 +705,7 @@ std::string JobConfig::to_toml() const {
   kv("lambda", toml_float(distill.lambda));
   kv("keep_tail", boolean(distill.keep_tail));
   kv("onehot_compat", boolean(distill.onehot_compat));
+  kv("align_compat", str(distill.align_compat.to_string()));
   kv("score", str(score_name(distill.score)));
   o += "\n[optim]\n";
   kv("lr", toml_float(optim.lr));

@@ -27,6 +27,8 @@
 //                  lambda          float in [0, 1]      0.9                 L = lambda L_CLM + (1 - lambda) L_Fusion
 //                  keep_tail       boolean              false               keep the tail mass as an "other" bucket
 //                  onehot_compat   boolean              false               one-hot of the current token (the original)
+//                  align_compat    string               "none"              the original's alignment rules: "all" or
+//                                                                           names (align/original_rules.hpp) joined by ',
 //                  score           "ce"|"bpb"           "ce"                per-source score for MinCE/AvgCE
 //   [optim]        lr              float > 0            1e-5                peak learning rate
 //                  betas           [float, float]       [0.9, 0.95]         AdamW betas
@@ -63,6 +65,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "fusellm/align/original_rules.hpp"
 
 #include "fusellm/train/lr_schedule.hpp"
 
@@ -120,7 +124,14 @@ struct DistillConfig {
   double lambda = 0.9;
   bool keep_tail = false;
   bool onehot_compat = false;
+  align::OriginalRules align_compat;  // [distill].align_compat
   ScoreKind score = ScoreKind::CE;
+  // The rules teach aligns under: align_compat, plus onehot_current when onehot_compat is set.
+  align::OriginalRules rules() const {
+    align::OriginalRules r = align_compat;
+    r.onehot_current = r.onehot_current || onehot_compat;
+    return r;
+  }
   bool operator==(const DistillConfig&) const = default;
 };
 

@@ -89,10 +89,19 @@ CacheProvenance provenance_from(const JobConfig& job, const SourceConfig& src, c
   p.temperature = job.distill.temperature;
   p.alignment = std::string(alignment_name(job.distill.alignment));
   p.onehot_compat = job.distill.onehot_compat;
+  p.align_compat = job.distill.align_compat.to_string();
   p.keep_tail = job.distill.keep_tail;
   p.version = fusellm_version();
   p.job_file = job.file;
   return p;
+}
+
+// The target model's checkpoint: [target].path, or the [[source]] it starts from.
+std::string target_model_path(const JobConfig& job) {
+  if (!job.target.path.empty()) return job.target.path;
+  const SourceConfig* s = job.find_source(job.target.init_from);
+  if (!s) fail("{}: [target].init_from '{}': no [[source]] of that name", job.file, job.target.init_from);
+  return s->path;
 }
 
 }  // namespace
@@ -208,10 +217,20 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   if (ctx > 0 && seg.max_tokens() > ctx)
     fail("{}: [corpus].max_len - margin = {} exceeds the context of [[source]] '{}' ({} positions)",
          where(job, "corpus", "max_len"), seg.max_tokens(), src.name, ctx);
+  const align::OriginalRules rules = job.distill.rules();
   const align::VocabMapping mapping = with_context(
-      fmt::format("{}: [[source]] '{}': vocabulary mapping", job.file, src.name),
-      [&] { return align::VocabMapping::load_or_build(vocab_map_path_for(job, src.name), src_vocab, tgt_vocab, V); });
-  const align::Aligner<Kokkos::DefaultExecutionSpace> aligner(src_vocab, tgt_vocab, &mapping);
+      fmt::format("{}: [[source]] '{}': vocabulary mapping", job.file, src.name), [&] {
+        return align::VocabMapping::load_or_build(vocab_map_path_for(job, src.name), src_vocab, tgt_vocab, V, {},
+                                                  rules);
+      });
+  const align::Aligner<Kokkos::DefaultExecutionSpace> aligner(src_vocab, tgt_vocab, &mapping, size_t(256) << 20,
+                                                               rules);
+  // The original's empty-row rule takes the target model's own rows: run it too (as the original
+  // computed the base model's logits for every segment).
+  std::unique_ptr<CausalLM> target_model;
+  if (rules.empty_row && !identity)
+    target_model = with_context(fmt::format("{}: [distill].align_compat empty_row: the target model", job.file),
+                                [&] { return CausalLM::load(target_model_path(job)); });
 
   fusion::TopkParams tp;
   tp.k = int(k);
@@ -300,7 +319,24 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
         }
     }
     const align::Alignment al = aligner.align(sb, tb, method);
-    const auto out = aligner.apply(al, tb, fusion::rows_to_device(all), method, job.distill.onehot_compat);
+    std::optional<fusion::DeviceRows> target_rows;
+    if (target_model) {
+      fusion::HostRows trows("teach.tgt", tb.tokens(), k, job.distill.keep_tail);
+      int64_t tr = 0;
+      for (const auto& p : batch) {
+        const Tensor tl = target_model->forward(p.tgt_ids);
+        const int64_t T = int64_t(p.tgt_ids.size()), TV = target_model->info().vocab_size;
+        const fusion::HostRows one = fusion::topk_softmax(tl.span(), T, TV, tp, "target");
+        for (int64_t i = 0; i < T; ++i, ++tr)
+          for (int64_t j = 0; j < k; ++j) {
+            trows.ids(tr, j) = one.ids(i, j);
+            trows.probs(tr, j) = one.probs(i, j);
+          }
+      }
+      target_rows = fusion::rows_to_device(trows);
+    }
+    const auto out = aligner.apply(al, tb, fusion::rows_to_device(all), method, job.distill.onehot_compat,
+                                   target_rows ? &*target_rows : nullptr);
     const fusion::HostRows host = fusion::rows_to_host(out.rows);
     const auto status = fusion::to_std_vector(out.status);
     if (host.k() != k) fail("teach: alignment returned rows of {} entries, expected k = {}", host.k(), k);

@@ -22,7 +22,8 @@ class VocabMappingTest : public ::testing::Test {};
 TYPED_TEST_SUITE(VocabMappingTest, fusellm::testing::ExecSpaces);
 
 TYPED_TEST(VocabMappingTest, ExactMinEdAndTies) {
-  // Target: byte fallback "<0x41>" (id 3) and "A" (id 5) normalize to the same byte: exact -> 3.
+  // Target: byte fallback "<0x41>" (id 3) and "A" (id 5) normalize to the same byte: the regular
+  // token wins (exact -> 5), as the original's string match gives.
   const TokenVocab tgt = TokenVocab::from_tokens(
       "tgt", NormKind::kMetaspace, {"\xE2\x96\x81the", "abe", "abc", "<0x41>", "x", "A", "<s>"},
       {0, 0, 0, 0, 0, 0, kTokenAdded | kTokenSpecial});
@@ -32,10 +33,10 @@ TYPED_TEST(VocabMappingTest, ExactMinEdAndTies) {
   EXPECT_EQ(m.full[0], 0);  EXPECT_EQ(m.kind[0], kMapExact);   // Ġthe -> ▁the
   EXPECT_EQ(m.full[1], 1);  EXPECT_EQ(m.kind[1], kMapMinED);   // abd: abe (1) and abc (2) at distance 1
   EXPECT_EQ(m.dist[1], 1);  EXPECT_EQ(m.exact[1], -1);
-  EXPECT_EQ(m.full[2], 3);  EXPECT_EQ(m.kind[2], kMapExact);   // A -> <0x41>, the lowest id
+  EXPECT_EQ(m.full[2], 5);  EXPECT_EQ(m.kind[2], kMapExact);   // A -> A, not the byte fallback <0x41>
   EXPECT_EQ(m.kind[3], kMapMinED);
   EXPECT_EQ(m.full[4], 1);  EXPECT_EQ(m.kind[4], kMapMinED);   // non-special "<s>": never a special target;
-  EXPECT_EQ(m.dist[4], 3);                                     // abe, abc, A, x, A all at 3: lowest id
+  EXPECT_EQ(m.dist[4], 3);                                     // abe, abc, x, A all at 3: lowest id
   EXPECT_EQ(m.full[5], 6);  EXPECT_EQ(m.kind[5], kMapExact);   // special <s> -> special <s>
   for (int i = 6; i < 8; ++i) {                                // padding rows
     EXPECT_EQ(m.full[size_t(i)], -1);
@@ -46,6 +47,26 @@ TYPED_TEST(VocabMappingTest, ExactMinEdAndTies) {
   EXPECT_EQ(c.exact, 3);
   EXPECT_EQ(c.mined, 3);
   EXPECT_EQ(c.padding, 2);
+}
+
+// A byte-fallback entry `<0xHH>` is a candidate only where no regular token spells that byte:
+// "2" and "\n" map to the regular tokens (exact, and as MinED neighbours: "22" -> "2"), the lone
+// UTF-8 lead byte 0xC3 (byte-level "Ã") to `<0xC3>`, the only token with that byte.
+TYPED_TEST(VocabMappingTest, ByteFallbackOnlyWhereNoRegularToken) {
+  const TokenVocab tgt = TokenVocab::from_tokens(
+      "llama", NormKind::kMetaspace,
+      {"<unk>", "<0x0A>", "<0x32>", "<0xC3>", "\xE2\x96\x81the", "2", "\n", "\xE2\x96\x81" "2"},
+      {kTokenAdded | kTokenSpecial});
+  const TokenVocab src = make_vocab("neox", NormKind::kByteLevel, {"2", "\n", "22", "\xC3", " 2"});
+  const VocabMapping m = VocabMapping::build<TypeParam>(src, tgt);
+  EXPECT_EQ(m.full[0], 5);  EXPECT_EQ(m.kind[0], kMapExact);   // "2" -> "2", not <0x32>
+  EXPECT_EQ(m.full[1], 6);  EXPECT_EQ(m.kind[1], kMapExact);   // Ċ -> "\n", not <0x0A>
+  EXPECT_EQ(m.full[2], 5);  EXPECT_EQ(m.kind[2], kMapMinED);   // "22" -> "2" (distance 1)
+  EXPECT_EQ(m.dist[2], 1);
+  EXPECT_EQ(m.full[3], 3);  EXPECT_EQ(m.kind[3], kMapExact);   // byte 0xC3 -> <0xC3>: no regular token has it
+  EXPECT_EQ(m.full[4], 7);  EXPECT_EQ(m.kind[4], kMapExact);   // Ġ2 -> ▁2
+  const std::vector<int32_t> cands = mapping_candidates(tgt);
+  EXPECT_EQ(cands, (std::vector<int32_t>{3, 4, 5, 6, 7}));
 }
 
 TYPED_TEST(VocabMappingTest, SpecialsAndOverrides) {

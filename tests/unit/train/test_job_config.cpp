@@ -106,6 +106,7 @@ TEST_F(JobConfigTest, DefaultsAreThePapersAndPathsResolveAgainstTheJobFile) {
   EXPECT_EQ(c.distill.fusion, FusionKind::MinCE);
   EXPECT_EQ(c.distill.lambda, 0.9);
   EXPECT_FALSE(c.distill.onehot_compat);
+  EXPECT_EQ(c.distill.align_compat, align::OriginalRules{});
   EXPECT_EQ(c.optim.lr, 1e-5);
   EXPECT_EQ(c.optim.beta1, 0.9);
   EXPECT_EQ(c.optim.beta2, 0.95);
@@ -127,7 +128,8 @@ TEST_F(JobConfigTest, DefaultsAreThePapersAndPathsResolveAgainstTheJobFile) {
 }
 
 TEST_F(JobConfigTest, ToTomlRoundTrips) {
-  JobConfig c = load(replace(kJob, "[optim]\n", "[optim]\nbetas = [0.8, 0.999]\nwarmup_steps = 7\nmin_lr_ratio = 0.1\n") +
+  JobConfig c = load(replace(replace(kJob, "[optim]\n", "[optim]\nbetas = [0.8, 0.999]\nwarmup_steps = 7\nmin_lr_ratio = 0.1\n"),
+                             "[distill]\n", "[distill]\nalign_compat = \"specials,dummy_prefix\"\n") +
                      "max_steps = 20\n[cache]\ndir = \"cache\"\n[checkpoint]\nkeep = 0\n");
   const std::string t = c.to_toml();
   // Written to another directory: the paths in it are absolute, so they still resolve.
@@ -140,6 +142,25 @@ TEST_F(JobConfigTest, ToTomlRoundTrips) {
   EXPECT_EQ(back.optim.warmup_steps, 7);
   EXPECT_EQ(back.optim.beta2, 0.999);
   EXPECT_EQ(back.train.max_steps, 20);
+  EXPECT_EQ(back.distill.align_compat.to_string(), "specials,dummy_prefix");
+}
+
+// [distill].align_compat: the original's alignment rules by name, "all", or "none"; onehot_compat
+// adds the one-hot rule; an unknown name is refused with the file, line and field.
+TEST_F(JobConfigTest, AlignCompat) {
+  JobConfig c = load(replace(kJob, "[distill]\n", "[distill]\nalign_compat = \"strings, empty_row\"\n"));
+  EXPECT_TRUE(c.distill.align_compat.strings);
+  EXPECT_TRUE(c.distill.align_compat.empty_row);
+  EXPECT_FALSE(c.distill.align_compat.specials);
+  EXPECT_EQ(c.distill.rules().to_string(), "strings,empty_row");
+  c = load(replace(kJob, "[distill]\n", "[distill]\nalign_compat = \"all\"\n"));
+  EXPECT_EQ(c.distill.rules(), align::OriginalRules::all());
+  c = load(replace(kJob, "[distill]\n", "[distill]\nonehot_compat = true\n"));
+  EXPECT_EQ(c.distill.rules().to_string(), "onehot_current");
+  const std::string e = error_of(replace(kJob, "[distill]\n", "[distill]\nalign_compat = \"strngs\"\n"));
+  EXPECT_NE(e.find(at(18)), std::string::npos) << e;
+  EXPECT_NE(e.find("[distill].align_compat"), std::string::npos) << e;
+  EXPECT_NE(e.find("strngs"), std::string::npos) << e;
 }
 
 TEST_F(JobConfigTest, UnknownFieldNamesFileLineFieldAndSuggests) {

@@ -11,7 +11,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "fusellm/align/align_tokens.hpp"
 #include "fusellm/core/error.hpp"
+#include "fusellm/train/distribution_cache.hpp"
+#include "fusellm/train/job_config.hpp"
 #include "fusellm/fusion/topk_softmax.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
@@ -195,6 +198,31 @@ TEST(Teach, ResumeAfterLimitEqualsOneRun) {
   EXPECT_EQ(whole.fallback_rows, 0);
 }
 
+// [distill].align_compat = "all": teach aligns under every one of the original's rules (the
+// empty_row one runs the target model too); the cache and the vocabulary mapping record them.
+TEST(Teach, OriginalRulesRun) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("original");
+  const std::string job = s.job("o", "align_compat = \"all\"\n");
+  const TeachResult r = run(job, "neox", 2);
+  EXPECT_EQ(r.segments, 2);
+  EXPECT_GT(r.kept_rows, 0);
+  EXPECT_EQ(DistributionCacheReader::read_provenance(r.cache_path).align_compat,
+            "strings,specials,dummy_prefix,empty_row,onehot_current");
+  const JobConfig c = load_job(job);
+  EXPECT_EQ(align::VocabMapping::load(vocab_map_path_for(c, "neox")).rules, "strings,specials");
+  // The fallback rows are one-hots of the current token (the original's issue #27).
+  DistributionCacheReader reader(r.cache_path);
+  const CachedSegment seg = reader.read_index(0);
+  int64_t fallbacks = 0;
+  for (size_t t = 0; t < seg.status.size(); ++t) {
+    if (align::align_kept(seg.status[t]) || seg.status[t] == align::kFallbackEmpty) continue;
+    ++fallbacks;
+    EXPECT_EQ(seg.rows.ids(t, 0), seg.target_ids[t]) << "position " << t;
+  }
+  EXPECT_GT(fallbacks, 0);
+}
+
 TEST(Teach, MismatchesRefusedBeforeWork) {
   if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
   TeachDir s("refuse");
@@ -209,6 +237,9 @@ TEST(Teach, MismatchesRefusedBeforeWork) {
   const std::string em = s.job("compat", "onehot_compat = true\n", 5, "a");
   e = error_of([&] { run(em, "neox"); });
   EXPECT_NE(e.find("[distill].onehot_compat"), std::string::npos) << e;
+  const std::string orig = s.job("original", "align_compat = \"strings\"\n", 5, "a");
+  e = error_of([&] { run(orig, "neox"); });
+  EXPECT_NE(e.find("[distill].align_compat"), std::string::npos) << e;
   e = error_of([&] { run(job, "mpt"); });
   EXPECT_NE(e.find("--source 'mpt'"), std::string::npos) << e;
   EXPECT_NE(e.find("'neox'"), std::string::npos) << e;

@@ -1,0 +1,159 @@
+// fusellm align-compat: what each of fusellm's deviations from the original FuseLLM alignment
+// changes on a job's corpus (README, "Alignment: where fusellm differs from the original FuseLLM
+// code").
+//
+//   fusellm align-compat --job J --source NAME [--method em|mined|bytespan] [--limit N]
+//
+// For the job's segments (as `teach` cuts them) and one source, it aligns and applies the
+// source's top-k rows under fusellm's rules, then under the original's rule for each deviation
+// alone (align/original_rules.hpp) and under all of them, and counts what changes against
+// fusellm's rules: vocabulary-map entries (source tokens whose exact or full target differs) and
+// target positions whose aligned row (ids or probabilities) differs, of those the ones whose
+// keep/fall-back decision differs and the ones at the last position of a segment. Runs both
+// models (the target's rows feed the empty_row rule).
+#include <Kokkos_Core.hpp>
+#include <cstdio>
+#include <optional>
+
+#include "fusellm/align/align_tokens.hpp"
+#include "fusellm/align/vocab_mapping.hpp"
+#include "fusellm/cli/commands.hpp"
+#include "fusellm/core/error.hpp"
+#include "fusellm/fusion/kokkos_glue.hpp"
+#include "fusellm/fusion/topk_softmax.hpp"
+#include "fusellm/model/model.hpp"
+#include "fusellm/tokenizer/tokenizer.hpp"
+#include "fusellm/train/corpus.hpp"
+#include "fusellm/train/job_config.hpp"
+#include "fusellm/train/segmenter.hpp"
+#include "fusellm/train/teach.hpp"
+
+namespace fusellm::cli {
+namespace {
+
+struct CompatOptions {
+  std::string job, source, method;
+  int64_t limit = -1;
+};
+
+// Top-k rows of `model` over each segment's ids, concatenated.
+fusion::HostRows model_rows(const CausalLM& model, const std::vector<std::vector<int32_t>>& segs, int64_t total,
+                            const fusion::TopkParams& tp, const std::string& name) {
+  fusion::HostRows all(name, total, tp.k);
+  int64_t r = 0;
+  for (const auto& ids : segs) {
+    const Tensor logits = model.forward(ids);
+    const int64_t T = int64_t(ids.size());
+    const fusion::HostRows one = fusion::topk_softmax(logits.span(), T, model.info().vocab_size, tp, name);
+    for (int64_t i = 0; i < T; ++i, ++r)
+      for (int64_t j = 0; j < tp.k; ++j) {
+        all.ids(r, j) = one.ids(i, j);
+        all.probs(r, j) = one.probs(i, j);
+      }
+  }
+  return all;
+}
+
+std::string pct(int64_t n, int64_t of) { return fmt::format("{:6d} ({:5.2f}%)", n, of > 0 ? 100.0 * double(n) / double(of) : 0.0); }
+
+void run(const CompatOptions& o) {
+  const JobConfig job = load_job(o.job);
+  const SourceConfig* src = job.find_source(o.source);
+  if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
+  const align::AlignMethod method = o.method.empty() ? align::parse_align_method(alignment_name(job.distill.alignment))
+                                                     : align::parse_align_method(o.method);
+  const auto stok = Tokenizer::load(src->tokenizer);
+  const auto ttok = Tokenizer::load(job.target.tokenizer);
+  const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
+  const auto tvocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
+  if (svocab.fingerprint_hex() == tvocab.fingerprint_hex())
+    fail("[[source]] '{}' has the target's tokenizer: teach does not align it (nothing to compare)", o.source);
+  std::vector<const Tokenizer*> all_toks;
+  std::vector<std::unique_ptr<Tokenizer>> owned;
+  for (const auto& p : job_tokenizers(job)) {
+    owned.push_back(Tokenizer::load(p));
+    all_toks.push_back(owned.back().get());
+  }
+  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job));
+  SegmentStream stream(CorpusReader::from_job(job), seg);
+  std::vector<std::vector<int32_t>> sids, tids;
+  align::DocBatch sb, tb;
+  Segment s;
+  while ((o.limit < 0 || int64_t(sids.size()) < o.limit) && stream.next(s)) {
+    sids.push_back(stok->encode(s.text, true).ids);
+    tids.push_back(ttok->encode(s.text, true).ids);
+    sb.add(svocab, sids.back(), s.text);
+    tb.add(tvocab, tids.back(), s.text);
+  }
+  Kokkos::ScopeGuard kokkos;
+  const auto smodel = CausalLM::load(src->path);
+  const auto tmodel = CausalLM::load(job.target.path.empty() ? job.find_source(job.target.init_from)->path
+                                                             : job.target.path);
+  fusion::TopkParams tp;
+  tp.k = int(job.distill.top_k);
+  tp.temperature = float(job.distill.temperature);
+  const auto srows = fusion::rows_to_device(model_rows(*smodel, sids, sb.tokens(), tp, o.source));
+  const auto trows = fusion::rows_to_device(model_rows(*tmodel, tids, tb.tokens(), tp, "target"));
+  const int64_t V = smodel->info().vocab_size;
+
+  struct Result {
+    align::VocabMapping map;
+    fusion::HostRows rows;
+    std::vector<uint8_t> status;
+  };
+  auto run_rules = [&](const align::OriginalRules& rules) {
+    Result r{align::VocabMapping::build(svocab, tvocab, V, {}, rules), {}, {}};
+    const align::Aligner<Kokkos::DefaultExecutionSpace> aligner(svocab, tvocab, &r.map, size_t(256) << 20, rules);
+    const auto al = aligner.align(sb, tb, method);
+    const auto out = aligner.apply(al, tb, srows, method, false, rules.empty_row ? &trows : nullptr);
+    r.rows = fusion::rows_to_host(out.rows);
+    r.status = fusion::to_std_vector(out.status);
+    return r;
+  };
+  const Result base = run_rules({});
+  int64_t entries = 0;
+  for (int64_t i = 0; i < svocab.size(); ++i) entries += !svocab.hole(i);
+  const int64_t T = tb.tokens();
+  std::printf("%s -> target, %s alignment: %zu segments, %lld source-vocabulary entries, %lld target positions\n",
+              o.source.c_str(), align::to_string(method), sids.size(), (long long)entries, (long long)T);
+  std::printf("%-16s %-22s %-22s %-22s %s\n", "original rule", "map entries changed", "positions changed",
+              "keep/fall-back changed", "last positions changed");
+  std::vector<uint8_t> last(size_t(T), 0);
+  for (int64_t d = 0; d < tb.docs(); ++d)
+    if (tb.offsets[size_t(d) + 1] > tb.offsets[size_t(d)]) last[size_t(tb.offsets[size_t(d) + 1] - 1)] = 1;
+  std::vector<std::string> names(align::OriginalRules::kNames.begin(), align::OriginalRules::kNames.end());
+  names.push_back("all");
+  for (const auto& name : names) {
+    const align::OriginalRules rules = align::OriginalRules::parse(name);
+    const Result r = run_rules(rules);
+    int64_t map_changed = 0, pos_changed = 0, decision_changed = 0, last_changed = 0;
+    for (int64_t i = 0; i < svocab.size(); ++i)
+      map_changed += !svocab.hole(i) && (r.map.full[size_t(i)] != base.map.full[size_t(i)] ||
+                                         r.map.exact[size_t(i)] != base.map.exact[size_t(i)]);
+    for (int64_t t = 0; t < T; ++t) {
+      bool diff = false;
+      for (int64_t j = 0; j < r.rows.k() && !diff; ++j)
+        diff = r.rows.ids(t, j) != base.rows.ids(t, j) || r.rows.probs(t, j) != base.rows.probs(t, j);
+      pos_changed += diff;
+      last_changed += diff && last[size_t(t)];
+      decision_changed += align::align_kept(r.status[size_t(t)]) != align::align_kept(base.status[size_t(t)]);
+    }
+    std::printf("%-16s %-22s %-22s %-22s %s\n", name.c_str(), pct(map_changed, entries).c_str(),
+                pct(pos_changed, T).c_str(), pct(decision_changed, T).c_str(), pct(last_changed, T).c_str());
+  }
+}
+
+}  // namespace
+
+void add_align_compat(CLI::App& app) {
+  auto o = std::make_shared<CompatOptions>();
+  auto* sub = app.add_subcommand(
+      "align-compat", "count what each of fusellm's deviations from the original FuseLLM alignment changes on a job");
+  sub->add_option("--job", o->job, "job file (TOML)")->required();
+  sub->add_option("--source", o->source, "the [[source]] to align")->required();
+  sub->add_option("--method", o->method, "em | mined | bytespan (default: the job's [distill].alignment)");
+  sub->add_option("--limit", o->limit, "only the first N segments");
+  sub->callback([o] { run(*o); });
+}
+
+}  // namespace fusellm::cli
