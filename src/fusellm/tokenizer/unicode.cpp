@@ -76,8 +76,21 @@ bool is_ascii_punctuation(char32_t c) {
 
 bool is_punctuation(char32_t c) { return (gc_mask(c) & U_GC_P_MASK) != 0; }
 bool is_combining_mark(char32_t c) { return c >= 0x300 && (gc_mask(c) & U_GC_M_MASK) != 0; }
-bool is_mark_nonspacing(char32_t c) { return c >= 0x300 && (gc_mask(c) & U_GC_MN_MASK) != 0; }
-bool is_other(char32_t c) { return (gc_mask(c) & U_GC_C_MASK) != 0; }
+
+// Whether Unicode 8.0 had assigned c (u_charAge gives 0.0 for a code point still unassigned;
+// its category is then Cn, which neither test below accepts).
+static bool assigned_by_unicode8(char32_t c) {
+  UVersionInfo age;
+  u_charAge(static_cast<UChar32>(c), age);
+  return age[0] <= 8;
+}
+bool is_other_unicode8(char32_t c) {
+  return (gc_mask(c) & (U_GC_CC_MASK | U_GC_CF_MASK | U_GC_CO_MASK | U_GC_CS_MASK)) != 0 &&
+         (c < 0x80 || assigned_by_unicode8(c));
+}
+bool is_mark_nonspacing_unicode8(char32_t c) {
+  return c >= 0x300 && (gc_mask(c) & U_GC_MN_MASK) != 0 && assigned_by_unicode8(c);
+}
 
 bool is_regex_word(char32_t c) {
   if (c < 0x80) return is_alphabetic(c) || (c >= '0' && c <= '9') || c == '_';
@@ -87,8 +100,10 @@ bool is_regex_word(char32_t c) {
 }
 
 bool is_cjk_ideograph(char32_t c) {
+  // bert.rs `is_chinese_char`, as written there: note 0x2B920 (not 0x2B820, where the CJK
+  // Extension E block starts), so U+2B820..U+2B91F get no spaces.
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
          (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 

@@ -342,7 +342,13 @@ TEST(Unicode, RustCharClasses) {
   EXPECT_TRUE(tk::is_numeric(0xB2));        // ² (No)
   EXPECT_TRUE(tk::is_numeric(0x2163));      // Ⅳ (Nl)
   EXPECT_TRUE(tk::is_combining_mark(0x903));  // Mc
-  EXPECT_FALSE(tk::is_mark_nonspacing(0x903));
+  EXPECT_FALSE(tk::is_mark_nonspacing_unicode8(0x903));
+  EXPECT_TRUE(tk::is_mark_nonspacing_unicode8(0x301));
+  EXPECT_FALSE(tk::is_mark_nonspacing_unicode8(0x8D4));  // Mn, but new in Unicode 9.0
+  EXPECT_TRUE(tk::is_other_unicode8(0x200B));             // Cf
+  EXPECT_TRUE(tk::is_other_unicode8(0xE000));             // Co
+  EXPECT_FALSE(tk::is_other_unicode8(0x8E2));             // Cf, but new in Unicode 9.0
+  EXPECT_FALSE(tk::is_other_unicode8(0x378));             // unassigned (Cn)
   EXPECT_TRUE(tk::is_regex_word(0x200D));   // Join_Control is \w for the regex crate
   char32_t out[3];
   ASSERT_EQ(tk::to_lowercase(0x130, out), 2);
