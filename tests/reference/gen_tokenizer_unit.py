@@ -12,6 +12,8 @@ Each case is {"name", "tokenizer": <tokenizer.json object>, "inputs": [{"text", 
 "ids", "tokens", "offsets", "decoded", "decoded_keep_special"}]}. `tokens` are the library's token
 values, `offsets` its code-point offsets, `decoded` = decode(ids, skip_special_tokens=True),
 `decoded_keep_special` = decode(ids, skip_special_tokens=False). Every number comes from the library.
+"refused" lists tokenizer.json files the library refuses to load ({"name", "part", "field", "tokenizer",
+"library_error"}): fusellm must refuse them too, naming the field.
 """
 import argparse
 import json
@@ -337,6 +339,69 @@ case("decoder_wordpiece", dec_tok(decoders.WordPiece(prefix="▁", cleanup=True)
 case("decoder_none", (lambda t: (setattr(t, "decoder", None), t)[1])(metaspace_tok("always", True)), ["a b"])
 
 
+# ---- empty search strings ----------------------------------------------------------------------
+# Every place where the library searches for a string that a tokenizer.json can leave empty:
+#   BPEDecoder suffix ""  Rust's `token.replace("", r)` inserts r at every char boundary, both ends
+#                         included ("ab" -> " a b "; the last token's r is "", so it is unchanged).
+#   WordPiece prefix ""   every token `starts_with("")`; `replacen("", "", 1)` leaves it unchanged.
+#   Replace "" / Regex "" an empty regex: matches the empty string at every char boundary.
+#   Split "" / Regex ""   the same matches, so every char is its own piece whatever the behavior.
+#   Prepend ""            nothing is inserted, but the first char is re-aligned as an inserted one.
+#   an added token ""     ignored (not in the vocabulary, never matched).
+# Char fields (Metaspace replacement, CharDelimiterSplit delimiter, Strip content) cannot be empty:
+# the library refuses the file (REFUSED below).
+EMPTY_TEXTS = ["ab c", "hello world. don't , stop", "\u00e9\u65e5 x"]
+case("empty_bpe_decoder_suffix", dec_tok(decoders.BPEDecoder(suffix="")), EMPTY_TEXTS)
+case("empty_wordpiece_decoder_prefix", dec_tok(decoders.WordPiece(prefix="", cleanup=False)), EMPTY_TEXTS)
+case("empty_wordpiece_decoder_prefix_cleanup", dec_tok(decoders.WordPiece(prefix="", cleanup=True)), EMPTY_TEXTS)
+case("empty_replace_decoder_string", dec_tok(decoders.Sequence([decoders.Replace("", "_"), decoders.Fuse()])),
+     EMPTY_TEXTS)
+case("empty_replace_decoder_regex", dec_tok(decoders.Replace(Regex(""), "")), EMPTY_TEXTS)
+case("empty_replace_normalizer_string", char_split_tok(normalizers.Replace("", "_")), EMPTY_TEXTS + NORM_TEXTS)
+case("empty_replace_normalizer_regex_delete", char_split_tok(normalizers.Replace(Regex(""), "")), EMPTY_TEXTS)
+case("empty_prepend", char_split_tok(normalizers.Prepend("")), EMPTY_TEXTS + NORM_TEXTS)
+for b in ["removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous"]:
+    case("empty_split_string_" + b, byte_pre(pre_tokenizers.Split("", b)), EMPTY_TEXTS)
+case("empty_split_regex_invert", byte_pre(pre_tokenizers.Split(Regex(""), "removed", invert=True)), EMPTY_TEXTS)
+
+
+def with_empty_added_token(j):
+    j["added_tokens"].append({"id": max([a["id"] for a in j["added_tokens"]] + [len(j["model"]["vocab"])]) + 1,
+                              "content": "", "single_word": False, "lstrip": False, "rstrip": False,
+                              "normalized": False, "special": True})
+    return j
+
+
+case("empty_added_token", added_tok(), EMPTY_TEXTS + ["<s>a</s>"], special=(True, False),
+     json_patch=with_empty_added_token)
+
+# Files the library refuses: an empty char field. (part, JSON) -> the library's error is recorded;
+# fusellm must refuse them too, naming the field.
+REFUSED = [
+    ("pre_tokenizer", "replacement", {"type": "Metaspace", "replacement": "", "prepend_scheme": "always",
+                                      "split": True}),
+    ("pre_tokenizer", "delimiter", {"type": "CharDelimiterSplit", "delimiter": ""}),
+    ("decoder", "replacement", {"type": "Metaspace", "replacement": "", "prepend_scheme": "always", "split": True}),
+    ("decoder", "content", {"type": "Strip", "content": "", "start": 1, "stop": 0}),
+]
+
+
+def refused():
+    base = json.loads(byte_pre(pre_tokenizers.ByteLevel(add_prefix_space=False)).to_str())
+    out = []
+    for part, field, obj in REFUSED:
+        j = json.loads(json.dumps(base))
+        j[part] = obj
+        try:
+            Tokenizer.from_str(json.dumps(j))
+        except Exception as e:  # the library's own message, for the record
+            out.append({"name": f"empty_{part}_{obj['type']}_{field}", "part": part, "field": field,
+                        "tokenizer": j, "library_error": str(e)})
+            continue
+        raise AssertionError(f"the library loads {part} {obj}: no longer refused, update REFUSED")
+    return out
+
+
 def render(name, tok, texts, special, patch):
     j = json.loads(tok.to_str())
     if patch:
@@ -397,7 +462,7 @@ def generate_spm():
 def generate():
     names = [c[0] for c in CASES]
     assert len(names) == len(set(names)), "duplicate case names"
-    return {"tokenizers_version": tokenizers.__version__, "cases": [render(*c) for c in CASES]}
+    return {"tokenizers_version": tokenizers.__version__, "cases": [render(*c) for c in CASES], "refused": refused()}
 
 
 def dump(obj):

@@ -1,6 +1,8 @@
 // tokenizer.json decoders. Each class names the tokenizers type it reproduces.
 #include "fusellm/tokenizer/decoders.hpp"
 
+#include <algorithm>
+
 #include "fusellm/tokenizer/byte_level.hpp"
 #include "fusellm/tokenizer/normalized_string.hpp"
 #include "fusellm/tokenizer/normalizers.hpp"
@@ -61,6 +63,28 @@ std::string utf8_lossy(std::string_view s) {
       i += k;
     }
   }
+  return out;
+}
+
+std::string rust_replace(std::string_view s, std::string_view from, std::string_view to, std::size_t count) {
+  std::string out;
+  std::size_t pos = 0, n = 0;
+  if (from.empty()) {
+    // The empty pattern matches before every char and at the end: "ab" -> to a to b to.
+    for (;;) {
+      if (n++ < count) out += to;
+      if (pos >= s.size()) break;
+      const std::size_t len = std::min(utf8_len_from_lead(static_cast<unsigned char>(s[pos])), s.size() - pos);
+      out.append(s, pos, len);
+      pos += len;
+    }
+    return out;
+  }
+  for (std::size_t at; n < count && (at = s.find(from, pos)) != std::string_view::npos; pos = at + from.size(), ++n) {
+    out.append(s, pos, at - pos);
+    out += to;
+  }
+  out.append(s, pos, std::string_view::npos);
   return out;
 }
 
@@ -214,27 +238,16 @@ struct Strip final : Decoder {
   }
 };
 
-struct WordPiece final : Decoder {
+struct WordPiece final : Decoder {  // decoders/wordpiece.rs
   std::string prefix;
   bool cleanup;
-  static void replace_all(std::string& s, std::string_view from, std::string_view to) {
-    std::string out;
-    std::size_t pos = 0;
-    for (std::size_t at; (at = s.find(from, pos)) != std::string::npos; pos = at + from.size()) {
-      out.append(s, pos, at - pos);
-      out += to;
-    }
-    out.append(s, pos, std::string::npos);
-    s = std::move(out);
-  }
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       std::string& t = tokens[i];
       if (i != 0) {
-        if (!prefix.empty() && t.compare(0, prefix.size(), prefix) == 0)
-          t.erase(0, prefix.size());
-        else if (prefix.empty())
-          ;  // replacen("", "", 1) leaves the token as it is
+        // `starts_with(prefix)` then `replacen(prefix, "", 1)`: an empty prefix changes nothing.
+        if (t.compare(0, prefix.size(), prefix) == 0)
+          t = rust_replace(t, prefix, "", 1);
         else
           t = " " + t;
       }
@@ -242,17 +255,18 @@ struct WordPiece final : Decoder {
         for (auto [from, to] : {std::pair{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
                                 {" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"},
                                 {" 've", "'ve"}, {" 're", "'re"}})
-          replace_all(t, from, to);
+          t = rust_replace(t, from, to);
       }
     }
   }
 };
 
-struct BpeDecoder final : Decoder {  // "BPEDecoder": the word suffix becomes a space
+struct BpeDecoder final : Decoder {  // "BPEDecoder" (decoders/bpe.rs): the word suffix becomes a space
   std::string suffix;
   void decode_chain(std::vector<std::string>& tokens) const override {
+    // `token.replace(suffix, r)`: an empty suffix inserts r at every char boundary.
     for (std::size_t i = 0; i < tokens.size(); ++i)
-      WordPiece::replace_all(tokens[i], suffix, i + 1 == tokens.size() ? "" : " ");
+      tokens[i] = rust_replace(tokens[i], suffix, i + 1 == tokens.size() ? "" : " ");
   }
 };
 

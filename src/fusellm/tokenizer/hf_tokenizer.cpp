@@ -78,6 +78,13 @@ HFTokenizer::HFTokenizer(const json& j, const std::string& origin) : origin_(ori
           idj.get<int64_t>() > INT32_MAX)
         ec.fail("\"{}\": id {} is out of range (expected an integer in [0, {}])", t.content, idj.dump(), INT32_MAX);
       const auto want = int32_t(idj.get<int64_t>());
+      if (t.content.empty()) {
+        // `AddedVocabulary::add_tokens` skips a token whose content is empty: no id, never matched.
+        spdlog::warn("{}: {}: an added token with an empty \"content\" is ignored (as the tokenizers library "
+                     "does); id {} stays unassigned",
+                     origin, ec.part, want);
+        continue;
+      }
       const int32_t got = added_.add(t, *model_);
       if (got != want)
         ec.fail("\"{}\": id {} is out of range: the tokenizers library gives this token id {} (the model has {} "

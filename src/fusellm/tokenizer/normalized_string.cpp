@@ -100,7 +100,16 @@ void NormalizedString::transform(const std::vector<Change>& dest, std::size_t in
 void NormalizedString::prepend(std::string_view s) {
   // The first new char replaces the first char (so takes its alignment); the others and the
   // re-inserted first char follow it: everything aligns with the first char.
-  if (s_.empty() || s.empty()) return;
+  if (s_.empty()) return;
+  if (s.empty()) {
+    // The library's changes are then only (first char, +1): an inserted char at the start, which
+    // takes the empty alignment at the start of the original (later stages that `transform` keep
+    // their quirks for such a string, see whole_is_transform_range).
+    std::size_t i = 0;
+    const char32_t first = next_char(s_, i);
+    transform_range(0, i, {Change{first, 1}}, 0);
+    return;
+  }
   const Align a = align_[0];
   s_.insert(0, s);
   align_.insert(align_.begin(), s.size(), a);

@@ -73,8 +73,10 @@ struct Bert final : Normalizer {  // BertNormalizer
   bool clean_text, chinese, strip_accents, lowercase;
   void normalize(NormalizedString& s) const override {
     if (clean_text) {
+      // bert.rs `do_clean_text`: drops NUL, U+FFFD and `is_control` chars (the library's
+      // `is_other`, Unicode 8.0 tables: unassigned code points are kept), then whitespace -> ' '.
       s.filter([](char32_t c) {
-        const bool control = !(c == '\t' || c == '\n' || c == '\r') && is_other(c);
+        const bool control = !(c == '\t' || c == '\n' || c == '\r') && is_other_unicode8(c);
         return !(c == 0 || c == 0xFFFD || control);
       });
       s.map([](char32_t c) { return (c == '\t' || c == '\n' || c == '\r' || is_whitespace(c)) ? char32_t(' ') : c; });
@@ -95,7 +97,7 @@ struct Bert final : Normalizer {  // BertNormalizer
     }
     if (strip_accents) {
       s.nfd();
-      s.filter([](char32_t c) { return !is_mark_nonspacing(c); });
+      s.filter([](char32_t c) { return !is_mark_nonspacing_unicode8(c); });
     }
     if (lowercase) s.lowercase();
   }

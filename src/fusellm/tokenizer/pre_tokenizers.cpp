@@ -159,7 +159,8 @@ struct Sequence final : PreTokenizer {
   }
 };
 
-bool is_bert_punctuation(char32_t c) { return is_ascii_punctuation(c) || (c >= 0x80 && is_punctuation(c)); }
+// `is_bert_punc`: char::is_ascii_punctuation or unicode_categories' is_punctuation.
+bool is_bert_punctuation(char32_t c) { return is_ascii_punctuation(c) || (c >= 0x80 && is_punctuation_unicode8(c)); }
 
 SplitBehavior behavior_of(const std::string& s, const Ctx& c) {
   if (s == "Removed") return SplitBehavior::Removed;

@@ -74,10 +74,33 @@ bool is_ascii_punctuation(char32_t c) {
          (c >= 0x7B && c <= 0x7E);
 }
 
-bool is_punctuation(char32_t c) { return (gc_mask(c) & U_GC_P_MASK) != 0; }
-bool is_combining_mark(char32_t c) { return c >= 0x300 && (gc_mask(c) & U_GC_M_MASK) != 0; }
-bool is_mark_nonspacing(char32_t c) { return c >= 0x300 && (gc_mask(c) & U_GC_MN_MASK) != 0; }
-bool is_other(char32_t c) { return (gc_mask(c) & U_GC_C_MASK) != 0; }
+
+// Whether Unicode `major`.x had assigned c (u_charAge gives 0.0 for a code point still unassigned;
+// its category is then Cn, which none of the tests below accepts, and it has no decomposition).
+static bool assigned_by(char32_t c, uint8_t major) {
+  if (c < 0x80) return true;
+  UVersionInfo age;
+  u_charAge(static_cast<UChar32>(c), age);
+  return age[0] <= major;
+}
+static bool assigned_by_unicode8(char32_t c) { return assigned_by(c, 8); }
+// The Unicode version of the unicode-normalization-alignments 0.1 crate's tables, which the
+// library's NFD/NFKD/NFC/NFKC and StripAccents read: 9.0 (U+08D4, new in 9.0, is a combining mark
+// there; U+0AFA, new in 10.0, is not; U+11938, new in 13.0, does not decompose). Chars assigned
+// later have no decomposition, combining class 0 and compose with nothing there.
+static bool in_normalization_tables(char32_t c) { return assigned_by(c, 9); }
+
+bool is_combining_mark(char32_t c) {
+  return c >= 0x300 && (gc_mask(c) & U_GC_M_MASK) != 0 && in_normalization_tables(c);
+}
+bool is_other_unicode8(char32_t c) {
+  return (gc_mask(c) & (U_GC_CC_MASK | U_GC_CF_MASK | U_GC_CO_MASK | U_GC_CS_MASK)) != 0 &&
+         (c < 0x80 || assigned_by_unicode8(c));
+}
+bool is_punctuation_unicode8(char32_t c) { return (gc_mask(c) & U_GC_P_MASK) != 0 && assigned_by_unicode8(c); }
+bool is_mark_nonspacing_unicode8(char32_t c) {
+  return c >= 0x300 && (gc_mask(c) & U_GC_MN_MASK) != 0 && assigned_by_unicode8(c);
+}
 
 bool is_regex_word(char32_t c) {
   if (c < 0x80) return is_alphabetic(c) || (c >= '0' && c <= '9') || c == '_';
@@ -87,8 +110,10 @@ bool is_regex_word(char32_t c) {
 }
 
 bool is_cjk_ideograph(char32_t c) {
+  // bert.rs `is_chinese_char`, as written there: note 0x2B920 (not 0x2B820, where the CJK
+  // Extension E block starts), so U+2B820..U+2B91F get no spaces.
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
          (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
@@ -108,7 +133,7 @@ int to_lowercase(char32_t c, char32_t out[3]) {
 }
 
 uint8_t combining_class(char32_t c) {
-  if (c < 0x300) return 0;
+  if (c < 0x300 || !in_normalization_tables(c)) return 0;
   return u_getCombiningClass(static_cast<UChar32>(c));
 }
 
@@ -137,7 +162,9 @@ const UNormalizer2* instance(bool compat, bool compose) {
 }  // namespace
 
 int decompose(char32_t c, bool compat, char32_t out[18]) {
-  if (c < 0xA0) {  // nothing below U+00A0 decomposes, canonically or otherwise
+  // Nothing below U+00A0 decomposes, canonically or otherwise; nor, for the library, a char newer
+  // than its tables.
+  if (c < 0xA0 || !in_normalization_tables(c)) {
     out[0] = c;
     return 1;
   }
@@ -159,7 +186,7 @@ int decompose(char32_t c, bool compat, char32_t out[18]) {
 
 char32_t compose_pair(char32_t a, char32_t b) {
   const UChar32 r = unorm2_composePair(instance(false, true), static_cast<UChar32>(a), static_cast<UChar32>(b));
-  return r < 0 ? 0 : static_cast<char32_t>(r);
+  return r < 0 || !in_normalization_tables(static_cast<char32_t>(r)) ? 0 : static_cast<char32_t>(r);
 }
 
 }  // namespace fusellm::tok

@@ -71,13 +71,25 @@ bool is_whitespace(char32_t c);    // char::is_whitespace: the White_Space prope
 bool is_alphabetic(char32_t c);    // char::is_alphabetic: the Alphabetic property
 bool is_numeric(char32_t c);       // char::is_numeric: general category Nd, Nl or No
 inline bool is_alphanumeric(char32_t c) { return is_alphabetic(c) || is_numeric(c); }
-bool is_punctuation(char32_t c);   // general category P* (unicode_categories' is_punctuation)
 bool is_ascii_punctuation(char32_t c);
-bool is_combining_mark(char32_t c);  // general category M* (Mn, Mc, Me)
-bool is_mark_nonspacing(char32_t c); // general category Mn
-bool is_other(char32_t c);           // general category C* (Cc, Cf, Cs, Co, Cn)
+// The library's normalization forms and StripAccents read the unicode-normalization-alignments
+// crate, whose tables hold Unicode 9.0: is_combining_mark, combining_class, decompose and
+// compose_pair answer as those tables do (a char assigned after 9.0 is no mark, has class 0, no
+// decomposition and no composition). Checked over every code point by
+// tests/unit/tokenizer/test_unicode_normalizers.cpp.
+bool is_combining_mark(char32_t c);  // general category M* (Mn, Mc, Me) of a char of Unicode 9.0
 bool is_regex_word(char32_t c);      // the `regex` crate's Unicode \w
 bool is_cjk_ideograph(char32_t c);   // BertNormalizer's "chinese character" blocks
+
+// BertNormalizer's and the Punctuation/BertPreTokenizer's category tests come from the
+// `unicode_categories` 0.1 crate, whose tables hold Unicode 8.0 and list no unassigned (Cn) code
+// point: `is_other` is Cc, Cf, Co or Cs of a char that Unicode 8.0 assigned (the U+08E2 format
+// char, new in 9.0, is kept; unassigned code points are kept), `is_mark_nonspacing` Mn and
+// `is_punctuation` P* of such a char (U+08D4..U+08E1 and U+061D, new later, are neither).
+// Checked over every code point by tests/unit/tokenizer/test_unicode_normalizers.cpp.
+bool is_other_unicode8(char32_t c);
+bool is_mark_nonspacing_unicode8(char32_t c);
+bool is_punctuation_unicode8(char32_t c);
 
 // char::to_lowercase: the full lowercase mapping without context (U+0130 gives two chars).
 // Writes up to 3 code points into out and returns how many.

@@ -27,6 +27,9 @@
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/tokenizer/unicode.hpp"
 
+#include "bounded_run.hpp"
+#include "error_of.hpp"
+
 namespace {
 
 using nlohmann::json;
@@ -83,6 +86,31 @@ std::vector<std::pair<int64_t, int64_t>> chars_to_bytes(const std::string& s,
 
 class StageCase : public ::testing::TestWithParam<std::string> {};
 
+// What the tokenizer gives for each input of a case, as JSON: computed in a bounded child
+// process (tests/bounded_run.hpp) so that a stage that never ends fails the case instead of
+// hanging the suite or exhausting memory.
+json encode_and_decode(const fusellm::Tokenizer& tok, const json& inputs) {
+  json results = json::array();
+  for (const auto& in : inputs) {
+    json r;
+    try {
+      const fusellm::Encoding e = tok.encode(in["text"].get<std::string>(), in["add_special_tokens"].get<bool>());
+      const auto ids = in["ids"].get<std::vector<int32_t>>();
+      r = {{"ids", e.ids},
+           {"tokens", e.tokens},
+           {"char_offsets", e.char_offsets},
+           {"byte_offsets", e.byte_offsets},
+           {"n_special", e.special.size()},
+           {"decoded", tok.decode(ids, true)},
+           {"decoded_keep_special", tok.decode(ids, false)}};
+    } catch (const fusellm::Error& ex) {
+      r = {{"error", ex.what()}};
+    }
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
 TEST_P(StageCase, MatchesLibrary) {
   ASSERT_TRUE(cases().contains("cases")) << kDir << "/cases.json missing: run tests/reference/gen_tokenizer_unit.py";
   const json& c = case_by_name(GetParam());
@@ -98,15 +126,18 @@ TEST_P(StageCase, MatchesLibrary) {
   std::map<int32_t, std::string> added;
   for (const auto& a : c["tokenizer"]["added_tokens"]) added[a["id"].get<int32_t>()] = a["content"].get<std::string>();
 
-  for (const auto& in : c["inputs"]) {
+  const auto run = fusellm::testing::run_bounded([&] { return encode_and_decode(*tok, c["inputs"]).dump(); });
+  ASSERT_TRUE(run.finished) << "encode/decode of the case's inputs: " << run.why;
+  const json results = json::parse(run.out);
+  ASSERT_EQ(results.size(), c["inputs"].size());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const json& in = c["inputs"][i];
+    const json& r = results[i];
     const std::string text = in["text"].get<std::string>();
     const bool add = in["add_special_tokens"].get<bool>();
     SCOPED_TRACE("text \"" + show(text) + "\"" + (add ? "" : " (no special tokens)"));
-    fusellm::Encoding e;
-    try {
-      e = tok->encode(text, add);
-    } catch (const fusellm::Error& ex) {
-      ADD_FAILURE() << "encode: " << ex.what();
+    if (r.contains("error")) {
+      ADD_FAILURE() << "encode/decode: " << r["error"].get<std::string>();
       continue;
     }
     const auto ids = in["ids"].get<std::vector<int32_t>>();
@@ -115,19 +146,36 @@ TEST_P(StageCase, MatchesLibrary) {
     auto tokens = in["tokens"].get<std::vector<std::string>>();
     for (std::size_t k = 0; k < tokens.size() && k < ids.size(); ++k)
       if (added.count(ids[k])) tokens[k] = added[ids[k]];
-    EXPECT_EQ(e.ids, ids);
-    EXPECT_EQ(e.tokens, tokens);
-    EXPECT_EQ(e.char_offsets, offsets);
-    ASSERT_EQ(e.byte_offsets.size(), e.ids.size());
-    ASSERT_EQ(e.special.size(), e.ids.size());
-    if (e.char_offsets == offsets) EXPECT_EQ(e.byte_offsets, chars_to_bytes(text, offsets));
-    EXPECT_EQ(tok->decode(ids, true), in["decoded"].get<std::string>());
-    EXPECT_EQ(tok->decode(ids, false), in["decoded_keep_special"].get<std::string>());
+    const auto got_ids = r["ids"].get<std::vector<int32_t>>();
+    const auto char_offsets = r["char_offsets"].get<std::vector<std::pair<int64_t, int64_t>>>();
+    const auto byte_offsets = r["byte_offsets"].get<std::vector<std::pair<int64_t, int64_t>>>();
+    EXPECT_EQ(got_ids, ids);
+    EXPECT_EQ(r["tokens"].get<std::vector<std::string>>(), tokens);
+    EXPECT_EQ(char_offsets, offsets);
+    ASSERT_EQ(byte_offsets.size(), got_ids.size());
+    ASSERT_EQ(r["n_special"].get<std::size_t>(), got_ids.size());
+    if (char_offsets == offsets) EXPECT_EQ(byte_offsets, chars_to_bytes(text, offsets));
+    EXPECT_EQ(r["decoded"].get<std::string>(), in["decoded"].get<std::string>());
+    EXPECT_EQ(r["decoded_keep_special"].get<std::string>(), in["decoded_keep_special"].get<std::string>());
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Library, StageCase, ::testing::ValuesIn(case_names()),
                          [](const auto& info) { return info.param; });
+
+// tokenizer.json files the library refuses to load (an empty char field: Metaspace replacement,
+// CharDelimiterSplit delimiter, Strip content): fusellm refuses them too, naming part and field.
+TEST(LibraryRefuses, EmptyCharFields) {
+  ASSERT_TRUE(cases().contains("refused")) << "run tests/reference/gen_tokenizer_unit.py";
+  ASSERT_FALSE(cases()["refused"].empty());
+  for (const auto& r : cases()["refused"]) {
+    SCOPED_TRACE(r["name"].get<std::string>() + " (the library: " + r["library_error"].get<std::string>() + ")");
+    const std::string msg = fusellm::testing::error_of(
+        [&] { fusellm::Tokenizer::from_json_string(r["tokenizer"].dump(), "t/tokenizer.json"); });
+    const std::string want = r["part"].get<std::string>() + ": field \"" + r["field"].get<std::string>() + "\"";
+    EXPECT_NE(msg.find(want), std::string::npos) << "want \"" << want << "\" in: " << msg;
+  }
+}
 
 // ---- token lookups and describe ------------------------------------------------------------
 TEST(TokenizerApi, LookupsAndDescribe) {
@@ -335,6 +383,19 @@ TEST(LongestMatchTrie, LeftmostLongest) {
   EXPECT_EQ(t.find("zzz", 0).b, std::string_view::npos);
 }
 
+// Rust's str::replace / replacen, which the BPEDecoder and WordPiece decoders call: the empty
+// pattern matches before every char and at the end (checked against Rust's documented results).
+TEST(Decoders, RustReplace) {
+  EXPECT_EQ(tk::rust_replace("ab", "", " "), " a b ");
+  EXPECT_EQ(tk::rust_replace("", "", "_"), "_");
+  EXPECT_EQ(tk::rust_replace("\u00e9x", "", "_"), "_\u00e9_x_");
+  EXPECT_EQ(tk::rust_replace("ab", "", "_", 1), "_ab");
+  EXPECT_EQ(tk::rust_replace("ab", "", "", 1), "ab");
+  EXPECT_EQ(tk::rust_replace("a</w>b</w>", "</w>", " "), "a b ");
+  EXPECT_EQ(tk::rust_replace("##a##b", "##", "", 1), "a##b");
+  EXPECT_EQ(tk::rust_replace("aaa", "aa", "b"), "ba");
+}
+
 TEST(Unicode, RustCharClasses) {
   EXPECT_TRUE(tk::is_whitespace(0x3000));
   EXPECT_TRUE(tk::is_whitespace(0x85));
@@ -342,7 +403,13 @@ TEST(Unicode, RustCharClasses) {
   EXPECT_TRUE(tk::is_numeric(0xB2));        // ² (No)
   EXPECT_TRUE(tk::is_numeric(0x2163));      // Ⅳ (Nl)
   EXPECT_TRUE(tk::is_combining_mark(0x903));  // Mc
-  EXPECT_FALSE(tk::is_mark_nonspacing(0x903));
+  EXPECT_FALSE(tk::is_mark_nonspacing_unicode8(0x903));
+  EXPECT_TRUE(tk::is_mark_nonspacing_unicode8(0x301));
+  EXPECT_FALSE(tk::is_mark_nonspacing_unicode8(0x8D4));  // Mn, but new in Unicode 9.0
+  EXPECT_TRUE(tk::is_other_unicode8(0x200B));             // Cf
+  EXPECT_TRUE(tk::is_other_unicode8(0xE000));             // Co
+  EXPECT_FALSE(tk::is_other_unicode8(0x8E2));             // Cf, but new in Unicode 9.0
+  EXPECT_FALSE(tk::is_other_unicode8(0x378));             // unassigned (Cn)
   EXPECT_TRUE(tk::is_regex_word(0x200D));   // Join_Control is \w for the regex crate
   char32_t out[3];
   ASSERT_EQ(tk::to_lowercase(0x130, out), 2);
