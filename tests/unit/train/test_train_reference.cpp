@@ -45,7 +45,8 @@ constexpr double kWeightTol = 1e-3;
 constexpr double kGradNormRtol = 1e-4;
 // The fused target probabilities are stored in the cache as fp16 (every fixture value is an fp16
 // number). teach computes them in fp32 from the source's logits, whose last bits depend on the
-// BLAS kernel (its accumulation order, FMA or not); rounding to fp16 then lands on either
+// BLAS kernel (its accumulation order, FMA or not) and on the thread count (how the GEMMs are
+// split: 1 thread gives 1 step here, 2 threads 0); rounding to fp16 then lands on either
 // neighbour of a value near a rounding boundary. So a probability may differ by one fp16 step on
 // another CPU, never by two: the fp32 value moves by ~1e-6 relative, a step is 2^-11 relative.
 constexpr int kProbFp16Steps = 1;
