@@ -243,13 +243,7 @@ VocabMapping build_mapping_host(const TokenVocab& src, const TokenVocab& tgt, in
     m.dist[i] = out_dist[q];
     m.kind[i] = kMapMinED;
   }
-  for (const auto& [s, t] : overrides) {
-    if (s < 0 || s >= n) fail("vocab mapping override: source id {} is outside [0, {})", s, n);
-    if (t < 0 || t >= tgt.size()) fail("vocab mapping override: target id {} is outside [0, {})", t, tgt.size());
-    m.exact[size_t(s)] = m.full[size_t(s)] = t;
-    m.kind[size_t(s)] = kMapOverride;
-    m.dist[size_t(s)] = 0;
-  }
+  detail::apply_overrides(m, overrides, tgt.size());
   return m;
 }
 

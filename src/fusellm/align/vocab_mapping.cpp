@@ -16,6 +16,20 @@
 #include "kokkos/vocab_mapping.hpp"
 
 namespace fusellm::align {
+
+// Explicit (source id, target id) pairs win over both the exact and the MinED mapping.
+void detail::apply_overrides(VocabMapping& m, std::span<const std::pair<int32_t, int32_t>> overrides,
+                             int64_t target_size) {
+  const int64_t n = int64_t(m.full.size());
+  for (const auto& [s, t] : overrides) {
+    if (s < 0 || s >= n) fail("vocab mapping override: source id {} is outside [0, {})", s, n);
+    if (t < 0 || t >= target_size) fail("vocab mapping override: target id {} is outside [0, {})", t, target_size);
+    m.exact[size_t(s)] = m.full[size_t(s)] = t;
+    m.kind[size_t(s)] = kMapOverride;
+    m.dist[size_t(s)] = 0;
+  }
+}
+
 namespace {
 
 constexpr const char* kFormat = "fusellm vocab mapping v1";
@@ -226,13 +240,7 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
       m.kind[i] = kMapMinED;
     }
   }
-  for (const auto& [s, t] : overrides) {
-    if (s < 0 || s >= n) fail("vocab mapping override: source id {} is outside [0, {})", s, n);
-    if (t < 0 || t >= tgt.size()) fail("vocab mapping override: target id {} is outside [0, {})", t, tgt.size());
-    m.exact[size_t(s)] = m.full[size_t(s)] = t;
-    m.kind[size_t(s)] = kMapOverride;
-    m.dist[size_t(s)] = 0;
-  }
+  detail::apply_overrides(m, overrides, tgt.size());
   m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
 }
