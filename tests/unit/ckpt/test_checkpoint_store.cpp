@@ -21,6 +21,7 @@
 #include "fusellm/io/hdf5_handle.hpp"
 #include "fusellm/train/grad_clip.hpp"
 #include "error_of.hpp"
+#include "flip_bit.hpp"
 
 using namespace fusellm;
 namespace fs = std::filesystem;
@@ -167,15 +168,7 @@ uint64_t data_offset(const fs::path& file, const std::string& dataset) {
   return off;
 }
 
-void flip_bit(const fs::path& file, uint64_t offset, int bit) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(std::streamoff(offset));
-  char c;
-  f.read(&c, 1);
-  c = char(c ^ (1 << bit));
-  f.seekp(std::streamoff(offset));
-  f.write(&c, 1);
-}
+using fusellm::testing::flip_bit;
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include "fusellm/io/hdf5_handle.hpp"
 #include "fusellm/train/distribution_cache.hpp"
 #include "error_of.hpp"
+#include "flip_bit.hpp"
 
 namespace fs = std::filesystem;
 using namespace fusellm;
@@ -98,15 +99,7 @@ void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
 
 using fusellm::testing::error_of;
 
-void flip_bit(const std::string& file, uint64_t offset, int bit) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(std::streamoff(offset));
-  char c;
-  f.read(&c, 1);
-  c = char(c ^ (1 << bit));
-  f.seekp(std::streamoff(offset));
-  f.write(&c, 1);
-}
+using fusellm::testing::flip_bit;
 
 // A complete cache of `n` segments written by the writer (which closes it: the sidecar is written).
 std::vector<CacheSegment> write_cache(const std::string& path, int64_t n, int64_t k, uint32_t seed) {
