@@ -13,6 +13,7 @@
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/model/export_hf.hpp"
@@ -33,7 +34,7 @@ void add_export(CLI::App& app) {
   sub->add_option("--out", a->out, "output directory (created; earlier model files in it are replaced)")->required();
   sub->add_option("--dtype", a->dtype, "tensor type written: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
   sub->add_option("--max-shard-size", a->max_shard_bytes, "bytes per safetensors shard (save_pretrained: 5GB)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1, "bytes per shard"));
   sub->callback([a] {
     const bool step_dir = fs::exists(fs::path(a->checkpoint) / "state.h5");
     std::optional<TrainCheckpoint> ck;
