@@ -59,7 +59,8 @@ void add_export(CLI::App& app) {
       config_dir = s->path;
     }
     if (!fs::exists(fs::path(config_dir) / "config.json"))
-      fail("{}: the target's config.json is not there (the job names {} as the target)", config_dir, config_dir);
+      fail("{}: the target's config.json is not there (the job file stored in {} names this directory as the target)",
+           (fs::path(config_dir) / "config.json").string(), ck->path);
     const std::string tokenizer_dir = job.target.tokenizer.empty() ? config_dir : job.target.tokenizer;
 
     std::vector<SafetensorsEntry> tensors;
