@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # The test command (README; .ci/run calls exactly this): installs what is missing (apt-get),
 # builds everything (with the CUDA kernels when nvcc is present: they must compile even where
-# no GPU is), runs every test with ctest, then the libFuzzer targets for FUZZ_SECONDS each.
-#   bash scripts/test.sh
+# no GPU is), runs every test with ctest, then the libFuzzer targets for FUZZ_SECONDS each, then
+# (with --sanitize, or FUSELLM_SANITIZE=1) the unit tests again built with ASan and UBSan
+# (scripts/sanitize.sh, in build-asan/).
+#   bash scripts/test.sh [--sanitize]
 set -euo pipefail
+SANITIZE=${FUSELLM_SANITIZE:-0}
+for arg in "$@"; do
+  case $arg in
+    --sanitize) SANITIZE=1 ;;
+    *) echo "usage: scripts/test.sh [--sanitize]" >&2; exit 2 ;;
+  esac
+done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -38,5 +47,9 @@ fi
 if [[ -f scripts/fuzz.sh && "${FUSELLM_SKIP_FUZZ:-}" != 1 ]]; then
   echo "[test] fuzzing for ${FUZZ_SECONDS:=60} s per target"
   FUZZ_SECONDS=$FUZZ_SECONDS bash scripts/fuzz.sh
+fi
+if [[ $SANITIZE == 1 ]]; then
+  echo "[test] unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)"
+  bash scripts/sanitize.sh
 fi
 echo "[test] all tests passed"

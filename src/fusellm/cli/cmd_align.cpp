@@ -18,6 +18,7 @@
 #include "fusellm/align/align_tokens.hpp"
 #include "fusellm/align/vocab_mapping.hpp"
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/model/model.hpp"
@@ -80,12 +81,15 @@ void add_align(CLI::App& app) {
   sub->add_option("--source", o->source, "source checkpoint or tokenizer directory")->required();
   sub->add_option("--target", o->target, "target checkpoint or tokenizer directory")->required();
   sub->add_option("file", o->file, "UTF-8 text file")->required();
-  sub->add_option("--method", o->method, "em | mined | bytespan | all")->capture_default_str();
+  sub->add_option("--method", o->method, "em | mined | bytespan | all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"em", "mined", "bytespan", "all"}));
   sub->add_option("--mapping", o->mapping, "vocabulary-mapping cache (HDF5; built when missing)");
-  sub->add_option("--position", o->position, "also show the source top-k mapped at this target position");
-  sub->add_option("-k", o->k, "top-k size for --position")->capture_default_str();
+  sub->add_option("--position", o->position, "also show the source top-k mapped at this target position")
+      ->check(at_least(0, "a target token position"));
+  sub->add_option("-k", o->k, "top-k size for --position")->capture_default_str()->check(at_least(1, "entries shown"));
   sub->callback([o] {
-    const std::string text = read_text_file(o->file);
+    const std::string text = read_utf8_file(o->file);
     const auto stok = Tokenizer::load(o->source);
     const auto ttok = Tokenizer::load(o->target);
     const auto svocab = align::TokenVocab::from_tokenizer_json(tokenizer_json(o->source));
@@ -126,7 +130,8 @@ void add_vocab_map(CLI::App& app) {
   sub->add_option("--source", o->source, "source checkpoint or tokenizer directory")->required();
   sub->add_option("--target", o->target, "target checkpoint or tokenizer directory")->required();
   sub->add_option("--out", o->out, "HDF5 cache: loaded when it exists and matches, else built and saved");
-  sub->add_option("--show", o->show, "print the first N source tokens mapped by MinED");
+  sub->add_option("--show", o->show, "print the first N source tokens mapped by MinED")
+      ->check(at_least(0, "a count of tokens"));
   sub->callback([o] {
     const auto svocab = align::TokenVocab::from_tokenizer_json(tokenizer_json(o->source));
     const auto tvocab = align::TokenVocab::from_tokenizer_json(tokenizer_json(o->target));

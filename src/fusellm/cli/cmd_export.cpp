@@ -18,6 +18,7 @@
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/model/export_hf.hpp"
@@ -38,7 +39,7 @@ void add_export(CLI::App& app) {
   sub->add_option("--out", a->out, "output directory (created; earlier model files in it are replaced)")->required();
   sub->add_option("--dtype", a->dtype, "tensor type written: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
   sub->add_option("--max-shard-size", a->max_shard_bytes, "bytes per safetensors shard (save_pretrained: 5GB)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1, "bytes per shard"));
   sub->callback([a] {
     const bool step_dir = fs::exists(fs::path(a->checkpoint) / "state.h5");
     std::optional<TrainCheckpoint> ck;
@@ -76,7 +77,8 @@ void add_export(CLI::App& app) {
       config_dir = s->path;
     }
     if (!fs::exists(fs::path(config_dir) / "config.json"))
-      fail("{}: the target's config.json is not there (the job names {} as the target)", config_dir, config_dir);
+      fail("{}: the target's config.json is not there (the job file stored in {} names this directory as the target)",
+           (fs::path(config_dir) / "config.json").string(), ck->path);
     const std::string tokenizer_dir = job.target.tokenizer.empty() ? config_dir : job.target.tokenizer;
 
     std::vector<SafetensorsEntry> tensors;

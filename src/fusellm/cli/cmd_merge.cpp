@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/mixture_weights.hpp"
 #include "fusellm/model/weight_merge.hpp"
@@ -26,7 +27,7 @@ void add_merge(CLI::App& app) {
   sub->add_option("--dtype", a->dtype, "tensor type written: f32, bf16, f16, or same (the first model's)")
       ->check(CLI::IsMember({"f32", "bf16", "f16", "same"}));
   sub->callback([a] {
-    const std::vector<double> w = mixture_weights(a->weights, a->models.size(), "--weights");
+    const std::vector<double> w = as_usage_error([&] { return mixture_weights(a->weights, a->models.size(), "--weights"); });
     std::optional<DType> dtype;
     if (a->dtype == "f32") dtype = DType::F32;
     if (a->dtype == "bf16") dtype = DType::BF16;

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/io/hf_config.hpp"
@@ -58,6 +59,21 @@ void check_same_tokenizer(const Tokenizer& first, const std::string& first_dir, 
                          first.id_to_token(int32_t(id))));
   if (other.encode(text, true).ids != enc.ids) refuse("it encodes the text to other ids");
 }
+// A log-prob that is not finite comes from logits that are not (log softmax of finite fp32
+// logits, computed in double, is finite): NaN or Inf weights, or an overflow in the forward
+// pass. A perplexity of inf or nan would read as a (bad) score; it is an error of the model.
+[[noreturn]] void refuse_non_finite(const ScoreOptions& o, std::span<const std::span<const float>> rows, int64_t pos,
+                                    double lp) {
+  for (size_t j = 0; j < rows.size(); ++j) {
+    const auto bad = std::find_if(rows[j].begin(), rows[j].end(), [](float v) { return !std::isfinite(v); });
+    if (bad != rows[j].end())
+      fail("{}: the model gives a non-finite logit ({} at vocabulary id {}) predicting token {} of {}: its weights "
+           "hold NaN or Inf, or its forward pass overflows",
+           o.models[j], *bad, bad - rows[j].begin(), pos, o.file);
+  }
+  fail("{}: token {}: log-probability {} is not finite (the logits are finite)", o.file, pos, lp);
+}
+
 }  // namespace
 
 void add_score(CLI::App& app) {
@@ -69,12 +85,15 @@ void add_score(CLI::App& app) {
   sub->add_option("--weights", o->weights, "ensemble weights w1,w2,...: one per --model (default: uniform)");
   sub->add_option("--tokenizer", o->tokenizer, "tokenizer directory (default: the model's)");
   sub->add_option("file", o->file, "UTF-8 text file")->required();
-  sub->add_option("--window", o->window, "tokens per forward pass (default: the context, the smallest of the models')");
+  sub->add_option("--window", o->window, "tokens per forward pass (default: the context, the smallest of the models')")
+      ->check(at_least(2, "each window's first token has no log-prob, so a window of 1 scores nothing"));
   sub->add_flag("--json", o->json, "JSON lines: one per token, then a summary object");
   sub->add_flag("-q,--quiet", o->quiet, "only the summary");
   sub->callback([o] {
-    const std::vector<double> weights = mixture_weights(o->weights, o->models.size(), "--weights");
-    const std::string text = read_text_file(o->file);
+    const std::vector<double> weights =
+        as_usage_error([&] { return mixture_weights(o->weights, o->models.size(), "--weights"); });
+    const std::string text = read_utf8_file(o->file);
+    if (text.empty()) fail("{}: the file is empty: no text to score", o->file);
     const auto tok = Tokenizer::load(o->tokenizer.empty() ? o->models[0] : o->tokenizer);
     const Encoding enc = tok->encode(text, true);
     const auto& ids = enc.ids;
@@ -111,6 +130,7 @@ void add_score(CLI::App& app) {
         for (size_t j = 0; j < logits.size(); ++j) rows[j] = logits[j].row(i - 1);
         // One model: weight 1, log 1 = 0, so this is that model's log softmax exactly.
         const double lp = ensemble_log_prob(rows, weights, ids[pos]);
+        if (!std::isfinite(lp)) refuse_non_finite(*o, rows, pos, lp);
         nll -= lp;
         ++scored;
         if (o->quiet) continue;
@@ -122,9 +142,15 @@ void add_score(CLI::App& app) {
         }
       }
     }
+    // lm-evaluation-harness's perplexity over no token fails (the mean of nothing); torch's mean
+    // cross-entropy over no label is nan. Neither is a score: say why there is none.
+    if (scored == 0)
+      fail("{}: no token to score: the text gives {} token(s) and a token's log-prob needs a token before it "
+           "(the first token has none unless the tokenizer adds a BOS)",
+           o->file, ids.size());
     const double bytes = double(text.size());
-    const double ppl = scored ? std::exp(nll / scored) : NAN;
-    const double bpb = bytes > 0 ? nll / std::log(2.0) / bytes : NAN;
+    const double ppl = std::exp(nll / double(scored));
+    const double bpb = nll / std::log(2.0) / bytes;
     if (o->json) {
       nlohmann::json j{{"file", o->file}, {"tokens", ids.size()}, {"scored_tokens", scored},
                        {"nll", nll}, {"perplexity", ppl}, {"bits_per_byte", bpb}, {"bytes", text.size()}};
@@ -138,8 +164,7 @@ void add_score(CLI::App& app) {
       }
       std::printf("file %s: %zu tokens (%lld scored), %zu bytes\n", o->file.c_str(), ids.size(),
                   (long long)scored, text.size());
-      std::printf("mean NLL %.4f nats/token, perplexity %.3f, bits per byte %.4f\n",
-                  scored ? nll / scored : NAN, ppl, bpb);
+      std::printf("mean NLL %.4f nats/token, perplexity %.3f, bits per byte %.4f\n", nll / double(scored), ppl, bpb);
     }
   });
 }

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/train/job_config.hpp"
 #include "fusellm/train/teach.hpp"
@@ -29,9 +30,11 @@ void add_teach(CLI::App& app) {
   auto* sub = app.add_subcommand("teach", "write one source model's aligned top-k distributions to its cache (offline mode)");
   sub->add_option("--job", o->job, "job file (TOML)")->required();
   sub->add_option("--source", o->source, "the [[source]] to run")->required();
-  sub->add_option("--limit", o->limit, "only the first N segments of the corpus (a later run can continue)");
+  sub->add_option("--limit", o->limit, "only the first N segments of the corpus (a later run can continue)")
+      ->check(at_least(1, "segments to teach"));
   sub->add_option("--cache-dir", o->cache_dir, "the caches' directory (overrides the job's [cache].dir)");
-  sub->add_option("--batch", o->batch, "segments per committed batch (default 16)");
+  sub->add_option("--batch", o->batch, "segments per committed batch (default 16)")
+      ->check(at_least(1, "segments per batch"));
   sub->add_flag("-q,--quiet", o->quiet, "no progress lines");
   sub->callback([o] {
     JobConfig job = load_job(o->job);
@@ -53,9 +56,10 @@ void add_teach(CLI::App& app) {
       std::printf("speed: %.1f segments/s, %.0f source tokens/s (%.1f s)\n", double(r.new_segments) / r.seconds,
                   double(r.source_tokens) / r.seconds, r.seconds);
       std::printf("corpus: %lld documents read (%lld cut into several segments), %lld empty/whitespace skipped, "
-                  "%lld with invalid UTF-8 replaced\n",
+                  "%lld with invalid UTF-8 replaced%s%s\n",
                   (long long)r.corpus.documents, (long long)r.split_documents, (long long)r.corpus.skipped_blank,
-                  (long long)r.corpus.invalid_utf8_docs);
+                  (long long)r.corpus.invalid_utf8_docs, r.corpus.first_invalid_utf8.empty() ? "" : " (the first at ",
+                  r.corpus.first_invalid_utf8.empty() ? "" : (r.corpus.first_invalid_utf8 + ")").c_str());
     }
   });
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
@@ -40,21 +41,22 @@ void add_tokenize(CLI::App& app) {
   auto* sub = app.add_subcommand("tokenize", "tokenize text; print ids, tokens and offsets as JSON lines");
   sub->add_option("--tokenizer", o->tokenizer, "directory with tokenizer.json (or tokenizer.model), or the file")
       ->required();
-  sub->add_option("files", o->files, "documents (one per file); stdin lines when none");
+  auto* files = sub->add_option("files", o->files, "documents (one per file); stdin lines when none");
   sub->add_flag("--no-special", o->no_special, "do not add special tokens (BOS, templates)");
-  sub->add_flag("--jsonl", o->jsonl, "stdin lines are JSON objects with a \"text\" field");
+  sub->add_flag("--jsonl", o->jsonl, "stdin lines are JSON objects with a \"text\" field")->excludes(files);
   sub->add_flag("--byte-offsets", o->byte_offsets, "offsets in UTF-8 bytes (default: characters, as HF)");
   sub->add_flag("--decode", o->decode, "also print the decoded text");
   sub->callback([o] {
     const auto tok = Tokenizer::load(o->tokenizer);
     if (!o->files.empty()) {
-      for (const auto& f : o->files) emit(*tok, *o, read_text_file(f), f);
+      for (const auto& f : o->files) emit(*tok, *o, read_utf8_file(f), f);
       return;
     }
     std::string line;
     int64_t n = 0;
     while (std::getline(std::cin, line)) {
       ++n;
+      require_utf8(line, fmt::format("stdin line {}", n));
       if (!o->jsonl) {
         emit(*tok, *o, line, n);
         continue;

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "fusellm/cli/commands.hpp"
+#include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/train/job_config.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -33,12 +34,16 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainCli>();
   auto* sub = app.add_subcommand("train", "continual training of the target from the teachers' caches (offline mode)");
   sub->add_option("--job", o->job, "job file (TOML)")->required();
-  sub->add_option("--max-steps", o->max_steps, "optimizer steps (overrides [train].max_steps and the schedule's length)");
-  sub->add_option("--stop-after", o->stop_after, "stop after N steps of this run, with a checkpoint (the schedule is unchanged)");
-  sub->add_option("--limit", o->limit, "only the first N segments (caches taught with `teach --limit`)");
+  sub->add_option("--max-steps", o->max_steps, "optimizer steps (overrides [train].max_steps and the schedule's length)")
+      ->check(at_least(1, "optimizer steps, as [train].max_steps"));
+  sub->add_option("--stop-after", o->stop_after, "stop after N steps of this run, with a checkpoint (the schedule is unchanged)")
+      ->check(at_least(1, "steps of this run"));
+  sub->add_option("--limit", o->limit, "only the first N segments (caches taught with `teach --limit`)")
+      ->check(at_least(1, "segments to train on"));
   sub->add_option("--cache-dir", o->cache_dir, "the caches' directory (overrides the job's [cache].dir)");
-  sub->add_option("--export", o->export_dir, "where to write the HF export of the target (default <output_dir>/export)");
-  sub->add_flag("--no-export", o->no_export, "no HF export at the end");
+  auto* export_opt =
+      sub->add_option("--export", o->export_dir, "where to write the HF export of the target (default <output_dir>/export)");
+  sub->add_flag("--no-export", o->no_export, "no HF export at the end")->excludes(export_opt);
   sub->add_option("--dump", o->dump, "write each step's packed sequences and fused targets as JSON lines (reference tests)");
   sub->add_flag("-q,--quiet", o->quiet, "no human lines on stderr");
   sub->callback([o] {

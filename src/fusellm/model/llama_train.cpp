@@ -38,15 +38,22 @@ MatView cols(std::vector<float>& v, int64_t rows, int64_t ld, int64_t c0, int64_
 
 }  // namespace
 
+// Every error names its file (config.json with the field, or the safetensors file with the
+// tensor), so no context is added here: the caller says which model of its job this is.
 TrainableLlama TrainableLlama::load(const std::string& dir) {
-  return with_context(fmt::format("loading trainable model {}", dir), [&] {
-    const HFConfig c = HFConfig::load(dir);
-    const std::string type = c.get_string("model_type");
-    if (type != "llama" && type != "mistral" && type != "qwen2")
-      c.field_error("model_type", fmt::format("\"{}\" cannot be trained (supported: llama, mistral, qwen2)", type));
-    const Checkpoint ck(dir);
-    return TrainableLlama(llama_arch(c), ck);
-  });
+  const HFConfig c = HFConfig::load(dir);
+  const std::string type = c.get_string("model_type");
+  if (type != "llama" && type != "mistral" && type != "qwen2")
+    c.field_error("model_type", fmt::format("\"{}\" cannot be trained (supported: llama, mistral, qwen2)", type));
+  Arch arch = llama_arch(c);
+  // The constructor's limits, reported against config.json.
+  if (arch.act != Activation::SiLU)
+    c.field_error("hidden_act", "training supports silu only (LlamaMLP's SwiGLU)");
+  if (arch.rope.rotary_dim != arch.head_dim)
+    fail("{}: training needs full-width rotary embeddings (rotary dimension {}, head_dim {})", c.path(),
+         arch.rope.rotary_dim, arch.head_dim);
+  const Checkpoint ck(dir);
+  return TrainableLlama(std::move(arch), ck);
 }
 
 int TrainableLlama::add(std::string name, const Checkpoint& ck, Shape shape) {

@@ -5,17 +5,22 @@
 #include <nlohmann/json.hpp>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/log.hpp"
 #include "fusellm/io/hf_config.hpp"
 
 namespace fusellm {
 
 namespace fs = std::filesystem;
 
-std::string sanitize_utf8(std::string_view s, int64_t* replaced) {
+std::string sanitize_utf8(std::string_view s, int64_t* replaced, size_t* first_invalid) {
   static constexpr char kFFFD[] = "\xEF\xBF\xBD";
   std::string out;
   out.reserve(s.size());
   int64_t n_rep = 0;
+  size_t first = std::string_view::npos;
+  const auto note = [&](size_t at) {
+    if (n_rep++ == 0) first = at;
+  };
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   size_t i = 0;
@@ -42,7 +47,7 @@ std::string sanitize_utf8(std::string_view s, int64_t* replaced) {
     }
     if (len == 0) {  // a continuation byte or C0, C1, F5..FF: one replacement for the byte
       out += kFFFD;
-      ++n_rep;
+      note(i);
       ++i;
       continue;
     }
@@ -58,11 +63,12 @@ std::string sanitize_utf8(std::string_view s, int64_t* replaced) {
       out.append(s.substr(i, len));
     } else {
       out += kFFFD;
-      ++n_rep;
+      note(i);
     }
     i += j;
   }
   if (replaced) *replaced = n_rep;
+  if (first_invalid) *first_invalid = first;
   return out;
 }
 
@@ -148,6 +154,7 @@ bool CorpusReader::open_next_file() {
   in_ = std::make_unique<std::ifstream>(f, std::ios::binary);
   if (!*in_) fail("{}: cannot open the corpus file", f);
   line_ = 0;
+  offset_ = 0;
   return true;
 }
 
@@ -164,10 +171,13 @@ bool CorpusReader::next(Document& doc) {
         continue;
       }
       line = ++line_;
+      const int64_t line_offset = offset_;
+      offset_ += int64_t(raw.size()) + 1;  // and the '\n'
       if (!raw.empty() && raw.back() == '\r') raw.pop_back();
       if (is_blank(raw)) continue;  // a blank line is no document
       int64_t rep = 0;
-      const std::string clean = sanitize_utf8(raw, &rep);
+      size_t bad = 0;
+      const std::string clean = sanitize_utf8(raw, &rep, &bad);
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(clean);
@@ -190,31 +200,39 @@ bool CorpusReader::next(Document& doc) {
         ++stats_.skipped_blank;
         continue;
       }
-      if (rep > 0) {
-        ++stats_.invalid_utf8_docs;
-        stats_.replaced_sequences += rep;
-      }
+      if (rep > 0) note_invalid(f, line, line_offset + int64_t(bad), rep);
     } else {
       raw.assign(std::istreambuf_iterator<char>(*in_), std::istreambuf_iterator<char>());
       ++file_i_;
       in_.reset();
       int64_t rep = 0;
-      doc.text = sanitize_utf8(raw, &rep);
+      size_t bad = 0;
+      doc.text = sanitize_utf8(raw, &rep, &bad);
       doc.line = 0;
       if (is_blank(doc.text)) {
         ++stats_.skipped_blank;
         continue;
       }
-      if (rep > 0) {
-        ++stats_.invalid_utf8_docs;
-        stats_.replaced_sequences += rep;
-      }
+      if (rep > 0) note_invalid(f, 0, int64_t(bad), rep);
     }
     doc.file = f;
     doc.index = stats_.documents++;
     stats_.bytes += int64_t(doc.text.size());
     return true;
   }
+}
+
+void CorpusReader::note_invalid(const std::string& file, int64_t line, int64_t offset, int64_t replaced) {
+  // A handful of warnings find a corrupted file; thousands would bury the log (all are counted).
+  constexpr int64_t kShown = 5;
+  const std::string where =
+      line > 0 ? fmt::format("{}:{}: byte offset {}", file, line, offset) : fmt::format("{}: byte offset {}", file, offset);
+  if (stats_.invalid_utf8_docs == 0) stats_.first_invalid_utf8 = where;
+  if (stats_.invalid_utf8_docs < kShown)
+    spdlog::warn("{}: invalid UTF-8 in a corpus document: {} sequence(s) replaced by U+FFFD{}", where, replaced,
+                 stats_.invalid_utf8_docs + 1 == kShown ? " (further documents with invalid UTF-8 are only counted)" : "");
+  ++stats_.invalid_utf8_docs;
+  stats_.replaced_sequences += replaced;
 }
 
 std::vector<Document> read_corpus(const std::string& path, CorpusFormat format, const std::string& text_field,

@@ -7,7 +7,9 @@
 //
 // Documents that are empty or whitespace only are skipped and counted (the original drops them
 // too: its tokenizers give nothing to learn from). Invalid UTF-8 is replaced, each maximal invalid
-// subpart by one U+FFFD (as Python's `errors="replace"` and the WHATWG decoder do), and counted.
+// subpart by one U+FFFD (as Python's `errors="replace"` and the WHATWG decoder do), and counted;
+// the first few such documents are named in a warning (file, line, byte offset in the file), and
+// the stats keep where the first replacement is, so a corrupted file can be found.
 // JSONL errors (not JSON, not an object, no text field, a field that is not a string) name the
 // file and the line.
 #include <cstdint>
@@ -34,11 +36,15 @@ struct CorpusStats {
   int64_t skipped_blank = 0;       // empty or whitespace-only documents
   int64_t invalid_utf8_docs = 0;   // documents in which something was replaced
   int64_t replaced_sequences = 0;  // U+FFFD inserted
+  // Where the first replaced sequence is: "file:line: byte offset N" (JSONL) or "file: byte
+  // offset N" (text), N counted from the start of the file; "" when nothing was replaced.
+  std::string first_invalid_utf8;
   int64_t bytes = 0;               // UTF-8 bytes of the returned documents
 };
 
-// `s` with every maximal invalid UTF-8 subpart replaced by U+FFFD; `replaced` counts them.
-std::string sanitize_utf8(std::string_view s, int64_t* replaced = nullptr);
+// `s` with every maximal invalid UTF-8 subpart replaced by U+FFFD; `replaced` counts them and
+// `first_invalid` gets the byte index of the first (npos when there is none).
+std::string sanitize_utf8(std::string_view s, int64_t* replaced = nullptr, size_t* first_invalid = nullptr);
 // Empty, or only white space (ASCII and the Unicode space separators, NBSP, ZWSP, BOM).
 bool is_blank(std::string_view s);
 // The files a corpus path stands for, in order (a file: itself; a directory: see above).
@@ -68,7 +74,9 @@ class CorpusReader {
   bool jsonl_ = false;
   std::unique_ptr<std::ifstream> in_;
   int64_t line_ = 0;
+  int64_t offset_ = 0;  // bytes of the current file before the current JSONL line
   CorpusStats stats_;
+  void note_invalid(const std::string& file, int64_t line, int64_t offset, int64_t replaced);
 };
 
 // Every document at once (tests, small corpora).

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cctype>
+#include <climits>
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -487,9 +490,17 @@ JobConfig Parser::run(const toml::table& root) {
 }
 
 void Parser::validate(JobConfig& c, bool have_target, bool have_corpus) {
-  // Ranges of single fields.
+  // Ranges of single fields. Counts and sizes are at most INT32_MAX: the kernels take k and
+  // lengths as int, token ids and positions are int32, and products of two of them (tokens per
+  // step, steps of all epochs) must not overflow int64. A larger value fails later, deep inside
+  // HDF5 or an allocation, without the field's name.
+  constexpr int64_t kMax = INT32_MAX;
+  auto at_most = [&](const std::string& f, int64_t line_no, int64_t v) {
+    if (v > kMax) error(line_no, f, "must be at most {} (2^31 - 1), found {}", kMax, v);
+  };
   auto at_least = [&](const std::string& f, int64_t v, int64_t lo) {
     if (v < lo) error(line(f), f, "must be at least {}, found {}", lo, v);
+    at_most(f, line(f), v);
   };
   for (size_t i = 0; i < c.sources.size(); ++i) at_least(fmt::format("source[{}].replicas", i), c.sources[i].replicas, 1);
   at_least("[corpus].max_len", c.corpus.max_len, 2);
@@ -504,7 +515,25 @@ void Parser::validate(JobConfig& c, bool have_target, bool have_corpus) {
   at_least("[checkpoint].keep", c.checkpoint.keep, 0);
   at_least("[topology].student_ranks", c.topology.student_ranks, 1);
   at_least("[topology].prefetch", c.topology.prefetch, 1);
+  for (size_t i = 0; i < c.topology.teacher_ranks.size(); ++i)
+    at_most(fmt::format("[topology].teacher_ranks[{}]", i), line("[topology].teacher_ranks"), c.topology.teacher_ranks[i]);
   if (c.optim.warmup_steps) at_least("[optim].warmup_steps", *c.optim.warmup_steps, 0);
+
+  // TOML has inf and nan: every float setting must be a finite number (nan fails every range
+  // check below; inf would pass "> 0").
+  auto finite = [&](const std::string& f, double v) {
+    if (!std::isfinite(v)) error(line(f), f, "must be a finite number, found {}", v);
+  };
+  finite("[distill].temperature", c.distill.temperature);
+  finite("[distill].lambda", c.distill.lambda);
+  finite("[optim].lr", c.optim.lr);
+  finite("[optim].betas", c.optim.beta1);
+  finite("[optim].betas", c.optim.beta2);
+  finite("[optim].eps", c.optim.eps);
+  finite("[optim].weight_decay", c.optim.weight_decay);
+  finite("[optim].clip", c.optim.clip);
+  finite("[optim].warmup_ratio", c.optim.warmup_ratio);
+  finite("[optim].min_lr_ratio", c.optim.min_lr_ratio);
 
   auto in_range = [&](const std::string& f, double v, double lo, double hi, bool hi_open, const char* why) {
     if (!(v >= lo && (hi_open ? v < hi : v <= hi)))
@@ -756,6 +785,9 @@ JobConfig parse_job(std::string_view text, const std::string& file, const JobPar
 }
 
 JobConfig load_job(const std::string& path, const JobParseOptions& opt) {
+  // An ifstream opens a directory and reads nothing from it: refuse it here, by name.
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail("job file '{}' is a directory, expected a TOML file", path);
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("job file '{}' cannot be read ({})", path, fs::exists(path) ? "permission denied" : "no such file");
   std::ostringstream ss;

@@ -17,6 +17,7 @@
 #include "fusellm/core/log.hpp"
 #include "fusellm/fusion/sequence_ce.hpp"
 #include "fusellm/fusion/topk_softmax.hpp"
+#include "fusellm/io/hf_config.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/train/segmenter.hpp"
@@ -191,6 +192,14 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   // the rows go to the cache as they are (ids the target tokenizer does not have are dropped, as
   // the vocabulary mapping would drop them).
   const bool identity = fps[si] == fps[ti];
+
+  // k beyond the source's vocabulary is refused before the cache file is created: the top-k
+  // kernel refuses it only after the model has loaded, and a large k failed first inside HDF5
+  // (a chunk of 4096 rows x k).
+  const int64_t src_vocab_size = HFConfig::load(src.path).get_int("vocab_size", 0);
+  if (src_vocab_size > 0 && k > src_vocab_size)
+    fail("{}: [distill].top_k = {} exceeds the vocabulary of [[source]] '{}' ({} tokens, {}/config.json)",
+         where(job, "distill", "top_k"), k, src.name, src_vocab_size, src.path);
 
   TeachResult res;
   res.cache_path = cache_path_for(job, src.name);
@@ -423,8 +432,9 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   report(true);
   if (res.corpus.skipped_blank > 0 || res.corpus.invalid_utf8_docs > 0)
     spdlog::info("teach {}: skipped {} empty or whitespace-only documents; replaced invalid UTF-8 in {} documents ({} "
-                 "sequences)", src.name, res.corpus.skipped_blank, res.corpus.invalid_utf8_docs,
-                 res.corpus.replaced_sequences);
+                 "sequences{}{})", src.name, res.corpus.skipped_blank, res.corpus.invalid_utf8_docs,
+                 res.corpus.replaced_sequences, res.corpus.first_invalid_utf8.empty() ? "" : ", the first at ",
+                 res.corpus.first_invalid_utf8);
   return res;
 }
 

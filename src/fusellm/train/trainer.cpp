@@ -150,8 +150,12 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   TrainResult res;
   // ---- model and data ---------------------------------------------------------------------------------
   const std::string tdir = target_dir(job);
-  model::TrainableLlama model = with_context(fmt::format("{}: [target] {}", job.file, tdir),
-                                             [&] { return model::TrainableLlama::load(tdir); });
+  // The inner error names the file (tdir/config.json, a safetensors shard): the context names
+  // only the job's field, not tdir again.
+  const std::string what =
+      job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
+  model::TrainableLlama model =
+      with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableLlama::load(tdir); });
   const int64_t V = model.arch().vocab;
   SegmentSource data = fusing ? SegmentSource::from_caches(job, opt.limit, V) : SegmentSource::from_corpus(job, opt.limit, V);
   if (data.segments() == 0) fail("{}: the corpus gives no segment to train on", job.file);

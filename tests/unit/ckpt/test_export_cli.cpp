@@ -149,6 +149,10 @@ TEST_F(ExportCli, Errors) {
   r = run("export --checkpoint " + step + " --out " + (dir_ / "x").string());
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("config.json is not there"), std::string::npos) << r.out;
+  // The missing file is named once, as a path (it read "D: ... (the job names D as the target)").
+  const std::string gone = (dir_ / "gone").string();
+  EXPECT_NE(r.out.find(gone + "/config.json: "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(gone), r.out.rfind(gone)) << r.out;
   r = run("export --checkpoint " + step + " --out " + (dir_ / "x").string() + " --dtype f16");
   EXPECT_NE(r.code, 0);
 }

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "run_fusellm.hpp"
 
@@ -21,6 +23,21 @@ using fusellm::testing::CmdResult;
 CmdResult run(const std::string& args) { return fusellm::testing::run_fusellm(args); }
 
 const std::string kDemo = std::string(FUSELLM_SOURCE_DIR) + "/examples/demo";
+
+#define EXPECT_HAS(out, part) EXPECT_NE((out).find(part), std::string::npos) << "missing: " << (part) << "\n" << (out)
+
+// A fresh directory under /tmp for one test.
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("fusellm_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+fs::path write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p;
+}
 
 nlohmann::json last_json_line(const std::string& out) {
   std::istringstream in(out);
@@ -132,4 +149,156 @@ TEST(Cli, MptContextIsMaxSeqLen) {
   EXPECT_EQ(got["scored_tokens"], 15 + 15 + 7) << r.out;
   EXPECT_NE(r.out.find("scoring in 3 windows"), std::string::npos) << r.out;
   fs::remove_all(dir);
+}
+
+// Every usage error (the command line itself is wrong) exits 2, as README.md's exit-code table
+// says, and names the flag or argument; CLI11 alone would exit 101..115 by kind. The values are
+// checked before any file is read, so the paths need not exist.
+TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
+  const std::string m = kDemo + "/llama", f = kDemo + "/sample.txt";
+  struct Case {
+    std::string args, part;
+  };
+  const std::vector<Case> cases = {
+      {"info --bogus " + m, "--bogus"},                                    // unknown flag
+      {"score " + f, "--model"},                                           // missing required option
+      {"info", "dir"},                                                     // missing required argument
+      {"score --model " + m + " --window abc " + f, "--window"},           // bad value
+      {"info " + m + " extra", "extra"},                                   // extra positional
+      {"train --job j.toml --export out --no-export", "--no-export"},      // conflicting options
+      {"tokenize --tokenizer " + m + " --jsonl " + f, "--jsonl"},          // --jsonl reads stdin, not files
+      {"frobnicate", "frobnicate"},                                        // unknown subcommand
+      {"", "subcommand"},                                                  // no subcommand
+      // Numeric flags out of range: refused, never taken as the default.
+      {"score --model " + m + " --window 1 " + f, "--window"},
+      {"score --model " + m + " --window -5 " + f, "--window"},
+      {"score --model " + m + " --window 0 " + f, "--window"},
+      {"train --job j.toml --max-steps -1", "--max-steps"},
+      {"train --job j.toml --max-steps 0", "--max-steps"},
+      {"train --job j.toml --stop-after 0", "--stop-after"},
+      {"train --job j.toml --limit -3", "--limit"},
+      {"teach --job j.toml --source s --limit -1", "--limit"},
+      {"teach --job j.toml --source s --batch 0", "--batch"},
+      {"align --source " + m + " --target " + m + " " + f + " --position -2", "--position"},
+      {"align --source " + m + " --target " + m + " " + f + " -k 0", "-k"},
+      {"align --source " + m + " --target " + m + " " + f + " --method fuzzy", "--method"},
+      {"vocab-map --source " + m + " --target " + m + " --show -1", "--show"},
+      {"export --checkpoint c --out o --max-shard-size 0", "--max-shard-size"},
+      {"export --checkpoint c --out o --dtype f64", "--dtype"},
+      {"score --model " + m + " --model " + m + " --weights 1,-1 " + f, "--weights"},
+      {"merge --model " + m + " --model " + m + " --weights x,1 --out o", "--weights"},
+  };
+  for (const auto& c : cases) {
+    const CmdResult r = run(c.args);
+    EXPECT_EQ(r.code, 2) << "fusellm " << c.args << "\n" << r.out;
+    EXPECT_HAS(r.out, c.part);
+  }
+  EXPECT_HAS(run("score --model " + m + " --window 1 " + f).out, "must be at least 2");
+  // --help is no error.
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("score --help").code, 0);
+}
+
+// A text that is not UTF-8 is refused naming the file (or stdin line), the byte offset and the
+// line, as Python's open(path, encoding="utf-8").read() refuses it; before, the tokenizer failed
+// with "the input is not valid UTF-8 (byte 9)" and no file.
+TEST(Cli, InvalidUtf8NamesTheFileAndTheByteOffset) {
+  const fs::path d = temp_dir("utf8");
+  const std::string bad = write_file(d / "bad.txt", "fine\nnot \xFF fine\n").string();  // 0xFF at byte 9
+  const std::string m = kDemo + "/llama";
+  for (const std::string& args : {"score --model " + m + " " + bad, "tokenize --tokenizer " + m + " " + bad,
+                                  "align --source " + kDemo + "/neox --target " + m + " " + bad}) {
+    const CmdResult r = run(args);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
+    EXPECT_HAS(r.out, bad + ": not valid UTF-8 at byte offset 9 (line 2, byte 0xFF)");
+  }
+  const CmdResult in = run("tokenize --tokenizer " + m + " < " + bad);
+  EXPECT_EQ(in.code, 1) << in.out;
+  EXPECT_HAS(in.out, "stdin line 2: not valid UTF-8 at byte offset 4");
+  fs::remove_all(d);
+}
+
+TEST(Cli, JobThatIsADirectoryIsRefusedByName) {
+  const fs::path d = temp_dir("jobdir");
+  const CmdResult r = run("train --job " + d.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "job file '" + d.string() + "' is a directory");
+  const CmdResult t = run("teach --job " + d.string() + " --source x");
+  EXPECT_EQ(t.code, 1) << t.out;
+  EXPECT_HAS(t.out, "is a directory");
+  fs::remove_all(d);
+}
+
+// Nothing to score is an error that says so, not a perplexity of nan: lm-evaluation-harness's
+// perplexity over no token fails (the mean of nothing), and torch's mean cross-entropy over no
+// label is nan.
+TEST(Cli, ScoreRefusesATextWithNoTokenToScore) {
+  const fs::path d = temp_dir("empty");
+  const std::string empty = write_file(d / "empty.txt", "").string();
+  CmdResult r = run("score --model " + kDemo + "/llama " + empty);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, empty + ": the file is empty");
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+  // One token and no BOS (GPT-NeoX adds none): the first token has no log-prob.
+  const std::string one = write_file(d / "one.txt", "a").string();
+  r = run("score --json --model " + kDemo + "/neox " + one);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, one + ": no token to score: the text gives 1 token(s)");
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+  // The smallest window that scores (2) gives a finite perplexity.
+  r = run("score --json -q --window 2 --model " + kDemo + "/llama " + kDemo + "/sample.txt");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(std::isfinite(last_json_line(r.out)["perplexity"].get<double>())) << r.out;
+  fs::remove_all(d);
+}
+
+// A checkpoint whose weights hold NaN scored a perplexity of inf with exit 0; it is an error that
+// names the model and the first non-finite logit.
+TEST(Cli, ScoreRefusesAModelWithNonFiniteLogits) {
+  const fs::path d = temp_dir("nan_model");
+  for (const char* f : {"config.json", "tokenizer.json", "model.safetensors"})
+    fs::copy_file(kDemo + "/llama/" + f, d / f);
+  // model.norm.weight (BF16) := NaN (0x7FC0), found through the safetensors header.
+  std::fstream st(d / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t n = 0;
+  st.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, '\0');
+  st.read(header.data(), std::streamsize(n));
+  const auto h = nlohmann::json::parse(header);
+  const auto& off = h.at("model.norm.weight").at("data_offsets");
+  const uint64_t begin = 8 + n + off[0].get<uint64_t>(), end = 8 + n + off[1].get<uint64_t>();
+  st.seekp(std::streamoff(begin));
+  for (uint64_t i = begin; i < end; i += 2) st.write("\xC0\x7F", 2);
+  st.close();
+  const CmdResult r = run("score --model " + d.string() + " " + kDemo + "/sample.txt");
+  EXPECT_EQ(r.code, 1) << r.out.substr(0, 2000);
+  EXPECT_HAS(r.out, d.string() + ": the model gives a non-finite logit (nan at vocabulary id 0)");
+  EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << r.out.substr(0, 2000);
+  fs::remove_all(d);
+}
+
+// An error in the target's config.json names the job, its [target] and the config.json path once
+// (it read "job.toml: [target] D: loading trainable model D: D/config.json: ...").
+TEST(Cli, TrainTargetConfigErrorNamesThePathOnce) {
+  const fs::path d = temp_dir("train_target");
+  const fs::path t = d / "target";
+  fs::create_directories(t);
+  for (const char* f : {"tokenizer.json", "model.safetensors"}) fs::copy_file(kDemo + "/llama/" + f, t / f);
+  std::ifstream in(kDemo + "/llama/config.json");
+  auto cfg = nlohmann::json::parse(in);
+  cfg["hidden_act"] = "gelu";
+  write_file(t / "config.json", cfg.dump());
+  const std::string job = write_file(d / "job.toml",
+                                     "[target]\npath = \"target\"\n[corpus]\npath = \"" + kDemo +
+                                         "/corpus.jsonl\"\nmax_len = 64\nmargin = 8\n[distill]\nfusion = \"none\"\n"
+                                         "lambda = 1.0\n[train]\nglobal_batch = 1\nmax_steps = 1\n")
+                              .string();
+  const CmdResult r = run("train -q --no-export --job " + job);
+  EXPECT_EQ(r.code, 1) << r.out;
+  const std::string config = (t / "config.json").string();
+  EXPECT_HAS(r.out, "fusellm: error: " + job + ": [target]: " + config + ": field 'hidden_act'");
+  size_t n = 0;
+  for (size_t at = r.out.find(t.string()); at != std::string::npos; at = r.out.find(t.string(), at + 1)) ++n;
+  EXPECT_EQ(n, 1u) << r.out;
+  fs::remove_all(d);
 }

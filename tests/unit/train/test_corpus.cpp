@@ -49,6 +49,11 @@ TEST(Corpus, SanitizeUtf8) {
   EXPECT_EQ(n, 2);
   EXPECT_EQ(sanitize_utf8("x\xF0\x9F\x98", &n), "x\uFFFD");  // truncated at the end
   EXPECT_EQ(n, 1);
+  size_t first = 0;
+  EXPECT_EQ(sanitize_utf8("ok \xE2\x9C then \xFF", &n, &first), "ok \uFFFD then \uFFFD");
+  EXPECT_EQ(first, 3u);
+  sanitize_utf8("valid", &n, &first);
+  EXPECT_EQ(first, std::string::npos);
 }
 
 TEST(Corpus, Blank) {
@@ -61,13 +66,14 @@ TEST(Corpus, Blank) {
 
 TEST(Corpus, JsonlSkipsAndCounts) {
   TempDir d;
-  const std::string f = d.write("c.jsonl",
-                                "{\"text\": \"first\"}\n"
-                                "{\"text\": \"\"}\n"
-                                "\n"
-                                "{\"text\": \"  \\n\\t \"}\n"
-                                "{\"text\": \"bad \xFF byte\", \"id\": 3}\r\n"
-                                "{\"text\": \"last\"}");
+  const std::string content =
+      "{\"text\": \"first\"}\n"
+      "{\"text\": \"\"}\n"
+      "\n"
+      "{\"text\": \"  \\n\\t \"}\n"
+      "{\"text\": \"bad \xFF byte\", \"id\": 3}\r\n"
+      "{\"text\": \"last\"}";
+  const std::string f = d.write("c.jsonl", content);
   CorpusStats st;
   const auto docs = read_corpus(f, CorpusFormat::Auto, "text", &st);
   ASSERT_EQ(docs.size(), 3u);
@@ -82,6 +88,8 @@ TEST(Corpus, JsonlSkipsAndCounts) {
   EXPECT_EQ(st.skipped_blank, 2);
   EXPECT_EQ(st.invalid_utf8_docs, 1);
   EXPECT_EQ(st.replaced_sequences, 1);
+  // Where the replaced byte is: the file, the line and the byte offset in the file.
+  EXPECT_EQ(st.first_invalid_utf8, f + ":5: byte offset " + std::to_string(content.find('\xFF')));
 }
 
 TEST(Corpus, JsonlErrorsNameFileAndLine) {
@@ -125,6 +133,7 @@ TEST(Corpus, TextFileAndDirectoryInOrder) {
   EXPECT_EQ(st.files, 4);
   EXPECT_EQ(st.skipped_blank, 1);
   EXPECT_EQ(st.invalid_utf8_docs, 1);
+  EXPECT_EQ(st.first_invalid_utf8, (d.p / "dir/sub/c.txt").string() + ": byte offset 2");
   // Deterministic: the same again.
   const auto again = read_corpus((d.p / "dir").string());
   ASSERT_EQ(again.size(), docs.size());

@@ -47,6 +47,14 @@ class JobConfigTest : public ::testing::Test {
     }
     return "";
   }
+  std::string error_of_load(const std::string& path) {
+    try {
+      load_job(path);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
   std::string at(int line) const { return (dir / "job.toml").string() + ":" + std::to_string(line) + ": "; }
 };
 
@@ -369,6 +377,59 @@ TEST_F(JobConfigTest, UnreadableFile) {
     EXPECT_HAS(std::string(e.what()), "nope.toml");
     EXPECT_HAS(std::string(e.what()), "no such file");
   }
+}
+
+TEST_F(JobConfigTest, ADirectoryIsNotAJobFile) {
+  // An ifstream opens a directory and reads nothing: the job would be refused for a missing
+  // [target], which says nothing about the real mistake.
+  const std::string m = error_of_load(dir.string());
+  EXPECT_HAS(m, dir.string());
+  EXPECT_HAS(m, "is a directory");
+}
+
+// Every integer field is bounded above (2^31 - 1), so a huge value is refused with its field and
+// line when the job is read, not deep inside HDF5 (top_k = 2^31 made the cache's chunk invalid)
+// or an allocation; every float must be finite (TOML has inf and nan).
+TEST_F(JobConfigTest, NumbersOutOfRangeNameTheFieldAndLine) {
+  struct Case {
+    std::string from, to;
+    int line;
+    std::vector<std::string> parts;
+  };
+  const std::string big = "2147483648";  // 2^31
+  const std::vector<Case> cases = {
+      {"top_k = 10\n", "top_k = " + big + "\n", 18, {"[distill].top_k", "at most 2147483647", "found " + big}},
+      {"top_k = 10\n", "top_k = 10\ntemperature = inf\n", 19, {"[distill].temperature", "finite", "inf"}},
+      {"top_k = 10\n", "top_k = 10\nlambda = nan\n", 19, {"[distill].lambda", "finite", "nan"}},
+      {"lr = 1e-5\n", "lr = inf\n", 21, {"[optim].lr", "finite", "found inf"}},
+      {"lr = 1e-5\n", "lr = 1e-5\nclip = inf\n", 22, {"[optim].clip", "finite"}},
+      {"lr = 1e-5\n", "lr = 1e-5\nweight_decay = -inf\n", 22, {"[optim].weight_decay", "finite"}},
+      {"lr = 1e-5\n", "lr = 1e-5\nwarmup_steps = " + big + "\n", 22, {"[optim].warmup_steps", "at most"}},
+      {"path = \"corpus.jsonl\"\n", "path = \"corpus.jsonl\"\nmax_len = 9223372036854775807\n", 16,
+       {"[corpus].max_len", "at most", "9223372036854775807"}},
+      {"replicas = 2\n", "replicas = " + big + "\n", 9, {"source[1].replicas", "at most"}},
+      {"global_batch = 8\n", "global_batch = " + big + "\n", 24, {"[train].global_batch", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\nmicro_batch = " + big + "\n", 25, {"[train].micro_batch", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\nepochs = " + big + "\n", 25, {"[train].epochs", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\nmax_steps = " + big + "\n", 25, {"[train].max_steps", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\nlog_interval = " + big + "\n", 25, {"[train].log_interval", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\n[checkpoint]\ninterval = " + big + "\n", 26,
+       {"[checkpoint].interval", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\n[checkpoint]\nkeep = " + big + "\n", 26, {"[checkpoint].keep", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\n[topology]\nprefetch = " + big + "\n", 26,
+       {"[topology].prefetch", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\n[topology]\nstudent_ranks = " + big + "\n", 26,
+       {"[topology].student_ranks", "at most"}},
+      {"global_batch = 8\n", "global_batch = 8\n[topology]\nteacher_ranks = [1, " + big + "]\n", 26,
+       {"[topology].teacher_ranks[1]", "at most"}},
+  };
+  for (const auto& c : cases) {
+    const std::string m = error_of(replace(kJob, c.from, c.to));
+    EXPECT_HAS(m, at(c.line));
+    for (const auto& p : c.parts) EXPECT_HAS(m, p);
+  }
+  // The bound itself is accepted.
+  EXPECT_EQ(error_of(replace(kJob, "top_k = 10\n", "top_k = 2147483647\n")), "");
 }
 
 TEST(JobConfig, EditDistance) {

@@ -79,6 +79,20 @@ TeachResult run(const std::string& job, const std::string& source, int64_t limit
 }
 }  // namespace
 
+// top_k beyond the source's vocabulary (8192) is refused naming the job's line and the source,
+// before the cache file exists (it failed inside HDF5 before, or in the top-k kernel after the
+// model had loaded).
+TEST(Teach, TopKBeyondTheVocabularyIsRefusedBeforeTheCache) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("topk_vocab");
+  const std::string job = s.job("a", "", 8193);
+  const std::string e = error_of([&] { run(job, "neox"); });
+  EXPECT_NE(e.find(job + ":"), std::string::npos) << e;
+  EXPECT_NE(e.find("[distill].top_k = 8193 exceeds the vocabulary of [[source]] 'neox' (8192 tokens"), std::string::npos)
+      << e;
+  EXPECT_FALSE(fs::exists(s.dir / "cache_a" / "neox.h5"));
+}
+
 TEST(Teach, EndToEndNeoxIntoLlama) {
   if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
   TeachDir s("e2e");
