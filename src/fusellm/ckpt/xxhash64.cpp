@@ -39,6 +39,9 @@ inline uint64_t merge(uint64_t acc, uint64_t v) {
 Xxh64::Xxh64(uint64_t seed) : v_{seed + P1 + P2, seed + P2, seed, seed - P1}, seed_(seed) {}
 
 void Xxh64::update(const void* data, size_t n) {
+  // An empty range may come as (nullptr, 0) (an empty vector's data()): memcpy from a null
+  // pointer is undefined even for 0 bytes (UBSan, scripts/sanitize.sh), and there is nothing to add.
+  if (n == 0) return;
   const auto* p = static_cast<const unsigned char*>(data);
   total_ += n;
   if (buffered_ + n < 32) {

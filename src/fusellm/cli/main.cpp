@@ -1,5 +1,5 @@
 // The fusellm command. Subcommands are registered from cli/commands.hpp; errors from any of them
-// are caught here and printed as one line. Exit codes (README.md, "Exit codes"): 0 success (and
+// are caught here and printed as one line. Exit codes (the table in README.md, "The command"): 0 success (and
 // --help), 1 an error in the input or the run, 2 a usage error (the command line itself; as
 // argparse, click and the shell builtins use 2, where CLI11 would return 101..115 by kind).
 #include <CLI/CLI.hpp>

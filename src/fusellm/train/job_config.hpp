@@ -59,7 +59,8 @@
 //
 // Every mistake is refused before any work, naming the file, the line and the field: an unknown
 // section or field (with a "did you mean" by edit distance), a wrong type (expected and found),
-// a missing required field or path, and inconsistent settings (naming each field involved).
+// a missing required field or path, and inconsistent settings (naming each field involved). Every
+// integer is at most 2^31 - 1 (seed aside) and every float finite (TOML allows inf and nan).
 #include <cstdint>
 #include <optional>
 #include <string>
