@@ -17,6 +17,9 @@ std::vector<int32_t> mapping_candidates(const TokenVocab& tgt, const OriginalRul
 
 namespace detail {
 
+// n source ids, each unmapped (exact/full/dist -1, kind kMapUnmapped).
+void set_unmapped(VocabMapping& m, int64_t n);
+
 // Sets the (source id, target id) overrides on m (both the exact and the full mapping, kind
 // kMapOverride); an id out of range is an error. The last step of both mapping builders.
 void apply_overrides(VocabMapping& m, std::span<const std::pair<int32_t, int32_t>> overrides, int64_t target_size);

@@ -173,10 +173,7 @@ VocabMapping build_mapping_host(const TokenVocab& src, const TokenVocab& tgt, in
                                 std::span<const std::pair<int32_t, int32_t>> overrides, const OriginalRules& rules) {
   VocabMapping m;
   const int64_t n = std::max(src.size(), source_model_vocab);
-  m.exact.assign(size_t(n), -1);
-  m.full.assign(size_t(n), -1);
-  m.dist.assign(size_t(n), -1);
-  m.kind.assign(size_t(n), kMapUnmapped);
+  detail::set_unmapped(m, n);
   const RuleStrings ss = rule_strings(src, tgt, rules.strings), ts = rule_strings(tgt, tgt, rules.strings);
   const std::vector<int32_t> cands = mapping_candidates(tgt, rules);
   std::unordered_map<std::u32string_view, int32_t> exact_index;

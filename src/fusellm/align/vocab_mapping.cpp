@@ -17,6 +17,14 @@
 
 namespace fusellm::align {
 
+// Every one of the n source ids unmapped: the state both mapping builders start from.
+void detail::set_unmapped(VocabMapping& m, int64_t n) {
+  m.exact.assign(size_t(n), -1);
+  m.full.assign(size_t(n), -1);
+  m.dist.assign(size_t(n), -1);
+  m.kind.assign(size_t(n), kMapUnmapped);
+}
+
 // Explicit (source id, target id) pairs win over both the exact and the MinED mapping.
 void detail::apply_overrides(VocabMapping& m, std::span<const std::pair<int32_t, int32_t>> overrides,
                              int64_t target_size) {
@@ -168,10 +176,7 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
     return m;
   }
   const int64_t n = std::max(src.size(), source_model_vocab);
-  m.exact.assign(size_t(n), -1);
-  m.full.assign(size_t(n), -1);
-  m.dist.assign(size_t(n), -1);
-  m.kind.assign(size_t(n), kMapUnmapped);
+  detail::set_unmapped(m, n);
 
   // Target index: exact lookups (first = lowest id) and the MinED candidates by (length, id).
   std::unordered_map<std::string_view, int32_t> special_index;
