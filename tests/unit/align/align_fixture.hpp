@@ -136,6 +136,22 @@ inline void all_source_rows(const AlignFixture& fx, int k, int64_t model_vocab, 
                 src_off[size_t(d) + 1] - src_off[size_t(d)], k, model_vocab, ids, probs);
 }
 
+// The fixture's alignment `name` (doc-local lo and span per target position, -1 where none) as
+// the global [lo, hi) source positions Aligner::align returns; doc_src0[p] is the first source
+// position of target position p's document.
+inline std::pair<std::vector<int32_t>, std::vector<int32_t>> expected_lo_hi(const AlignFixture& fx, const std::string& name,
+                                                                           const std::vector<int32_t>& doc_src0) {
+  auto lo = fx.get<int32_t>(name + ".lo");
+  const auto span = fx.get<int32_t>(name + ".span");
+  std::vector<int32_t> hi(lo.size(), -1);
+  for (size_t p = 0; p < lo.size(); ++p) {
+    if (lo[p] < 0) continue;
+    lo[p] += doc_src0[p];
+    hi[p] = lo[p] + span[p];
+  }
+  return {lo, hi};
+}
+
 inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = 0xCBF29CE484222325ull) {
   const auto* b = static_cast<const unsigned char*>(data);
   for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001B3ull;

@@ -79,14 +79,7 @@ void check_pair(const std::string& pair, auto exec_tag) {
 
     const Aligner<ExecSpace> aligner(src, tgt, &map, size_t(256) << 20, rules);
     const Alignment al = aligner.align(s, t, method);
-    auto lo = fx.get<int32_t>(name + ".lo");
-    const auto span = fx.get<int32_t>(name + ".span");
-    std::vector<int32_t> hi(lo.size(), -1);
-    for (size_t p = 0; p < lo.size(); ++p) {
-      if (lo[p] < 0) continue;
-      lo[p] += doc_src0[p];
-      hi[p] = lo[p] + span[p];
-    }
+    const auto [lo, hi] = expected_lo_hi(fx, name, doc_src0);
     ASSERT_EQ(al.lo, lo);
     ASSERT_EQ(al.hi, hi);
     ASSERT_EQ(al.status, fx.get<uint8_t>(name + ".status"));

@@ -76,14 +76,7 @@ void check_pair(const std::string& pair, auto exec_tag) {
     const AlignMethod method = parse_align_method(cfg["method"].get<std::string>());
     const Alignment al = aligner.align(s, t, method);
     const std::string aname = cfg.value("alignment_of", name);  // em_current shares em's
-    auto lo = fx.get<int32_t>(aname + ".lo");
-    const auto span = fx.get<int32_t>(aname + ".span");
-    std::vector<int32_t> hi(lo.size(), -1);
-    for (size_t p = 0; p < lo.size(); ++p) {
-      if (lo[p] < 0) continue;
-      lo[p] += doc_src0[p];
-      hi[p] = lo[p] + span[p];
-    }
+    const auto [lo, hi] = expected_lo_hi(fx, aname, doc_src0);
     ASSERT_EQ(al.lo, lo);
     ASSERT_EQ(al.hi, hi);
     ASSERT_EQ(al.status, fx.get<uint8_t>(aname + ".status"));
