@@ -35,8 +35,8 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
 #include "fusellm/model/llama_train.hpp"
-#include "fusellm/train/adamw.hpp"
-#include "fusellm/train/grad_clip.hpp"
+#include "fusellm/optim/adamw.hpp"
+#include "fusellm/optim/grad_clip.hpp"
 
 namespace {
 

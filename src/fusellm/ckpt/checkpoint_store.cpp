@@ -13,8 +13,8 @@
 #include <map>
 #include <sstream>
 
-#include "fusellm/ckpt/file_checksum.hpp"
-#include "fusellm/ckpt/xxhash64.hpp"
+#include "fusellm/io/file_checksum.hpp"
+#include "fusellm/io/xxhash64.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 

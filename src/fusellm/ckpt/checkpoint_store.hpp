@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "fusellm/core/tensor.hpp"
-#include "fusellm/train/adamw.hpp"
-#include "fusellm/train/lr_schedule.hpp"
+#include "fusellm/optim/adamw.hpp"
+#include "fusellm/optim/lr_schedule.hpp"
 
 namespace fusellm {
 

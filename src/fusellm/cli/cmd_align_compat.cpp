@@ -23,10 +23,10 @@
 #include "fusellm/fusion/topk_softmax.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
-#include "fusellm/train/corpus.hpp"
-#include "fusellm/train/job_config.hpp"
-#include "fusellm/train/segmenter.hpp"
-#include "fusellm/train/teach.hpp"
+#include "fusellm/data/corpus.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/data/segmenter.hpp"
+#include "fusellm/teach/teach.hpp"
 
 namespace fusellm::cli {
 namespace {

@@ -22,7 +22,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/model/export_hf.hpp"
-#include "fusellm/train/job_config.hpp"
+#include "fusellm/job/job_config.hpp"
 
 namespace fusellm::cli {
 

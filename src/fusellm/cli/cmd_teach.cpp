@@ -9,8 +9,8 @@
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
-#include "fusellm/train/job_config.hpp"
-#include "fusellm/train/teach.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/teach/teach.hpp"
 
 namespace fusellm::cli {
 

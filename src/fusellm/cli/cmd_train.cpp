@@ -11,7 +11,7 @@
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
-#include "fusellm/train/job_config.hpp"
+#include "fusellm/job/job_config.hpp"
 #include "fusellm/train/trainer.hpp"
 
 namespace fusellm::cli {

@@ -4,9 +4,9 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
-#include "fusellm/train/corpus.hpp"
-#include "fusellm/train/segmenter.hpp"
-#include "fusellm/train/teach.hpp"
+#include "fusellm/data/corpus.hpp"
+#include "fusellm/data/segmenter.hpp"
+#include "fusellm/teach/teach.hpp"
 
 namespace fusellm {
 

@@ -18,9 +18,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fusellm/train/distribution_cache.hpp"
-#include "fusellm/train/job_config.hpp"
-#include "fusellm/train/packer.hpp"
+#include "fusellm/data/distribution_cache.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/data/packer.hpp"
 
 namespace fusellm {
 

@@ -15,8 +15,8 @@
 #include <random>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
-#include "fusellm/ckpt/file_lock.hpp"
-#include "fusellm/ckpt/xxhash64.hpp"
+#include "fusellm/io/file_lock.hpp"
+#include "fusellm/io/xxhash64.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
@@ -24,13 +24,13 @@
 #include "fusellm/model/export_hf.hpp"
 #include "fusellm/model/llama_train.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
-#include "fusellm/train/adamw.hpp"
-#include "fusellm/train/distribution_cache.hpp"
-#include "fusellm/train/grad_clip.hpp"
-#include "fusellm/train/lr_schedule.hpp"
-#include "fusellm/train/packer.hpp"
+#include "fusellm/optim/adamw.hpp"
+#include "fusellm/data/distribution_cache.hpp"
+#include "fusellm/optim/grad_clip.hpp"
+#include "fusellm/optim/lr_schedule.hpp"
+#include "fusellm/data/packer.hpp"
 #include "fusellm/train/segment_source.hpp"
-#include "fusellm/train/teach.hpp"
+#include "fusellm/teach/teach.hpp"
 
 namespace fusellm {
 

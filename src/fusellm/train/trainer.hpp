@@ -41,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "fusellm/train/job_config.hpp"
+#include "fusellm/job/job_config.hpp"
 
 namespace fusellm {
 

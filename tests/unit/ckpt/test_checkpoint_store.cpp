@@ -15,11 +15,11 @@
 #include <sstream>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
-#include "fusellm/ckpt/file_checksum.hpp"
+#include "fusellm/io/file_checksum.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
-#include "fusellm/train/grad_clip.hpp"
+#include "fusellm/optim/grad_clip.hpp"
 #include "error_of.hpp"
 #include "flip_bit.hpp"
 

@@ -1,0 +1,457 @@
+// fusellm train (offline mode) end to end on the demo checkpoints (examples/demo/{llama,neox}):
+// the packer's sequences, finite losses and metrics lines, resume bit for bit (6 steps straight
+// against 3 + restart + 3), and the NaN guard keeping the last good checkpoint.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <Kokkos_Core.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/model/llama_train.hpp"
+#include "fusellm/data/corpus.hpp"
+#include "fusellm/data/distribution_cache.hpp"
+#include "fusellm/data/packer.hpp"
+#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/teach/teach.hpp"
+#include "fusellm/train/trainer.hpp"
+#include "error_of.hpp"
+
+namespace fs = std::filesystem;
+using namespace fusellm;
+using fusellm::testing::error_of;
+
+namespace {
+const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
+constexpr int64_t kSegments = 8;
+
+bool demo_present() {
+  return fs::exists(kDemo + "/llama/model.safetensors") && fs::exists(kDemo + "/neox/model.safetensors") &&
+         fs::exists(kDemo + "/corpus.jsonl");
+}
+
+// One temp dir per test binary: a small corpus and both sources' caches (taught once).
+struct Fixture {
+  fs::path dir;
+  std::string corpus;
+  Fixture() {
+    dir = fs::temp_directory_path() / ("fusellm_trainer_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    corpus = (dir / "corpus.jsonl").string();
+    std::ofstream f(corpus, std::ios::binary);
+    const auto docs = read_corpus(kDemo + "/corpus.jsonl");
+    for (size_t i = 0; i < 4 && i < docs.size(); ++i)
+      f << nlohmann::json{{"text", docs[i].text.substr(0, 600)}}.dump() << "\n";
+  }
+  ~Fixture() { fs::remove_all(dir); }
+  // A job in its own run dir; `extra` goes at the end of the file (whole sections).
+  std::string job(const std::string& name, const std::string& optim = "lr = 1e-3\nschedule = \"cosine\"\nwarmup_steps = 1\n",
+                  const std::string& distill = "fusion = \"minCE\"\nlambda = 0.9\n") const {
+    const std::string p = (dir / (name + ".toml")).string();
+    std::ofstream(p) << "[job]\nname = \"t\"\nseed = 7\noutput_dir = \"" << (dir / ("run_" + name)).string() << "\"\n\n"
+                     << "[[source]]\nname = \"llama\"\npath = \"" << kDemo << "/llama\"\n\n"
+                     << "[[source]]\nname = \"neox\"\npath = \"" << kDemo << "/neox\"\n\n"
+                     << "[target]\ninit_from = \"llama\"\n\n"
+                     << "[corpus]\npath = \"" << corpus << "\"\nmax_len = 64\nmargin = 16\n\n"
+                     << "[distill]\ntop_k = 5\nalignment = \"mined\"\n" << distill << "\n"
+                     << "[optim]\n" << optim << "\n"
+                     << "[train]\nglobal_batch = 2\nmax_steps = 6\nlog_interval = 1\n\n"
+                     << "[checkpoint]\ninterval = 1\nkeep = 0\n\n"
+                     << "[cache]\ndir = \"" << (dir / "cache").string() << "\"\n";
+    return p;
+  }
+  void teach_all() {
+    if (taught) return;
+    const JobConfig j = load_job(job("teach"));
+    for (const char* s : {"llama", "neox"}) {
+      TeachOptions o;
+      o.source = s;
+      o.limit = kSegments;
+      o.progress = false;
+      teach(j, o);
+    }
+    taught = true;
+  }
+  bool taught = false;
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+TrainOptions quiet() {
+  TrainOptions o;
+  o.limit = kSegments;
+  o.require_complete_caches = false;
+  o.progress = false;
+  return o;
+}
+
+std::vector<std::vector<float>> weights_of(const std::string& ckpt_dir) {
+  // The final checkpoint's model tensors, in order.
+  const auto ck = CheckpointStore(ckpt_dir).load_latest();
+  EXPECT_TRUE(ck.has_value());
+  std::vector<std::vector<float>> w;
+  if (ck)
+    for (const auto& t : ck->model) w.emplace_back(t.tensor.data(), t.tensor.data() + t.tensor.size());
+  return w;
+}
+
+}  // namespace
+
+TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
+  std::vector<PackInput> in(3);
+  const int64_t lens[3] = {5, 7, 2};
+  for (int i = 0; i < 3; ++i) {
+    in[size_t(i)].id = i;
+    for (int64_t t = 0; t < lens[i]; ++t) in[size_t(i)].target_ids.push_back(int32_t(100 * i + t));
+    fusion::HostRows r("r", lens[i], 2);
+    for (int64_t t = 0; t < lens[i]; ++t) r.ids(t, 0) = int32_t(100 * i + t), r.probs(t, 0) = 1.f;
+    in[size_t(i)].rows.push_back(r);
+    in[size_t(i)].ce.push_back(double(i + 1));
+  }
+  const std::vector<int64_t> L{5, 7, 2};
+  const Packer p(L, 6);
+  ASSERT_EQ(p.sequences(), 3);  // 6 + 6 + 2
+  const PackedSequence s0 = p.build(0, in, false);
+  EXPECT_EQ(s0.ids, (std::vector<int32_t>{0, 1, 2, 3, 4, 100}));
+  EXPECT_EQ(s0.gold, (std::vector<int32_t>{1, 2, 3, 4, 100, -1}));
+  EXPECT_TRUE(s0.doc_ids.empty());
+  EXPECT_DOUBLE_EQ(s0.ce[0], (5 * 1.0 + 1 * 2.0) / 6);
+  EXPECT_EQ(s0.rows[0].ids(5, 0), 100);
+  const PackedSequence s1 = p.build(1, in, true);
+  EXPECT_EQ(s1.ids, (std::vector<int32_t>{101, 102, 103, 104, 105, 106}));
+  const PackedSequence s2 = p.build(2, in, true);
+  EXPECT_EQ(s2.doc_ids, (std::vector<int32_t>{0, 0}));
+  const PackedSequence s0m = p.build(0, in, true);
+  EXPECT_EQ(s0m.doc_ids, (std::vector<int32_t>{0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(s0m.gold[4], -1);  // no label across a masked boundary
+}
+
+TEST(Trainer, FiniteLossesAndMetricsLines) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("basic"));
+  const TrainResult r = train(job, quiet());
+  ASSERT_EQ(r.steps.size(), 6u);
+  EXPECT_EQ(r.end_step, 6);
+  for (const auto& s : r.steps) {
+    EXPECT_TRUE(std::isfinite(s.loss) && std::isfinite(s.clm) && std::isfinite(s.fusion)) << s.step;
+    EXPECT_GT(s.fusion, 0.0);
+  }
+  EXPECT_EQ(r.steps[0].lr, 0.0);  // warmup: the first step runs at lr(0) = 0
+  std::ifstream m(r.metrics_path);
+  std::string line;
+  int n = 0;
+  while (std::getline(m, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int64_t>(), ++n);
+    for (const char* k : {"tokens", "loss", "clm", "fusion", "lr", "grad_norm", "tokens_per_s", "win_rate"})
+      EXPECT_TRUE(j.contains(k)) << k;
+    EXPECT_NEAR(j["win_rate"]["llama"].get<double>() + j["win_rate"]["neox"].get<double>(), 1.0, 1e-12);
+  }
+  EXPECT_EQ(n, 6);
+  // Training on the same few sequences lowers the loss.
+  EXPECT_LT(r.steps.back().loss, r.steps[1].loss);
+}
+
+TEST(Trainer, ResumeIsBitIdentical) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig a = load_job(fx().job("straight"));
+  const TrainResult ra = train(a, quiet());
+  const JobConfig b = load_job(fx().job("resumed"));
+  TrainOptions o = quiet();
+  o.stop_after = 3;
+  const TrainResult rb1 = train(b, o);
+  EXPECT_EQ(rb1.end_step, 3);
+  const TrainResult rb2 = train(b, quiet());
+  EXPECT_EQ(rb2.start_step, 3);
+  EXPECT_EQ(rb2.end_step, 6);
+  ASSERT_EQ(rb2.steps.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ra.steps[size_t(3 + i)].loss, rb2.steps[size_t(i)].loss) << i;
+  const auto wa = weights_of(a.checkpoint.dir), wb = weights_of(b.checkpoint.dir);
+  ASSERT_EQ(wa.size(), wb.size());
+  ASSERT_FALSE(wa.empty());
+  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(wa[i] == wb[i]) << "tensor " << i;
+  const auto ca = CheckpointStore(a.checkpoint.dir).load_latest(), cb = CheckpointStore(b.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ca && cb);
+  for (size_t i = 0; i < ca->optim_m.size(); ++i) {
+    EXPECT_TRUE(std::equal(ca->optim_m[i].tensor.span().begin(), ca->optim_m[i].tensor.span().end(),
+                           cb->optim_m[i].tensor.span().begin()));
+    EXPECT_TRUE(std::equal(ca->optim_v[i].tensor.span().begin(), ca->optim_v[i].tensor.span().end(),
+                           cb->optim_v[i].tensor.span().begin()));
+  }
+  EXPECT_EQ(ca->state.sampler_position, cb->state.sampler_position);
+  EXPECT_EQ(ca->state.tokens_seen, cb->state.tokens_seen);
+}
+
+TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("nan", "lr = 1e30\nschedule = \"constant\"\nwarmup_steps = 0\nclip = 0.0\n"));
+  const std::string msg = error_of([&] { train(job, quiet()); });
+  ASSERT_FALSE(msg.empty()) << "the run did not stop";
+  std::printf("NaN guard: %s\n", msg.c_str());
+  EXPECT_NE(msg.find("step "), std::string::npos) << msg;
+  EXPECT_TRUE(msg.find("CLM") != std::string::npos || msg.find("Fusion") != std::string::npos ||
+              msg.find("gradient norm") != std::string::npos)
+      << msg;
+  const auto steps = CheckpointStore(job.checkpoint.dir).complete_steps();
+  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ck.has_value());  // loads, checksums verified
+  EXPECT_TRUE(ck->warnings.empty());
+  // The failing step is the one after the last checkpoint, and the checkpoint named exists.
+  EXPECT_NE(msg.find(fmt::format("step {}:", ck->state.step + 1)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the last good checkpoint is " + ck->path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[optim].lr"), std::string::npos) << msg;  // what to look at
+  for (const auto& t : ck->model)
+    for (float v : t.tensor.span()) ASSERT_TRUE(std::isfinite(v)) << t.name;
+}
+
+TEST(Trainer, InjectedNaNNamesStepAndTerm) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("inject"));
+  TrainOptions o = quiet();
+  o.inject_nan_step = 4;
+  const std::string msg = error_of([&] { train(job, o); });
+  EXPECT_NE(msg.find("step 4: the CLM"), std::string::npos) << msg;
+  std::printf("injected: %s\n", msg.c_str());
+  EXPECT_NE(msg.find("the last good checkpoint is " + (fs::path(job.checkpoint.dir) / "step-3").string()), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(job.file + ":"), std::string::npos) << msg;  // what to look at: the job's settings
+  EXPECT_NE(msg.find("[optim].lr"), std::string::npos) << msg;
+  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->state.step, 3);
+  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST(Trainer, NaNAtTheFirstStepPointsAtTheStartingWeights) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("inject1"));
+  TrainOptions o = quiet();
+  o.inject_nan_step = 1;
+  const std::string msg = error_of([&] { train(job, o); });
+  EXPECT_NE(msg.find("step 1: the CLM"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the weights this run started from"), std::string::npos) << msg;
+  // No checkpoint exists: the old message named <dir>/latest, which was never written.
+  EXPECT_EQ(msg.find("latest"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;
+}
+
+TEST(Trainer, UpdateThatOverflowsTheWeightsStopsBeforeAnythingIsWritten) {
+  // lr = 1e308: the first update makes every weight Inf. The old run looked only at the next step's
+  // loss: with one step it ended with exit 0, a checkpoint and an export full of Inf.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("lr308", "lr = 1e308\nschedule = \"constant\"\nwarmup_ratio = 0.0\n"));
+  for (const int64_t steps : {1, 3}) {
+    TrainOptions o = quiet();
+    o.max_steps = steps;
+    o.export_dir = (fs::path(job.job.output_dir) / "export").string();
+    const std::string msg = error_of([&] { train(job, o); });
+    if (msg.empty()) {
+      std::ifstream m(fs::path(job.job.output_dir) / "metrics.jsonl");
+      std::string all((std::istreambuf_iterator<char>(m)), std::istreambuf_iterator<char>());
+      FAIL() << "the run did not stop; metrics: " << all;
+    }
+    std::printf("overflow: %s\n", msg.c_str());
+    EXPECT_NE(msg.find("step 1: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("Inf or NaN"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(job.file + ":" + std::to_string(job_field_line(job.text, "optim", "lr")) + ": [optim].lr"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;
+    EXPECT_TRUE(CheckpointStore(job.checkpoint.dir).complete_steps().empty());
+    EXPECT_FALSE(fs::exists(fs::path(o.export_dir) / "model.safetensors"));
+  }
+}
+
+TEST(Trainer, SecondRunOnTheSameOutputDirIsRefusedAtOnce) {
+  // Two runs on one output_dir each deleted the other's temporary checkpoint files. Another run
+  // holding the lock (here: a flock taken as `train` takes it) makes this one stop before any work.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("locked"));
+  fs::create_directories(job.job.output_dir);
+  const std::string lock = (fs::path(job.job.output_dir) / "fusellm.lock").string();
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string holder = "host other-node pid 4242 started 2024-01-01T00:00:00Z\n";
+  ASSERT_EQ(::write(fd, holder.data(), holder.size()), ssize_t(holder.size()));
+  const std::string msg = error_of([&] { train(job, quiet()); });
+  EXPECT_NE(msg.find("in use by another fusellm run"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("host other-node pid 4242"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(job.job.output_dir), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(fs::path(job.job.output_dir) / "metrics.jsonl"));
+  ::close(fd);  // released: the run goes ahead and writes its holder line
+  TrainOptions o = quiet();
+  o.max_steps = 1;
+  EXPECT_EQ(error_of([&] { train(job, o); }), "");
+  std::ifstream in(lock);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_NE(line.find("pid " + std::to_string(::getpid())), std::string::npos) << line;
+}
+
+TEST(Trainer, UnwritableCheckpointDirIsFoundAtStart) {
+  // Found only at the first save before. The tests run as root, which passes permission bits, so
+  // the directories are ones root cannot write either: under a regular file, and in /proc.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  JobConfig job = load_job(fx().job("unwritable"));
+  const fs::path file = fx().dir / "a_regular_file";
+  std::ofstream(file) << "x";
+  for (const std::string bad : {(file / "checkpoints").string(), std::string("/proc/fusellm-checkpoints"),
+                                std::string("/proc")}) {
+    job.checkpoint.dir = bad;
+    const std::string msg = error_of([&] { train(job, quiet()); });
+    EXPECT_NE(msg.find("[checkpoint].dir"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(bad), std::string::npos) << msg;
+    EXPECT_FALSE(fs::exists(fs::path(job.job.output_dir) / "metrics.jsonl")) << "a step ran before the check: " << msg;
+  }
+}
+
+TEST(Trainer, AvgCEWithDocumentMask) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  std::string p = fx().job("avg", "lr = 1e-3\nschedule = \"linear\"\nwarmup_steps = 0\n", "fusion = \"avgCE\"\nlambda = 0.5\n");
+  {
+    std::ifstream f(p);
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    s.replace(s.find("margin = 16\n"), 12, "margin = 16\ndocument_mask = true\n");
+    std::ofstream(p) << s;
+  }
+  const JobConfig job = load_job(p);
+  ASSERT_TRUE(job.corpus.document_mask);
+  TrainOptions o = quiet();
+  o.max_steps = 3;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.steps.size(), 3u);
+  for (const auto& s : r.steps) EXPECT_TRUE(std::isfinite(s.loss) && s.fusion > 0) << s.step;
+  std::ifstream m(r.metrics_path);
+  std::string line;
+  std::getline(m, line);
+  const auto j = nlohmann::json::parse(line);
+  ASSERT_TRUE(j.contains("avg_weight")) << line;
+  EXPECT_NEAR(j["avg_weight"]["llama"].get<double>() + j["avg_weight"]["neox"].get<double>(), 1.0, 1e-6);
+}
+
+// A job file of the fixture with its text edited: each {from, to} replaced once.
+std::string edited_job(const std::string& name, std::vector<std::pair<std::string, std::string>> edits,
+                       const std::string& distill = "fusion = \"minCE\"\nlambda = 0.9\n") {
+  const std::string p = fx().job(name, "lr = 1e-3\nschedule = \"cosine\"\nwarmup_steps = 1\n", distill);
+  std::ifstream f(p);
+  std::string s((std::istreambuf_iterator<char>(f)), {});
+  for (const auto& [from, to] : edits) {
+    const size_t at = s.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) s.replace(at, from.size(), to);
+  }
+  std::ofstream(p) << s;
+  return p;
+}
+
+// micro_batch sequences concatenated in one forward pass compute what one pass per sequence
+// (gradient accumulation) does: the same losses and weights up to summation order.
+TEST(Trainer, MicroBatchEqualsOnePassPerSequence) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  for (const bool mask : {false, true}) {
+    const std::string m = mask ? "margin = 16\ndocument_mask = true\n" : "margin = 16\n";
+    const std::string tag = mask ? "_mask" : "";
+    const JobConfig one = load_job(edited_job("mb1" + tag, {{"global_batch = 2", "global_batch = 4\nmicro_batch = 1"}, {"margin = 16\n", m}}));
+    const JobConfig four = load_job(edited_job("mb4" + tag, {{"global_batch = 2", "global_batch = 4\nmicro_batch = 4"}, {"margin = 16\n", m}}));
+    ASSERT_EQ(four.train.micro_batch, 4);
+    TrainOptions o = quiet();
+    o.max_steps = 3;
+    const TrainResult a = train(one, o), b = train(four, o);
+    ASSERT_EQ(a.steps.size(), 3u);
+    ASSERT_EQ(b.steps.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      // One GEMM over the concatenation against four: other block sizes, other summation order
+      // (~1e-7 per op); three steps of AdamW carry it into the weights (bounded by 1e-4 below).
+      EXPECT_NEAR(a.steps[i].loss, b.steps[i].loss, 1e-5 * std::abs(a.steps[i].loss)) << "mask " << mask << " step " << i;
+      EXPECT_NEAR(a.steps[i].fusion, b.steps[i].fusion, 1e-5 * std::abs(a.steps[i].fusion)) << i;
+      EXPECT_NEAR(a.steps[i].grad_norm, b.steps[i].grad_norm, 1e-4 * a.steps[i].grad_norm) << i;
+    }
+    const auto wa = weights_of(one.checkpoint.dir), wb = weights_of(four.checkpoint.dir);
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t t = 0; t < wa.size(); ++t) {
+      float dmax = 0, rmax = 0;
+      for (size_t i = 0; i < wa[t].size(); ++i) {
+        dmax = std::max(dmax, std::abs(wa[t][i] - wb[t][i]));
+        rmax = std::max(rmax, std::abs(wa[t][i]));
+      }
+      EXPECT_LE(dmax, 1e-4f * rmax) << "tensor " << t;
+    }
+  }
+}
+
+// A checkpoint's sampler position means something only for the data it was written with: resuming
+// on other data (here: fewer segments) is refused, naming the checkpoint, and the data is kept.
+TEST(Trainer, ResumeOnOtherDataIsRefused) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(edited_job("otherdata", {}));
+  TrainOptions o = quiet();
+  o.stop_after = 2;
+  const TrainResult first = train(job, o);
+  ASSERT_EQ(first.end_step, 2);
+  TrainOptions fewer = quiet();
+  fewer.limit = kSegments - 3;
+  const std::string msg = error_of([&] { train(job, fewer); });
+  EXPECT_NE(msg.find("step-2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("other training data"), std::string::npos) << msg;
+  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2}));
+  // The same data resumes.
+  const TrainResult again = train(job, quiet());
+  EXPECT_EQ(again.start_step, 2);
+}
+
+// The caches are read per step, not whole: one step of two sequences reads only their segments.
+TEST(Trainer, CachedSegmentsAreStreamed) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(edited_job("stream", {}));
+  TrainOptions o = quiet();
+  o.max_steps = 1;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.segments, kSegments);
+  EXPECT_GT(r.segments_read, 0);
+  EXPECT_LT(r.segments_read, r.segments);
+}
+
+TEST(Trainer, ClmOnlyNeedsNoCaches) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  std::string p = fx().job("clm", "lr = 1e-3\nschedule = \"constant\"\nwarmup_steps = 0\n", "fusion = \"none\"\nlambda = 1.0\n");
+  // Point the cache at a directory that does not exist: nothing reads it.
+  {
+    std::ifstream f(p);
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    s = s.substr(0, s.find("[cache]"));
+    std::ofstream(p) << s;
+  }
+  const JobConfig job = load_job(p);
+  TrainOptions o = quiet();
+  o.max_steps = 2;
+  const TrainResult r = train(job, o);
+  ASSERT_EQ(r.steps.size(), 2u);
+  for (const auto& s : r.steps) {
+    EXPECT_TRUE(std::isfinite(s.clm));
+    EXPECT_EQ(s.fusion, 0.0);
+    EXPECT_EQ(s.loss, s.clm);
+  }
+}
