@@ -60,8 +60,7 @@ void run(const CompatOptions& o) {
   const JobConfig job = load_job(o.job);
   const SourceConfig* src = job.find_source(o.source);
   if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
-  const align::AlignMethod method = o.method.empty() ? align::parse_align_method(alignment_name(job.distill.alignment))
-                                                     : align::parse_align_method(o.method);
+  const align::AlignMethod method = o.method.empty() ? job.distill.alignment : align::parse_align_method(o.method);
   const auto stok = Tokenizer::load(src->tokenizer);
   const auto ttok = Tokenizer::load(job.target.tokenizer);
   const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
@@ -74,8 +73,8 @@ void run(const CompatOptions& o) {
     owned.push_back(Tokenizer::load(p));
     all_toks.push_back(owned.back().get());
   }
-  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job));
-  SegmentStream stream(CorpusReader::from_job(job), seg);
+  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job.corpus));
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   std::vector<std::vector<int32_t>> sids, tids;
   align::DocBatch sb, tb;
   Segment s;

@@ -110,8 +110,8 @@ TEST_F(JobConfigTest, DefaultsAreThePapersAndPathsResolveAgainstTheJobFile) {
   EXPECT_FALSE(c.corpus.document_mask);
   EXPECT_EQ(c.distill.top_k, 10);
   EXPECT_EQ(c.distill.temperature, 1.0);
-  EXPECT_EQ(c.distill.alignment, AlignmentKind::MinED);
-  EXPECT_EQ(c.distill.fusion, FusionKind::MinCE);
+  EXPECT_EQ(c.distill.alignment, align::AlignMethod::kMinED);
+  EXPECT_EQ(c.distill.fusion, fusion::FusionMode::kMinCE);
   EXPECT_EQ(c.distill.lambda, 0.9);
   EXPECT_FALSE(c.distill.onehot_compat);
   EXPECT_EQ(c.distill.align_compat, align::OriginalRules{});
@@ -359,7 +359,7 @@ TEST_F(JobConfigTest, FusionNeedsASource) {
   EXPECT_HAS(m, "[distill].fusion, [[source]]");
   // CLM-only continual training: no sources, fusion none, lambda 1.
   const JobConfig c = load(no_sources + "[distill]\nfusion = \"none\"\nlambda = 1.0\n");
-  EXPECT_EQ(c.distill.fusion, FusionKind::None);
+  EXPECT_EQ(c.distill.fusion, std::nullopt);  // "none"
   EXPECT_EQ(c.world_size(), 1);
 }
 
@@ -450,10 +450,10 @@ TEST(ShippedJobs, PaperJobHasThePapersSettings) {
   EXPECT_EQ(c.train.global_batch, 128);
   EXPECT_EQ(c.train.epochs, 1);
   EXPECT_FALSE(c.train.max_steps);
-  EXPECT_EQ(c.train.dtype, TrainDType::BF16);
+  EXPECT_EQ(c.train.dtype, DType::BF16);
   EXPECT_EQ(c.distill.lambda, 0.9);
-  EXPECT_EQ(c.distill.fusion, FusionKind::MinCE);
-  EXPECT_EQ(c.distill.alignment, AlignmentKind::MinED);
+  EXPECT_EQ(c.distill.fusion, fusion::FusionMode::kMinCE);
+  EXPECT_EQ(c.distill.alignment, align::AlignMethod::kMinED);
   EXPECT_EQ(c.distill.top_k, 10);
   EXPECT_EQ(c.optim.lr, 1e-5);
   EXPECT_EQ(c.optim.schedule, ScheduleKind::Cosine);
