@@ -89,7 +89,7 @@ struct FloatRange {
   Kind kind = Kind::Any;
   double lo = 0.0, hi = 0.0;
   bool hi_open = false;
-  std::string_view why;  // Interval: what the bounds mean, for the message
+  std::string_view why{};  // Interval: what the bounds mean, for the message
 
   static FloatRange positive() { return {Kind::Positive}; }
   static FloatRange non_negative() { return {Kind::NonNegative}; }
@@ -111,15 +111,15 @@ std::string resolve_path(const std::string& p, const SetContext& ctx);
 
 template <typename S>
 struct Field {
-  std::string_view key;
+  std::string_view key{};
   Value::Kind kind = Value::Kind::String;  // what it takes: a --set value for a String field is taken as written
-  std::string type;                        // documentation: "integer >= 1", "\"ce\" | \"bpb\""
-  std::string default_text;                // documentation; empty: S{}'s value as TOML
-  std::string_view meaning;
-  std::string_view required;  // non-empty: the field must be set; says what it holds (for the message)
-  std::function<void(S&, const Value&, const SetContext&)> set;  // throws BadValue
-  std::function<std::optional<Value>(const S&)> get;             // nullopt: unset
-  std::function<bool(const S&)> written;                         // null: when get() has a value
+  std::string type{};                      // documentation: "integer >= 1", "\"ce\" | \"bpb\""
+  std::string default_text{};              // documentation; empty: S{}'s value as TOML
+  std::string_view meaning{};
+  std::string_view required{};  // non-empty: the field must be set; says what it holds (for the message)
+  std::function<void(S&, const Value&, const SetContext&)> set{};  // throws BadValue
+  std::function<std::optional<Value>(const S&)> get{};             // nullopt: unset
+  std::function<bool(const S&)> written{};                         // null: when get() has a value
 
   Field&& defaults_to(std::string text) && { return default_text = std::move(text), std::move(*this); }
   Field&& typed(std::string text) && { return type = std::move(text), std::move(*this); }
@@ -139,10 +139,10 @@ using IsSet = std::function<bool(std::string_view key)>;
 
 template <typename S>
 struct Section {
-  std::string_view name;  // [name] in the job file
-  std::string_view note;  // documentation: what the section is, after its heading
-  std::vector<Field<S>> fields;
-  std::function<void(const S&, const IsSet&)> check;  // contradicting settings: throws Conflict
+  std::string_view name{};  // [name] in the job file
+  std::string_view note{};  // documentation: what the section is, after its heading
+  std::vector<Field<S>> fields{};
+  std::function<void(const S&, const IsSet&)> check{};  // contradicting settings: throws Conflict
 };
 
 // ---- fields of the common kinds ---------------------------------------------------------------

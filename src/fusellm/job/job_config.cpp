@@ -248,8 +248,8 @@ class Binder {
 void Binder::bind(JobConfig& c, const JobSectionTable& s, const std::vector<RawTable>* tables) {
   const size_t n = tables ? tables->size() : 0;
   if (s.array_of_tables) c.sources.resize(n);
-  if (s.name == "target" && n == 0)
-    fail("{}: [target]: required section is missing (set [target] path or init_from)", origins_.file);
+  if (!s.required.empty() && n == 0)
+    fail("{}: {}: required section is missing ({})", origins_.file, s.label(0, ""), s.required);
   for (size_t i = 0; i < n; ++i) {
     const RawTable& t = (*tables)[i];
     origins_.record(s.name, i, "", t.origin);

@@ -119,6 +119,7 @@ JobSectionTable target_table() {
           .defaults_to("the model's"),
   };
   JobSectionTable t = lift(s, member(&JobConfig::target));
+  t.required = "set [target] path or init_from";
   // The target: a checkpoint directory, or one of the sources (the original initializes the
   // target from Llama-2, which is also a source).
   t.check = [](const JobConfig& c, size_t, const IsSet& set) {

@@ -15,28 +15,29 @@
 namespace fusellm {
 
 struct JobField {
-  std::string_view key;
+  std::string_view key{};
   config::Value::Kind kind = config::Value::Kind::String;
-  std::string type;         // documentation
-  std::string default_doc;  // documentation (Markdown)
-  std::string_view meaning;
-  std::string_view required;  // non-empty: must be set; what it holds
+  std::string type{};         // documentation
+  std::string default_doc{};  // documentation (Markdown)
+  std::string_view meaning{};
+  std::string_view required{};  // non-empty: must be set; what it holds
   // `index`: the [[source]] table; 0 for the other sections.
-  std::function<void(JobConfig&, size_t index, const config::Value&, const config::SetContext&)> set;
-  std::function<std::optional<config::Value>(const JobConfig&, size_t index)> get;
-  std::function<bool(const JobConfig&, size_t index)> written;
+  std::function<void(JobConfig&, size_t index, const config::Value&, const config::SetContext&)> set{};
+  std::function<std::optional<config::Value>(const JobConfig&, size_t index)> get{};
+  std::function<bool(const JobConfig&, size_t index)> written{};
 };
 
 struct JobSectionTable {
-  std::string_view name;
-  std::string_view note;
+  std::string_view name{};
+  std::string_view note{};
   bool array_of_tables = false;  // [[source]]
-  std::vector<JobField> fields;
+  std::string_view required{};   // non-empty: the section must be there; what to set in it
+  std::vector<JobField> fields{};
   // Settings of one section (instance) that contradict each other: throws config::Conflict.
-  std::function<void(const JobConfig&, size_t index, const config::IsSet&)> check;
+  std::function<void(const JobConfig&, size_t index, const config::IsSet&)> check{};
   // Defaults that depend on other settings (output_dir from the name, a source's tokenizer from
   // its path), filled in after the section is read; `job_dir` anchors relative defaults.
-  std::function<void(JobConfig&, size_t index, const config::FieldOrigins&, const std::string& job_dir)> finish;
+  std::function<void(JobConfig&, size_t index, const config::FieldOrigins&, const std::string& job_dir)> finish{};
 
   size_t instances(const JobConfig& c) const { return array_of_tables ? c.sources.size() : 1; }
   const JobField* find(std::string_view key) const;
