@@ -113,10 +113,14 @@ TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
   for (int i = 0; i < 3; ++i) {
     in[size_t(i)].id = i;
     for (int64_t t = 0; t < lens[i]; ++t) in[size_t(i)].target_ids.push_back(int32_t(100 * i + t));
-    fusion::HostRows r("r", lens[i], 2);
-    for (int64_t t = 0; t < lens[i]; ++t) r.ids(t, 0) = int32_t(100 * i + t), r.probs(t, 0) = 1.f;
+    TeacherRows r;
+    r.segment = i;
+    r.k = 2;
+    r.target_ids = in[size_t(i)].target_ids;
+    r.resize_rows(lens[i]);
+    for (int64_t t = 0; t < lens[i]; ++t) r.set(t, 0, int32_t(100 * i + t), 1.f);
+    r.ce = double(i + 1);
     in[size_t(i)].rows.push_back(r);
-    in[size_t(i)].ce.push_back(double(i + 1));
   }
   const std::vector<int64_t> L{5, 7, 2};
   const Packer p(L, 6);
