@@ -20,6 +20,7 @@
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/teach/teacher.hpp"
 #include "error_of.hpp"
 
 namespace fs = std::filesystem;
@@ -235,6 +236,43 @@ TEST(Teach, OriginalRulesRun) {
     EXPECT_EQ(seg.id(t, 0), seg.target_ids[t]) << "position " << t;
   }
   EXPECT_GT(fallbacks, 0);
+}
+
+// What a teacher rank computes (Teacher, one segment per call) is what teach cached (batches of 3
+// segments, one DTW batch each, written and read back), to the bit: online equals offline.
+TEST(Teach, TeacherRowsEqualTheCachedRows) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("teacher");
+  const std::string job_file = s.job("a");
+  const TeachResult r = run(job_file, "neox", 7);
+  ASSERT_EQ(r.segments, 7);
+  const JobConfig job = load_job(job_file);
+  const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job));
+  const Teacher teacher(job, "neox", toks, vocab_map_path_for(job, "neox"));
+  EXPECT_FALSE(teacher.identity());
+  const Segmenter seg = toks->segmenter(job);
+  SegmentStream stream(CorpusReader::from_job(job), seg);
+  DistributionCacheReader cache(r.cache_path);
+  Segment g;
+  for (int64_t i = 0; i < 7; ++i) {
+    ASSERT_TRUE(stream.next(g));
+    const std::vector<TeacherRows> rows = teacher.rows(std::span<const Segment>(&g, 1));
+    ASSERT_EQ(rows.size(), 1u);
+    const TeacherRows& a = rows[0];
+    const TeacherRows b = cache.read(g.id);
+    EXPECT_EQ(a.segment, b.segment);
+    EXPECT_EQ(a.doc, b.doc);
+    EXPECT_EQ(a.piece, b.piece);
+    EXPECT_EQ(a.k, b.k);
+    EXPECT_EQ(a.target_ids, b.target_ids);
+    EXPECT_EQ(a.status, b.status);
+    EXPECT_EQ(a.ids, b.ids) << "segment " << i;
+    EXPECT_EQ(a.probs, b.probs) << "segment " << i;
+    EXPECT_EQ(a.ce, b.ce);
+    EXPECT_EQ(a.ce_tokens, b.ce_tokens);
+    EXPECT_EQ(a.bytes, b.bytes);
+    EXPECT_GT(a.source_tokens, 0);
+  }
 }
 
 TEST(Teach, MismatchesRefusedBeforeWork) {
