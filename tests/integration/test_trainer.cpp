@@ -19,7 +19,10 @@
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/packer.hpp"
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/io/hf_config.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/teach/teacher.hpp"
+#include "fusellm/train/segment_source.hpp"
 #include "fusellm/train/trainer.hpp"
 #include "error_of.hpp"
 
@@ -113,10 +116,14 @@ TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
   for (int i = 0; i < 3; ++i) {
     in[size_t(i)].id = i;
     for (int64_t t = 0; t < lens[i]; ++t) in[size_t(i)].target_ids.push_back(int32_t(100 * i + t));
-    fusion::HostRows r("r", lens[i], 2);
-    for (int64_t t = 0; t < lens[i]; ++t) r.ids(t, 0) = int32_t(100 * i + t), r.probs(t, 0) = 1.f;
+    TeacherRows r;
+    r.segment = i;
+    r.k = 2;
+    r.target_ids = in[size_t(i)].target_ids;
+    r.resize_rows(lens[i]);
+    for (int64_t t = 0; t < lens[i]; ++t) r.set(t, 0, int32_t(100 * i + t), 1.f);
+    r.ce = double(i + 1);
     in[size_t(i)].rows.push_back(r);
-    in[size_t(i)].ce.push_back(double(i + 1));
   }
   const std::vector<int64_t> L{5, 7, 2};
   const Packer p(L, 6);
@@ -432,6 +439,64 @@ TEST(Trainer, CachedSegmentsAreStreamed) {
   ASSERT_EQ(r.segments, kSegments);
   EXPECT_GT(r.segments_read, 0);
   EXPECT_LT(r.segments_read, r.segments);
+}
+
+namespace {
+// A rows source fed by a Teacher in this process, segment by segment (what the MPI job's transport
+// does across ranks).
+class TeacherInProcess final : public RowsSource {
+ public:
+  TeacherInProcess(const JobConfig& job, const std::string& source, std::shared_ptr<const JobTokenizers> toks)
+      : teacher_(job, source, toks, vocab_map_path_for(job, source)),
+        seg_(toks->segmenter(job)),
+        stream_(CorpusReader::from_config(job.corpus), seg_) {}
+  TeacherRows rows(int64_t segment) override {
+    Segment g;
+    while (int64_t(done_.size()) <= segment) {
+      if (!stream_.next(g)) fail("no segment {}", segment);
+      done_.push_back(teacher_.rows(std::span<const Segment>(&g, 1)).front());
+    }
+    return done_[size_t(segment)];
+  }
+  std::string describe() const override { return "teacher " + teacher_.source(); }
+
+ private:
+  Teacher teacher_;
+  Segmenter seg_;
+  SegmentStream stream_;
+  std::vector<TeacherRows> done_;
+};
+}  // namespace
+
+// The trainer's data path over Teachers run in process gives the packed sequences it gives over
+// the caches, to the bit: online equals offline by construction (one rows type, one RowsSource).
+TEST(Trainer, SequencesFromTeachersEqualSequencesFromCaches) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig job = load_job(fx().job("rows"));
+  const int64_t V = HFConfig::load(kDemo + "/llama").get_int("vocab_size", 0);
+  SegmentSource offline = SegmentSource::from_caches(job, kSegments, V);
+  const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job));
+  std::vector<std::unique_ptr<RowsSource>> teachers;
+  for (const auto& src : job.sources) teachers.push_back(std::make_unique<TeacherInProcess>(job, src.name, toks));
+  SegmentSource online = SegmentSource::from_rows(offline.lengths(), offline.source_names(), std::move(teachers), V);
+  const Packer packer(offline.lengths(), job.corpus.max_len);
+  ASSERT_GT(packer.sequences(), 1);
+  for (int64_t q = 0; q < packer.sequences(); ++q) {
+    const PackedSequence a = packer.build(q, [&](int64_t i) -> const PackInput& { return offline.get(i); }, false);
+    const PackedSequence b = packer.build(q, [&](int64_t i) -> const PackInput& { return online.get(i); }, false);
+    EXPECT_EQ(a.ids, b.ids);
+    EXPECT_EQ(a.gold, b.gold);
+    EXPECT_EQ(a.ce, b.ce);
+    ASSERT_EQ(a.rows.size(), 2u);
+    ASSERT_EQ(b.rows.size(), 2u);
+    for (size_t j = 0; j < 2; ++j)
+      for (int64_t t = 0; t < a.tokens(); ++t)
+        for (int64_t c = 0; c < a.rows[j].k(); ++c) {
+          EXPECT_EQ(a.rows[j].ids(t, c), b.rows[j].ids(t, c)) << "sequence " << q << " source " << j;
+          EXPECT_EQ(a.rows[j].probs(t, c), b.rows[j].probs(t, c)) << "sequence " << q << " source " << j;
+        }
+  }
 }
 
 TEST(Trainer, ClmOnlyNeedsNoCaches) {

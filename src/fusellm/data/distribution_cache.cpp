@@ -425,16 +425,17 @@ void DistributionCacheWriter::close() {
   write_sidecar(path_);  // the bytes as this writer leaves them (verify_cache_file)
 }
 
-void DistributionCacheWriter::append(const std::vector<CacheSegment>& batch, bool commit) {
+void DistributionCacheWriter::append(const std::vector<TeacherRows>& batch, bool commit) {
   if (!impl_) fail("{}: the cache is closed", path_);
   if (batch.empty()) return;
   h5::ErrorSilencer quiet;
   int64_t n_rows = 0;
   for (const auto& s : batch) {
     const int64_t T = s.rows();
-    if (int64_t(s.status.size()) != T || int64_t(s.ids.size()) != T * k_ || int64_t(s.probs.size()) != T * k_)
-      fail("{}: segment {}: {} target tokens, {} statuses, {} ids, {} probs for k = {}", path_, s.id, T,
-           s.status.size(), s.ids.size(), s.probs.size(), k_);
+    if (s.k != k_ || int64_t(s.status.size()) != T || int64_t(s.ids.size()) != T * k_ ||
+        int64_t(s.probs.size()) != T * k_)
+      fail("{}: segment {}: {} target tokens, {} statuses, {} ids, {} probs of k = {} for the cache's k = {}", path_,
+           s.segment, T, s.status.size(), s.ids.size(), s.probs.size(), s.k, k_);
     n_rows += T;
   }
   std::vector<int32_t> ids, tids;
@@ -448,10 +449,10 @@ void DistributionCacheWriter::append(const std::vector<CacheSegment>& batch, boo
   int64_t end = rows_;
   for (const auto& s : batch) {
     ids.insert(ids.end(), s.ids.begin(), s.ids.end());
-    for (float p : s.probs) probs.push_back(f32_to_f16(p));
+    probs.insert(probs.end(), s.probs.begin(), s.probs.end());
     tids.insert(tids.end(), s.target_ids.begin(), s.target_ids.end());
     status.insert(status.end(), s.status.begin(), s.status.end());
-    seg_id.push_back(s.id);
+    seg_id.push_back(s.segment);
     doc.push_back(s.doc);
     piece.push_back(s.piece);
     ce.push_back(s.ce);
@@ -570,19 +571,19 @@ std::optional<int64_t> DistributionCacheReader::find(int64_t segment_id) const {
   return std::nullopt;
 }
 
-CachedSegment DistributionCacheReader::read(int64_t segment_id) const {
+TeacherRows DistributionCacheReader::read(int64_t segment_id) const {
   const auto i = find(segment_id);
   if (!i) fail("{}: segment {} is not in the cache ({} segments{})", path_, segment_id, segments(),
                complete_ ? "" : "; the teach run did not finish: run it again to continue");
   return read_index(*i);
 }
 
-CachedSegment DistributionCacheReader::read_index(int64_t i) const {
+TeacherRows DistributionCacheReader::read_index(int64_t i) const {
   if (i < 0 || i >= segments()) fail("{}: segment index {} out of range [0, {})", path_, i, segments());
   h5::ErrorSilencer quiet;
-  CachedSegment s;
+  TeacherRows s;
   const size_t u = size_t(i);
-  s.id = segment_ids_[u];
+  s.segment = segment_ids_[u];
   s.doc = doc_[u];
   s.piece = piece_[u];
   s.ce = ce_[u];
@@ -590,20 +591,19 @@ CachedSegment DistributionCacheReader::read_index(int64_t i) const {
   s.bytes = bytes_[u];
   const hsize_t r0 = hsize_t(row_offsets_[u]), n = hsize_t(row_offsets_[u + 1] - row_offsets_[u]);
   const int64_t k = prov_.k;
+  s.k = k;
   s.target_ids.resize(n);
   s.status.resize(n);
   read_rows(impl_->tids, H5T_NATIVE_INT32, 1, 1, r0, n, s.target_ids.data(), "target_ids", path_);
   read_rows(impl_->status, H5T_NATIVE_UINT8, 1, 1, r0, n, s.status.data(), "status", path_);
-  std::vector<uint16_t> half(n * size_t(k));
-  s.rows = SparseRows<Kokkos::HostSpace>("cache", int64_t(n), k);
-  read_rows(impl_->ids, H5T_NATIVE_INT32, 2, k, r0, n, s.rows.ids.data(), "ids", path_);
-  read_rows(impl_->probs, H5T_NATIVE_UINT16, 2, k, r0, n, half.data(), "probs", path_);
-  for (size_t j = 0; j < half.size(); ++j) s.rows.probs.data()[j] = f16_to_f32(half[j]);
+  s.resize_rows(int64_t(n));
+  read_rows(impl_->ids, H5T_NATIVE_INT32, 2, k, r0, n, s.ids.data(), "ids", path_);
+  read_rows(impl_->probs, H5T_NATIVE_UINT16, 2, k, r0, n, s.probs.data(), "probs", path_);
   check_rows(s);
   return s;
 }
 
-void DistributionCacheReader::check_rows(const CachedSegment& s) const {
+void DistributionCacheReader::check_rows(const TeacherRows& s) const {
   // What the writer guarantees (teach.cpp): target ids within the target vocabulary (-1 = an empty
   // slot), probabilities in [0, 1], and each row a (sub-)distribution: its sum is at most 1 up to
   // rounding. The bound: the fp32 top-k softmax (and the alignment's merging) sums k terms, each
@@ -616,7 +616,7 @@ void DistributionCacheReader::check_rows(const CachedSegment& s) const {
   auto bad = [&](int64_t t, const std::string& what) {
     fail("{}: segment {}, row {}: {}: not what `fusellm teach` writes (a damaged or altered cache; delete it and run "
          "teach again)",
-         path_, s.id, t, what);
+         path_, s.segment, t, what);
   };
   for (int64_t t = 0; t < int64_t(s.target_ids.size()); ++t) {
     const int32_t tid = s.target_ids[size_t(t)];
@@ -624,8 +624,8 @@ void DistributionCacheReader::check_rows(const CachedSegment& s) const {
       bad(t, fmt::format("target token id {} outside the target vocabulary of {}", tid, target_vocab_));
     double sum = 0;
     for (int64_t j = 0; j < k; ++j) {
-      const int32_t id = s.rows.ids(t, j);
-      const float p = s.rows.probs(t, j);
+      const int32_t id = s.id(t, j);
+      const float p = s.prob(t, j);
       if (id < -1 || (target_vocab_ > 0 && id >= target_vocab_))
         bad(t, fmt::format("slot {} holds id {}, outside the target vocabulary of {}", j, id, target_vocab_));
       if (!(p >= 0.f && p <= 1.f)) bad(t, fmt::format("slot {} (id {}) holds probability {}, outside [0, 1]", j, id, p));

@@ -28,7 +28,8 @@
 #include <vector>
 
 #include "fusellm/core/config_origins.hpp"
-#include "kokkos/sparse_rows.hpp"
+#include "fusellm/data/rows_source.hpp"
+#include "fusellm/data/teacher_rows.hpp"
 
 namespace fusellm {
 
@@ -64,20 +65,6 @@ std::string fusellm_version();
 void check_provenance(const std::string& cache_path, const CacheProvenance& cached, const CacheProvenance& expected,
                       const config::FieldOrigins& origins);
 
-// One segment's worth of cache rows.
-struct CacheSegment {
-  int64_t id = 0, doc = 0;
-  int32_t piece = 0;
-  double ce = 0.0;
-  int64_t ce_tokens = 0;
-  int64_t bytes = 0;
-  std::vector<int32_t> target_ids;  // [T]
-  std::vector<uint8_t> status;      // [T]
-  std::vector<int32_t> ids;         // [T * k]
-  std::vector<float> probs;         // [T * k]
-  int64_t rows() const { return int64_t(target_ids.size()); }
-};
-
 class DistributionCacheWriter {
  public:
   // Creates `path`, or reopens it to continue: its provenance must equal `prov` (else Error naming
@@ -96,9 +83,10 @@ class DistributionCacheWriter {
   int64_t rows_done() const { return rows_; }
   bool complete() const { return complete_; }
   bool resumed() const { return resumed_; }
-  // Appends a batch; `commit` = false writes the data without moving segments_done (a run killed
-  // between the two; tests).
-  void append(const std::vector<CacheSegment>& batch, bool commit = true);
+  // Appends a batch of segments' rows (each with k = the provenance's k; position_ce and
+  // source_tokens are not stored); `commit` = false writes the data without moving segments_done
+  // (a run killed between the two; tests).
+  void append(const std::vector<TeacherRows>& batch, bool commit = true);
   // Marks the cache complete (the whole corpus is in it) with the corpus counters.
   void finish(int64_t documents, int64_t skipped_blank, int64_t invalid_utf8_docs);
   void close();
@@ -112,25 +100,16 @@ class DistributionCacheWriter {
   bool complete_ = false, resumed_ = false;
 };
 
-struct CachedSegment {
-  int64_t id = 0, doc = 0;
-  int32_t piece = 0;
-  double ce = 0.0;
-  int64_t ce_tokens = 0, bytes = 0;
-  std::vector<int32_t> target_ids;
-  std::vector<uint8_t> status;
-  SparseRows<Kokkos::HostSpace> rows;  // [T, k] over the target vocabulary (fp16-rounded probs)
-};
-
 // Verifies the file against its checksum sidecar (<path>.xxh64, written when a teach run closes
 // it) before HDF5 opens it, and every segment read against what the writer guarantees (ids within
 // `target_vocab` when it is > 0, probabilities in [0, 1], rows summing to at most 1 within fp16
 // rounding): Error naming the cache, the segment and the row. Holds a shared lock on
-// <path>.lock: a teach run writing the cache holds it exclusively.
-class DistributionCacheReader {
+// <path>.lock: a teach run writing the cache holds it exclusively. The first RowsSource: the
+// trainer reads a source's rows through it (rows_source.hpp).
+class DistributionCacheReader final : public RowsSource {
  public:
   explicit DistributionCacheReader(const std::string& path, int64_t target_vocab = 0);
-  ~DistributionCacheReader();
+  ~DistributionCacheReader() override;
   DistributionCacheReader(const DistributionCacheReader&) = delete;
   DistributionCacheReader& operator=(const DistributionCacheReader&) = delete;
 
@@ -151,8 +130,11 @@ class DistributionCacheReader {
   int64_t segment_rows(int64_t i) const { return row_offsets_.at(size_t(i + 1)) - row_offsets_.at(size_t(i)); }
 
   std::optional<int64_t> find(int64_t segment_id) const;  // index of a segment id
-  CachedSegment read(int64_t segment_id) const;           // Error naming the file when absent
-  CachedSegment read_index(int64_t i) const;
+  TeacherRows read(int64_t segment_id) const;             // Error naming the file when absent
+  TeacherRows read_index(int64_t i) const;
+  // RowsSource: read(segment).
+  TeacherRows rows(int64_t segment) override { return read(segment); }
+  std::string describe() const override { return path_; }
 
  private:
   struct Impl;
@@ -161,7 +143,7 @@ class DistributionCacheReader {
   int64_t target_vocab_ = 0;
   CacheProvenance prov_;
   bool complete_ = false;
-  void check_rows(const CachedSegment& s) const;
+  void check_rows(const TeacherRows& s) const;
   std::vector<int64_t> segment_ids_, row_offsets_, doc_, ce_tokens_, bytes_;
   std::vector<int32_t> piece_;
   std::vector<double> ce_;

@@ -46,8 +46,7 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
   {
     const PackInput& first = get(pcs.front().segment);
     K = first.rows.size();
-    for (size_t j = 0; j < K; ++j)
-      out.rows.emplace_back("packed", T, first.rows[j].k(), first.rows[j].tail.extent(0) > 0);
+    for (size_t j = 0; j < K; ++j) out.rows.emplace_back("packed", T, first.rows[j].k);
   }
   out.ids.reserve(size_t(T));
   if (document_mask) out.doc_ids.reserve(size_t(T));
@@ -58,23 +57,24 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
     const PackInput& in = get(p.segment);
     if (int64_t(in.target_ids.size()) < p.end)
       fail("packer: segment {} has {} tokens, the plan wants {}", in.id, in.target_ids.size(), p.end);
-    if (in.rows.size() != K || in.ce.size() != K)
+    if (in.rows.size() != K)
       fail("packer: segment {} has {} sources' rows, expected {}", in.id, in.rows.size(), K);
     for (int64_t i = p.begin; i < p.end; ++i, ++t) {
       out.ids.push_back(in.target_ids[size_t(i)]);
       if (document_mask) out.doc_ids.push_back(int32_t(pi));
       for (size_t j = 0; j < K; ++j) {
-        const auto& src = in.rows[j];
+        const TeacherRows& src = in.rows[j];
         auto& dst = out.rows[j];
-        if (src.k() != dst.k()) fail("packer: segment {}: source {} rows have k = {}, expected {}", in.id, j, src.k(), dst.k());
-        for (int64_t c = 0; c < src.k(); ++c) {
-          dst.ids(t, c) = src.ids(i, c);
-          dst.probs(t, c) = src.probs(i, c);
+        if (src.k != dst.k() || src.rows() < p.end)
+          fail("packer: segment {}: source {} has {} rows of k = {}, expected {} of k = {}", in.id, j, src.rows(),
+               src.k, p.end, dst.k());
+        for (int64_t c = 0; c < src.k; ++c) {
+          dst.ids(t, c) = src.id(i, c);
+          dst.probs(t, c) = src.prob(i, c);
         }
-        if (dst.tail.extent(0) > 0 && src.tail.extent(0) > 0) dst.tail(t) = src.tail(i);
       }
     }
-    for (size_t j = 0; j < K; ++j) out.ce[j] += in.ce[j] * double(p.end - p.begin);
+    for (size_t j = 0; j < K; ++j) out.ce[j] += in.rows[j].ce * double(p.end - p.begin);
   }
   for (size_t j = 0; j < K; ++j) out.ce[j] /= double(T);
   out.gold.assign(size_t(T), -1);

@@ -17,16 +17,17 @@
 #include <string>
 #include <vector>
 
+#include "fusellm/data/teacher_rows.hpp"
 #include "fusellm/fusion/kokkos_glue.hpp"
 
 namespace fusellm {
 
-// One segment as the packer sees it: its target tokens, and per source its rows [T, k] and CE.
+// One segment as the packer sees it: its target tokens, and per source its rows (with its CE) as
+// the source's RowsSource handed them out (rows_source.hpp).
 struct PackInput {
   int64_t id = 0;                        // segment id
   std::vector<int32_t> target_ids;       // [T]
-  std::vector<fusion::HostRows> rows;    // [K] of [T, k_j]; empty when training CLM only
-  std::vector<double> ce;                // [K]
+  std::vector<TeacherRows> rows;         // [K], each [T, k_j]; empty when training CLM only
 };
 
 struct PackedPiece {
@@ -34,6 +35,8 @@ struct PackedPiece {
   int64_t begin = 0, end = 0;    // token range of that segment
 };
 
+// A packed sequence's rows are the fusion kernels' input (fusion/fusion.hpp), so they are Kokkos
+// Views of fp32 probabilities (fusion::HostRows): the segments' fp16 rows are widened once, here.
 struct PackedSequence {
   std::vector<int32_t> ids;              // [T]
   std::vector<int32_t> gold;             // [T], -1: no label

@@ -105,6 +105,12 @@ struct JobConfig {
   // Ranks the MPI job needs: every teacher group, then the students.
   int64_t world_size() const;
   const SourceConfig* find_source(std::string_view name) const;
+  // Where a setting came from, for messages that send the user to it: "job.toml:12", the --set
+  // flag, or the job file when the setting has its default. `index`: the [[source]] table's.
+  std::string where(std::string_view section, std::string_view key, size_t index = 0) const {
+    const std::string w = origins.where(section, key, index);
+    return w.empty() ? file : w;
+  }
 
   // The complete job as TOML: every field, defaults included, paths resolved, --set overrides
   // applied. Parsing it gives back the same settings; a checkpoint stores it, so a run says

@@ -1,16 +1,10 @@
 #pragma once
 // `fusellm teach` (offline mode, DESIGN.md section 2; the original FuseLLM's logits-caching step,
 // forward_for_logits.py, followed by its token alignment, done once per teacher instead of per
-// training run): one source model over the corpus's segments (DESIGN.md 2.0), writing its aligned
-// sparse top-k distributions and per-segment CE to the distribution cache (distribution_cache.hpp).
-//
-// Per segment: tokenize with the source and the target tokenizer, source forward -> logits [T, V],
-// CE of the source on its own gold next tokens (mean over positions, fusion/sequence_ce.hpp), top-k
-// softmax at the job's temperature (fusion/topk_softmax.hpp), alignment source -> target with the
-// job's method and the (cached) vocabulary mapping (align/align_tokens.hpp), then batches of
-// segments are appended to the cache and committed. Resumable: a second run continues after the
-// last committed batch. Every inconsistency between the job and an existing cache is refused
-// before any model is loaded.
+// training run): one Teacher (teacher.hpp) over the corpus's segments (DESIGN.md 2.0), its rows
+// appended to the distribution cache (distribution_cache.hpp) a batch of segments at a time, each
+// batch committed. Resumable: a second run continues after the last committed batch. Every
+// inconsistency between the job and an existing cache is refused before any model is loaded.
 //
 // Needs Kokkos initialized, or TeachOptions::init_kokkos (then Kokkos is finalized on return).
 #include <cstdint>
@@ -20,6 +14,7 @@
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/teach/job_tokenizers.hpp"
 
 namespace fusellm {
 
@@ -45,9 +40,6 @@ struct TeachResult {
 };
 
 // <[cache].dir>/<source>.h5 and <[cache].dir>/vocab_map.<source>.h5.
-// Every tokenizer path of the job (sources', then the target's), in job order, without repeats:
-// the tokenizers the Segmenter bounds every segment by.
-std::vector<std::string> job_tokenizers(const JobConfig& job);
 std::string cache_path_for(const JobConfig& job, const std::string& source);
 std::string vocab_map_path_for(const JobConfig& job, const std::string& source);
 

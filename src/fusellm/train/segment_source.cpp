@@ -5,6 +5,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/data/corpus.hpp"
+#include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/segmenter.hpp"
 #include "fusellm/teach/teach.hpp"
 
@@ -21,32 +22,46 @@ void check_ids(const PackInput& p, int64_t vocab, const std::string& where) {
 }  // namespace
 
 SegmentSource SegmentSource::from_caches(const JobConfig& job, int64_t limit, int64_t vocab) {
-  SegmentSource s;
-  s.vocab_ = vocab;
+  std::vector<std::unique_ptr<DistributionCacheReader>> readers;
+  std::vector<std::string> names;
   int64_t n = -1;
   for (const auto& src : job.sources) {
-    s.readers_.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, src.name), vocab));
-    s.names_.push_back(src.name);
-    const int64_t m = s.readers_.back()->segments();
+    readers.push_back(std::make_unique<DistributionCacheReader>(cache_path_for(job, src.name), vocab));
+    names.push_back(src.name);
+    const int64_t m = readers.back()->segments();
     n = n < 0 ? m : std::min(n, m);
   }
   if (limit >= 0) n = std::min(n, limit);
-  const DistributionCacheReader& r0 = *s.readers_.front();
-  for (const auto& r : s.readers_)
+  const DistributionCacheReader& r0 = *readers.front();
+  for (const auto& r : readers)
     if (limit < 0 && r->segments() != n)
       fail("{}: holds {} segments, {} holds {} (run `fusellm teach` for every source to the same point)", r->path(),
            r->segments(), r0.path(), r0.segments());
-  s.lengths_.resize(size_t(n));
+  std::vector<int64_t> lengths(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    for (const auto& r : s.readers_) {
+    for (const auto& r : readers) {
       if (r->segment_ids()[size_t(i)] != i)
         fail("{}: segment {} has id {}, expected {}", r->path(), i, r->segment_ids()[size_t(i)], i);
       if (r->segment_rows(i) != r0.segment_rows(i))
         fail("{}: segment {} has {} target tokens, {} has {} (caches of different target tokenizations)", r->path(),
              i, r->segment_rows(i), r0.path(), r0.segment_rows(i));
     }
-    s.lengths_[size_t(i)] = r0.segment_rows(i);
+    lengths[size_t(i)] = r0.segment_rows(i);
   }
+  std::vector<std::unique_ptr<RowsSource>> sources(std::make_move_iterator(readers.begin()),
+                                                   std::make_move_iterator(readers.end()));
+  return from_rows(std::move(lengths), std::move(names), std::move(sources), vocab);
+}
+
+SegmentSource SegmentSource::from_rows(std::vector<int64_t> lengths, std::vector<std::string> names,
+                                       std::vector<std::unique_ptr<RowsSource>> sources, int64_t vocab) {
+  if (sources.empty() || names.size() != sources.size())
+    fail("train: {} rows sources named {} times (fusion needs one per source)", sources.size(), names.size());
+  SegmentSource s;
+  s.vocab_ = vocab;
+  s.lengths_ = std::move(lengths);
+  s.names_ = std::move(names);
+  s.sources_ = std::move(sources);
   return s;
 }
 
@@ -77,21 +92,23 @@ SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, in
 
 const PackInput& SegmentSource::get(int64_t i) {
   if (i < 0 || i >= segments()) fail("train: segment {} requested, the data has {}", i, segments());
-  if (readers_.empty()) return all_[size_t(i)];
+  if (sources_.empty()) return all_[size_t(i)];
   if (auto it = recent_.find(i); it != recent_.end()) return it->second;
   PackInput p;
   p.id = i;
-  for (size_t j = 0; j < readers_.size(); ++j) {
-    CachedSegment c = readers_[j]->read_index(i);
+  for (size_t j = 0; j < sources_.size(); ++j) {
+    TeacherRows r = sources_[j]->rows(i);
+    if (r.segment != i || r.rows() != lengths_[size_t(i)])
+      fail("{}: gave segment {} with {} target tokens for segment {} of {}", sources_[j]->describe(), r.segment,
+           r.rows(), i, lengths_[size_t(i)]);
     if (j == 0) {
-      p.target_ids = std::move(c.target_ids);
-      check_ids(p, vocab_, readers_[j]->path() + ": ");
-    } else if (c.target_ids != p.target_ids) {
+      p.target_ids = r.target_ids;
+      check_ids(p, vocab_, sources_[j]->describe() + ": ");
+    } else if (r.target_ids != p.target_ids) {
       fail("{}: segment {}: target tokens differ from {}'s (caches of different target tokenizations)",
-           readers_[j]->path(), i, readers_[0]->path());
+           sources_[j]->describe(), i, sources_[0]->describe());
     }
-    p.rows.push_back(c.rows);
-    p.ce.push_back(c.ce);
+    p.rows.push_back(std::move(r));
   }
   ++reads_;
   while (order_.size() >= keep) {

@@ -1,12 +1,13 @@
 #pragma once
 // Where the trainer's segments come from (DESIGN.md 2.0 and 5), one at a time.
 //
-// Fusion (offline mode): the teachers' distribution caches. Opening reads only their indexes (row
-// offsets, segment ids, CE), so a corpus of any size starts at once and memory stays bounded: a
-// segment's target tokens and every source's aligned rows are read from the HDF5 files when a
-// packed sequence needs them (get()), and the last `keep` segments are kept because a segment cut
-// across two sequences is asked for twice. Every source's cache must hold the same segments with
-// the same target tokenization; the lengths are checked on open, the tokens on each read.
+// Fusion: one RowsSource per source (data/rows_source.hpp). Offline, the teachers' distribution
+// caches: opening reads only their indexes (row offsets, segment ids, CE), so a corpus of any size
+// starts at once and memory stays bounded; a segment's target tokens and every source's aligned
+// rows are read when a packed sequence needs them (get()), and the last `keep` segments are kept
+// because a segment cut across two sequences is asked for twice. Every source must give the same
+// segments with the same target tokenization: the caches' lengths are checked on open, the tokens
+// on each read. Online, the same over the transport's rows sources (from_rows).
 //
 // CLM only (fusion = "none" or lambda = 1): no cache exists; the corpus is cut into segments
 // exactly as `fusellm teach` cuts it (the Segmenter over every tokenizer of the job) and tokenized
@@ -18,9 +19,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fusellm/data/distribution_cache.hpp"
-#include "fusellm/job/job_config.hpp"
 #include "fusellm/data/packer.hpp"
+#include "fusellm/data/rows_source.hpp"
+#include "fusellm/job/job_config.hpp"
 
 namespace fusellm {
 
@@ -30,6 +31,10 @@ class SegmentSource {
   // target id is checked against it).
   static SegmentSource from_caches(const JobConfig& job, int64_t limit, int64_t vocab);
   static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab);
+  // Segments 0 .. lengths.size() - 1 of `lengths` target tokens each, their rows read from
+  // `sources` (named `names`, in job order).
+  static SegmentSource from_rows(std::vector<int64_t> lengths, std::vector<std::string> names,
+                                 std::vector<std::unique_ptr<RowsSource>> sources, int64_t vocab);
 
   int64_t segments() const { return int64_t(lengths_.size()); }
   const std::vector<int64_t>& lengths() const { return lengths_; }  // target tokens per segment
@@ -41,7 +46,7 @@ class SegmentSource {
   static constexpr size_t keep = 64;
 
  private:
-  std::vector<std::unique_ptr<DistributionCacheReader>> readers_;
+  std::vector<std::unique_ptr<RowsSource>> sources_;
   std::vector<std::string> names_;
   std::vector<int64_t> lengths_;
   int64_t vocab_ = 0;

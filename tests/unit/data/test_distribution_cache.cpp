@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "fusellm/io/file_checksum.hpp"
@@ -48,12 +49,13 @@ CacheProvenance prov(int64_t k = 4) {
   return p;
 }
 
-std::vector<CacheSegment> make_segments(int64_t n, int64_t k, uint32_t seed, int64_t first_id = 0) {
+std::vector<TeacherRows> make_segments(int64_t n, int64_t k, uint32_t seed, int64_t first_id = 0) {
   std::mt19937 rng(seed);
-  std::vector<CacheSegment> out;
+  std::vector<TeacherRows> out;
   for (int64_t s = 0; s < n; ++s) {
-    CacheSegment c;
-    c.id = first_id + s;
+    TeacherRows c;
+    c.k = k;
+    c.segment = first_id + s;
     c.doc = (first_id + s) / 2;
     c.piece = int32_t((first_id + s) % 2);
     c.ce = std::uniform_real_distribution<double>(0.5, 8.0)(rng);
@@ -64,23 +66,23 @@ std::vector<CacheSegment> make_segments(int64_t n, int64_t k, uint32_t seed, int
       c.target_ids.push_back(int32_t(rng() % 32000));
       c.status.push_back(uint8_t(rng() % 14));
       // A sub-distribution, as teach writes: probabilities in [0, 1] summing to at most 1.
-      const size_t row = c.probs.size();
+      std::vector<float> row;
       float sum = 0;
       for (int64_t j = 0; j < k; ++j) {
         const bool empty = rng() % 7 == 0;
         c.ids.push_back(empty ? -1 : int32_t(rng() % 32000));
-        c.probs.push_back(empty ? 0.f : std::uniform_real_distribution<float>(0.f, 1.f)(rng));
-        sum += c.probs.back();
+        row.push_back(empty ? 0.f : std::uniform_real_distribution<float>(0.f, 1.f)(rng));
+        sum += row.back();
       }
-      for (size_t j = row; j < c.probs.size(); ++j) c.probs[j] = sum > 0 ? c.probs[j] / sum : 0.f;
+      for (float p : row) c.probs.push_back(f32_to_f16(sum > 0 ? p / sum : 0.f));
     }
     out.push_back(std::move(c));
   }
   return out;
 }
 
-void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
-  EXPECT_EQ(r.id, w.id);
+void expect_same(const TeacherRows& w, const TeacherRows& r, int64_t k) {
+  EXPECT_EQ(r.segment, w.segment);
   EXPECT_EQ(r.doc, w.doc);
   EXPECT_EQ(r.piece, w.piece);
   EXPECT_EQ(r.ce, w.ce);
@@ -88,12 +90,12 @@ void expect_same(const CacheSegment& w, const CachedSegment& r, int64_t k) {
   EXPECT_EQ(r.bytes, w.bytes);
   EXPECT_EQ(r.target_ids, w.target_ids);
   EXPECT_EQ(r.status, w.status);
-  ASSERT_EQ(r.rows.rows(), w.rows());
-  ASSERT_EQ(r.rows.k(), k);
+  ASSERT_EQ(r.rows(), w.rows());
+  ASSERT_EQ(r.k, k);
   for (int64_t t = 0; t < w.rows(); ++t)
     for (int64_t j = 0; j < k; ++j) {
-      EXPECT_EQ(r.rows.ids(t, j), w.ids[size_t(t * k + j)]);
-      EXPECT_NEAR(r.rows.probs(t, j), w.probs[size_t(t * k + j)], 1e-3);
+      EXPECT_EQ(r.id(t, j), w.id(t, j));
+      EXPECT_NEAR(r.prob(t, j), w.prob(t, j), 1e-3);
     }
 }
 
@@ -102,7 +104,7 @@ using fusellm::testing::error_of;
 using fusellm::testing::flip_bit;
 
 // A complete cache of `n` segments written by the writer (which closes it: the sidecar is written).
-std::vector<CacheSegment> write_cache(const std::string& path, int64_t n, int64_t k, uint32_t seed) {
+std::vector<TeacherRows> write_cache(const std::string& path, int64_t n, int64_t k, uint32_t seed) {
   const auto segs = make_segments(n, k, seed);
   DistributionCacheWriter w(path, prov(k));
   w.append(segs);
@@ -126,7 +128,7 @@ TEST(DistributionCache, RoundTrip) {
     DistributionCacheWriter w(path, prov(k));
     EXPECT_FALSE(w.resumed());
     for (size_t b = 0; b < segs.size(); b += 16)
-      w.append(std::vector<CacheSegment>(segs.begin() + b, segs.begin() + std::min(segs.size(), b + 16)));
+      w.append(std::vector<TeacherRows>(segs.begin() + b, segs.begin() + std::min(segs.size(), b + 16)));
     EXPECT_EQ(w.segments_done(), 50);
     w.finish(25, 3, 1);
   }
@@ -137,7 +139,7 @@ TEST(DistributionCache, RoundTrip) {
   EXPECT_EQ(r.provenance().teacher, "neox");
   EXPECT_EQ(r.provenance().target_tokenizer_fingerprint, "bbbb");
   EXPECT_EQ(r.provenance().alignment, "mined");
-  for (const auto& s : segs) expect_same(s, r.read(s.id), k);
+  for (const auto& s : segs) expect_same(s, r.read(s.segment), k);
   const std::string e = error_of([&] { r.read(77); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("segment 77"), std::string::npos) << e;
@@ -163,7 +165,7 @@ TEST(DistributionCache, RoundTrip) {
 TEST(DistributionCache, ResumeAfterInterruptionEqualsUninterrupted) {
   const int64_t k = 3;
   const auto segs = make_segments(40, k, 7);
-  auto batch = [&](size_t a, size_t b) { return std::vector<CacheSegment>(segs.begin() + a, segs.begin() + b); };
+  auto batch = [&](size_t a, size_t b) { return std::vector<TeacherRows>(segs.begin() + a, segs.begin() + b); };
   const std::string whole = temp_path("whole"), cut = temp_path("cut");
   {
     DistributionCacheWriter w(whole, prov(k));
@@ -197,10 +199,10 @@ TEST(DistributionCache, ResumeAfterInterruptionEqualsUninterrupted) {
   for (int64_t i = 0; i < a.segments(); ++i) {
     const auto x = a.read_index(i), y = b.read_index(i);
     EXPECT_EQ(x.target_ids, y.target_ids);
-    for (int64_t t = 0; t < x.rows.rows(); ++t)
+    for (int64_t t = 0; t < x.rows(); ++t)
       for (int64_t j = 0; j < k; ++j) {
-        EXPECT_EQ(x.rows.ids(t, j), y.rows.ids(t, j));
-        EXPECT_EQ(x.rows.probs(t, j), y.rows.probs(t, j));
+        EXPECT_EQ(x.id(t, j), y.id(t, j));
+        EXPECT_EQ(x.prob(t, j), y.prob(t, j));
       }
     expect_same(segs[size_t(i)], y, k);
   }
@@ -293,13 +295,13 @@ TEST(DistributionCache, SidecarFollowsEveryWriterAndLegacyCachesStillLoad) {
   const auto segs = make_segments(20, k, 5);
   {
     DistributionCacheWriter w(path, prov(k));
-    w.append(std::vector<CacheSegment>(segs.begin(), segs.begin() + 10));
+    w.append(std::vector<TeacherRows>(segs.begin(), segs.begin() + 10));
   }
   EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);  // an unfinished cache has one too (train --limit)
   {
     DistributionCacheWriter w(path, prov(k));  // continues: the file changes, the sidecar follows
     EXPECT_FALSE(fs::exists(path + ".xxh64"));
-    w.append(std::vector<CacheSegment>(segs.begin() + 10, segs.end()));
+    w.append(std::vector<TeacherRows>(segs.begin() + 10, segs.end()));
   }
   EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);
   EXPECT_EQ(error_of([&] { read_all_segments(path); }), "");
@@ -333,18 +335,18 @@ TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
   const int64_t k = 4;
   struct Case {
     const char* what;
-    std::function<void(CacheSegment&)> craft;
+    std::function<void(TeacherRows&)> craft;
   };
   const std::vector<Case> cases = {
-      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = 65504.f; }},
-      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = -0.25f; }},
-      {"outside [0, 1]", [](CacheSegment& c) { c.probs[2 * 4 + 1] = std::nanf(""); }},
-      {"sum to", [](CacheSegment& c) {
-         for (int j = 0; j < 4; ++j) c.ids[2 * 4 + j] = j, c.probs[2 * 4 + j] = 0.3f;
+      {"outside [0, 1]", [](TeacherRows& c) { c.probs[2 * 4 + 1] = f32_to_f16(65504.f); }},
+      {"outside [0, 1]", [](TeacherRows& c) { c.probs[2 * 4 + 1] = f32_to_f16(-0.25f); }},
+      {"outside [0, 1]", [](TeacherRows& c) { c.probs[2 * 4 + 1] = f32_to_f16(std::nanf("")); }},
+      {"sum to", [](TeacherRows& c) {
+         for (int j = 0; j < 4; ++j) c.ids[2 * 4 + j] = j, c.probs[2 * 4 + j] = f32_to_f16(0.3f);
        }},
-      {"outside the target vocabulary", [](CacheSegment& c) { c.ids[2 * 4 + 3] = 32000; }},
-      {"outside the target vocabulary", [](CacheSegment& c) { c.ids[2 * 4 + 3] = -2; }},
-      {"outside the target vocabulary", [](CacheSegment& c) { c.target_ids[2] = 40000; }},
+      {"outside the target vocabulary", [](TeacherRows& c) { c.ids[2 * 4 + 3] = 32000; }},
+      {"outside the target vocabulary", [](TeacherRows& c) { c.ids[2 * 4 + 3] = -2; }},
+      {"outside the target vocabulary", [](TeacherRows& c) { c.target_ids[2] = 40000; }},
   };
   for (const auto& cs : cases) {
     const std::string path = temp_path("crafted");
@@ -352,7 +354,7 @@ TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
     for (auto& s : segs)
       while (s.rows() < 3) {  // row 2 must exist
         s.target_ids.push_back(1), s.status.push_back(0);
-        for (int j = 0; j < k; ++j) s.ids.push_back(-1), s.probs.push_back(0.f);
+        for (int j = 0; j < k; ++j) s.ids.push_back(-1), s.probs.push_back(f32_to_f16(0.f));
       }
     cs.craft(segs[4]);
     {
@@ -370,7 +372,7 @@ TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
   auto segs = make_segments(3, 7, 12);
   for (auto& s : segs)
     for (int64_t t = 0; t < s.rows(); ++t)
-      for (int j = 0; j < 7; ++j) s.ids[size_t(t * 7 + j)] = j, s.probs[size_t(t * 7 + j)] = 1.f / 7.f;
+      for (int j = 0; j < 7; ++j) s.set(t, j, j, 1.f / 7.f);
   {
     DistributionCacheWriter w(path, prov(7));
     w.append(segs);
@@ -378,5 +380,44 @@ TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
   EXPECT_EQ(error_of([&] { read_all_segments(path, 32000); }), "");
   fs::remove(path);
   fs::remove(path + ".xxh64");
+}
+
+
+// A cache written by fusellm before the rows type (issue 10; tests/reference/gen_cache_v1.py) reads,
+// through the RowsSource interface, to exactly the values h5dump finds in it.
+TEST(DistributionCache, CacheOfTheOldCodeReadsToTheBit) {
+  const fs::path fixture = fs::path(FUSELLM_SOURCE_DIR) / "tests/fixtures/cache_v1";
+  // A copy (the reader makes <path>.lock beside it) of the same name (the sidecar names it).
+  const fs::path dir = fs::temp_directory_path() / ("fusellm_cache_v1_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "neox.h5").string();
+  fs::copy_file(fixture / "neox.h5", path);
+  fs::copy_file(fixture / "neox.h5.xxh64", path + ".xxh64");
+  const auto expected = nlohmann::json::parse(std::ifstream(fixture / "expected.json"));
+  {
+    DistributionCacheReader reader(path, 32000);
+    EXPECT_EQ(verify_sidecar(path), SidecarCheck::kVerified);
+    EXPECT_EQ(reader.provenance().teacher, "neox");
+    EXPECT_EQ(reader.k(), expected["k"].get<int64_t>());
+    EXPECT_EQ(reader.complete(), expected["complete"].get<bool>());
+    ASSERT_EQ(reader.segments(), int64_t(expected["segments"].size()));
+    RowsSource& source = reader;
+    for (const auto& e : expected["segments"]) {
+      const TeacherRows r = source.rows(e["segment"].get<int64_t>());
+      EXPECT_EQ(r.segment, e["segment"].get<int64_t>());
+      EXPECT_EQ(r.doc, e["doc"].get<int64_t>());
+      EXPECT_EQ(r.piece, e["piece"].get<int32_t>());
+      EXPECT_EQ(r.ce, e["ce"].get<double>());
+      EXPECT_EQ(r.ce_tokens, e["ce_tokens"].get<int64_t>());
+      EXPECT_EQ(r.bytes, e["bytes"].get<int64_t>());
+      EXPECT_EQ(r.k, 4);
+      EXPECT_EQ(r.target_ids, e["target_ids"].get<std::vector<int32_t>>());
+      EXPECT_EQ(r.status, e["status"].get<std::vector<uint8_t>>());
+      EXPECT_EQ(r.ids, e["ids"].get<std::vector<int32_t>>());
+      EXPECT_EQ(r.probs, e["probs_fp16_bits"].get<std::vector<uint16_t>>());
+    }
+  }
+  fs::remove_all(dir);
 }
 

@@ -20,6 +20,7 @@
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/teach/teacher.hpp"
 #include "error_of.hpp"
 
 namespace fs = std::filesystem;
@@ -120,8 +121,8 @@ TEST(Teach, EndToEndNeoxIntoLlama) {
   // Rebuild the segments' texts from the documents: rows follow the target tokenization.
   int64_t rows = 0;
   for (int64_t i = 0; i < c.segments(); ++i) {
-    const CachedSegment seg = c.read_index(i);
-    EXPECT_EQ(seg.id, i);
+    const TeacherRows seg = c.read_index(i);
+    EXPECT_EQ(seg.segment, i);
     EXPECT_LE(int64_t(seg.target_ids.size()), 80);
     EXPECT_GT(seg.bytes, 0);
     EXPECT_TRUE(std::isfinite(seg.ce) || seg.ce_tokens == 0);
@@ -129,17 +130,17 @@ TEST(Teach, EndToEndNeoxIntoLlama) {
       EXPECT_GT(seg.ce, 0.0);
       EXPECT_LT(seg.ce, 12.0);
     }
-    for (int64_t t = 0; t < seg.rows.rows(); ++t) {
+    for (int64_t t = 0; t < seg.rows(); ++t) {
       double sum = 0;
       for (int64_t j = 0; j < 5; ++j) {
-        const int32_t id = seg.rows.ids(t, j);
+        const int32_t id = seg.id(t, j);
         EXPECT_GE(id, -1);
         EXPECT_LT(id, int32_t(llama->vocab_size()));
-        sum += seg.rows.probs(t, j);
+        sum += seg.prob(t, j);
       }
-      if (seg.rows.ids(t, 0) >= 0) EXPECT_NEAR(sum, 1.0, 5e-3);
+      if (seg.id(t, 0) >= 0) EXPECT_NEAR(sum, 1.0, 5e-3);
     }
-    rows += seg.rows.rows();
+    rows += seg.rows();
   }
   EXPECT_EQ(rows, r.target_tokens);
   reader.reset();
@@ -168,16 +169,16 @@ TEST(Teach, SameTokenizerAsTheTargetIsTheIdentity) {
   DistributionCacheReader c(r.cache_path);
   ASSERT_EQ(c.segments(), 4);
   for (int64_t i = 0; i < c.segments(); ++i) {
-    const CachedSegment seg = c.read_index(i);
+    const TeacherRows seg = c.read_index(i);
     const int64_t T = int64_t(seg.target_ids.size());
     const Tensor logits = model->forward(seg.target_ids);
     const fusion::HostRows ref = fusion::topk_softmax(logits.span(), T, V, tp, "ref");
     for (int64_t t = 0; t < T; ++t) {
       EXPECT_EQ(seg.status[size_t(t)], 0) << i << " " << t;  // kKeptExact
       for (int64_t j = 0; j < 5; ++j) {
-        EXPECT_EQ(seg.rows.ids(t, j), ref.ids(t, j)) << "segment " << i << " position " << t << " slot " << j;
+        EXPECT_EQ(seg.id(t, j), ref.ids(t, j)) << "segment " << i << " position " << t << " slot " << j;
         // fp16 in the cache: round to nearest is within half a step, 2^-11 relative (+ subnormals).
-        EXPECT_NEAR(seg.rows.probs(t, j), ref.probs(t, j), 1e-3 * ref.probs(t, j) + 1e-7);
+        EXPECT_NEAR(seg.prob(t, j), ref.probs(t, j), 1e-3 * ref.probs(t, j) + 1e-7);
       }
     }
   }
@@ -202,10 +203,10 @@ TEST(Teach, ResumeAfterLimitEqualsOneRun) {
     const auto p = x.read_index(i), q = y.read_index(i);
     ASSERT_EQ(p.target_ids, q.target_ids);
     EXPECT_EQ(p.status, q.status);
-    for (int64_t t = 0; t < p.rows.rows(); ++t)
-      for (int64_t j = 0; j < p.rows.k(); ++j) {
-        EXPECT_EQ(p.rows.ids(t, j), q.rows.ids(t, j));
-        EXPECT_EQ(p.rows.probs(t, j), q.rows.probs(t, j));
+    for (int64_t t = 0; t < p.rows(); ++t)
+      for (int64_t j = 0; j < p.k; ++j) {
+        EXPECT_EQ(p.id(t, j), q.id(t, j));
+        EXPECT_EQ(p.prob(t, j), q.prob(t, j));
       }
   }
   // The target is its own source (identity alignment): every position keeps the teacher's row.
@@ -227,14 +228,51 @@ TEST(Teach, OriginalRulesRun) {
   EXPECT_EQ(align::VocabMapping::load(vocab_map_path_for(c, "neox")).rules, "strings,specials");
   // The fallback rows are one-hots of the current token (the original's issue #27).
   DistributionCacheReader reader(r.cache_path);
-  const CachedSegment seg = reader.read_index(0);
+  const TeacherRows seg = reader.read_index(0);
   int64_t fallbacks = 0;
   for (size_t t = 0; t < seg.status.size(); ++t) {
     if (align::align_kept(seg.status[t]) || seg.status[t] == align::kFallbackEmpty) continue;
     ++fallbacks;
-    EXPECT_EQ(seg.rows.ids(t, 0), seg.target_ids[t]) << "position " << t;
+    EXPECT_EQ(seg.id(t, 0), seg.target_ids[t]) << "position " << t;
   }
   EXPECT_GT(fallbacks, 0);
+}
+
+// What a teacher rank computes (Teacher, one segment per call) is what teach cached (batches of 3
+// segments, one DTW batch each, written and read back), to the bit: online equals offline.
+TEST(Teach, TeacherRowsEqualTheCachedRows) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("teacher");
+  const std::string job_file = s.job("a");
+  const TeachResult r = run(job_file, "neox", 7);
+  ASSERT_EQ(r.segments, 7);
+  const JobConfig job = load_job(job_file);
+  const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job));
+  const Teacher teacher(job, "neox", toks, vocab_map_path_for(job, "neox"));
+  EXPECT_FALSE(teacher.identity());
+  const Segmenter seg = toks->segmenter(job);
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
+  DistributionCacheReader cache(r.cache_path);
+  Segment g;
+  for (int64_t i = 0; i < 7; ++i) {
+    ASSERT_TRUE(stream.next(g));
+    const std::vector<TeacherRows> rows = teacher.rows(std::span<const Segment>(&g, 1));
+    ASSERT_EQ(rows.size(), 1u);
+    const TeacherRows& a = rows[0];
+    const TeacherRows b = cache.read(g.id);
+    EXPECT_EQ(a.segment, b.segment);
+    EXPECT_EQ(a.doc, b.doc);
+    EXPECT_EQ(a.piece, b.piece);
+    EXPECT_EQ(a.k, b.k);
+    EXPECT_EQ(a.target_ids, b.target_ids);
+    EXPECT_EQ(a.status, b.status);
+    EXPECT_EQ(a.ids, b.ids) << "segment " << i;
+    EXPECT_EQ(a.probs, b.probs) << "segment " << i;
+    EXPECT_EQ(a.ce, b.ce);
+    EXPECT_EQ(a.ce_tokens, b.ce_tokens);
+    EXPECT_EQ(a.bytes, b.bytes);
+    EXPECT_GT(a.source_tokens, 0);
+  }
 }
 
 TEST(Teach, MismatchesRefusedBeforeWork) {

@@ -1,0 +1,79 @@
+#pragma once
+// One source model as a teacher (DESIGN.md section 2): segments in, that source's rows out
+// (data/teacher_rows.hpp), the per-segment work of the original FuseLLM's forward_for_logits.py and
+// its token alignment. `fusellm teach` runs one over the corpus into the distribution cache
+// (teach.hpp); the MPI job's teacher ranks run one per micro-batch and send the rows.
+//
+// Per segment: tokenize with the source's and the target's tokenizer, source forward -> logits
+// [T, V], CE of the source on its own gold next tokens (mean over positions, fusion/sequence_ce.hpp),
+// top-k softmax at the job's temperature (fusion/topk_softmax.hpp); then, for the segments of one
+// call together (one DTW batch), alignment source -> target with the job's method and the
+// vocabulary mapping (align/align_tokens.hpp), and the probabilities rounded to fp16.
+//
+// Single-teacher KD (the source shares the target's tokenizer): both tokenize every segment alike,
+// so the alignment is the identity and the source's top-k ids are target ids already; the rows are
+// kept as they are (ids the target tokenizer does not have are dropped, as the vocabulary mapping
+// would drop them).
+//
+// Needs Kokkos initialized for its whole life.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fusellm/align/align_tokens.hpp"
+#include "fusellm/data/segmenter.hpp"
+#include "fusellm/data/teacher_rows.hpp"
+#include "fusellm/fusion/kokkos_glue.hpp"
+#include "fusellm/fusion/topk_softmax.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/model/model.hpp"
+#include "fusellm/teach/job_tokenizers.hpp"
+
+namespace fusellm {
+
+class Teacher {
+ public:
+  // Loads [[source]] `source`'s model and, for the original's empty_row rule, the target model;
+  // loads the vocabulary mapping from `vocab_map_path`, or builds and saves it there. Refuses,
+  // naming the job file and field, a source whose context is shorter than the segments.
+  Teacher(const JobConfig& job, const std::string& source, std::shared_ptr<const JobTokenizers> tokenizers,
+          const std::string& vocab_map_path);
+  ~Teacher();
+  Teacher(const Teacher&) = delete;
+  Teacher& operator=(const Teacher&) = delete;
+
+  // The rows of `segments`, in their order.
+  std::vector<TeacherRows> rows(std::span<const Segment> segments) const;
+
+  const std::string& source() const { return name_; }
+  bool identity() const { return identity_; }  // the source has the target's tokenizer
+  int64_t k() const { return k_; }
+
+ private:
+  struct Forward;  // one segment's tokenizations, top-k rows (source positions) and CE
+  Forward forward(const Segment& s) const;
+  std::vector<TeacherRows> identity_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const;
+  std::vector<TeacherRows> aligned_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const;
+  fusion::DeviceRows target_model_rows(const align::DocBatch& tb, const std::vector<Forward>& fw) const;
+
+  std::string name_;
+  std::shared_ptr<const JobTokenizers> toks_;
+  const Tokenizer* src_tok_ = nullptr;
+  const Tokenizer* tgt_tok_ = nullptr;
+  const align::TokenVocab* src_vocab_ = nullptr;
+  const align::TokenVocab* tgt_vocab_ = nullptr;
+  bool identity_ = false;
+  int64_t k_ = 0;
+  align::AlignMethod method_;
+  bool onehot_compat_ = false;
+  fusion::TopkParams topk_;
+  std::unique_ptr<CausalLM> model_;
+  int64_t vocab_ = 0, context_ = 0;  // of the source model
+  std::unique_ptr<align::VocabMapping> mapping_;
+  std::unique_ptr<align::Aligner<Kokkos::DefaultExecutionSpace>> aligner_;
+  std::unique_ptr<CausalLM> target_model_;  // the original's empty_row rule: its own rows
+};
+
+}  // namespace fusellm
