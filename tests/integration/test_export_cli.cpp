@@ -1,4 +1,4 @@
-// `fusellm export`: a training checkpoint (CheckpointStore, HDF5) of a tiny Llama becomes a Hugging
+// `fusellm export`: a training checkpoint (TrainCheckpointStore, HDF5) of a tiny Llama becomes a Hugging
 // Face checkpoint directory: the tensors by name, bit for bit (f32) or bf16-rounded, the target's
 // config.json (torch_dtype set) and tokenizer files beside them, from a step directory or from the
 // checkpoint directory's `latest`; errors name what is missing.
@@ -14,7 +14,7 @@
 #include <map>
 #include <set>
 
-#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "run_fusellm.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/core/dtype.hpp"
@@ -74,7 +74,7 @@ class ExportCli : public ::testing::Test {
     c.state.optim_steps = step;
     c.state.job_toml = target_line + "\ntokenizer = \"" + (kFixtures / "tokenizers" / "spm_model").string() +
                        "\"\n[corpus]\npath = \"/nonexistent/corpus.jsonl\"\n[distill]\nfusion = \"none\"\nlambda = 1.0\n";
-    return CheckpointStore((dir_ / "ckpt").string(), 0).save(c);
+    return TrainCheckpointStore((dir_ / "ckpt").string(), 0).save(c);
   }
 
   fs::path dir_;

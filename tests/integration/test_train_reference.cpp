@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/teach/teach.hpp"
@@ -109,7 +109,7 @@ struct Train50 {
       json j = json::parse(line);
       if (!j.contains("header")) dump_steps.push_back(std::move(j));
     }
-    final_ckpt = CheckpointStore(job.checkpoint.dir).load_latest();
+    final_ckpt = TrainCheckpointStore(job.checkpoint.dir).load_latest();
   }
   ~Train50() { fs::remove_all(dir); }
 };

@@ -18,8 +18,8 @@
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/packer.hpp"
-#include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/io/hf_config.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/teach/teach.hpp"
 #include "fusellm/teach/teacher.hpp"
 #include "fusellm/train/segment_source.hpp"
@@ -100,7 +100,7 @@ TrainOptions quiet() {
 
 std::vector<std::vector<float>> weights_of(const std::string& ckpt_dir) {
   // The final checkpoint's model tensors, in order.
-  const auto ck = CheckpointStore(ckpt_dir).load_latest();
+  const auto ck = TrainCheckpointStore(ckpt_dir).load_latest();
   EXPECT_TRUE(ck.has_value());
   std::vector<std::vector<float>> w;
   if (ck)
@@ -189,7 +189,7 @@ TEST(Trainer, ResumeIsBitIdentical) {
   ASSERT_EQ(wa.size(), wb.size());
   ASSERT_FALSE(wa.empty());
   for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(wa[i] == wb[i]) << "tensor " << i;
-  const auto ca = CheckpointStore(a.checkpoint.dir).load_latest(), cb = CheckpointStore(b.checkpoint.dir).load_latest();
+  const auto ca = TrainCheckpointStore(a.checkpoint.dir).load_latest(), cb = TrainCheckpointStore(b.checkpoint.dir).load_latest();
   ASSERT_TRUE(ca && cb);
   for (size_t i = 0; i < ca->optim_m.size(); ++i) {
     EXPECT_TRUE(std::equal(ca->optim_m[i].tensor.span().begin(), ca->optim_m[i].tensor.span().end(),
@@ -212,8 +212,8 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
   EXPECT_TRUE(msg.find("CLM") != std::string::npos || msg.find("Fusion") != std::string::npos ||
               msg.find("gradient norm") != std::string::npos)
       << msg;
-  const auto steps = CheckpointStore(job.checkpoint.dir).complete_steps();
-  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  const auto steps = TrainCheckpointStore(job.checkpoint.dir).complete_steps();
+  const auto ck = TrainCheckpointStore(job.checkpoint.dir).load_latest();
   ASSERT_TRUE(ck.has_value());  // loads, checksums verified
   EXPECT_TRUE(ck->warnings.empty());
   // The failing step is the one after the last checkpoint, and the checkpoint named exists.
@@ -237,10 +237,10 @@ TEST(Trainer, InjectedNaNNamesStepAndTerm) {
       << msg;
   EXPECT_NE(msg.find(job.file + ":"), std::string::npos) << msg;  // what to look at: the job's settings
   EXPECT_NE(msg.find("[optim].lr"), std::string::npos) << msg;
-  const auto ck = CheckpointStore(job.checkpoint.dir).load_latest();
+  const auto ck = TrainCheckpointStore(job.checkpoint.dir).load_latest();
   ASSERT_TRUE(ck.has_value());
   EXPECT_EQ(ck->state.step, 3);
-  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(TrainCheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2, 3}));
 }
 
 TEST(Trainer, NaNAtTheFirstStepPointsAtTheStartingWeights) {
@@ -280,7 +280,7 @@ TEST(Trainer, UpdateThatOverflowsTheWeightsStopsBeforeAnythingIsWritten) {
               std::string::npos)
         << msg;
     EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;
-    EXPECT_TRUE(CheckpointStore(job.checkpoint.dir).complete_steps().empty());
+    EXPECT_TRUE(TrainCheckpointStore(job.checkpoint.dir).complete_steps().empty());
     EXPECT_FALSE(fs::exists(fs::path(o.export_dir) / "model.safetensors"));
   }
 }
@@ -422,7 +422,7 @@ TEST(Trainer, ResumeOnOtherDataIsRefused) {
   const std::string msg = error_of([&] { train(job, fewer); });
   EXPECT_NE(msg.find("step-2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("other training data"), std::string::npos) << msg;
-  EXPECT_EQ(CheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(TrainCheckpointStore(job.checkpoint.dir).complete_steps(), (std::vector<int64_t>{1, 2}));
   // The same data resumes.
   const TrainResult again = train(job, quiet());
   EXPECT_EQ(again.start_step, 2);

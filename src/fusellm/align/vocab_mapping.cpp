@@ -12,6 +12,8 @@
 #include "fusellm/align/align_spaces.hpp"
 #include "fusellm/align/original_host.hpp"
 #include "fusellm/core/error.hpp"
+#include "fusellm/io/hdf5_attribute.hpp"
+#include "fusellm/io/hdf5_dataset.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 #include "kokkos/vocab_mapping.hpp"
 
@@ -47,86 +49,20 @@ constexpr const char* kAlgorithm =
     "among target specials; normalization "
     "src/fusellm/align/token_normalize.hpp";
 
-// ---- HDF5 (C API through the shared RAII handles of io/hdf5_handle.hpp) --------------------
-void write_attr(hid_t obj, const char* name, const std::string& value, const std::string& path) {
-  h5::Datatype type(h5::check_id(H5Tcopy(H5T_C_S1), "{}: attribute '{}'", path, name));
-  H5Tset_size(type, std::max<size_t>(1, value.size()));
-  H5Tset_cset(type, H5T_CSET_UTF8);
-  h5::Dataspace space(h5::check_id(H5Screate(H5S_SCALAR), "{}: attribute '{}'", path, name));
-  h5::Attribute attr(h5::check_id(H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT),
-                                  "{}: cannot create attribute '{}'", path, name));
-  h5::check_status(H5Awrite(attr, type, value.empty() ? "" : value.data()), "{}: cannot write attribute '{}'",
-                   path, name);
-}
+// ---- HDF5 (io/hdf5_*: attributes UTF-8 NUL-terminated strings and I64LE; 1-D datasets chunked
+// and deflated) ---------------------------------------------------------------------------------
 
-void write_attr(hid_t obj, const char* name, int64_t value, const std::string& path) {
-  h5::Dataspace space(h5::check_id(H5Screate(H5S_SCALAR), "{}: attribute '{}'", path, name));
-  h5::Attribute attr(h5::check_id(H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT),
-                                  "{}: cannot create attribute '{}'", path, name));
-  h5::check_status(H5Awrite(attr, H5T_NATIVE_INT64, &value), "{}: cannot write attribute '{}'", path, name);
-}
-
-h5::Attribute open_attr(hid_t obj, const char* name, const std::string& path) {
-  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm vocab mapping?)", path, name);
-  return h5::Attribute(h5::check_id(H5Aopen(obj, name, H5P_DEFAULT), "{}: cannot open attribute '{}'", path, name));
-}
-
-std::string read_attr_string(hid_t obj, const char* name, const std::string& path) {
-  const h5::Attribute attr = open_attr(obj, name, path);
-  h5::Datatype type(h5::check_id(H5Aget_type(attr), "{}: attribute '{}'", path, name));
-  if (H5Tget_class(type) != H5T_STRING) fail("{}: attribute '{}' is not a string", path, name);
-  if (H5Tis_variable_str(type) > 0) {
-    char* s = nullptr;
-    h5::Datatype mem(h5::check_id(H5Tcopy(H5T_C_S1), "{}: attribute '{}'", path, name));
-    H5Tset_size(mem, H5T_VARIABLE);
-    h5::check_status(H5Aread(attr, mem, &s), "{}: cannot read attribute '{}'", path, name);
-    std::string out = s ? s : "";
-    H5free_memory(s);
-    return out;
-  }
-  std::string out(H5Tget_size(type), '\0');
-  h5::check_status(H5Aread(attr, type, out.data()), "{}: cannot read attribute '{}'", path, name);
-  while (!out.empty() && out.back() == '\0') out.pop_back();
-  return out;
-}
-
-int64_t read_attr_int(hid_t obj, const char* name, const std::string& path) {
-  const h5::Attribute attr = open_attr(obj, name, path);
-  int64_t v = 0;
-  h5::check_status(H5Aread(attr, H5T_NATIVE_INT64, &v), "{}: cannot read attribute '{}'", path, name);
-  return v;
+template <class T>
+void write_dataset(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, const std::string& path) {
+  h5::write_dataset(file, name, {hsize_t(v.size())}, file_type, h5::native_type<T>(), v.data(), path,
+                    {.chunk = hsize_t(1) << 16, .deflate = 4});
 }
 
 template <class T>
-void write_dataset(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, hid_t mem_type,
-                   const std::string& path) {
-  const hsize_t dims[1] = {hsize_t(v.size())};
-  h5::Dataspace space(h5::check_id(H5Screate_simple(1, dims, nullptr), "{}: dataset '{}'", path, name));
-  h5::PropList dcpl(h5::check_id(H5Pcreate(H5P_DATASET_CREATE), "{}: dataset '{}'", path, name));
-  if (!v.empty()) {
-    const hsize_t chunk[1] = {std::min<hsize_t>(dims[0], 1 << 16)};
-    H5Pset_chunk(dcpl, 1, chunk);
-    H5Pset_deflate(dcpl, 4);
-  }
-  h5::Dataset ds(h5::check_id(H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
-                              "{}: cannot create dataset '{}'", path, name));
-  if (!v.empty())
-    h5::check_status(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
-                     "{}: cannot write dataset '{}'", path, name);
-}
-
-template <class T>
-std::vector<T> read_dataset(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
-  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail("{}: dataset '{}' is missing", path, name);
-  h5::Dataset ds(h5::check_id(H5Dopen2(file, name, H5P_DEFAULT), "{}: cannot open dataset '{}'", path, name));
-  h5::Dataspace space(h5::check_id(H5Dget_space(ds), "{}: dataset '{}'", path, name));
-  if (H5Sget_simple_extent_ndims(space) != 1) fail("{}: dataset '{}' is not one-dimensional", path, name);
-  hsize_t n = 0;
-  H5Sget_simple_extent_dims(space, &n, nullptr);
-  std::vector<T> v(n);
-  if (n > 0)
-    h5::check_status(H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
-                     "{}: cannot read dataset '{}'", path, name);
+std::vector<T> read_dataset(hid_t file, const char* name, const std::string& path) {
+  std::vector<hsize_t> dims;
+  std::vector<T> v = h5::read_dataset<T>(file, name, dims, path);
+  if (dims.size() != 1) fail("{}: dataset '{}' is not one-dimensional", path, name);
   return v;
 }
 
@@ -288,22 +224,22 @@ void VocabMapping::save(const std::string& path) const {
     const h5::ErrorSilencer quiet;
     h5::File file(h5::check_id(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
                                "{}: cannot create the vocab mapping file", tmp));
-    write_dataset(file, "exact", exact, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
-    write_dataset(file, "full", full, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
-    write_dataset(file, "dist", dist, H5T_STD_I32LE, H5T_NATIVE_INT32, path);
-    write_dataset(file, "kind", kind, H5T_STD_U8LE, H5T_NATIVE_UINT8, path);
-    write_attr(file, "format", std::string(kFormat), path);
-    write_attr(file, "algorithm", std::string(kAlgorithm), path);
-    write_attr(file, "source_name", source_name, path);
-    write_attr(file, "target_name", target_name, path);
-    write_attr(file, "source_fingerprint", source_fingerprint, path);
-    write_attr(file, "target_fingerprint", target_fingerprint, path);
-    write_attr(file, "rules", rules, path);
-    write_attr(file, "source_vocab", source_vocab, path);
-    write_attr(file, "target_vocab", target_vocab, path);
-    write_attr(file, "source_model_vocab", size(), path);
-    write_attr(file, "build_milliseconds", int64_t(build_seconds * 1000.0), path);
-    write_attr(file, "created_by", std::string("fusellm src/fusellm/align/vocab_mapping.cpp"), path);
+    write_dataset(file, "exact", exact, H5T_STD_I32LE, path);
+    write_dataset(file, "full", full, H5T_STD_I32LE, path);
+    write_dataset(file, "dist", dist, H5T_STD_I32LE, path);
+    write_dataset(file, "kind", kind, H5T_STD_U8LE, path);
+    h5::write_attr_string(file, "format", kFormat, path);
+    h5::write_attr_string(file, "algorithm", kAlgorithm, path);
+    h5::write_attr_string(file, "source_name", source_name, path);
+    h5::write_attr_string(file, "target_name", target_name, path);
+    h5::write_attr_string(file, "source_fingerprint", source_fingerprint, path);
+    h5::write_attr_string(file, "target_fingerprint", target_fingerprint, path);
+    h5::write_attr_string(file, "rules", rules, path);
+    h5::write_attr_i64(file, "source_vocab", source_vocab, path);
+    h5::write_attr_i64(file, "target_vocab", target_vocab, path);
+    h5::write_attr_i64(file, "source_model_vocab", size(), path);
+    h5::write_attr_i64(file, "build_milliseconds", int64_t(build_seconds * 1000.0), path);
+    h5::write_attr_string(file, "created_by", "fusellm src/fusellm/align/vocab_mapping.cpp", path);
     h5::check_status(file.close(), "{}: cannot write the vocab mapping file", tmp);
   }
   std::error_code ec;
@@ -316,22 +252,23 @@ VocabMapping VocabMapping::load(const std::string& path) {
   const h5::ErrorSilencer quiet;
   h5::File file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "{}: not an HDF5 file (vocab mapping)",
                              path));
-  if (read_attr_string(file, "format", path) != kFormat)
+  if (!h5::has_attr(file, "format")) fail("{}: attribute 'format' is missing (not a fusellm vocab mapping?)", path);
+  if (h5::read_attr_string(file, "format", path) != kFormat)
     fail("{}: attribute 'format' is not '{}'", path, kFormat);
   VocabMapping m;
-  m.exact = read_dataset<int32_t>(file, "exact", H5T_NATIVE_INT32, path);
-  m.full = read_dataset<int32_t>(file, "full", H5T_NATIVE_INT32, path);
-  m.dist = read_dataset<int32_t>(file, "dist", H5T_NATIVE_INT32, path);
-  m.kind = read_dataset<uint8_t>(file, "kind", H5T_NATIVE_UINT8, path);
-  m.source_name = read_attr_string(file, "source_name", path);
-  m.target_name = read_attr_string(file, "target_name", path);
-  m.source_fingerprint = read_attr_string(file, "source_fingerprint", path);
-  m.target_fingerprint = read_attr_string(file, "target_fingerprint", path);
+  m.exact = read_dataset<int32_t>(file, "exact", path);
+  m.full = read_dataset<int32_t>(file, "full", path);
+  m.dist = read_dataset<int32_t>(file, "dist", path);
+  m.kind = read_dataset<uint8_t>(file, "kind", path);
+  m.source_name = h5::read_attr_string(file, "source_name", path);
+  m.target_name = h5::read_attr_string(file, "target_name", path);
+  m.source_fingerprint = h5::read_attr_string(file, "source_fingerprint", path);
+  m.target_fingerprint = h5::read_attr_string(file, "target_fingerprint", path);
   // Files written before the rules existed were built under fusellm's rules.
-  m.rules = H5Aexists(file, "rules") > 0 ? read_attr_string(file, "rules", path) : std::string("none");
-  m.source_vocab = read_attr_int(file, "source_vocab", path);
-  m.target_vocab = read_attr_int(file, "target_vocab", path);
-  m.build_seconds = double(read_attr_int(file, "build_milliseconds", path)) / 1000.0;
+  m.rules = h5::has_attr(file, "rules") ? h5::read_attr_string(file, "rules", path) : std::string("none");
+  m.source_vocab = h5::read_attr_i64(file, "source_vocab", path);
+  m.target_vocab = h5::read_attr_i64(file, "target_vocab", path);
+  m.build_seconds = double(h5::read_attr_i64(file, "build_milliseconds", path)) / 1000.0;
   const size_t n = m.full.size();
   if (m.exact.size() != n || m.dist.size() != n || m.kind.size() != n)
     fail("{}: datasets exact/full/dist/kind have different lengths ({}, {}, {}, {})", path, m.exact.size(), n,

@@ -16,7 +16,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
@@ -44,10 +44,10 @@ void add_export(CLI::App& app) {
     const bool step_dir = fs::exists(fs::path(a->checkpoint) / "state.h5");
     std::optional<TrainCheckpoint> ck;
     if (step_dir) {
-      ck = CheckpointStore::load(a->checkpoint);
+      ck = TrainCheckpointStore::load(a->checkpoint);
     } else {
       if (!fs::is_directory(a->checkpoint)) fail("{}: no such checkpoint directory", a->checkpoint);
-      ck = CheckpointStore(a->checkpoint, 0).load_latest();
+      ck = TrainCheckpointStore(a->checkpoint, 0).load_latest();
       if (!ck) fail("{}: holds no training checkpoint (no step-N directory with a completion marker)", a->checkpoint);
       if (!ck->warnings.empty()) {
         std::string why;

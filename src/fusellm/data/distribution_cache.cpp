@@ -13,6 +13,7 @@
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
+#include "fusellm/io/hdf5_attribute.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 
 namespace fusellm {
@@ -80,116 +81,53 @@ void check_provenance(const std::string& cache_path, const CacheProvenance& c, c
 
 namespace {
 
-void write_attr(hid_t obj, const char* name, const std::string& v, const std::string& path) {
-  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-  h5::Datatype t(h5::check_id(H5Tcopy(H5T_C_S1), "{}: attribute {}", path, name));
-  H5Tset_size(t, std::max<size_t>(1, v.size()));
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  h5::Dataspace s(H5Screate(H5S_SCALAR));
-  h5::Attribute a(h5::check_id(H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT), "{}: cannot write attribute '{}'",
-                               path, name));
-  std::string buf = v.empty() ? std::string(1, '\0') : v;
-  h5::check_status(H5Awrite(a, t, buf.data()), "{}: cannot write attribute '{}'", path, name);
-}
-void write_attr(hid_t obj, const char* name, int64_t v, const std::string& path) {
-  if (H5Aexists(obj, name) > 0) {
-    h5::Attribute a(h5::check_id(H5Aopen(obj, name, H5P_DEFAULT), "{}: attribute '{}'", path, name));
-    h5::check_status(H5Awrite(a, H5T_NATIVE_INT64, &v), "{}: cannot write attribute '{}'", path, name);
-    return;
-  }
-  h5::Dataspace s(H5Screate(H5S_SCALAR));
-  h5::Attribute a(h5::check_id(H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT),
-                               "{}: cannot write attribute '{}'", path, name));
-  h5::check_status(H5Awrite(a, H5T_NATIVE_INT64, &v), "{}: cannot write attribute '{}'", path, name);
-}
-void write_attr(hid_t obj, const char* name, double v, const std::string& path) {
-  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-  h5::Dataspace s(H5Screate(H5S_SCALAR));
-  h5::Attribute a(h5::check_id(H5Acreate2(obj, name, H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT),
-                               "{}: cannot write attribute '{}'", path, name));
-  h5::check_status(H5Awrite(a, H5T_NATIVE_DOUBLE, &v), "{}: cannot write attribute '{}'", path, name);
-}
-
-std::string read_attr_string(hid_t obj, const char* name, const std::string& path) {
-  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm distribution cache?)", path, name);
-  h5::Attribute a(h5::check_id(H5Aopen(obj, name, H5P_DEFAULT), "{}: attribute '{}'", path, name));
-  h5::Datatype t(H5Aget_type(a));
-  if (H5Tget_class(t) != H5T_STRING) fail("{}: attribute '{}' is not a string", path, name);
-  if (H5Tis_variable_str(t) > 0) {
-    char* s = nullptr;
-    h5::Datatype m(H5Tcopy(H5T_C_S1));
-    H5Tset_size(m, H5T_VARIABLE);
-    h5::check_status(H5Aread(a, m, &s), "{}: cannot read attribute '{}'", path, name);
-    std::string out = s ? s : "";
-    H5free_memory(s);
-    return out;
-  }
-  std::string out(H5Tget_size(t), '\0');
-  h5::check_status(H5Aread(a, t, out.data()), "{}: cannot read attribute '{}'", path, name);
-  while (!out.empty() && out.back() == '\0') out.pop_back();
-  return out;
-}
-int64_t read_attr_int(hid_t obj, const char* name, const std::string& path) {
-  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm distribution cache?)", path, name);
-  h5::Attribute a(h5::check_id(H5Aopen(obj, name, H5P_DEFAULT), "{}: attribute '{}'", path, name));
-  int64_t v = 0;
-  h5::check_status(H5Aread(a, H5T_NATIVE_INT64, &v), "{}: cannot read attribute '{}'", path, name);
-  return v;
-}
-double read_attr_double(hid_t obj, const char* name, const std::string& path) {
-  if (H5Aexists(obj, name) <= 0) fail("{}: attribute '{}' is missing (not a fusellm distribution cache?)", path, name);
-  h5::Attribute a(h5::check_id(H5Aopen(obj, name, H5P_DEFAULT), "{}: attribute '{}'", path, name));
-  double v = 0;
-  h5::check_status(H5Aread(a, H5T_NATIVE_DOUBLE, &v), "{}: cannot read attribute '{}'", path, name);
-  return v;
-}
-
 void write_provenance(hid_t f, const CacheProvenance& p, const std::string& path) {
-  write_attr(f, "format", std::string(kDistributionCacheFormat), path);
-  write_attr(f, "teacher", p.teacher, path);
-  write_attr(f, "teacher_index", p.teacher_index, path);
-  write_attr(f, "teacher_path", p.teacher_path, path);
-  write_attr(f, "teacher_tokenizer", p.teacher_tokenizer, path);
-  write_attr(f, "teacher_tokenizer_fingerprint", p.teacher_tokenizer_fingerprint, path);
-  write_attr(f, "target_tokenizer", p.target_tokenizer, path);
-  write_attr(f, "target_tokenizer_fingerprint", p.target_tokenizer_fingerprint, path);
-  write_attr(f, "segmenter", p.segmenter, path);
-  write_attr(f, "max_tokens", p.max_tokens, path);
-  write_attr(f, "corpus", p.corpus, path);
-  write_attr(f, "k", p.k, path);
-  write_attr(f, "temperature", p.temperature, path);
-  write_attr(f, "alignment", p.alignment, path);
-  write_attr(f, "onehot_compat", int64_t(p.onehot_compat), path);
-  write_attr(f, "align_compat", p.align_compat, path);
-  write_attr(f, "keep_tail", int64_t(p.keep_tail), path);
-  write_attr(f, "fusellm_version", p.version, path);
-  write_attr(f, "job_file", p.job_file, path);
+  h5::write_attr_string(f, "format", kDistributionCacheFormat, path);
+  h5::write_attr_string(f, "teacher", p.teacher, path);
+  h5::write_attr_i64(f, "teacher_index", p.teacher_index, path);
+  h5::write_attr_string(f, "teacher_path", p.teacher_path, path);
+  h5::write_attr_string(f, "teacher_tokenizer", p.teacher_tokenizer, path);
+  h5::write_attr_string(f, "teacher_tokenizer_fingerprint", p.teacher_tokenizer_fingerprint, path);
+  h5::write_attr_string(f, "target_tokenizer", p.target_tokenizer, path);
+  h5::write_attr_string(f, "target_tokenizer_fingerprint", p.target_tokenizer_fingerprint, path);
+  h5::write_attr_string(f, "segmenter", p.segmenter, path);
+  h5::write_attr_i64(f, "max_tokens", p.max_tokens, path);
+  h5::write_attr_string(f, "corpus", p.corpus, path);
+  h5::write_attr_i64(f, "k", p.k, path);
+  h5::write_attr_f64(f, "temperature", p.temperature, path);
+  h5::write_attr_string(f, "alignment", p.alignment, path);
+  h5::write_attr_i64(f, "onehot_compat", int64_t(p.onehot_compat), path);
+  h5::write_attr_string(f, "align_compat", p.align_compat, path);
+  h5::write_attr_i64(f, "keep_tail", int64_t(p.keep_tail), path);
+  h5::write_attr_string(f, "fusellm_version", p.version, path);
+  h5::write_attr_string(f, "job_file", p.job_file, path);
 }
 
 CacheProvenance read_provenance_from(hid_t f, const std::string& path) {
-  const std::string fmt_ = read_attr_string(f, "format", path);
+  if (!h5::has_attr(f, "format")) fail("{}: attribute 'format' is missing (not a fusellm distribution cache?)", path);
+  const std::string fmt_ = h5::read_attr_string(f, "format", path);
   if (fmt_ != kDistributionCacheFormat)
     fail("{}: format '{}', expected '{}' (not a fusellm distribution cache?)", path, fmt_, kDistributionCacheFormat);
   CacheProvenance p;
-  p.teacher = read_attr_string(f, "teacher", path);
-  p.teacher_index = read_attr_int(f, "teacher_index", path);
-  p.teacher_path = read_attr_string(f, "teacher_path", path);
-  p.teacher_tokenizer = read_attr_string(f, "teacher_tokenizer", path);
-  p.teacher_tokenizer_fingerprint = read_attr_string(f, "teacher_tokenizer_fingerprint", path);
-  p.target_tokenizer = read_attr_string(f, "target_tokenizer", path);
-  p.target_tokenizer_fingerprint = read_attr_string(f, "target_tokenizer_fingerprint", path);
-  p.segmenter = read_attr_string(f, "segmenter", path);
-  p.max_tokens = read_attr_int(f, "max_tokens", path);
-  p.corpus = read_attr_string(f, "corpus", path);
-  p.k = read_attr_int(f, "k", path);
-  p.temperature = read_attr_double(f, "temperature", path);
-  p.alignment = read_attr_string(f, "alignment", path);
-  p.onehot_compat = read_attr_int(f, "onehot_compat", path) != 0;
+  p.teacher = h5::read_attr_string(f, "teacher", path);
+  p.teacher_index = h5::read_attr_i64(f, "teacher_index", path);
+  p.teacher_path = h5::read_attr_string(f, "teacher_path", path);
+  p.teacher_tokenizer = h5::read_attr_string(f, "teacher_tokenizer", path);
+  p.teacher_tokenizer_fingerprint = h5::read_attr_string(f, "teacher_tokenizer_fingerprint", path);
+  p.target_tokenizer = h5::read_attr_string(f, "target_tokenizer", path);
+  p.target_tokenizer_fingerprint = h5::read_attr_string(f, "target_tokenizer_fingerprint", path);
+  p.segmenter = h5::read_attr_string(f, "segmenter", path);
+  p.max_tokens = h5::read_attr_i64(f, "max_tokens", path);
+  p.corpus = h5::read_attr_string(f, "corpus", path);
+  p.k = h5::read_attr_i64(f, "k", path);
+  p.temperature = h5::read_attr_f64(f, "temperature", path);
+  p.alignment = h5::read_attr_string(f, "alignment", path);
+  p.onehot_compat = h5::read_attr_i64(f, "onehot_compat", path) != 0;
   // Caches written before align_compat existed were aligned under fusellm's rules.
-  p.align_compat = H5Aexists(f, "align_compat") > 0 ? read_attr_string(f, "align_compat", path) : "none";
-  p.keep_tail = read_attr_int(f, "keep_tail", path) != 0;
-  p.version = read_attr_string(f, "fusellm_version", path);
-  p.job_file = read_attr_string(f, "job_file", path);
+  p.align_compat = h5::has_attr(f, "align_compat") ? h5::read_attr_string(f, "align_compat", path) : "none";
+  p.keep_tail = h5::read_attr_i64(f, "keep_tail", path) != 0;
+  p.version = h5::read_attr_string(f, "fusellm_version", path);
+  p.job_file = h5::read_attr_string(f, "job_file", path);
   return p;
 }
 
@@ -322,9 +260,9 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
                                        "{}: cannot open the distribution cache to continue", path));
     const CacheProvenance cached = read_provenance_from(impl->file, path);
     check_provenance(path, cached, prov, job ? *job : config::FieldOrigins{});
-    segments_ = read_attr_int(impl->file, "segments_done", path);
-    rows_ = read_attr_int(impl->file, "rows_done", path);
-    complete_ = read_attr_int(impl->file, "complete", path) != 0;
+    segments_ = h5::read_attr_i64(impl->file, "segments_done", path);
+    rows_ = h5::read_attr_i64(impl->file, "rows_done", path);
+    complete_ = h5::read_attr_i64(impl->file, "complete", path) != 0;
     resumed_ = true;
     for (int i = 0; i < 4; ++i)
       impl->rows[i] = h5::Dataset(h5::check_id(H5Dopen2(impl->file, kRowSets[i].name, H5P_DEFAULT),
@@ -393,16 +331,16 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
     create_dataset(impl->file, off, k_, kSegChunk, path);
     {
       h5::Dataset p(H5Dopen2(impl->file, "probs", H5P_DEFAULT));
-      write_attr(p, "encoding", std::string("fp16"), path);
+      h5::write_attr_string(p, "encoding", "fp16", path);
     }
     for (int i = 0; i < 4; ++i) impl->rows[i] = h5::Dataset(H5Dopen2(impl->file, kRowSets[i].name, H5P_DEFAULT));
     for (int i = 0; i < 6; ++i) impl->segs[i] = h5::Dataset(H5Dopen2(impl->file, kSegSets[i].name, H5P_DEFAULT));
     impl->offsets = h5::Dataset(H5Dopen2(impl->file, "row_offsets", H5P_DEFAULT));
     const int64_t zero = 0;
     write_rows(impl->offsets, off, 1, 0, 1, &zero, path);
-    write_attr(impl->file, "segments_done", int64_t(0), path);
-    write_attr(impl->file, "rows_done", int64_t(0), path);
-    write_attr(impl->file, "complete", int64_t(0), path);
+    h5::write_attr_i64(impl->file, "segments_done", 0, path);
+    h5::write_attr_i64(impl->file, "rows_done", 0, path);
+    h5::write_attr_i64(impl->file, "complete", 0, path);
     h5::check_status(H5Fflush(impl->file, H5F_SCOPE_GLOBAL), "{}: cannot flush", path);
   }
   impl_ = impl.release();
@@ -479,18 +417,18 @@ void DistributionCacheWriter::append(const std::vector<TeacherRows>& batch, bool
   if (!commit) return;
   segments_ += int64_t(batch.size());
   rows_ += n_rows;
-  write_attr(impl_->file, "rows_done", rows_, path_);
-  write_attr(impl_->file, "segments_done", segments_, path_);
+  h5::write_attr_i64(impl_->file, "rows_done", rows_, path_);
+  h5::write_attr_i64(impl_->file, "segments_done", segments_, path_);
   h5::check_status(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "{}: cannot flush", path_);
 }
 
 void DistributionCacheWriter::finish(int64_t documents, int64_t skipped_blank, int64_t invalid_utf8_docs) {
   if (!impl_) fail("{}: the cache is closed", path_);
   h5::ErrorSilencer quiet;
-  write_attr(impl_->file, "documents", documents, path_);
-  write_attr(impl_->file, "skipped_blank_documents", skipped_blank, path_);
-  write_attr(impl_->file, "invalid_utf8_documents", invalid_utf8_docs, path_);
-  write_attr(impl_->file, "complete", int64_t(1), path_);
+  h5::write_attr_i64(impl_->file, "documents", documents, path_);
+  h5::write_attr_i64(impl_->file, "skipped_blank_documents", skipped_blank, path_);
+  h5::write_attr_i64(impl_->file, "invalid_utf8_documents", invalid_utf8_docs, path_);
+  h5::write_attr_i64(impl_->file, "complete", 1, path_);
   complete_ = true;
   h5::check_status(H5Fflush(impl_->file, H5F_SCOPE_GLOBAL), "{}: cannot flush", path_);
 }
@@ -522,9 +460,9 @@ DistributionCacheReader::DistributionCacheReader(const std::string& path, int64_
   impl->file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
                                      "{}: cannot open the distribution cache", path));
   prov_ = read_provenance_from(impl->file, path);
-  const int64_t S = read_attr_int(impl->file, "segments_done", path);
-  const int64_t R = read_attr_int(impl->file, "rows_done", path);
-  complete_ = read_attr_int(impl->file, "complete", path) != 0;
+  const int64_t S = h5::read_attr_i64(impl->file, "segments_done", path);
+  const int64_t R = h5::read_attr_i64(impl->file, "rows_done", path);
+  complete_ = h5::read_attr_i64(impl->file, "complete", path) != 0;
   segment_ids_ = read_all<int64_t>(impl->file, "segment_ids", H5T_NATIVE_INT64, hsize_t(S), path);
   doc_ = read_all<int64_t>(impl->file, "doc", H5T_NATIVE_INT64, hsize_t(S), path);
   piece_ = read_all<int32_t>(impl->file, "piece", H5T_NATIVE_INT32, hsize_t(S), path);
@@ -554,7 +492,7 @@ DistributionCacheReader::DistributionCacheReader(const std::string& path, int64_
   impl->tids = open("target_ids");
   impl->status = open("status");
   {
-    const std::string enc = read_attr_string(impl->probs, "encoding", path);
+    const std::string enc = h5::read_attr_string(impl->probs, "encoding", path);
     if (enc != "fp16") fail("{}: probs encoding '{}', expected 'fp16'", path, enc);
   }
   impl_ = impl.release();

@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fusellm/io/durable_file.hpp"
 #include "fusellm/io/xxhash64.hpp"
 #include "fusellm/core/error.hpp"
 
@@ -34,10 +35,7 @@ struct Fd {
   }
 };
 
-void fsync_dir(const fs::path& dir) {
-  Fd d{::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY)};
-  if (d.fd < 0 || ::fsync(d.fd) != 0) fail("{}: cannot fsync the directory: {}", dir.string(), std::strerror(errno));
-}
+void fsync_dir(const fs::path& dir) { fsync_path(dir.empty() ? fs::path(".") : dir, true); }
 
 // What identifies one version of a file for the per-process memo of verified sidecars.
 using FileVersion = std::tuple<std::string, dev_t, ino_t, off_t, int64_t, int64_t>;
@@ -109,23 +107,13 @@ void verify_file(const std::string& path, const DigestRecord& want) {
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   const fs::path p(path);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644)};
-    if (f.fd < 0) fail("{}: cannot create: {}", tmp, std::strerror(errno));
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::write(f.fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail("{}: write failed: {}", tmp, std::strerror(errno));
-      done += size_t(n);
-    }
-    if (::fsync(f.fd) != 0) fail("{}: fsync failed: {}", tmp, std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
+  const fs::path tmp = path + ".tmp-" + std::to_string(::getpid());
+  write_file_synced(tmp, text);
+  try {
+    rename_or_fail(tmp, p);
+  } catch (...) {
     ::unlink(tmp.c_str());
-    fail("cannot rename {} to {}: {}", tmp, path, std::strerror(err));
+    throw;
   }
   fsync_dir(p.parent_path());
 }

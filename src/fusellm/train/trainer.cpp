@@ -14,7 +14,7 @@
 #include <optional>
 #include <random>
 
-#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/io/file_lock.hpp"
 #include "fusellm/io/xxhash64.hpp"
 #include "fusellm/core/error.hpp"
@@ -190,7 +190,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
 
   TrainState st;
   std::mt19937_64 rng(uint64_t(job.job.seed));
-  CheckpointStore store(job.checkpoint.dir, job.checkpoint.keep);
+  TrainCheckpointStore store(job.checkpoint.dir, job.checkpoint.keep);
   // The newest checkpoint that exists and holds this run's history: the one resumed from, then
   // each one saved. What a stopped run names, so the user is never sent to one that was not written.
   std::string last_good;

@@ -14,7 +14,7 @@
 #include <random>
 #include <sstream>
 
-#include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/io/file_checksum.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
@@ -132,7 +132,7 @@ class CheckpointTest : public ::testing::Test {
   // Saves checkpoints at steps 10 and 20 of a toy run (keep 3).
   ToyRun two_checkpoints() {
     ToyRun run;
-    CheckpointStore store(d(), 3);
+    TrainCheckpointStore store(d(), 3);
     for (int s = 1; s <= 20; ++s) {
       run.train_step();
       if (s % 10 == 0) store.save(run.contents());
@@ -148,7 +148,7 @@ class CheckpointTest : public ::testing::Test {
   }
   // Expects load_latest to fall back to step 10 with a warning containing each part.
   void expect_fallback_to_10(const std::vector<std::string>& parts) {
-    const auto c = CheckpointStore(d()).load_latest();
+    const auto c = TrainCheckpointStore(d()).load_latest();
     ASSERT_TRUE(c.has_value());
     EXPECT_EQ(c->state.step, 10);
     EXPECT_EQ(c->path, (dir / "step-10").string());
@@ -176,7 +176,7 @@ TEST_F(CheckpointTest, RoundTripIsBitIdentical) {
   ToyRun run;
   for (int i = 0; i < 5; ++i) run.train_step();
   const CheckpointContents c = run.contents();
-  const std::string path = CheckpointStore(d()).save(c);
+  const std::string path = TrainCheckpointStore(d()).save(c);
   EXPECT_EQ(path, (dir / "step-5").string());
   EXPECT_TRUE(fs::exists(dir / "step-5" / "COMPLETE"));
   std::ifstream latest(dir / "latest");
@@ -219,7 +219,7 @@ TEST_F(CheckpointTest, ResumeGivesBitIdenticalWeights) {
   {
     ToyRun first;
     for (int i = 0; i < n; ++i) first.train_step();
-    CheckpointStore(d()).save(first.contents());
+    TrainCheckpointStore(d()).save(first.contents());
   }
   ToyRun resumed;  // different RNG draws would follow from its fresh state: restore must fix that
   resumed.rng.discard(17);
@@ -240,13 +240,13 @@ TEST_F(CheckpointTest, ResumeGivesBitIdenticalWeights) {
 
 TEST_F(CheckpointTest, KeepsTheLastN) {
   ToyRun run;
-  CheckpointStore store(d(), 2);
+  TrainCheckpointStore store(d(), 2);
   for (int s = 1; s <= 5; ++s) {
     run.train_step();
     store.save(run.contents());
   }
   EXPECT_EQ(store.complete_steps(), (std::vector<int64_t>{4, 5}));
-  CheckpointStore all((dir / "all").string(), 0);
+  TrainCheckpointStore all((dir / "all").string(), 0);
   for (int s = 0; s < 4; ++s) {
     run.train_step();
     all.save(run.contents());
@@ -330,11 +330,11 @@ TEST_F(CheckpointTest, LeftoversOfAKilledSaveAreIgnoredAndCleanedUp) {
 
   // The next save removes the debris (and the marker-less step-40, newer than the step saved).
   for (int i = 0; i < 10; ++i) run.train_step();
-  CheckpointStore(d(), 3).save(run.contents());
+  TrainCheckpointStore(d(), 3).save(run.contents());
   EXPECT_FALSE(fs::exists(dir / ".tmp-step-30-99999"));
   EXPECT_FALSE(fs::exists(dir / ".latest.tmp-99999"));
   EXPECT_FALSE(fs::exists(dir / "step-40"));
-  EXPECT_EQ(CheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 20, 30}));
+  EXPECT_EQ(TrainCheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 20, 30}));
 }
 
 TEST_F(CheckpointTest, LatestPointingAtADamagedOrMissingCheckpoint) {
@@ -376,11 +376,11 @@ TEST_F(CheckpointTest, SavingAStepAgainReplacesIt) {
   ToyRun run = two_checkpoints();
   CheckpointContents c = run.contents();
   c.state.tokens_seen = 777;
-  CheckpointStore(d()).save(c);
+  TrainCheckpointStore(d()).save(c);
   const auto back = load_latest(d());
   ASSERT_TRUE(back);
   EXPECT_EQ(back->state.tokens_seen, 777);
-  EXPECT_EQ(CheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 20}));
+  EXPECT_EQ(TrainCheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 20}));
 }
 
 TEST_F(CheckpointTest, ResumingFromAnOlderCheckpointDropsTheAbandonedNewerOnes) {
@@ -391,9 +391,9 @@ TEST_F(CheckpointTest, ResumingFromAnOlderCheckpointDropsTheAbandonedNewerOnes) 
   ToyRun resumed;
   resumed.restore(*c);
   resumed.train_step();
-  CheckpointStore(d()).save(resumed.contents());  // step 11
+  TrainCheckpointStore(d()).save(resumed.contents());  // step 11
   EXPECT_FALSE(fs::exists(dir / "step-20"));
-  EXPECT_EQ(CheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 11}));
+  EXPECT_EQ(TrainCheckpointStore(d()).complete_steps(), (std::vector<int64_t>{10, 11}));
 }
 
 TEST_F(CheckpointTest, BadContentsAreRefusedAndLeaveNothingBehind) {
@@ -402,13 +402,13 @@ TEST_F(CheckpointTest, BadContentsAreRefusedAndLeaveNothingBehind) {
   c.state.step = 30;
   std::vector<float> short_data(3);
   c.model.push_back({"bad.weight", {2, 2}, short_data});
-  EXPECT_THROW(CheckpointStore(d()).save(c), Error);
+  EXPECT_THROW(TrainCheckpointStore(d()).save(c), Error);
   c.model.pop_back();
   c.model.push_back({"a/b", {3}, short_data});
-  EXPECT_THROW(CheckpointStore(d()).save(c), Error);
+  EXPECT_THROW(TrainCheckpointStore(d()).save(c), Error);
   c.model.pop_back();
   c.model.push_back(c.model.front());  // a duplicate name
-  EXPECT_THROW(CheckpointStore(d()).save(c), Error);
+  EXPECT_THROW(TrainCheckpointStore(d()).save(c), Error);
   EXPECT_FALSE(fs::exists(dir / "step-30"));
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_FALSE(e.path().filename().string().starts_with(".tmp"));
   EXPECT_EQ(load_latest(d())->state.step, 20);
@@ -472,14 +472,14 @@ TEST_F(CheckpointTest, RandomBitFlipsAnywhereFallBackBeforeHdf5OpensTheFile) {
     flip_bit(f, pos, bit);
     SCOPED_TRACE(fmt::format("trial {}: bit {} of byte {} ({})", trial, bit, pos, trial < kMetaTrials ? "metadata" : "data"));
     std::optional<TrainCheckpoint> c;
-    ASSERT_NO_THROW(c = CheckpointStore(d()).load_latest());
+    ASSERT_NO_THROW(c = TrainCheckpointStore(d()).load_latest());
     ASSERT_TRUE(c.has_value());
     ASSERT_EQ(c->state.step, 10);
     ASSERT_FALSE(c->warnings.empty());
     EXPECT_NE(c->warnings[0].find(f.string()), std::string::npos) << c->warnings[0];
     EXPECT_NE(c->warnings[0].find("fails its checksum"), std::string::npos) << c->warnings[0];
     // The same file asked for directly (as `export --checkpoint step-20` does) is refused.
-    const std::string e = fusellm::testing::error_of([&] { CheckpointStore::load((dir / "step-20").string()); });
+    const std::string e = fusellm::testing::error_of([&] { TrainCheckpointStore::load((dir / "step-20").string()); });
     EXPECT_NE(e.find("fails its checksum"), std::string::npos) << e;
   }
 }
@@ -490,7 +490,7 @@ TEST_F(CheckpointTest, LegacyMarkerWithoutChecksumStillLoads) {
   two_checkpoints();
   std::ofstream(dir / "step-20" / "COMPLETE") << "fusellm-checkpoint\nstep 20\nstate.h5 " << fs::file_size(state_file(20))
                                               << "\n";
-  const auto c = CheckpointStore(d()).load_latest();
+  const auto c = TrainCheckpointStore(d()).load_latest();
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->state.step, 20);
   EXPECT_TRUE(c->warnings.empty());
@@ -511,14 +511,14 @@ TEST_F(CheckpointTest, NonFiniteTensorsAreNeverSaved) {
   ToyRun run = two_checkpoints();
   for (int i = 0; i < 10; ++i) run.train_step();
   run.model.params[2][5] = std::numeric_limits<float>::infinity();
-  std::string e = fusellm::testing::error_of([&] { CheckpointStore(d()).save(run.contents()); });
+  std::string e = fusellm::testing::error_of([&] { TrainCheckpointStore(d()).save(run.contents()); });
   EXPECT_NE(e.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("not finite"), std::string::npos) << e;
   run.model.params[2][5] = 0.f;
   std::vector<float> v = run.opt.find("lm_head.weight")->v;
   v[3] = std::nanf("");
   run.opt.set_state("lm_head.weight", run.opt.find("lm_head.weight")->m, v);
-  e = fusellm::testing::error_of([&] { CheckpointStore(d()).save(run.contents()); });
+  e = fusellm::testing::error_of([&] { TrainCheckpointStore(d()).save(run.contents()); });
   EXPECT_NE(e.find("optim/v"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir / "step-30"));
   EXPECT_EQ(load_latest(d())->state.step, 20);

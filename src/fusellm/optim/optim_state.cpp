@@ -1,0 +1,56 @@
+#include "fusellm/optim/optim_state.hpp"
+
+#include "fusellm/core/error.hpp"
+
+namespace fusellm {
+
+AdamWMoments adamw_moments(const AdamW& opt, const std::function<const Shape*(const std::string&)>& shape_of) {
+  AdamWMoments out;
+  for (const auto& [name, st] : opt.states()) {
+    const Shape* s = shape_of ? shape_of(name) : nullptr;
+    const Shape shape = s && numel(*s) == int64_t(st.m.size()) ? *s : Shape{int64_t(st.m.size())};
+    out.m.push_back({name, shape, st.m});
+    out.v.push_back({name, shape, st.v});
+  }
+  return out;
+}
+
+void restore_adamw(AdamW& opt, const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v, int64_t steps,
+                   const std::string& where) {
+  if (m.size() != v.size()) fail("{}: {} exp_avg tensors but {} exp_avg_sq", where, m.size(), v.size());
+  opt.clear();
+  for (const NamedTensor& mi : m) {
+    const NamedTensor* vi = nullptr;
+    for (const auto& cand : v)
+      if (cand.name == mi.name) vi = &cand;
+    if (!vi) fail("{}: optimizer state of '{}' has exp_avg but no exp_avg_sq", where, mi.name);
+    const auto ms = mi.tensor.span(), vs = vi->tensor.span();
+    opt.set_state(mi.name, std::vector<float>(ms.begin(), ms.end()), std::vector<float>(vs.begin(), vs.end()));
+  }
+  opt.set_steps(steps);
+}
+
+void put_schedule(const LrSchedule& s, KeyValues& kv) {
+  kv.set("schedule_kind", std::string(schedule_name(s.kind)));
+  kv.set("schedule_base_lr", s.base_lr);
+  kv.set("schedule_warmup_steps", s.warmup_steps);
+  kv.set("schedule_total_steps", s.total_steps);
+  kv.set("schedule_min_lr_ratio", s.min_lr_ratio);
+  kv.set("schedule_num_cycles", s.num_cycles);
+}
+
+LrSchedule get_schedule(const KeyValues& kv, const std::string& where) {
+  LrSchedule s;
+  const std::string& kind = kv.str("schedule_kind", where);
+  const auto k = schedule_from_name(kind);
+  if (!k) fail("{}: value schedule_kind: unknown schedule '{}'", where, kind);
+  s.kind = *k;
+  s.base_lr = kv.f64("schedule_base_lr", where);
+  s.warmup_steps = kv.i64("schedule_warmup_steps", where);
+  s.total_steps = kv.i64("schedule_total_steps", where);
+  s.min_lr_ratio = kv.f64("schedule_min_lr_ratio", where);
+  s.num_cycles = kv.f64("schedule_num_cycles", where);
+  return s;
+}
+
+}  // namespace fusellm
