@@ -2,7 +2,9 @@
 // The CPU operations of the fp32 forward pass, one per file in model/ (llm.c's layout): each .cpp
 // opens with the math it computes and the transformers function it reproduces. Matrices are
 // row-major strided views; OpenMP parallelizes over rows/heads, OpenBLAS does the GEMMs
-// single-threaded inside OpenMP (see matmul.cpp for why).
+// single-threaded inside OpenMP (see matmul.cpp for why). They are the reference backend: the
+// decoder reaches them only through backend.hpp's interface (cpu_backend.cpp), which a device
+// backend implements beside them; the view types and shapes below are that interface's too.
 #include <cstdint>
 #include <span>
 #include <string>

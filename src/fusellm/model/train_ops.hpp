@@ -1,9 +1,10 @@
 #pragma once
 // The CPU backward operations of the fp32 Llama-family training pass, one per file in model/
 // (llm.c's layout: the math above each function, citing the PyTorch op whose autograd it
-// reproduces). They complement ops.hpp (the forward ops) and never change it: each backward
-// takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU product and the
-// attention probabilities are recomputed, never stored) and the gradient of its output.
+// reproduces), behind backend.hpp as the CPU backend's. They complement ops.hpp (the forward
+// ops): each backward takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU
+// product and the attention probabilities are recomputed, never stored) and the gradient of its
+// output.
 // Weight and bias gradients accumulate (+=), so several sequences add up into one batch.
 #include <cstdint>
 #include <span>
