@@ -9,6 +9,8 @@ namespace fusellm::model {
 
 // The gradients of the activations, [T, .] each, and where the backward pass reads and writes.
 struct Decoder::Backward {
+  const Backend& be;
+  std::span<const float> W;  // the parameters
   const SavedActivations& s;
   std::span<float> grads;
   int64_t T;
@@ -20,11 +22,11 @@ struct Decoder::Backward {
 void Decoder::mlp_backward(Backward& b, int64_t l) const {
   // x_out = x_mid + down(silu(gate) * up), [gate | up] = xn2 W_[gate;up]^T, xn2 = rmsnorm(x_mid)
   const Arch& a = arch_;
-  const Backend& be = *backend_;
+  const Backend& be = b.be;
+  const std::span<const float> W = b.W;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
-  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
-  const std::span<const float> W = weights_;
   const int64_t Hd = a.hidden, I = a.intermediate;
+  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
   const ConstMatView x_mid = b.saved(S.x_mid, Hd), gate_up = b.saved(S.gate_up, 2 * I);
   norm(x_mid, L.mlp_norm_w, L.mlp_norm_b, b.m(b.xn, Hd));
   be.gated_activation(a.act, gate_up, b.m(b.h, I));  // h as the forward computed it
@@ -42,11 +44,11 @@ void Decoder::mlp_backward(Backward& b, int64_t l) const {
 void Decoder::attention_backward(Backward& b, int64_t l) const {
   // x_mid = x_in + o(attention(rope(q), rope(k), v)), [q | k | v] = xn1 W_[q;k;v]^T, xn1 = rmsnorm(x_in)
   const Arch& a = arch_;
-  const Backend& be = *backend_;
+  const Backend& be = b.be;
+  const std::span<const float> W = b.W;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
-  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
-  const std::span<const float> W = weights_;
   const int64_t Hd = a.hidden, nq = a.heads * a.head_dim, nqkv = nq + 2 * a.kv_heads * a.head_dim;
+  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
   const ConstMatView att = b.saved(S.att, nq), qkv = b.saved(S.qkv, nqkv), x_in = b.saved(S.x_in, Hd);
   be.linear_backward_weight(b.m(b.dx, Hd), att, mat(b.grads, L.o));
   if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.o_b));
@@ -74,13 +76,13 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   if (T == 0) return;
   const Backend& be = *backend_;
   const auto pass_scope = be.begin_pass();
-  Backward b{s, grads, T, {}, {}, {}, {}, {}, {}, {}, {}};
+  const std::span<const float> W = weights_;
+  Backward b{be, W, s, grads, T, {}, {}, {}, {}, {}, {}, {}, {}};
   for (auto* v : {&b.xn, &b.dxn, &b.dx}) v->resize(size_t(T * Hd));
   b.h.resize(size_t(T * I)), b.dh.resize(size_t(T * I)), b.dgu.resize(size_t(T * 2 * I));
   b.datt.resize(size_t(T * nq)), b.dqkv.resize(size_t(T * nqkv));
 
   // Head and final norm.
-  const std::span<const float> W = weights_;
   const DecoderRegions& R = params_.regions;
   const ConstMatView dz(dlogits.data(), T, V, V), x_final = b.saved(s.x_final, Hd);
   norm(x_final, R.final_norm_w, R.final_norm_b, b.m(b.xn, Hd));
