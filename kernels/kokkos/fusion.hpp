@@ -38,23 +38,13 @@
 #include <vector>
 
 #include "fusellm/core/error.hpp"
+#include "kokkos/fusion_mode.hpp"
 #include "kokkos/fusion_row_math.hpp"
 #include "kokkos/sparse_rows.hpp"
 
 namespace fusellm::kernels {
 
 inline constexpr int kMaxSources = 8;
-
-enum class FusionMode { kMinCE, kAvgCE, kMinCEPerPosition };
-
-inline const char* fusion_mode_name(FusionMode m) {
-  switch (m) {
-    case FusionMode::kMinCE: return "MinCE";
-    case FusionMode::kAvgCE: return "AvgCE";
-    case FusionMode::kMinCEPerPosition: return "MinCE per position";
-  }
-  return "?";
-}
 
 // The K sources' rows, by value (Views are cheap handles), so the functor carries them to the
 // device without a host container.

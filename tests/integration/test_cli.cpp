@@ -302,3 +302,35 @@ TEST(Cli, TrainTargetConfigErrorNamesThePathOnce) {
   EXPECT_EQ(n, 1u) << r.out;
   fs::remove_all(d);
 }
+
+// --set section.key=value on every command that takes a job: the value goes through the field's
+// own type and checks, an error names the flag, and the job as it runs (`config`, what a
+// checkpoint records) carries the overridden value.
+TEST(Cli, SetOverridesAJobSettingAndErrorsNameTheFlag) {
+  const std::string job = std::string(FUSELLM_SOURCE_DIR) + "/jobs/tiny.toml";
+  CmdResult r = run("config --job " + job + " --set train.max_steps=7 --set distill.lambda=0.5 --set distill.fusion=avgCE");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_HAS(r.out, "\nmax_steps = 7\n");
+  EXPECT_HAS(r.out, "\nlambda = 0.5\n");
+  EXPECT_HAS(r.out, "\nfusion = \"avgCE\"\n");
+  for (const std::string cmd : {"train -q --no-export", "teach --source llama", "align-compat --source neox"}) {
+    r = run(cmd + " --job " + job + " --set train.max_steps=ten");
+    EXPECT_EQ(r.code, 1) << cmd << "\n" << r.out;
+    EXPECT_HAS(r.out, "fusellm: error: --set train.max_steps=ten: [train].max_steps: expected an integer, found a string (\"ten\")");
+  }
+  r = run("train -q --no-export --job " + job + " --set optim.lr=0");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "--set optim.lr=0: [optim].lr: must be a finite number > 0");
+  r = run("train -q --no-export --job " + job + " --set optim.warmup_ratoi=0.1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "--set optim.warmup_ratoi=0.1: [optim].warmup_ratoi: unknown field (did you mean 'warmup_ratio'?)");
+  // --set needs a job.
+  EXPECT_EQ(run("train --set train.max_steps=1").code, 2);
+}
+
+TEST(Cli, ConfigFieldsPrintsTheFieldReference) {
+  const CmdResult r = run("config --fields");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_HAS(r.out, "### `[optim]`");
+  EXPECT_HAS(r.out, "| `max_steps` | integer >= 1 | unset |");
+}

@@ -269,7 +269,7 @@ TEST(Trainer, UpdateThatOverflowsTheWeightsStopsBeforeAnythingIsWritten) {
     std::printf("overflow: %s\n", msg.c_str());
     EXPECT_NE(msg.find("step 1: "), std::string::npos) << msg;
     EXPECT_NE(msg.find("Inf or NaN"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(job.file + ":" + std::to_string(job_field_line(job.text, "optim", "lr")) + ": [optim].lr"),
+    EXPECT_NE(msg.find(job.file + ":" + std::to_string(job.origins.line("optim", "lr")) + ": [optim].lr"),
               std::string::npos)
         << msg;
     EXPECT_NE(msg.find("wrote no checkpoint"), std::string::npos) << msg;

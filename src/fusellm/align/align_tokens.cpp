@@ -1,5 +1,7 @@
 #include "fusellm/align/align_tokens.hpp"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 
 #include "fusellm/align/align_device.hpp"
@@ -28,20 +30,17 @@ void check_batch(const TokenVocab& v, const DocBatch& b, const char* side) {
 
 }  // namespace
 
-const char* to_string(AlignMethod m) {
-  switch (m) {
-    case AlignMethod::kEM: return "em";
-    case AlignMethod::kMinED: return "mined";
-    case AlignMethod::kByteSpan: return "bytespan";
-  }
-  return "em";
+const config::EnumNames<AlignMethod>& align_method_names() {
+  static const config::EnumNames<AlignMethod> names{
+      {{AlignMethod::kMinED, "mined"}, {AlignMethod::kEM, "em"}, {AlignMethod::kByteSpan, "bytespan"}}};
+  return names;
 }
 
+const char* to_string(AlignMethod m) { return align_method_names().name(m).data(); }
+
 AlignMethod parse_align_method(std::string_view s) {
-  if (s == "em") return AlignMethod::kEM;
-  if (s == "mined") return AlignMethod::kMinED;
-  if (s == "bytespan") return AlignMethod::kByteSpan;
-  fail("alignment method '{}': expected one of em, mined, bytespan", s);
+  if (auto m = align_method_names().find(s)) return *m;
+  fail("alignment method '{}': expected one of {}", s, fmt::join(align_method_names().names(), ", "));
 }
 
 void DocBatch::add(const TokenVocab& vocab, std::span<const int32_t> doc_ids, std::string_view text) {

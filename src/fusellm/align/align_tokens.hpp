@@ -25,6 +25,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include "fusellm/align/align_method.hpp"
 #include "fusellm/align/align_spaces.hpp"
 #include "fusellm/align/original_rules.hpp"
 #include "fusellm/align/token_normalize.hpp"
@@ -33,10 +34,6 @@
 #include "kokkos/sparse_rows.hpp"
 
 namespace fusellm::align {
-
-enum class AlignMethod : uint8_t { kEM = 0, kMinED = 1, kByteSpan = 2 };
-const char* to_string(AlignMethod m);                 // "em", "mined", "bytespan"
-AlignMethod parse_align_method(std::string_view s);   // throws Error listing the choices
 
 // Documents of one tokenization, concatenated.
 struct DocBatch {

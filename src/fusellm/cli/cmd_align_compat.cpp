@@ -2,7 +2,7 @@
 // changes on a job's corpus (README, "Alignment: where fusellm differs from the original FuseLLM
 // code").
 //
-//   fusellm align-compat --job J --source NAME [--method em|mined|bytespan] [--limit N]
+//   fusellm align-compat --job J [--set section.key=value ...] --source NAME [--method em|mined|bytespan] [--limit N]
 //
 // For the job's segments (as `teach` cuts them) and one source, it aligns and applies the
 // source's top-k rows under fusellm's rules, then under the original's rule for each deviation
@@ -24,6 +24,7 @@
 #include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 #include "fusellm/data/corpus.hpp"
+#include "fusellm/cli/job_args.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/data/segmenter.hpp"
 #include "fusellm/teach/teach.hpp"
@@ -32,7 +33,8 @@ namespace fusellm::cli {
 namespace {
 
 struct CompatOptions {
-  std::string job, source, method;
+  JobArgs job;
+  std::string source, method;
   int64_t limit = -1;
 };
 
@@ -60,8 +62,7 @@ void run(const CompatOptions& o) {
   const JobConfig job = load_job(o.job);
   const SourceConfig* src = job.find_source(o.source);
   if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
-  const align::AlignMethod method = o.method.empty() ? align::parse_align_method(alignment_name(job.distill.alignment))
-                                                     : align::parse_align_method(o.method);
+  const align::AlignMethod method = o.method.empty() ? job.distill.alignment : align::parse_align_method(o.method);
   const auto stok = Tokenizer::load(src->tokenizer);
   const auto ttok = Tokenizer::load(job.target.tokenizer);
   const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
@@ -74,8 +75,8 @@ void run(const CompatOptions& o) {
     owned.push_back(Tokenizer::load(p));
     all_toks.push_back(owned.back().get());
   }
-  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job));
-  SegmentStream stream(CorpusReader::from_job(job), seg);
+  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job.corpus));
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   std::vector<std::vector<int32_t>> sids, tids;
   align::DocBatch sb, tb;
   Segment s;
@@ -149,7 +150,7 @@ void add_align_compat(CLI::App& app) {
   auto o = std::make_shared<CompatOptions>();
   auto* sub = app.add_subcommand(
       "align-compat", "count what each of fusellm's deviations from the original FuseLLM alignment changes on a job");
-  sub->add_option("--job", o->job, "job file (TOML)")->required();
+  add_job_options(sub, o->job);
   sub->add_option("--source", o->source, "the [[source]] to align")->required();
   sub->add_option("--method", o->method, "em | mined | bytespan (default: the job's [distill].alignment)");
   sub->add_option("--limit", o->limit, "only the first N segments");

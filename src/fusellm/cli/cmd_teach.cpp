@@ -1,4 +1,4 @@
-// fusellm teach --job J --source NAME [--limit N]: offline mode's first step (DESIGN.md section 2;
+// fusellm teach --job J [--set section.key=value ...] --source NAME [--limit N]: offline mode's first step (DESIGN.md section 2;
 // the original FuseLLM's logits-caching script): run one source model over the corpus's segments
 // and write its aligned sparse top-k distributions and per-segment CE to <[cache].dir>/NAME.h5.
 // Run it once per [[source]]; an interrupted run continues where it stopped. A summary goes to
@@ -8,6 +8,7 @@
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
+#include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/teach/teach.hpp"
@@ -16,7 +17,7 @@ namespace fusellm::cli {
 
 namespace {
 struct TeachCli {
-  std::string job;
+  JobArgs job;
   std::string source;
   int64_t limit = -1;
   int64_t batch = 16;
@@ -28,7 +29,7 @@ struct TeachCli {
 void add_teach(CLI::App& app) {
   auto o = std::make_shared<TeachCli>();
   auto* sub = app.add_subcommand("teach", "write one source model's aligned top-k distributions to its cache (offline mode)");
-  sub->add_option("--job", o->job, "job file (TOML)")->required();
+  add_job_options(sub, o->job);
   sub->add_option("--source", o->source, "the [[source]] to run")->required();
   sub->add_option("--limit", o->limit, "only the first N segments of the corpus (a later run can continue)")
       ->check(at_least(1, "segments to teach"));

@@ -1,4 +1,4 @@
-// fusellm train --job J [--max-steps N] [--cache-dir D] [--export DIR]: offline mode's second step
+// fusellm train --job J [--set section.key=value ...] [--max-steps N] [--cache-dir D] [--export DIR]: offline mode's second step
 // (DESIGN.md section 2): continual training of the target from the teachers' distribution caches
 // (train/trainer.hpp). Metrics go to <output_dir>/metrics.jsonl, a human line per log interval to
 // stderr (with a progress bar on a terminal), checkpoints to [checkpoint].dir; a run resumes from
@@ -10,6 +10,7 @@
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
+#include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -18,7 +19,7 @@ namespace fusellm::cli {
 
 namespace {
 struct TrainCli {
-  std::string job;
+  JobArgs job;
   int64_t max_steps = -1;
   int64_t stop_after = -1;
   int64_t limit = -1;
@@ -33,7 +34,7 @@ struct TrainCli {
 void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainCli>();
   auto* sub = app.add_subcommand("train", "continual training of the target from the teachers' caches (offline mode)");
-  sub->add_option("--job", o->job, "job file (TOML)")->required();
+  add_job_options(sub, o->job);
   sub->add_option("--max-steps", o->max_steps, "optimizer steps (overrides [train].max_steps and the schedule's length)")
       ->check(at_least(1, "optimizer steps, as [train].max_steps"));
   sub->add_option("--stop-after", o->stop_after, "stop after N steps of this run, with a checkpoint (the schedule is unchanged)")

@@ -15,4 +15,5 @@ void add_vocab_map(CLI::App& app);
 void add_align_compat(CLI::App& app);
 void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
+void add_config(CLI::App& app);
 }  // namespace fusellm::cli

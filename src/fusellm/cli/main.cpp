@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_align_compat(app);
   fusellm::cli::add_train(app);
   fusellm::cli::add_merge(app);
+  fusellm::cli::add_config(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -139,8 +139,8 @@ CorpusReader::CorpusReader(const std::string& path, CorpusFormat format, std::st
     : path_(path), format_(format), field_(std::move(text_field)), files_(corpus_files(path, format)) {
   stats_.files = int64_t(files_.size());
 }
-CorpusReader CorpusReader::from_job(const JobConfig& job) {
-  return CorpusReader(job.corpus.path, job.corpus.format, job.corpus.text_field);
+CorpusReader CorpusReader::from_config(const CorpusConfig& corpus) {
+  return CorpusReader(corpus.path, corpus.format, corpus.text_field);
 }
 CorpusReader::~CorpusReader() = default;
 CorpusReader::CorpusReader(CorpusReader&&) noexcept = default;

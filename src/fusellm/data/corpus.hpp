@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "fusellm/job/job_config.hpp"
+#include "fusellm/data/corpus_config.hpp"
 
 namespace fusellm {
 
@@ -54,7 +54,7 @@ class CorpusReader {
  public:
   explicit CorpusReader(const std::string& path, CorpusFormat format = CorpusFormat::Auto,
                         std::string text_field = "text");
-  static CorpusReader from_job(const JobConfig& job);
+  static CorpusReader from_config(const CorpusConfig& corpus);
   ~CorpusReader();
   CorpusReader(CorpusReader&&) noexcept;
   CorpusReader& operator=(CorpusReader&&) noexcept;

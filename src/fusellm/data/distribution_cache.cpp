@@ -21,44 +21,6 @@ namespace fs = std::filesystem;
 
 std::string fusellm_version() { return "0.1.0"; }
 
-// ---- the job file's lines ------------------------------------------------------------------------
-
-namespace {
-std::string trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) --e;
-  return std::string(s.substr(b, e - b));
-}
-}  // namespace
-
-int64_t job_field_line(const std::string& text, const std::string& section, const std::string& key, int64_t index) {
-  std::istringstream in(text);
-  std::string line, cur;
-  int64_t n = 0, cur_index = -1;
-  std::map<std::string, int64_t> seen;
-  while (std::getline(in, line)) {
-    ++n;
-    const std::string t = trim(line);
-    if (t.empty() || t[0] == '#') continue;
-    if (t.rfind("[[", 0) == 0) {
-      cur = trim(t.substr(2, t.find("]]") - 2));
-      cur_index = seen[cur]++;
-      continue;
-    }
-    if (t[0] == '[') {
-      cur = trim(t.substr(1, t.find(']') - 1));
-      cur_index = 0;
-      continue;
-    }
-    if (cur != section || cur_index != index) continue;
-    if (t.rfind(key, 0) != 0) continue;
-    const std::string rest = trim(t.substr(key.size()));
-    if (!rest.empty() && rest[0] == '=') return n;
-  }
-  return 0;
-}
-
 namespace {
 struct FieldRef {
   const char* attr;      // cache attribute
@@ -67,15 +29,15 @@ struct FieldRef {
   std::string label;     // "[distill].top_k"
 };
 
-std::string where_in_job(const JobConfig& job, const FieldRef& f, int64_t index) {
+std::string where_in_job(const config::FieldOrigins& job, const FieldRef& f, int64_t index) {
   for (const auto& k : f.keys)
-    if (int64_t l = job_field_line(job.text, f.section, k, index); l > 0) return fmt::format("{}:{}", job.file, l);
+    if (std::string w = job.where(f.section, k, size_t(index)); !w.empty()) return w;
   return fmt::format("{} (default)", job.file.empty() ? "<job>" : job.file);
 }
 }  // namespace
 
 void check_provenance(const std::string& cache_path, const CacheProvenance& c, const CacheProvenance& e,
-                      const JobConfig& job) {
+                      const config::FieldOrigins& job) {
   auto bad = [&](const FieldRef& f, const std::string& cached, const std::string& now, int64_t index = 0) {
     fail("{}: distribution cache made with {} = {}, but {}: {} gives {} (delete the cache or fix the job)",
          cache_path, f.attr, cached, where_in_job(job, f, index), f.label, now);
@@ -341,7 +303,7 @@ struct DistributionCacheWriter::Impl {
 };
 
 DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const CacheProvenance& prov,
-                                                 const JobConfig* job)
+                                                 const config::FieldOrigins* job)
     : path_(path), k_(prov.k) {
   h5::ErrorSilencer quiet;
   auto impl = std::make_unique<Impl>();
@@ -359,12 +321,7 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
     impl->file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
                                        "{}: cannot open the distribution cache to continue", path));
     const CacheProvenance cached = read_provenance_from(impl->file, path);
-    if (job) {
-      check_provenance(path, cached, prov, *job);
-    } else {
-      JobConfig none;
-      check_provenance(path, cached, prov, none);
-    }
+    check_provenance(path, cached, prov, job ? *job : config::FieldOrigins{});
     segments_ = read_attr_int(impl->file, "segments_done", path);
     rows_ = read_attr_int(impl->file, "rows_done", path);
     complete_ = read_attr_int(impl->file, "complete", path) != 0;

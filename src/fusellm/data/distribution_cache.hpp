@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "fusellm/job/job_config.hpp"
+#include "fusellm/core/config_origins.hpp"
 #include "kokkos/sparse_rows.hpp"
 
 namespace fusellm {
@@ -58,14 +58,11 @@ struct CacheProvenance {
 // The fusellm version string written into caches.
 std::string fusellm_version();
 
-// Line (1-based) of `key` in section `section` ("distill", "source" for [[source]] tables, the
-// `index`-th of them) of a job file's text; 0 when the field is not written (a default).
-int64_t job_field_line(const std::string& text, const std::string& section, const std::string& key, int64_t index = 0);
-
-// Throws fusellm::Error naming the cache file, the job file with the line, and the field, at the
-// first setting in which `cached` and `expected` (made from the job) differ.
+// Throws fusellm::Error naming the cache file, the job file with the line (from the parsed job's
+// `origins`, JobConfig::origins), and the field, at the first setting in which `cached` and
+// `expected` (made from the job) differ.
 void check_provenance(const std::string& cache_path, const CacheProvenance& cached, const CacheProvenance& expected,
-                      const JobConfig& job);
+                      const config::FieldOrigins& origins);
 
 // One segment's worth of cache rows.
 struct CacheSegment {
@@ -84,12 +81,13 @@ struct CacheSegment {
 class DistributionCacheWriter {
  public:
   // Creates `path`, or reopens it to continue: its provenance must equal `prov` (else Error naming
-  // the cache, the job's file and line and the field; `job` may be null in tests, then only the
-  // cache and the field are named), rows past the committed `segments_done` are cut off.
+  // the cache, the job's file and line and the field; `job` (the job's JobConfig::origins) may be
+  // null in tests, then only the cache and the field are named), rows past the committed
+  // `segments_done` are cut off.
   // Holds <path>.lock exclusively for its lifetime (a second writer is refused at once, naming the
   // holder's host and pid); an existing cache must match its checksum sidecar before HDF5 opens
   // it; close() writes a new sidecar.
-  DistributionCacheWriter(const std::string& path, const CacheProvenance& prov, const JobConfig* job = nullptr);
+  DistributionCacheWriter(const std::string& path, const CacheProvenance& prov, const config::FieldOrigins* job = nullptr);
   ~DistributionCacheWriter();
   DistributionCacheWriter(const DistributionCacheWriter&) = delete;
   DistributionCacheWriter& operator=(const DistributionCacheWriter&) = delete;
@@ -139,7 +137,7 @@ class DistributionCacheReader {
   static CacheProvenance read_provenance(const std::string& path);
   const CacheProvenance& provenance() const { return prov_; }
   // check_provenance against what the job expects.
-  void check(const CacheProvenance& expected, const JobConfig& job) const {
+  void check(const CacheProvenance& expected, const config::FieldOrigins& job) const {
     check_provenance(path_, prov_, expected, job);
   }
   const std::string& path() const { return path_; }

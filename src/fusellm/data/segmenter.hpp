@@ -33,7 +33,7 @@ class Segmenter {
  public:
   // `tokenizers`: every tokenizer of the job (sources and target), not owned.
   Segmenter(std::vector<const Tokenizer*> tokenizers, int64_t max_tokens);
-  static int64_t max_tokens_of(const JobConfig& job) { return job.corpus.max_len - job.corpus.margin; }
+  static int64_t max_tokens_of(const CorpusConfig& corpus) { return corpus.max_segment_tokens(); }
 
   // [begin, end) byte ranges of `text`, in order, covering it.
   std::vector<std::pair<int64_t, int64_t>> split(std::string_view text) const;

@@ -10,15 +10,10 @@
 #include <vector>
 
 #include "fusellm/fusion/kokkos_glue.hpp"
+#include "fusellm/fusion/score_unit.hpp"
 #include "kokkos/sequence_ce.hpp"
 
 namespace fusellm::fusion {
-
-// What a score is measured in. Both are "lower is better"; the reward is exp(-score).
-enum class ScoreUnit {
-  kNatsPerToken,  // the paper's CE (metric_ce): mean over the source's own tokens
-  kNatsPerByte,   // summed CE / UTF-8 bytes: does not favour tokenizers with short tokens
-};
 
 struct SegmentScores {
   std::vector<double> ce_sum;       // [D] summed CE (nats) over the segment's scored tokens

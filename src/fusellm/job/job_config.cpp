@@ -3,10 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cctype>
-#include <climits>
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -16,662 +12,348 @@
 #include <toml++/toml.h>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/job/job_fields.hpp"
 
 namespace fusellm {
 
 namespace fs = std::filesystem;
 
-// ---- enum spellings -------------------------------------------------------------------------
-
 namespace {
 
-template <typename E>
-struct Names {
-  std::vector<std::pair<E, std::string_view>> list;
-  std::string_view name(E e) const {
-    for (auto& [v, n] : list)
-      if (v == e) return n;
-    return "?";
-  }
+using config::Origin;
+using config::Value;
+
+// ---- the job file read into values ------------------------------------------------------------
+// Stage one of parsing: the TOML document as values with their origins, unknown sections and
+// fields refused; --set overrides replace or add values here, so a value from the command line
+// goes through the same binding and checks as one from the file.
+
+struct RawField {
+  Value value;
+  Origin origin;
 };
-
-const Names<CorpusFormat> kCorpusFormats{
-    {{CorpusFormat::Auto, "auto"}, {CorpusFormat::JSONL, "jsonl"}, {CorpusFormat::Text, "text"}}};
-const Names<AlignmentKind> kAlignments{
-    {{AlignmentKind::MinED, "mined"}, {AlignmentKind::EM, "em"}, {AlignmentKind::ByteSpan, "bytespan"}}};
-const Names<FusionKind> kFusions{
-    {{FusionKind::MinCE, "minCE"}, {FusionKind::AvgCE, "avgCE"}, {FusionKind::None, "none"}}};
-const Names<ScoreKind> kScores{{{ScoreKind::CE, "ce"}, {ScoreKind::BPB, "bpb"}}};
-const Names<TrainDType> kDTypes{{{TrainDType::F32, "fp32"}, {TrainDType::BF16, "bf16"}}};
-const Names<ScheduleKind> kSchedules{
-    {{ScheduleKind::Cosine, "cosine"}, {ScheduleKind::Linear, "linear"}, {ScheduleKind::Constant, "constant"}}};
-
-}  // namespace
-
-std::string_view corpus_format_name(CorpusFormat f) { return kCorpusFormats.name(f); }
-std::string_view alignment_name(AlignmentKind a) { return kAlignments.name(a); }
-std::string_view fusion_name(FusionKind f) { return kFusions.name(f); }
-std::string_view score_name(ScoreKind s) { return kScores.name(s); }
-std::string_view train_dtype_name(TrainDType d) { return kDTypes.name(d); }
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// ---- the schema -----------------------------------------------------------------------------
-
-namespace {
-
-struct SectionSpec {
-  std::string_view name;
-  bool array_of_tables;
-  std::vector<std::string_view> fields;
+struct RawTable {
+  Origin origin;
+  std::map<std::string, RawField, std::less<>> fields;
 };
-
-const std::vector<SectionSpec>& schema() {
-  static const std::vector<SectionSpec> s = {
-      {"job", false, {"name", "seed", "output_dir"}},
-      {"source", true, {"name", "path", "replicas", "tokenizer"}},
-      {"target", false, {"path", "init_from", "tokenizer"}},
-      {"corpus", false, {"path", "format", "text_field", "max_len", "margin", "document_mask"}},
-      {"distill", false,
-       {"top_k", "temperature", "alignment", "fusion", "lambda", "keep_tail", "onehot_compat", "align_compat", "score"}},
-      {"optim", false,
-       {"lr", "betas", "eps", "weight_decay", "clip", "schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio"}},
-      {"train", false, {"micro_batch", "global_batch", "epochs", "max_steps", "log_interval", "dtype"}},
-      {"checkpoint", false, {"dir", "interval", "keep", "resume"}},
-      {"topology", false, {"teacher_ranks", "student_ranks", "prefetch"}},
-      {"cache", false, {"dir"}},
-  };
-  return s;
-}
-
-const SectionSpec* find_section(std::string_view name) {
-  for (const auto& s : schema())
-    if (s.name == name) return &s;
-  return nullptr;
-}
-
-// The closest candidate when it is close enough to be a plausible typo.
-std::optional<std::string> closest(std::string_view word, const std::vector<std::string_view>& candidates) {
-  std::optional<std::string> best;
-  size_t best_d = SIZE_MAX;
-  for (auto c : candidates) {
-    // Case-insensitive first ("MinCE" for "minCE"), then plain edit distance.
-    std::string lw(word), lc(c);
-    auto lower = [](unsigned char ch) { return char(std::tolower(ch)); };
-    std::transform(lw.begin(), lw.end(), lw.begin(), lower);
-    std::transform(lc.begin(), lc.end(), lc.begin(), lower);
-    size_t d = lw == lc ? 0 : edit_distance(word, c);
-    // A prefix of 3+ characters counts as close too ("optimizer" for "optim").
-    const auto& shorter = lw.size() < lc.size() ? lw : lc;
-    const auto& longer = lw.size() < lc.size() ? lc : lw;
-    if (shorter.size() >= 3 && longer.starts_with(shorter)) d = std::min<size_t>(d, 1);
-    if (d < best_d) best_d = d, best = std::string(c);
-  }
-  if (best && best_d <= std::max<size_t>(2, word.size() / 3)) return best;
-  return std::nullopt;
-}
-
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
-  }
-}
-
-// A short rendering of the value found, for error messages.
-std::string found(const toml::node& n) {
-  std::string r = type_name(n);
-  std::ostringstream os;
-  if (n.is_string()) os << '"' << n.as_string()->get() << '"';
-  else if (n.is_integer()) os << n.as_integer()->get();
-  else if (n.is_floating_point()) os << n.as_floating_point()->get();
-  else if (n.is_boolean()) os << (n.as_boolean()->get() ? "true" : "false");
-  std::string v = os.str();
-  if (v.size() > 60) v = v.substr(0, 57) + "...";
-  return v.empty() ? r : r + " (" + v + ")";
-}
+using RawJob = std::map<std::string, std::vector<RawTable>, std::less<>>;
 
 int64_t line_of(const toml::node& n) { return int64_t(n.source().begin.line); }
 
-std::string quoted_list(const std::vector<std::string_view>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", \"" : "\"") + std::string(v[i]) + "\"";
-  return s;
+Value value_of(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return Value::of_string(n.as_string()->get());
+    case toml::node_type::integer: return Value::of_integer(n.as_integer()->get());
+    case toml::node_type::floating_point: return Value::of_float(n.as_floating_point()->get());
+    case toml::node_type::boolean: return Value::of_bool(n.as_boolean()->get());
+    case toml::node_type::array: {
+      std::vector<Value> items;
+      for (const auto& e : *n.as_array()) items.push_back(value_of(e));
+      return Value::of_array(std::move(items));
+    }
+    case toml::node_type::date: return Value::of_kind(Value::Kind::Date);
+    case toml::node_type::time: return Value::of_kind(Value::Kind::Time);
+    case toml::node_type::date_time: return Value::of_kind(Value::Kind::DateTime);
+    default: return Value::of_kind(Value::Kind::Table);
+  }
 }
 
-// ---- the parser -----------------------------------------------------------------------------
+std::vector<std::string_view> section_names() {
+  std::vector<std::string_view> names;
+  for (const auto& s : job_sections()) names.push_back(s.name);
+  return names;
+}
 
-class Parser {
+// " (did you mean 'warmup_ratio'?)", " (did you mean [optim].lr?)", or the section's fields.
+std::string unknown_field_hint(const JobSectionTable& s, size_t index, std::string_view key) {
+  if (auto c = closest_name(key, s.keys())) return fmt::format(" (did you mean '{}'?)", *c);
+  for (const auto& other : job_sections())
+    if (other.find(key))
+      return other.array_of_tables ? fmt::format(" (did you mean [[{}]].{}?)", other.name, key)
+                                   : fmt::format(" (did you mean [{}].{}?)", other.name, key);
+  return fmt::format(" (fields of {}: {})", s.label(index, ""), quoted_list(s.keys()));
+}
+
+class Reader {
  public:
-  Parser(std::string file, bool check_paths) : file_(std::move(file)), check_paths_(check_paths) {
-    // Absolute, so that to_toml() writes paths that mean the same from anywhere.
-    base_ = fs::absolute(fs::path(file_)).parent_path();
-  }
+  explicit Reader(std::string file) : file_(std::move(file)) {}
 
-  JobConfig run(const toml::table& root);
+  RawJob read(const toml::table& root) const {
+    check_sections(root);
+    RawJob raw;
+    for (const auto& s : job_sections()) {
+      const toml::node* n = root.get(s.name);
+      if (!n) continue;
+      if (s.array_of_tables) {
+        if (n->is_table())
+          error(line_of(*n), "[source]",
+                "expected an array of tables: write [[source]] (one per source model), not [source]");
+        if (!n->is_array() || !n->as_array()->is_array_of_tables())
+          error(line_of(*n), "source", "expected an array of tables ([[source]]), found {}", value_of(*n).found());
+        const auto& arr = *n->as_array();
+        for (size_t i = 0; i < arr.size(); ++i) raw[std::string(s.name)].push_back(read_table(*arr[i].as_table(), s, i));
+      } else {
+        const std::string ctx = s.label(0, "");
+        if (!n->is_table()) error(line_of(*n), ctx, "expected a table ({}), found {}", ctx, value_of(*n).found());
+        raw[std::string(s.name)].push_back(read_table(*n->as_table(), s, 0));
+      }
+    }
+    return raw;
+  }
 
  private:
   std::string file_;
-  fs::path base_;
-  bool check_paths_;
-  std::map<std::string, int64_t> line_;  // field ("[optim].lr") -> line, for later messages
-
-  std::string where(int64_t line) const { return line > 0 ? fmt::format("{}:{}", file_, line) : file_; }
 
   template <typename... Args>
   [[noreturn]] void error(int64_t line, std::string_view field, fmt::format_string<Args...> f, Args&&... args) const {
-    fail("{}: {}: {}", where(line), field, fmt::format(f, std::forward<Args>(args)...));
+    fail("{}: {}: {}", line > 0 ? fmt::format("{}:{}", file_, line) : file_, field,
+         fmt::format(f, std::forward<Args>(args)...));
   }
 
-  int64_t line(const std::string& field) const {
-    auto it = line_.find(field);
-    return it == line_.end() ? 0 : it->second;
-  }
-  // The first line among fields that were set in the file (0 when all are defaults).
-  int64_t first_line(std::initializer_list<std::string> fields) const {
-    int64_t best = 0;
-    for (const auto& f : fields)
-      if (int64_t l = line(f); l > 0 && (best == 0 || l < best)) best = l;
-    return best;
-  }
-
-  // "[optim]" + "lr" -> "[optim].lr"; "source[1]" + "path" -> "source[1].path"
-  static std::string field_name(const std::string& ctx, std::string_view key) { return ctx + "." + std::string(key); }
-
-  void check_fields(const toml::table& t, const std::string& ctx, const SectionSpec& spec) const {
-    for (auto& [k, v] : t) {
+  // Unknown sections first: a misspelled section hides every field in it.
+  void check_sections(const toml::table& root) const {
+    for (auto& [k, v] : root) {
       const std::string_view key = k.str();
-      if (std::find(spec.fields.begin(), spec.fields.end(), key) != spec.fields.end()) continue;
+      if (find_job_section(key)) continue;
       std::string hint;
-      if (auto c = closest(key, spec.fields)) {
-        hint = fmt::format(" (did you mean '{}'?)", *c);
+      if (auto c = closest_name(key, section_names())) {
+        hint = fmt::format(" (did you mean [{}]?)", *c);
       } else {
-        for (const auto& other : schema())
-          if (std::find(other.fields.begin(), other.fields.end(), key) != other.fields.end()) {
-            hint = other.array_of_tables ? fmt::format(" (did you mean [[{}]].{}?)", other.name, key)
-                                         : fmt::format(" (did you mean [{}].{}?)", other.name, key);
+        for (const auto& s : job_sections())
+          if (s.find(key)) {
+            hint = fmt::format(" (did you mean [{}].{}? fields belong in a section)", s.name, key);
             break;
           }
       }
-      if (hint.empty()) hint = fmt::format(" (fields of {}: {})", ctx, quoted_list(spec.fields));
-      error(line_of(v), field_name(ctx, key), "unknown field{}", hint);
+      if (hint.empty()) hint = fmt::format(" (sections: {})", quoted_list(section_names()));
+      error(line_of(v), key, "unknown {}{}", v.is_table() || v.is_array_of_tables() ? "section" : "top-level field", hint);
     }
   }
 
-  const toml::node* get(const toml::table& t, const std::string& ctx, std::string_view key) {
-    const toml::node* n = t.get(key);
-    if (n) line_[field_name(ctx, key)] = line_of(*n);
-    return n;
-  }
-
-  bool get_int(const toml::table& t, const std::string& ctx, std::string_view key, int64_t& out) {
-    const toml::node* n = get(t, ctx, key);
-    if (!n) return false;
-    if (!n->is_integer()) error(line_of(*n), field_name(ctx, key), "expected an integer, found {}", found(*n));
-    out = n->as_integer()->get();
-    return true;
-  }
-  bool get_opt_int(const toml::table& t, const std::string& ctx, std::string_view key, std::optional<int64_t>& out) {
-    int64_t v = 0;
-    if (!get_int(t, ctx, key, v)) return false;
-    out = v;
-    return true;
-  }
-  // Floats accept integers too ("clip = 1"), as TOML users expect.
-  double float_value(const toml::node& n, const std::string& field) const {
-    if (n.is_floating_point()) return n.as_floating_point()->get();
-    if (n.is_integer()) return double(n.as_integer()->get());
-    error(line_of(n), field, "expected a float, found {}", found(n));
-  }
-  bool get_float(const toml::table& t, const std::string& ctx, std::string_view key, double& out) {
-    const toml::node* n = get(t, ctx, key);
-    if (!n) return false;
-    out = float_value(*n, field_name(ctx, key));
-    return true;
-  }
-  bool get_bool(const toml::table& t, const std::string& ctx, std::string_view key, bool& out) {
-    const toml::node* n = get(t, ctx, key);
-    if (!n) return false;
-    if (!n->is_boolean()) error(line_of(*n), field_name(ctx, key), "expected a boolean, found {}", found(*n));
-    out = n->as_boolean()->get();
-    return true;
-  }
-  bool get_string(const toml::table& t, const std::string& ctx, std::string_view key, std::string& out) {
-    const toml::node* n = get(t, ctx, key);
-    if (!n) return false;
-    if (!n->is_string()) error(line_of(*n), field_name(ctx, key), "expected a string, found {}", found(*n));
-    out = n->as_string()->get();
-    if (out.empty()) error(line_of(*n), field_name(ctx, key), "must not be empty");
-    return true;
-  }
-  template <typename E>
-  bool get_enum(const toml::table& t, const std::string& ctx, std::string_view key, const Names<E>& names, E& out) {
-    std::string s;
-    if (!get_string(t, ctx, key, s)) return false;
-    std::vector<std::string_view> all;
-    for (auto& [v, name] : names.list) {
-      all.push_back(name);
-      if (name == s) {
-        out = v;
-        return true;
-      }
+  RawTable read_table(const toml::table& t, const JobSectionTable& s, size_t index) const {
+    RawTable r{Origin{line_of(t), ""}, {}};
+    for (auto& [k, v] : t) {
+      const std::string_view key = k.str();
+      if (!s.find(key)) error(line_of(v), s.label(index, key), "unknown field{}", unknown_field_hint(s, index, key));
+      r.fields[std::string(key)] = RawField{value_of(v), Origin{line_of(v), ""}};
     }
-    const auto c = closest(s, all);
-    error(line(field_name(ctx, key)), field_name(ctx, key), "expected one of {}, found \"{}\"{}", quoted_list(all), s,
-          c ? fmt::format(" (did you mean \"{}\"?)", *c) : "");
+    return r;
   }
-  // A path, resolved against the job file's directory.
-  bool get_path(const toml::table& t, const std::string& ctx, std::string_view key, std::string& out) {
-    std::string s;
-    if (!get_string(t, ctx, key, s)) return false;
-    out = resolve(s);
-    return true;
-  }
-  std::string resolve(const std::string& p) const {
-    fs::path q(p);
-    if (q.is_relative()) q = base_ / q;
-    return q.lexically_normal().string();
-  }
-
-  // An input path must exist; a model directory must hold config.json.
-  void require_exists(const std::string& field, const std::string& path, bool model_dir) const {
-    if (!check_paths_) return;
-    std::error_code ec;
-    if (!fs::exists(path, ec)) error(line(field), field, "path '{}' does not exist", path);
-    if (model_dir) {
-      if (!fs::is_directory(path, ec))
-        error(line(field), field, "'{}' is not a directory (expected a Hugging Face checkpoint directory)", path);
-      if (!fs::exists(fs::path(path) / "config.json", ec))
-        error(line(field), field, "'{}' has no config.json (expected a Hugging Face checkpoint directory)", path);
-    }
-  }
-
-  const toml::table* section(const toml::table& root, std::string_view name) {
-    const toml::node* n = root.get(name);
-    if (!n) return nullptr;
-    const SectionSpec* spec = find_section(name);
-    const std::string ctx = fmt::format("[{}]", name);
-    if (!n->is_table()) error(line_of(*n), ctx, "expected a table ({}), found {}", ctx, found(*n));
-    check_fields(*n->as_table(), ctx, *spec);
-    return n->as_table();
-  }
-
-  void parse_sources(const toml::table& root, JobConfig& c);
-  void validate(JobConfig& c, bool have_target, bool have_corpus);
 };
 
-void Parser::parse_sources(const toml::table& root, JobConfig& c) {
-  const toml::node* n = root.get("source");
-  if (!n) return;
-  if (n->is_table())
-    error(line_of(*n), "[source]", "expected an array of tables: write [[source]] (one per source model), not [source]");
-  if (!n->is_array() || !n->as_array()->is_array_of_tables())
-    error(line_of(*n), "source", "expected an array of tables ([[source]]), found {}", found(*n));
-  const auto& arr = *n->as_array();
-  for (size_t i = 0; i < arr.size(); ++i) {
-    const toml::table& t = *arr[i].as_table();
-    const std::string ctx = fmt::format("source[{}]", i);
-    line_[ctx] = line_of(t);
-    check_fields(t, ctx, *find_section("source"));
-    SourceConfig s;
-    if (!get_path(t, ctx, "path", s.path))
-      error(line_of(t), field_name(ctx, "path"), "required field is missing (the source's Hugging Face checkpoint directory)");
-    if (!get_string(t, ctx, "name", s.name)) {
-      fs::path p(s.path);
-      s.name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
-    }
-    // The name becomes file names in [cache].dir (<name>.h5, vocab_map.<name>.h5): a name that is
-    // not a plain file name would write outside it.
-    if (s.name.empty() || s.name == "." || s.name == ".." || s.name.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
-      error(line(field_name(ctx, "name")) ? line(field_name(ctx, "name")) : line_of(t), field_name(ctx, "name"),
-            "\"{}\" is not a plain file name (it names the source's cache file {}.h5 in [cache].dir): it must not "
-            "be empty, '.' or '..', nor contain '/' or '\\'{}",
-            s.name, s.name, line(field_name(ctx, "name")) ? "" : " (the name defaults to the path's last component)");
-    get_int(t, ctx, "replicas", s.replicas);
-    if (!get_path(t, ctx, "tokenizer", s.tokenizer)) s.tokenizer = s.path;
-    c.sources.push_back(std::move(s));
+// ---- --set section.key=value --------------------------------------------------------------------
+
+// The text of a --set value: for a field that takes a string, as written (quotes optional);
+// else TOML ("10", "0.5", "true", "[0.9, 0.99]"), or a string when it is not TOML, which the
+// field then refuses with its own message ("expected an integer, found a string ("ten")").
+Value override_value(const std::string& text, Value::Kind kind) {
+  if (kind == Value::Kind::String && !text.starts_with('"') && !text.starts_with('\'')) return Value::of_string(text);
+  try {
+    const toml::table t = toml::parse("v = " + text);
+    if (t.size() == 1 && t.get("v")) return value_of(*t.get("v"));
+  } catch (const toml::parse_error&) {
   }
+  return Value::of_string(text);
 }
 
-JobConfig Parser::run(const toml::table& root) {
-  // Unknown sections first: a misspelled section hides every field in it.
-  for (auto& [k, v] : root) {
-    const std::string_view key = k.str();
-    if (find_section(key)) continue;
-    std::vector<std::string_view> names;
-    for (const auto& s : schema()) names.push_back(s.name);
-    std::string hint;
-    if (auto c = closest(key, names)) {
-      hint = fmt::format(" (did you mean [{}]?)", *c);
-    } else {
-      for (const auto& s : schema())
-        if (std::find(s.fields.begin(), s.fields.end(), key) != s.fields.end()) {
-          hint = fmt::format(" (did you mean [{}].{}? fields belong in a section)", s.name, key);
-          break;
-        }
+void apply_override(RawJob& raw, const std::string& arg) {
+  const std::string flag = "--set " + arg;
+  const size_t eq = arg.find('=');
+  const size_t dot = arg.substr(0, eq).find('.');
+  if (eq == std::string::npos || dot == std::string::npos)
+    fail("{}: expected section.key=value (e.g. --set train.max_steps=10, --set source[0].replicas=2)", flag);
+  std::string section = arg.substr(0, dot);
+  const std::string key = arg.substr(dot + 1, eq - dot - 1);
+  std::optional<size_t> index;
+  if (const size_t b = section.find('['); b != std::string::npos && section.ends_with(']')) {
+    const std::string n = section.substr(b + 1, section.size() - b - 2);
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 9)
+      fail("{}: '{}': expected a [[source]] index, as in source[0]", flag, section);
+    index = size_t(std::stoul(n));
+    section.resize(b);
+  }
+  const JobSectionTable* s = find_job_section(section);
+  if (!s) {
+    const auto c = closest_name(section, section_names());
+    fail("{}: unknown section '{}'{}", flag, section,
+         c ? fmt::format(" (did you mean {}?)", *c) : fmt::format(" (sections: {})", quoted_list(section_names())));
+  }
+  auto& tables = raw[section];
+  if (s->array_of_tables && !index)
+    fail("{}: [[{}]] is an array of tables: name one, as in {}[0].{} (counted from 0 in file order)", flag, section,
+         section, key);
+  if (!s->array_of_tables && index) fail("{}: [{}] is a single table: write {}.{}", flag, section, section, key);
+  if (index && *index >= tables.size())
+    fail("{}: the job has {} [[{}]] table{} (counted from 0)", flag, tables.size(), section, tables.size() == 1 ? "" : "s");
+  const size_t i = index.value_or(0);
+  const JobField* f = s->find(key);
+  if (!f) fail("{}: {}: unknown field{}", flag, s->label(i, key), unknown_field_hint(*s, i, key));
+  if (tables.empty()) tables.push_back(RawTable{Origin{0, flag}, {}});
+  tables[i].fields[key] = RawField{override_value(arg.substr(eq + 1), f->kind), Origin{0, flag}};
+}
+
+// ---- binding and checks -------------------------------------------------------------------------
+
+class Binder {
+ public:
+  Binder(std::string file, bool check_paths) : check_paths_(check_paths) {
+    // Absolute, so that to_toml() writes paths that mean the same from anywhere.
+    job_dir_ = fs::absolute(fs::path(file)).parent_path().string();
+    origins_.file = std::move(file);
+  }
+
+  JobConfig run(const RawJob& raw) {
+    JobConfig c;
+    for (const auto& s : job_sections()) {
+      auto it = raw.find(s.name);
+      bind(c, s, it == raw.end() ? nullptr : &it->second);
     }
-    if (hint.empty()) hint = fmt::format(" (sections: {})", quoted_list(names));
-    error(line_of(v), key, "unknown {}{}", v.is_table() || v.is_array_of_tables() ? "section" : "top-level field", hint);
+    c.origins = origins_;
+    for (const auto& s : job_sections())
+      for (size_t i = 0; i < s.instances(c); ++i) check(c, s, i);
+    check_job(c);
+    // Paths last: a typo in a field is reported before a file that is not there yet.
+    if (check_paths_) check_paths(c);
+    return c;
   }
 
-  JobConfig c;
-  if (const auto* t = section(root, "job")) {
-    get_string(*t, "[job]", "name", c.job.name);
-    get_int(*t, "[job]", "seed", c.job.seed);
-    get_path(*t, "[job]", "output_dir", c.job.output_dir);
-  }
-  if (c.job.output_dir.empty()) c.job.output_dir = resolve("runs/" + c.job.name);
+ private:
+  std::string job_dir_;
+  bool check_paths_;
+  config::FieldOrigins origins_;
 
-  parse_sources(root, c);
-
-  const toml::table* target = section(root, "target");
-  if (target) {
-    get_path(*target, "[target]", "path", c.target.path);
-    get_string(*target, "[target]", "init_from", c.target.init_from);
-    get_path(*target, "[target]", "tokenizer", c.target.tokenizer);
-    line_["[target]"] = line_of(*target);
+  [[noreturn]] void error(const Origin* o, std::string_view field, const std::string& msg) const {
+    fail("{}: {}: {}", o ? origins_.where(*o) : origins_.file, field, msg);
   }
 
-  const toml::table* corpus = section(root, "corpus");
-  if (corpus) {
-    const std::string ctx = "[corpus]";
-    line_[ctx] = line_of(*corpus);
-    get_path(*corpus, ctx, "path", c.corpus.path);
-    get_enum(*corpus, ctx, "format", kCorpusFormats, c.corpus.format);
-    get_string(*corpus, ctx, "text_field", c.corpus.text_field);
-    get_int(*corpus, ctx, "max_len", c.corpus.max_len);
-    get_int(*corpus, ctx, "margin", c.corpus.margin);
-    get_bool(*corpus, ctx, "document_mask", c.corpus.document_mask);
+  // Where a message about several settings points: a --set among them, else the first line
+  // written in the file, else `fallback` (the section's table).
+  const Origin* first_of(const std::vector<const Origin*>& os, const Origin* fallback = nullptr) const {
+    const Origin* best = nullptr;
+    for (const Origin* o : os) {
+      if (!o) continue;
+      if (!o->flag.empty()) return o;
+      if (o->line > 0 && (!best || o->line < best->line)) best = o;
+    }
+    return best ? best : fallback;
   }
 
-  if (const auto* t = section(root, "distill")) {
-    const std::string ctx = "[distill]";
-    get_int(*t, ctx, "top_k", c.distill.top_k);
-    get_float(*t, ctx, "temperature", c.distill.temperature);
-    get_enum(*t, ctx, "alignment", kAlignments, c.distill.alignment);
-    get_enum(*t, ctx, "fusion", kFusions, c.distill.fusion);
-    get_float(*t, ctx, "lambda", c.distill.lambda);
-    get_bool(*t, ctx, "keep_tail", c.distill.keep_tail);
-    get_bool(*t, ctx, "onehot_compat", c.distill.onehot_compat);
-    if (std::string rules; get_string(*t, ctx, "align_compat", rules)) {
+  void bind(JobConfig& c, const JobSectionTable& s, const std::vector<RawTable>* tables);
+  void check(const JobConfig& c, const JobSectionTable& s, size_t index) const;
+  void check_job(const JobConfig& c) const;
+  void check_paths(const JobConfig& c) const;
+  void require_exists(const Origin* o, const std::string& field, const std::string& path, bool model_dir) const;
+};
+
+void Binder::bind(JobConfig& c, const JobSectionTable& s, const std::vector<RawTable>* tables) {
+  const size_t n = tables ? tables->size() : 0;
+  if (s.array_of_tables) c.sources.resize(n);
+  if (!s.required.empty() && n == 0)
+    fail("{}: {}: required section is missing ({})", origins_.file, s.label(0, ""), s.required);
+  for (size_t i = 0; i < n; ++i) {
+    const RawTable& t = (*tables)[i];
+    origins_.record(s.name, i, "", t.origin);
+    for (const JobField& f : s.fields) {
+      auto it = t.fields.find(f.key);
+      if (it == t.fields.end()) {
+        if (!f.required.empty()) error(&t.origin, s.label(i, f.key), fmt::format("required field is missing ({})", f.required));
+        continue;
+      }
+      const Origin& o = it->second.origin;
+      origins_.record(s.name, i, f.key, o);
       try {
-        c.distill.align_compat = align::OriginalRules::parse(rules);
-      } catch (const Error& e) {
-        error(line(field_name(ctx, "align_compat")), field_name(ctx, "align_compat"), "{}", e.what());
+        f.set(c, i, it->second.value, config::SetContext{o.flag.empty() ? fs::path(job_dir_) : fs::current_path()});
+      } catch (const config::BadValue& e) {
+        error(&o, s.label(i, f.key) + e.suffix, e.what());
       }
     }
-    get_enum(*t, ctx, "score", kScores, c.distill.score);
   }
-
-  if (const auto* t = section(root, "optim")) {
-    const std::string ctx = "[optim]";
-    get_float(*t, ctx, "lr", c.optim.lr);
-    if (const toml::node* b = get(*t, ctx, "betas")) {
-      const std::string f = field_name(ctx, "betas");
-      if (!b->is_array()) error(line_of(*b), f, "expected an array of two floats, found {}", found(*b));
-      const auto& a = *b->as_array();
-      if (a.size() != 2) error(line_of(*b), f, "expected an array of two floats, found {} values", a.size());
-      c.optim.beta1 = float_value(a[0], f + "[0]");
-      c.optim.beta2 = float_value(a[1], f + "[1]");
-    }
-    get_float(*t, ctx, "eps", c.optim.eps);
-    get_float(*t, ctx, "weight_decay", c.optim.weight_decay);
-    get_float(*t, ctx, "clip", c.optim.clip);
-    get_enum(*t, ctx, "schedule", kSchedules, c.optim.schedule);
-    get_float(*t, ctx, "warmup_ratio", c.optim.warmup_ratio);
-    get_opt_int(*t, ctx, "warmup_steps", c.optim.warmup_steps);
-    get_float(*t, ctx, "min_lr_ratio", c.optim.min_lr_ratio);
-  }
-
-  if (const auto* t = section(root, "train")) {
-    const std::string ctx = "[train]";
-    get_int(*t, ctx, "micro_batch", c.train.micro_batch);
-    get_int(*t, ctx, "global_batch", c.train.global_batch);
-    get_int(*t, ctx, "epochs", c.train.epochs);
-    get_opt_int(*t, ctx, "max_steps", c.train.max_steps);
-    get_int(*t, ctx, "log_interval", c.train.log_interval);
-    get_enum(*t, ctx, "dtype", kDTypes, c.train.dtype);
-  }
-
-  if (const auto* t = section(root, "checkpoint")) {
-    const std::string ctx = "[checkpoint]";
-    get_path(*t, ctx, "dir", c.checkpoint.dir);
-    get_int(*t, ctx, "interval", c.checkpoint.interval);
-    get_int(*t, ctx, "keep", c.checkpoint.keep);
-    get_bool(*t, ctx, "resume", c.checkpoint.resume);
-  }
-  if (c.checkpoint.dir.empty()) c.checkpoint.dir = (fs::path(c.job.output_dir) / "checkpoints").lexically_normal().string();
-
-  if (const auto* t = section(root, "topology")) {
-    const std::string ctx = "[topology]";
-    if (const toml::node* n = get(*t, ctx, "teacher_ranks")) {
-      const std::string f = field_name(ctx, "teacher_ranks");
-      if (n->is_integer()) {
-        c.topology.teacher_ranks.assign(c.sources.size(), n->as_integer()->get());
-      } else if (n->is_array()) {
-        for (size_t i = 0; i < n->as_array()->size(); ++i) {
-          const toml::node& e = *n->as_array()->get(i);
-          if (!e.is_integer())
-            error(line_of(*n), f, "expected an integer or an array of integers, found {} at index {}", found(e), i);
-          c.topology.teacher_ranks.push_back(e.as_integer()->get());
-        }
-      } else {
-        error(line_of(*n), f, "expected an integer or an array of integers (one per [[source]]), found {}", found(*n));
-      }
-    }
-    get_int(*t, ctx, "student_ranks", c.topology.student_ranks);
-    get_int(*t, ctx, "prefetch", c.topology.prefetch);
-  }
-  if (!line_.count("[topology].teacher_ranks"))
-    for (const auto& s : c.sources) c.topology.teacher_ranks.push_back(s.replicas);
-
-  if (const auto* t = section(root, "cache")) get_path(*t, "[cache]", "dir", c.cache.dir);
-
-  validate(c, target != nullptr, corpus != nullptr);
-  return c;
+  if (n == 0)
+    for (const JobField& f : s.fields)
+      if (!f.required.empty() && !s.array_of_tables)
+        fail("{}: {}: required field is missing (no [{}] section)", origins_.file, s.label(0, f.key), s.name);
+  if (s.finish)
+    for (size_t i = 0; i < s.instances(c); ++i) s.finish(c, i, origins_, job_dir_);
 }
 
-void Parser::validate(JobConfig& c, bool have_target, bool have_corpus) {
-  // Ranges of single fields. Counts and sizes are at most INT32_MAX: the kernels take k and
-  // lengths as int, token ids and positions are int32, and products of two of them (tokens per
-  // step, steps of all epochs) must not overflow int64. A larger value fails later, deep inside
-  // HDF5 or an allocation, without the field's name.
-  constexpr int64_t kMax = INT32_MAX;
-  auto at_most = [&](const std::string& f, int64_t line_no, int64_t v) {
-    if (v > kMax) error(line_no, f, "must be at most {} (2^31 - 1), found {}", kMax, v);
-  };
-  auto at_least = [&](const std::string& f, int64_t v, int64_t lo) {
-    if (v < lo) error(line(f), f, "must be at least {}, found {}", lo, v);
-    at_most(f, line(f), v);
-  };
-  for (size_t i = 0; i < c.sources.size(); ++i) at_least(fmt::format("source[{}].replicas", i), c.sources[i].replicas, 1);
-  at_least("[corpus].max_len", c.corpus.max_len, 2);
-  at_least("[corpus].margin", c.corpus.margin, 0);
-  at_least("[distill].top_k", c.distill.top_k, 1);
-  at_least("[train].micro_batch", c.train.micro_batch, 1);
-  at_least("[train].global_batch", c.train.global_batch, 1);
-  at_least("[train].epochs", c.train.epochs, 1);
-  if (c.train.max_steps) at_least("[train].max_steps", *c.train.max_steps, 1);
-  at_least("[train].log_interval", c.train.log_interval, 1);
-  at_least("[checkpoint].interval", c.checkpoint.interval, 0);
-  at_least("[checkpoint].keep", c.checkpoint.keep, 0);
-  at_least("[topology].student_ranks", c.topology.student_ranks, 1);
-  at_least("[topology].prefetch", c.topology.prefetch, 1);
-  for (size_t i = 0; i < c.topology.teacher_ranks.size(); ++i)
-    at_most(fmt::format("[topology].teacher_ranks[{}]", i), line("[topology].teacher_ranks"), c.topology.teacher_ranks[i]);
-  if (c.optim.warmup_steps) at_least("[optim].warmup_steps", *c.optim.warmup_steps, 0);
+void Binder::check(const JobConfig& c, const JobSectionTable& s, size_t i) const {
+  if (!s.check) return;
+  try {
+    s.check(c, i, [&](std::string_view key) { return origins_.is_set(s.name, key, i); });
+  } catch (const config::Conflict& e) {
+    std::vector<const Origin*> os;
+    std::string labels;
+    for (const auto& k : e.keys) {
+      os.push_back(origins_.find(s.name, k, i));
+      labels += (labels.empty() ? "" : ", ") + s.label(i, k);
+    }
+    error(first_of(os, origins_.find(s.name, "", i)), labels, e.what());
+  }
+}
 
-  // TOML has inf and nan: every float setting must be a finite number (nan fails every range
-  // check below; inf would pass "> 0").
-  auto finite = [&](const std::string& f, double v) {
-    if (!std::isfinite(v)) error(line(f), f, "must be a finite number, found {}", v);
-  };
-  finite("[distill].temperature", c.distill.temperature);
-  finite("[distill].lambda", c.distill.lambda);
-  finite("[optim].lr", c.optim.lr);
-  finite("[optim].betas", c.optim.beta1);
-  finite("[optim].betas", c.optim.beta2);
-  finite("[optim].eps", c.optim.eps);
-  finite("[optim].weight_decay", c.optim.weight_decay);
-  finite("[optim].clip", c.optim.clip);
-  finite("[optim].warmup_ratio", c.optim.warmup_ratio);
-  finite("[optim].min_lr_ratio", c.optim.min_lr_ratio);
-
-  auto in_range = [&](const std::string& f, double v, double lo, double hi, bool hi_open, const char* why) {
-    if (!(v >= lo && (hi_open ? v < hi : v <= hi)))
-      error(line(f), f, "must be in [{}, {}{} ({}), found {}", lo, hi, hi_open ? ")" : "]", why, v);
-  };
-  // Finite as well: lr = inf (or nan) would overflow the weights at the first update.
-  auto positive = [&](const std::string& f, double v, bool allow_zero) {
-    if (!std::isfinite(v) || !(allow_zero ? v >= 0 : v > 0))
-      error(line(f), f, "must be a finite number {}, found {}", allow_zero ? ">= 0" : "> 0", v);
-  };
-  in_range("[distill].lambda", c.distill.lambda, 0, 1, false, "the weight of the CLM term, paper eq. 5");
-  positive("[distill].temperature", c.distill.temperature, false);
-  positive("[optim].lr", c.optim.lr, false);
-  positive("[optim].eps", c.optim.eps, true);
-  positive("[optim].weight_decay", c.optim.weight_decay, true);
-  positive("[optim].clip", c.optim.clip, true);
-  in_range("[optim].betas", c.optim.beta1, 0, 1, true, "beta1");
-  in_range("[optim].betas", c.optim.beta2, 0, 1, true, "beta2");
-  in_range("[optim].warmup_ratio", c.optim.warmup_ratio, 0, 1, true, "a fraction of the total steps");
-  in_range("[optim].min_lr_ratio", c.optim.min_lr_ratio, 0, 1, false, "a fraction of lr");
-
-  // Settings that contradict each other: name every field involved.
-  if (c.corpus.margin >= c.corpus.max_len)
-    error(first_line({"[corpus].margin", "[corpus].max_len"}), "[corpus].margin, [corpus].max_len",
-          "margin ({}) must be smaller than max_len ({}): segments hold at most max_len - margin tokens", c.corpus.margin,
-          c.corpus.max_len);
-
+// Settings of different sections that contradict each other: name every field involved.
+void Binder::check_job(const JobConfig& c) const {
+  auto at = [&](std::string_view section, std::string_view key, size_t i = 0) { return origins_.find(section, key, i); };
   std::set<std::string> names;
   for (size_t i = 0; i < c.sources.size(); ++i) {
-    const std::string f = fmt::format("source[{}].name", i);
-    if (!names.insert(c.sources[i].name).second) {
-      size_t j = 0;
-      while (c.sources[j].name != c.sources[i].name) ++j;
-      error(line(f) ? line(f) : line(fmt::format("source[{}]", i)), fmt::format("source[{}].name, source[{}].name", j, i),
-            "two sources are named \"{}\" (names must be unique; the name defaults to the path's last component)",
-            c.sources[i].name);
-    }
+    if (names.insert(c.sources[i].name).second) continue;
+    size_t j = 0;
+    while (c.sources[j].name != c.sources[i].name) ++j;
+    error(first_of({at("source", "name", i)}, at("source", "", i)), fmt::format("source[{}].name, source[{}].name", j, i),
+          fmt::format("two sources are named \"{}\" (names must be unique; the name defaults to the path's last "
+                      "component)",
+                      c.sources[i].name));
   }
-
-  if (c.distill.fusion == FusionKind::None && c.distill.lambda < 1.0)
-    error(first_line({"[distill].fusion", "[distill].lambda"}), "[distill].fusion, [distill].lambda",
-          "fusion \"none\" trains on the CLM loss alone, so lambda must be 1 (found {}): set lambda = 1.0, or a "
-          "fusion function",
-          c.distill.lambda);
-  if (c.distill.fusion != FusionKind::None && c.sources.empty())
-    error(line("[distill].fusion"), "[distill].fusion, [[source]]",
-          "fusion \"{}\" needs at least one [[source]] (or set fusion = \"none\" and lambda = 1.0 for CLM-only training)",
-          fusion_name(c.distill.fusion));
-
-  if (c.optim.warmup_steps && line("[optim].warmup_ratio") > 0)
-    error(first_line({"[optim].warmup_ratio", "[optim].warmup_steps"}), "[optim].warmup_ratio, [optim].warmup_steps",
-          "set one of them, not both");
+  if (c.distill.fusion && c.sources.empty())
+    error(at("distill", "fusion"), "[distill].fusion, [[source]]",
+          fmt::format("fusion \"{}\" needs at least one [[source]] (or set fusion = \"none\" and lambda = 1.0 for "
+                      "CLM-only training)",
+                      fusion_names().name(c.distill.fusion)));
 
   if (c.topology.teacher_ranks.size() != c.sources.size())
-    error(line("[topology].teacher_ranks"), "[topology].teacher_ranks",
-          "has {} entries but the job has {} [[source]] (one per source, in order)", c.topology.teacher_ranks.size(),
-          c.sources.size());
+    error(at("topology", "teacher_ranks"), "[topology].teacher_ranks",
+          fmt::format("has {} entries but the job has {} [[source]] (one per source, in order)",
+                      c.topology.teacher_ranks.size(), c.sources.size()));
   for (size_t i = 0; i < c.sources.size(); ++i) {
-    const int64_t r = c.topology.teacher_ranks[i];
-    if (r < 1 || r % c.sources[i].replicas != 0)
-      error(first_line({"[topology].teacher_ranks", fmt::format("source[{}].replicas", i)}),
+    const int64_t r = c.topology.teacher_ranks[i], rep = c.sources[i].replicas;
+    if (r < 1 || r % rep != 0)
+      error(first_of({at("topology", "teacher_ranks"), at("source", "replicas", i)}),
             fmt::format("[topology].teacher_ranks[{}], source[{}].replicas", i, i),
-            "source \"{}\" has {} replicas, so its teacher group needs a positive multiple of {} ranks, found {}",
-            c.sources[i].name, c.sources[i].replicas, c.sources[i].replicas, r);
+            fmt::format("source \"{}\" has {} replicas, so its teacher group needs a positive multiple of {} ranks, "
+                        "found {}",
+                        c.sources[i].name, rep, rep, r));
   }
 
   const int64_t per_step = c.train.micro_batch * c.topology.student_ranks;
   if (c.train.global_batch % per_step != 0)
-    error(first_line({"[train].global_batch", "[train].micro_batch", "[topology].student_ranks"}),
+    error(first_of({at("train", "global_batch"), at("train", "micro_batch"), at("topology", "student_ranks")}),
           "[train].global_batch, [train].micro_batch, [topology].student_ranks",
-          "global_batch ({}) must be divisible by micro_batch ({}) x student_ranks ({}) = {}", c.train.global_batch,
-          c.train.micro_batch, c.topology.student_ranks, per_step);
+          fmt::format("global_batch ({}) must be divisible by micro_batch ({}) x student_ranks ({}) = {}",
+                      c.train.global_batch, c.train.micro_batch, c.topology.student_ranks, per_step));
+}
 
-  // The target: a checkpoint directory, or one of the sources (the original initializes the
-  // target from Llama-2, which is also a source).
-  if (!have_target) fail("{}: [target]: required section is missing (set [target] path or init_from)", file_);
-  const bool has_path = line("[target].path") > 0, has_init = line("[target].init_from") > 0;
-  if (has_path && has_init)
-    error(first_line({"[target].path", "[target].init_from"}), "[target].path, [target].init_from",
-          "set one of them, not both");
-  if (!has_path && !has_init)
-    error(line("[target]"), "[target].path",
-          "required field is missing (the student's Hugging Face checkpoint directory; or init_from = \"<source "
-          "name>\")");
-  if (has_init) {
-    const SourceConfig* s = c.find_source(c.target.init_from);
-    if (!s) {
-      std::vector<std::string_view> all;
-      for (const auto& src : c.sources) all.push_back(src.name);
-      const auto hint = closest(c.target.init_from, all);
-      error(line("[target].init_from"), "[target].init_from", "names no [[source]]: \"{}\" (sources: {}){}",
-            c.target.init_from, all.empty() ? "none" : quoted_list(all),
-            hint ? fmt::format(" (did you mean \"{}\"?)", *hint) : "");
-    }
-    if (c.target.tokenizer.empty()) c.target.tokenizer = s->tokenizer;
-  } else if (c.target.tokenizer.empty()) {
-    c.target.tokenizer = c.target.path;
-  }
+// An input path must exist; a model directory must hold config.json.
+void Binder::require_exists(const Origin* o, const std::string& field, const std::string& path, bool model_dir) const {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) error(o, field, fmt::format("path '{}' does not exist", path));
+  if (!model_dir) return;
+  if (!fs::is_directory(path, ec))
+    error(o, field, fmt::format("'{}' is not a directory (expected a Hugging Face checkpoint directory)", path));
+  if (!fs::exists(fs::path(path) / "config.json", ec))
+    error(o, field, fmt::format("'{}' has no config.json (expected a Hugging Face checkpoint directory)", path));
+}
 
-  if (!have_corpus) fail("{}: [corpus].path: required field is missing (no [corpus] section)", file_);
-  if (c.corpus.path.empty())
-    error(line("[corpus]"), "[corpus].path", "required field is missing (a .jsonl or .txt file, or a directory)");
-
-  // Paths last: a typo in a field is reported before a file that is not there yet.
+void Binder::check_paths(const JobConfig& c) const {
   for (size_t i = 0; i < c.sources.size(); ++i) {
-    require_exists(fmt::format("source[{}].path", i), c.sources[i].path, true);
+    require_exists(origins_.find("source", "path", i), fmt::format("source[{}].path", i), c.sources[i].path, true);
     if (c.sources[i].tokenizer != c.sources[i].path)
-      require_exists(fmt::format("source[{}].tokenizer", i), c.sources[i].tokenizer, false);
+      require_exists(origins_.find("source", "tokenizer", i), fmt::format("source[{}].tokenizer", i),
+                     c.sources[i].tokenizer, false);
   }
-  if (has_path) require_exists("[target].path", c.target.path, true);
-  if (line("[target].tokenizer") > 0) require_exists("[target].tokenizer", c.target.tokenizer, false);
-  require_exists("[corpus].path", c.corpus.path, false);
-}
-
-// ---- TOML output ----------------------------------------------------------------------------
-
-std::string toml_string(std::string_view s) {
-  std::string o = "\"";
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      case '\r': o += "\\r"; break;
-      default:
-        if (ch < 0x20 || ch == 0x7f) o += fmt::format("\\u{:04X}", ch);
-        else o += char(ch);
-    }
-  }
-  return o + "\"";
-}
-
-// Shortest text that reads back as the same double, with a '.' or exponent so TOML sees a float.
-std::string toml_float(double v) {
-  std::string s = fmt::format("{}", v);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
+  if (const Origin* o = origins_.find("target", "path")) require_exists(o, "[target].path", c.target.path, true);
+  if (const Origin* o = origins_.find("target", "tokenizer"))
+    require_exists(o, "[target].tokenizer", c.target.tokenizer, false);
+  require_exists(origins_.find("corpus", "path"), "[corpus].path", c.corpus.path, false);
 }
 
 }  // namespace
@@ -691,83 +373,27 @@ const SourceConfig* JobConfig::find_source(std::string_view name) const {
 }
 
 bool JobConfig::same_settings(const JobConfig& o) const {
-  return job == o.job && sources == o.sources && target == o.target && corpus == o.corpus && distill == o.distill &&
-         optim == o.optim && train == o.train && checkpoint == o.checkpoint && topology == o.topology &&
-         cache == o.cache;
+  if (sources.size() != o.sources.size()) return false;
+  for (const auto& s : job_sections())
+    for (size_t i = 0; i < s.instances(*this); ++i)
+      for (const auto& f : s.fields)
+        if (f.get(*this, i) != f.get(o, i)) return false;
+  return true;
 }
 
 std::string JobConfig::to_toml() const {
-  std::string o;
-  auto kv = [&](std::string_view k, const std::string& v) { o += fmt::format("{} = {}\n", k, v); };
-  auto str = [](std::string_view s) { return toml_string(s); };
-  auto num = [](int64_t v) { return std::to_string(v); };
-  auto boolean = [](bool b) { return std::string(b ? "true" : "false"); };
-
-  o += "# fusellm job: every setting, defaults included (JobConfig::to_toml)\n";
-  o += "[job]\n";
-  kv("name", str(job.name));
-  kv("seed", num(job.seed));
-  kv("output_dir", str(job.output_dir));
-  for (const auto& s : sources) {
-    o += "\n[[source]]\n";
-    kv("name", str(s.name));
-    kv("path", str(s.path));
-    kv("replicas", num(s.replicas));
-    kv("tokenizer", str(s.tokenizer));
-  }
-  o += "\n[target]\n";
-  if (!target.init_from.empty()) kv("init_from", str(target.init_from));
-  else kv("path", str(target.path));
-  kv("tokenizer", str(target.tokenizer));
-  o += "\n[corpus]\n";
-  kv("path", str(corpus.path));
-  kv("format", str(corpus_format_name(corpus.format)));
-  kv("text_field", str(corpus.text_field));
-  kv("max_len", num(corpus.max_len));
-  kv("margin", num(corpus.margin));
-  kv("document_mask", boolean(corpus.document_mask));
-  o += "\n[distill]\n";
-  kv("top_k", num(distill.top_k));
-  kv("temperature", toml_float(distill.temperature));
-  kv("alignment", str(alignment_name(distill.alignment)));
-  kv("fusion", str(fusion_name(distill.fusion)));
-  kv("lambda", toml_float(distill.lambda));
-  kv("keep_tail", boolean(distill.keep_tail));
-  kv("onehot_compat", boolean(distill.onehot_compat));
-  kv("align_compat", str(distill.align_compat.to_string()));
-  kv("score", str(score_name(distill.score)));
-  o += "\n[optim]\n";
-  kv("lr", toml_float(optim.lr));
-  kv("betas", fmt::format("[{}, {}]", toml_float(optim.beta1), toml_float(optim.beta2)));
-  kv("eps", toml_float(optim.eps));
-  kv("weight_decay", toml_float(optim.weight_decay));
-  kv("clip", toml_float(optim.clip));
-  kv("schedule", str(schedule_name(optim.schedule)));
-  if (optim.warmup_steps) kv("warmup_steps", num(*optim.warmup_steps));
-  else kv("warmup_ratio", toml_float(optim.warmup_ratio));
-  kv("min_lr_ratio", toml_float(optim.min_lr_ratio));
-  o += "\n[train]\n";
-  kv("micro_batch", num(train.micro_batch));
-  kv("global_batch", num(train.global_batch));
-  kv("epochs", num(train.epochs));
-  if (train.max_steps) kv("max_steps", num(*train.max_steps));
-  kv("log_interval", num(train.log_interval));
-  kv("dtype", str(train_dtype_name(train.dtype)));
-  o += "\n[checkpoint]\n";
-  kv("dir", str(checkpoint.dir));
-  kv("interval", num(checkpoint.interval));
-  kv("keep", num(checkpoint.keep));
-  kv("resume", boolean(checkpoint.resume));
-  o += "\n[topology]\n";
-  std::string tr = "[";
-  for (size_t i = 0; i < topology.teacher_ranks.size(); ++i) tr += (i ? ", " : "") + num(topology.teacher_ranks[i]);
-  kv("teacher_ranks", tr + "]");
-  kv("student_ranks", num(topology.student_ranks));
-  kv("prefetch", num(topology.prefetch));
-  if (!cache.dir.empty()) {
-    o += "\n[cache]\n";
-    kv("dir", str(cache.dir));
-  }
+  std::string o = "# fusellm job: every setting, defaults included (JobConfig::to_toml)\n";
+  bool first = true;
+  for (const auto& s : job_sections())
+    for (size_t i = 0; i < s.instances(*this); ++i) {
+      std::string body;
+      for (const auto& f : s.fields)
+        if (f.written(*this, i)) body += fmt::format("{} = {}\n", f.key, f.get(*this, i)->toml());
+      if (body.empty()) continue;
+      o += fmt::format("{}{}\n{}", first ? "" : "\n", s.array_of_tables ? fmt::format("[[{}]]", s.name)
+                                                                         : fmt::format("[{}]", s.name), body);
+      first = false;
+    }
   return o;
 }
 
@@ -778,7 +404,9 @@ JobConfig parse_job(std::string_view text, const std::string& file, const JobPar
   } catch (const toml::parse_error& e) {
     fail("{}:{}:{}: invalid TOML: {}", file, e.source().begin.line, e.source().begin.column, e.description());
   }
-  JobConfig c = Parser(file, opt.check_paths).run(root);
+  RawJob raw = Reader(file).read(root);
+  for (const auto& o : opt.overrides) apply_override(raw, o);
+  JobConfig c = Binder(file, opt.check_paths).run(raw);
   c.file = file;
   c.text = std::string(text);
   return c;

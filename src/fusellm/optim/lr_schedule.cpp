@@ -8,21 +8,15 @@
 
 namespace fusellm {
 
-std::string_view schedule_name(ScheduleKind k) {
-  switch (k) {
-    case ScheduleKind::Constant: return "constant";
-    case ScheduleKind::Linear: return "linear";
-    case ScheduleKind::Cosine: return "cosine";
-  }
-  return "?";
+const config::EnumNames<ScheduleKind>& schedule_names() {
+  static const config::EnumNames<ScheduleKind> names{
+      {{ScheduleKind::Cosine, "cosine"}, {ScheduleKind::Linear, "linear"}, {ScheduleKind::Constant, "constant"}}};
+  return names;
 }
 
-std::optional<ScheduleKind> schedule_from_name(std::string_view s) {
-  if (s == "constant") return ScheduleKind::Constant;
-  if (s == "linear") return ScheduleKind::Linear;
-  if (s == "cosine") return ScheduleKind::Cosine;
-  return std::nullopt;
-}
+std::string_view schedule_name(ScheduleKind k) { return schedule_names().name(k); }
+
+std::optional<ScheduleKind> schedule_from_name(std::string_view s) { return schedule_names().find(s); }
 
 int64_t warmup_steps_for(int64_t total_steps, double warmup_ratio, std::optional<int64_t> warmup_steps) {
   if (warmup_steps && *warmup_steps > 0) return *warmup_steps;

@@ -18,9 +18,14 @@
 #include <string>
 #include <string_view>
 
+#include "fusellm/core/config_field.hpp"
+
 namespace fusellm {
 
 enum class ScheduleKind { Constant, Linear, Cosine };
+
+// The job file's spellings ([optim].schedule), in the order its messages list them.
+const config::EnumNames<ScheduleKind>& schedule_names();
 
 std::string_view schedule_name(ScheduleKind k);                      // "constant", "linear", "cosine"
 std::optional<ScheduleKind> schedule_from_name(std::string_view s);  // nullopt when unknown

@@ -31,8 +31,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string where(const JobConfig& job, const std::string& section, const std::string& key, int64_t index = 0) {
-  const int64_t l = job_field_line(job.text, section, key, index);
-  return l > 0 ? fmt::format("{}:{}", job.file, l) : job.file;
+  const std::string w = job.origins.where(section, key, size_t(index));
+  return w.empty() ? job.file : w;
 }
 
 const SourceConfig& find_source_or_fail(const JobConfig& job, const std::string& name) {
@@ -62,15 +62,6 @@ std::string canonical(const std::string& p) {
   return ec ? p : c.string();
 }
 
-align::AlignMethod method_of(AlignmentKind a) {
-  switch (a) {
-    case AlignmentKind::EM: return align::AlignMethod::kEM;
-    case AlignmentKind::ByteSpan: return align::AlignMethod::kByteSpan;
-    case AlignmentKind::MinED: break;
-  }
-  return align::AlignMethod::kMinED;
-}
-
 CacheProvenance provenance_from(const JobConfig& job, const SourceConfig& src, const std::string& src_fp,
                                 const std::string& tgt_fp, const std::vector<std::string>& all_fps) {
   CacheProvenance p;
@@ -81,14 +72,14 @@ CacheProvenance provenance_from(const JobConfig& job, const SourceConfig& src, c
   p.teacher_tokenizer_fingerprint = src_fp;
   p.target_tokenizer = job.target.tokenizer;
   p.target_tokenizer_fingerprint = tgt_fp;
-  p.max_tokens = Segmenter::max_tokens_of(job);
+  p.max_tokens = Segmenter::max_tokens_of(job.corpus);
   std::set<std::string> uniq(all_fps.begin(), all_fps.end());
   for (const auto& f : uniq) p.segmenter += f + ",";
   p.segmenter += fmt::format("max={}", p.max_tokens);
   p.corpus = canonical(job.corpus.path);
   p.k = job.distill.top_k;
   p.temperature = job.distill.temperature;
-  p.alignment = std::string(alignment_name(job.distill.alignment));
+  p.alignment = align::to_string(job.distill.alignment);
   p.onehot_compat = job.distill.onehot_compat;
   p.align_compat = job.distill.align_compat.to_string();
   p.keep_tail = job.distill.keep_tail;
@@ -150,7 +141,7 @@ void check_offline_caches(const JobConfig& job, bool require_complete) {
       fail("{}: [[source]] '{}': vocabulary mapping {} is missing (run `fusellm teach --job {} --source {}`)",
            where(job, "source", "name", int64_t(i)), s.name, map, job.file, s.name);
     const CacheProvenance cached = DistributionCacheReader::read_provenance(cache);
-    check_provenance(cache, cached, expected_provenance(job, s.name), job);
+    check_provenance(cache, cached, expected_provenance(job, s.name), job.origins);
     if (require_complete) {
       DistributionCacheReader r(cache);
       if (!r.complete())
@@ -167,7 +158,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   require_cache_dir(job);
   const SourceConfig& src = find_source_or_fail(job, opt.source);
   const int64_t k = job.distill.top_k;
-  const auto method = method_of(job.distill.alignment);
+  const auto method = job.distill.alignment;
 
   // ---- everything that can be refused, before any model work --------------------------------------
   const auto tok_paths = job_tokenizers(job);
@@ -203,7 +194,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
 
   TeachResult res;
   res.cache_path = cache_path_for(job, src.name);
-  DistributionCacheWriter cache(res.cache_path, prov, &job);
+  DistributionCacheWriter cache(res.cache_path, prov, &job.origins);
   res.resumed_from = cache.segments_done();
   res.segments = cache.segments_done();
   if (cache.complete() || (opt.limit >= 0 && cache.segments_done() >= opt.limit)) {
@@ -222,7 +213,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
     std::vector<const Tokenizer*> v;
     for (const auto& t : toks) v.push_back(t.get());
     return v;
-  }(), Segmenter::max_tokens_of(job));
+  }(), Segmenter::max_tokens_of(job.corpus));
   if (ctx > 0 && seg.max_tokens() > ctx)
     fail("{}: [corpus].max_len - margin = {} exceeds the context of [[source]] '{}' ({} positions)",
          where(job, "corpus", "max_len"), seg.max_tokens(), src.name, ctx);
@@ -247,7 +238,7 @@ TeachResult teach(const JobConfig& job, const TeachOptions& opt) {
   tp.keep_tail = job.distill.keep_tail;
 
   // ---- the segments ----------------------------------------------------------------------------------
-  SegmentStream stream(CorpusReader::from_job(job), seg);
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   Segment s;
   for (int64_t i = 0; i < res.resumed_from; ++i)
     if (!stream.next(s))

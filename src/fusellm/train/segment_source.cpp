@@ -61,8 +61,8 @@ SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, in
     ptrs.push_back(toks.back().get());
     if (p == job.target.tokenizer) target = toks.back().get();
   }
-  const Segmenter seg(ptrs, Segmenter::max_tokens_of(job));
-  SegmentStream stream(CorpusReader::from_job(job), seg);
+  const Segmenter seg(ptrs, Segmenter::max_tokens_of(job.corpus));
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   Segment g;
   while ((limit < 0 || int64_t(s.all_.size()) < limit) && stream.next(g)) {
     PackInput p;

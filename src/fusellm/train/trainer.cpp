@@ -41,7 +41,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 bool needs_caches(const JobConfig& job) {
-  return job.distill.fusion != FusionKind::None && job.distill.lambda != 1.0;
+  return job.distill.fusion.has_value() && job.distill.lambda != 1.0;
 }
 
 std::vector<int64_t> permutation(std::mt19937_64& rng, int64_t n) {
@@ -100,8 +100,8 @@ nlohmann::json dump_sequence(const PackedSequence& ps, const fusion::HostRows& t
 // "job.toml:12: [optim].lr" (the line where the field is written), for messages that send the
 // user to a setting.
 std::string job_field(const JobConfig& job, const char* section, const char* key) {
-  const int64_t l = job_field_line(job.text, section, key);
-  return l > 0 ? fmt::format("{}:{}: [{}].{}", job.file, l, section, key) : fmt::format("{}: [{}].{}", job.file, section, key);
+  const std::string w = job.origins.where(section, key);
+  return fmt::format("{}: [{}].{}", w.empty() ? job.file : w, section, key);
 }
 
 // The directories this run writes: each must be writable (found now, not at the first save hours
@@ -138,7 +138,7 @@ std::string target_dir(const JobConfig& job) {
 TrainResult train(const JobConfig& job, const TrainOptions& opt) {
   std::optional<Kokkos::ScopeGuard> kokkos;  // first: outlives every View below
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
-  if (job.train.dtype != TrainDType::F32)
+  if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
   if (job.topology.student_ranks != 1)
     fail("{}: [topology].student_ranks = {}: this trainer is single-process (1)", job.file, job.topology.student_ranks);
@@ -288,7 +288,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
     std::vector<float> scores(static_cast<size_t>(K));
     for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
     const std::vector<int64_t> offs{0, T};
-    fusion::Fused f = job.distill.fusion == FusionKind::MinCE ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
+    fusion::Fused f = job.distill.fusion == fusion::FusionMode::kMinCE ? fusion::fuse_minCE(ps.rows, names, scores, offs, V)
                                                                : fusion::fuse_avgCE(ps.rows, names, scores, offs, V);
     if (!f.choice.empty() && f.choice[0] >= 0 && f.choice[0] < K) ++wins[size_t(f.choice[0])];
     for (size_t j = 0; j < f.weights.size() && j < size_t(K); ++j) weight_sum[j] += f.weights[j];
@@ -402,13 +402,13 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt) {
       nlohmann::json m = {{"step", st.step}, {"tokens", st.tokens_seen}, {"loss", loss}, {"clm", clm},
                           {"fusion", fus}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
                           {"model_tflops", tps * flops_per_token * 1e-12}, {"epoch", st.sampler_epoch}};
-      if (fusing && job.distill.fusion == FusionKind::MinCE) {
+      if (fusing && job.distill.fusion == fusion::FusionMode::kMinCE) {
         nlohmann::json w = nlohmann::json::object();
         for (int64_t j = 0; j < K; ++j)
           w[names[size_t(j)]] = interval_seqs > 0 ? double(wins[size_t(j)]) / double(interval_seqs) : 0.0;
         m["win_rate"] = w;
       }
-      if (fusing && job.distill.fusion == FusionKind::AvgCE) {
+      if (fusing && job.distill.fusion == fusion::FusionMode::kAvgCE) {
         nlohmann::json w = nlohmann::json::object();
         for (int64_t j = 0; j < K; ++j)
           w[names[size_t(j)]] = interval_seqs > 0 ? weight_sum[size_t(j)] / double(interval_seqs) : 0.0;

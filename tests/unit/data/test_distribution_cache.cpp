@@ -211,10 +211,18 @@ TEST(DistributionCache, ResumeAfterInterruptionEqualsUninterrupted) {
 TEST(DistributionCache, ProvenanceMismatchRefused) {
   const std::string path = temp_path("prov");
   { DistributionCacheWriter w(path, prov(4)); }
-  JobConfig job;
+  // The field origins a parse of this job keeps (JobConfig::origins):
+  //   [job]\nname = "x"\n\n[[source]]\nname = "llama"\npath = "a"\n\n[[source]]\nname = "neox"\n
+  //   tokenizer = "t"\n\n[distill]\n# k\ntop_k = 5\nalignment = "em"\n
+  config::FieldOrigins job;
   job.file = "/jobs/tiny.toml";
-  job.text = "[job]\nname = \"x\"\n\n[[source]]\nname = \"llama\"\npath = \"a\"\n\n[[source]]\nname = \"neox\"\n"
-             "tokenizer = \"t\"\n\n[distill]\n# k\ntop_k = 5\nalignment = \"em\"\n";
+  job.record("job", 0, "name", {2, ""});
+  job.record("source", 0, "name", {5, ""});
+  job.record("source", 0, "path", {6, ""});
+  job.record("source", 1, "name", {9, ""});
+  job.record("source", 1, "tokenizer", {10, ""});
+  job.record("distill", 0, "top_k", {14, ""});
+  job.record("distill", 0, "alignment", {15, ""});
   std::string e = error_of([&] { DistributionCacheWriter w(path, prov(5), &job); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("/jobs/tiny.toml:14"), std::string::npos) << e;
@@ -372,10 +380,3 @@ TEST(DistributionCache, ValuesOutsideWhatTheWriterGuaranteesAreRefused) {
   fs::remove(path + ".xxh64");
 }
 
-TEST(DistributionCache, JobFieldLine) {
-  const std::string t = "[corpus]\npath = \"c\"\nmax_len = 256\n[[source]]\nname = \"a\"\n[[source]]\n  name = \"b\"\n";
-  EXPECT_EQ(job_field_line(t, "corpus", "max_len"), 3);
-  EXPECT_EQ(job_field_line(t, "corpus", "margin"), 0);
-  EXPECT_EQ(job_field_line(t, "source", "name", 0), 5);
-  EXPECT_EQ(job_field_line(t, "source", "name", 1), 7);
-}

@@ -4,10 +4,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <unistd.h>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/job/job_fields.hpp"
 
 using namespace fusellm;
 namespace fs = std::filesystem;
@@ -110,8 +112,8 @@ TEST_F(JobConfigTest, DefaultsAreThePapersAndPathsResolveAgainstTheJobFile) {
   EXPECT_FALSE(c.corpus.document_mask);
   EXPECT_EQ(c.distill.top_k, 10);
   EXPECT_EQ(c.distill.temperature, 1.0);
-  EXPECT_EQ(c.distill.alignment, AlignmentKind::MinED);
-  EXPECT_EQ(c.distill.fusion, FusionKind::MinCE);
+  EXPECT_EQ(c.distill.alignment, align::AlignMethod::kMinED);
+  EXPECT_EQ(c.distill.fusion, DistillConfig::FusionMode::kMinCE);
   EXPECT_EQ(c.distill.lambda, 0.9);
   EXPECT_FALSE(c.distill.onehot_compat);
   EXPECT_EQ(c.distill.align_compat, align::OriginalRules{});
@@ -359,7 +361,7 @@ TEST_F(JobConfigTest, FusionNeedsASource) {
   EXPECT_HAS(m, "[distill].fusion, [[source]]");
   // CLM-only continual training: no sources, fusion none, lambda 1.
   const JobConfig c = load(no_sources + "[distill]\nfusion = \"none\"\nlambda = 1.0\n");
-  EXPECT_EQ(c.distill.fusion, FusionKind::None);
+  EXPECT_EQ(c.distill.fusion, std::nullopt);  // "none"
   EXPECT_EQ(c.world_size(), 1);
 }
 
@@ -432,6 +434,107 @@ TEST_F(JobConfigTest, NumbersOutOfRangeNameTheFieldAndLine) {
   EXPECT_EQ(error_of(replace(kJob, "top_k = 10\n", "top_k = 2147483647\n")), "");
 }
 
+// The parsed job keeps where each setting came from: later messages name the line from it.
+TEST_F(JobConfigTest, OriginsKeepTheLineOfEveryWrittenField) {
+  const JobConfig c = load(kJob);
+  EXPECT_EQ(c.origins.line("corpus", "path"), 15);
+  EXPECT_EQ(c.origins.line("corpus", "margin"), 0);  // a default
+  EXPECT_EQ(c.origins.line("source", "path", 0), 5);
+  EXPECT_EQ(c.origins.line("source", "path", 1), 8);
+  EXPECT_EQ(c.origins.line("source", "replicas", 1), 9);
+  EXPECT_EQ(c.origins.where("distill", "top_k"), at(18).substr(0, at(18).size() - 2));
+  EXPECT_EQ(c.origins.where("distill", "lambda"), "");
+}
+
+// --set section.key=value: parsed with the field's own type and checks, applied before the
+// defaults that depend on other settings, recorded by to_toml(), and named in errors.
+TEST_F(JobConfigTest, SetOverridesAreTypedCheckedAndWrittenBack) {
+  JobParseOptions opt;
+  opt.overrides = {"train.max_steps=10", "distill.lambda=0.5", "distill.fusion=avgCE", "source[1].replicas=4",
+                   "optim.betas=[0.8, 0.99]", "job.name=other", "corpus.text_field=\"body\"", "optim.lr=2e-4"};
+  const JobConfig c = load_job(write(kJob), opt);
+  EXPECT_EQ(c.train.max_steps, 10);
+  EXPECT_EQ(c.distill.lambda, 0.5);
+  EXPECT_EQ(c.distill.fusion, DistillConfig::FusionMode::kAvgCE);
+  EXPECT_EQ(c.sources[1].replicas, 4);
+  EXPECT_EQ(c.topology.teacher_ranks, (std::vector<int64_t>{1, 4}));  // the default follows the override
+  EXPECT_EQ(c.optim.beta1, 0.8);
+  EXPECT_EQ(c.optim.beta2, 0.99);
+  EXPECT_EQ(c.optim.lr, 2e-4);                                         // over the file's 1e-5
+  EXPECT_EQ(c.job.output_dir, (dir / "runs" / "other").string());     // so does output_dir
+  EXPECT_EQ(c.corpus.text_field, "body");
+  EXPECT_EQ(c.origins.where("train", "max_steps"), "--set train.max_steps=10");
+  const std::string t = c.to_toml();
+  EXPECT_HAS(t, "\nmax_steps = 10\n");
+  EXPECT_HAS(t, "\nlambda = 0.5\n");
+  EXPECT_HAS(t, "\nbetas = [0.8, 0.99]\n");
+  const auto p = (dir / "copy.toml").string();
+  std::ofstream(p) << t;
+  EXPECT_TRUE(load_job(p).same_settings(c));
+  // A path given on the command line is relative to the working directory.
+  opt.overrides = {"cache.dir=some/cache"};
+  EXPECT_EQ(load_job(write(kJob), opt).cache.dir, (fs::current_path() / "some" / "cache").string());
+}
+
+TEST_F(JobConfigTest, SetErrorsNameTheFlagAndTheField) {
+  struct Case {
+    std::string set;
+    std::vector<std::string> parts;
+  };
+  const std::vector<Case> cases = {
+      {"train.max_steps=ten", {"--set train.max_steps=ten: [train].max_steps: expected an integer, found a string (\"ten\")"}},
+      {"train.max_steps=0", {"--set train.max_steps=0: [train].max_steps: must be at least 1, found 0"}},
+      {"distill.top_k=2147483648", {"[distill].top_k: must be at most 2147483647"}},
+      {"distill.lambda=1.5", {"--set distill.lambda=1.5: [distill].lambda", "[0, 1]"}},
+      {"distill.fusion=MinCE", {"[distill].fusion: expected one of", "did you mean \"minCE\""}},
+      {"optim.lr=inf", {"--set optim.lr=inf: [optim].lr", "finite"}},
+      {"optim.betas=[0.9]", {"[optim].betas", "two floats"}},
+      {"optim.warmup_ratoi=0.1", {"--set optim.warmup_ratoi=0.1: [optim].warmup_ratoi: unknown field", "'warmup_ratio'"}},
+      {"train.lr=0.1", {"[train].lr: unknown field", "did you mean [optim].lr"}},
+      {"optimizer.lr=1", {"--set optimizer.lr=1: unknown section 'optimizer' (did you mean optim?)"}},
+      {"train.max_steps", {"--set train.max_steps: expected section.key=value"}},
+      {"source.replicas=2", {"array of tables", "source[0].replicas"}},
+      {"source[2].replicas=2", {"--set source[2].replicas=2: the job has 2 [[source]] tables"}},
+      {"distill[0].top_k=2", {"single table"}},
+      {"corpus.max_len=40", {"--set corpus.max_len=40: [corpus].margin, [corpus].max_len", "smaller"}},
+      {"distill.fusion=none", {"--set distill.fusion=none: [distill].fusion, [distill].lambda"}},
+      {"corpus.path=nowhere.jsonl", {"--set corpus.path=nowhere.jsonl: [corpus].path: path '", "does not exist"}},
+  };
+  for (const auto& c : cases) {
+    JobParseOptions opt;
+    opt.overrides = {c.set};
+    std::string m;
+    try {
+      load_job(write(kJob), opt);
+    } catch (const Error& e) {
+      m = e.what();
+    }
+    EXPECT_FALSE(m.empty()) << c.set;
+    for (const auto& p : c.parts) EXPECT_HAS(m, p);
+  }
+}
+
+// jobs/README.md's field reference is the field table's own (`fusellm config --fields`), so the
+// two cannot drift apart.
+TEST(JobFields, ReadmeHoldsTheGeneratedFieldReference) {
+  std::ifstream f(std::string(FUSELLM_SOURCE_DIR) + "/jobs/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- begin: fusellm config --fields -->\n", end = "<!-- end: fusellm config --fields -->";
+  const size_t b = readme.find(begin), e = readme.find(end);
+  ASSERT_NE(b, std::string::npos) << "jobs/README.md has no " << begin;
+  ASSERT_NE(e, std::string::npos) << "jobs/README.md has no " << end;
+  EXPECT_EQ(readme.substr(b + begin.size(), e - b - begin.size()), job_fields_markdown())
+      << "regenerate the block: fusellm config --fields";
+}
+
+// One entry per field: a key is never in its section twice.
+TEST(JobFields, EveryFieldIsInTheTableOnce) {
+  std::set<std::string> labels;
+  for (const auto& s : job_sections())
+    for (const auto& f : s.fields) EXPECT_TRUE(labels.insert(s.label(0, f.key)).second) << s.label(0, f.key);
+  EXPECT_FALSE(labels.empty());
+}
+
 TEST(JobConfig, EditDistance) {
   EXPECT_EQ(edit_distance("", ""), 0u);
   EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
@@ -450,10 +553,10 @@ TEST(ShippedJobs, PaperJobHasThePapersSettings) {
   EXPECT_EQ(c.train.global_batch, 128);
   EXPECT_EQ(c.train.epochs, 1);
   EXPECT_FALSE(c.train.max_steps);
-  EXPECT_EQ(c.train.dtype, TrainDType::BF16);
+  EXPECT_EQ(c.train.dtype, DType::BF16);
   EXPECT_EQ(c.distill.lambda, 0.9);
-  EXPECT_EQ(c.distill.fusion, FusionKind::MinCE);
-  EXPECT_EQ(c.distill.alignment, AlignmentKind::MinED);
+  EXPECT_EQ(c.distill.fusion, DistillConfig::FusionMode::kMinCE);
+  EXPECT_EQ(c.distill.alignment, align::AlignMethod::kMinED);
   EXPECT_EQ(c.distill.top_k, 10);
   EXPECT_EQ(c.optim.lr, 1e-5);
   EXPECT_EQ(c.optim.schedule, ScheduleKind::Cosine);
