@@ -12,7 +12,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/model/ops.hpp"
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/arch.hpp"
 
 namespace {
 

@@ -8,9 +8,12 @@
 //   relu               max(x, 0)
 // The gated form (LlamaMLP: down(act(gate(x)) * up(x))) works on the fused [gate | up] output
 // of one GEMM and leaves act(gate) * up in the gate half, which the down projection reads with
-// a row stride of 2n: no copy.
+// a row stride of 2n: no copy; or, when the pre-activations are kept for the backward pass,
+// writes it to a separate [T, n] matrix with the same arithmetic.
+// clamp (MPT's clip_qkv): x = min(max(x, -c), c).
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -54,14 +57,15 @@ FUSELLM_INLINE f32x8 act8(f32x8 x) {
   }
 }
 
-// g[c] = act(g[c]) (* u[c] when gated) over one row, 8 lanes at a time, the tail padded.
+// out[c] = act(g[c]) (* u[c] when gated) over one row, 8 lanes at a time, the tail padded; out
+// may be g (in place).
 template <Activation A, bool Gated>
-void row(float* g, const float* u, int64_t n) {
+void row(const float* g, const float* u, float* out, int64_t n) {
   int64_t c = 0;
   for (; c + 8 <= n; c += 8) {
     f32x8 v = act8<A>(load8(g + c));
     if constexpr (Gated) v *= load8(u + c);
-    store8(g + c, v);
+    store8(out + c, v);
   }
   if (c == n) return;
   float tg[8] = {}, tu[8] = {};
@@ -70,35 +74,52 @@ void row(float* g, const float* u, int64_t n) {
   f32x8 v = act8<A>(load8(tg));
   if constexpr (Gated) v *= load8(tu);
   store8(tg, v);
-  std::memcpy(g + c, tg, sizeof(float) * size_t(n - c));
+  std::memcpy(out + c, tg, sizeof(float) * size_t(n - c));
 }
 
+// m: the input rows ([gate | up] when gated); out: where act(gate) (* up) goes, n columns.
 template <Activation A, bool Gated>
-void run(MatView m) {
+void run(ConstMatView m, MatView out) {
   const int64_t n = Gated ? m.cols / 2 : m.cols;
 #pragma omp parallel for schedule(static) if (m.rows * n >= 16384)
-  for (int64_t r = 0; r < m.rows; ++r) row<A, Gated>(m.row(r), m.row(r) + n, n);
+  for (int64_t r = 0; r < m.rows; ++r) row<A, Gated>(m.row(r), m.row(r) + n, out.row(r), n);
 }
 
 template <bool Gated>
-void dispatch(Activation a, MatView m) {
+void dispatch(Activation a, ConstMatView m, MatView out) {
   switch (a) {
-    case Activation::SiLU: return run<Activation::SiLU, Gated>(m);
-    case Activation::GeluErf: return run<Activation::GeluErf, Gated>(m);
-    case Activation::GeluTanh: return run<Activation::GeluTanh, Gated>(m);
-    case Activation::GeluFast: return run<Activation::GeluFast, Gated>(m);
-    case Activation::QuickGelu: return run<Activation::QuickGelu, Gated>(m);
-    case Activation::ReLU: return run<Activation::ReLU, Gated>(m);
+    case Activation::SiLU: return run<Activation::SiLU, Gated>(m, out);
+    case Activation::GeluErf: return run<Activation::GeluErf, Gated>(m, out);
+    case Activation::GeluTanh: return run<Activation::GeluTanh, Gated>(m, out);
+    case Activation::GeluFast: return run<Activation::GeluFast, Gated>(m, out);
+    case Activation::QuickGelu: return run<Activation::QuickGelu, Gated>(m, out);
+    case Activation::ReLU: return run<Activation::ReLU, Gated>(m, out);
   }
 }
 
 }  // namespace
 
-void activation(Activation a, MatView x) { dispatch<false>(a, x); }
+void activation(Activation a, MatView x) { dispatch<false>(a, x, x); }
 
 void gated_activation(Activation a, MatView gate_up) {
   if (gate_up.cols % 2) fail("gated_activation: odd width {}", gate_up.cols);
-  dispatch<true>(a, gate_up);
+  dispatch<true>(a, gate_up, gate_up);
+}
+
+void gated_activation(Activation a, ConstMatView gate_up, MatView out) {
+  if (gate_up.cols % 2 || out.cols != gate_up.cols / 2 || out.rows != gate_up.rows)
+    fail("gated_activation: [gate | up] [{}, {}] and output [{}, {}] do not agree", gate_up.rows, gate_up.cols,
+         out.rows, out.cols);
+  dispatch<true>(a, gate_up, out);
+}
+
+void clamp(MatView x, float c) {
+#pragma omp parallel for schedule(static) if (x.rows * x.cols >= 65536)
+  for (int64_t r = 0; r < x.rows; ++r) {
+    float* p = x.row(r);
+#pragma omp simd
+    for (int64_t i = 0; i < x.cols; ++i) p[i] = std::clamp(p[i], -c, c);
+  }
 }
 
 }  // namespace fusellm::model

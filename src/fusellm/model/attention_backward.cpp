@@ -31,8 +31,94 @@
 namespace fusellm::model {
 
 namespace {
+
 constexpr int64_t kBlock = 64;
+
+// What every (head, query block) of one call shares.
+struct Problem {
+  ConstMatView qkv, out, dout;
+  MatView dqkv;
+  const AttentionShape& s;
+  std::vector<int32_t> first;  // first visible key of each query
+  int64_t T, H, KV, D;
+};
+
+// Query i sees keys [first[i], i]: its document's start, or the sliding window's.
+std::vector<int32_t> first_visible(std::span<const int32_t> doc_start, int64_t sliding_window) {
+  std::vector<int32_t> first(doc_start.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    int64_t f = doc_start[i];
+    if (sliding_window > 0) f = std::max<int64_t>(f, int64_t(i) - sliding_window + 1);
+    first[i] = int32_t(f);
+  }
+  return first;
 }
+
+// Rows [i0, i0 + mb) of P = masked softmax(scale Q K^T) (keys from lo, ld columns per row), 8
+// lanes at a time on exp8 as the forward (attention.cpp) computes it: rows padded to whole
+// vectors, masked columns exp(-inf) = 0. Also D_i = dO_i . O_i into Drow.
+void probabilities(const Problem& p, int64_t h, int64_t i0, int64_t mb, int64_t lo, int64_t ld, float* P,
+                   float* Drow) {
+  const int64_t D = p.D;
+  for (int64_t r = 0; r < mb; ++r) {
+    const int64_t i = i0 + r;
+    float* pr = P + r * ld;
+    const int64_t c0 = p.first[i] - lo, c1 = i - lo + 1;
+    const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
+    const f32x8 inv = splat8(1.f / masked_exp_row(pr, c0, c1, ld));
+    for (int64_t c = cs; c < ce; c += 8) store8(pr + c, load8(pr + c) * inv);
+    const float* orow = p.out.row(i) + h * D;
+    const float* dorow = p.dout.row(i) + h * D;
+    f32x8 dv8{};
+    int64_t c = 0;
+    for (; c + 8 <= D; c += 8) dv8 += load8(orow + c) * load8(dorow + c);
+    float d = hsum8(dv8);
+    for (; c < D; ++c) d += orow[c] * dorow[c];
+    Drow[r] = d;
+  }
+}
+
+// One query block b of query head h (KV head g): its dQ rows, and its share of dK and dV.
+void block_backward(const Problem& p, int64_t g, int64_t h, int64_t b, float* P, float* dP, float* Drow) {
+  const int64_t H = p.H, KV = p.KV, D = p.D;
+  const int64_t i0 = b * kBlock, i1 = std::min(p.T, i0 + kBlock), mb = i1 - i0;
+  const int64_t lo = p.first[i0], nk = i1 - lo, ld = (nk + 7) / 8 * 8;
+  const ConstMatView &qkv = p.qkv, &dout = p.dout;
+  const MatView& dqkv = p.dqkv;
+  const float* q = qkv.row(i0) + h * D;
+  const float* k = qkv.row(lo) + (H + g) * D;
+  const float* v = qkv.row(lo) + (H + KV + g) * D;
+  const float* dO = dout.row(i0) + h * D;
+  float* dq = dqkv.row(i0) + h * D;
+  float* dk = dqkv.row(lo) + (H + g) * D;
+  float* dv = dqkv.row(lo) + (H + KV + g) * D;
+  // S = scale Q K^T, then P = masked softmax (and D_i)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), p.s.scale, q, int(qkv.ld), k,
+              int(qkv.ld), 0.f, P, int(ld));
+  probabilities(p, h, i0, mb, lo, ld, P, Drow);
+  // dV += P^T dO
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, P, int(ld), dO, int(dout.ld),
+              1.f, dv, int(dqkv.ld));
+  // dP = dO V^T
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), 1.f, dO, int(dout.ld), v,
+              int(qkv.ld), 0.f, dP, int(ld));
+  // dS = P (dP - D), scaled here so that dQ and dK need no further scaling.
+  for (int64_t r = 0; r < mb; ++r) {
+    const float* pr = P + r * ld;
+    float* dpr = dP + r * ld;
+    const float dr = Drow[r], scale = p.s.scale;
+#pragma omp simd
+    for (int64_t c = 0; c < nk; ++c) dpr[c] = scale * pr[c] * (dpr[c] - dr);
+  }
+  // dQ = dS K (each query row belongs to one block: written, not accumulated)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, dP, int(ld), k, int(qkv.ld),
+              0.f, dq, int(dqkv.ld));
+  // dK += dS^T Q
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, dP, int(ld), q, int(qkv.ld),
+              1.f, dk, int(dqkv.ld));
+}
+
+}  // namespace
 
 void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView dout,
                                std::span<const int32_t> doc_start, const AttentionShape& s, MatView dqkv) {
@@ -45,17 +131,11 @@ void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView 
   if (T == 0) return;
   const int64_t group = H / KV;
   const int64_t blocks = (T + kBlock - 1) / kBlock;
-
-  std::vector<int32_t> first(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T; ++i) {
-    int64_t f = doc_start[i];
-    if (s.sliding_window > 0) f = std::max<int64_t>(f, i - s.sliding_window + 1);
-    first[i] = int32_t(f);
-  }
+  const Problem p{qkv, out, dout, dqkv, s, first_visible(doc_start, s.sliding_window), T, H, KV, D};
   int64_t max_span = 0;
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * kBlock, i1 = std::min(T, i0 + kBlock);
-    max_span = std::max<int64_t>(max_span, i1 - first[i0]);
+    max_span = std::max<int64_t>(max_span, i1 - p.first[i0]);
   }
 
   // dK and dV accumulate over blocks and heads: start from zero.
@@ -69,63 +149,9 @@ void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView 
     std::vector<float> P(scratch), dP(scratch);
     float Drow[kBlock];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t g = 0; g < KV; ++g) {
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        for (int64_t b = 0; b < blocks; ++b) {
-          const int64_t i0 = b * kBlock, i1 = std::min(T, i0 + kBlock), mb = i1 - i0;
-          const int64_t lo = first[i0], nk = i1 - lo, ld = (nk + 7) / 8 * 8;
-          const float* q = qkv.row(i0) + h * D;
-          const float* k = qkv.row(lo) + (H + g) * D;
-          const float* v = qkv.row(lo) + (H + KV + g) * D;
-          const float* o = out.row(i0) + h * D;
-          const float* dO = dout.row(i0) + h * D;
-          float* dq = dqkv.row(i0) + h * D;
-          float* dk = dqkv.row(lo) + (H + g) * D;
-          float* dv = dqkv.row(lo) + (H + KV + g) * D;
-          // S = scale Q K^T, then P = masked softmax, 8 lanes at a time on exp8 as the forward
-          // (attention.cpp) computes it; rows padded to whole vectors, masked columns exp(-inf) = 0.
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), s.scale, q, int(qkv.ld), k,
-                      int(qkv.ld), 0.f, P.data(), int(ld));
-          for (int64_t r = 0; r < mb; ++r) {
-            const int64_t i = i0 + r;
-            float* pr = P.data() + r * ld;
-            const int64_t c0 = first[i] - lo, c1 = i - lo + 1;
-            const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
-            const f32x8 inv = splat8(1.f / masked_exp_row(pr, c0, c1, ld));
-            for (int64_t c = cs; c < ce; c += 8) store8(pr + c, load8(pr + c) * inv);
-            // D_i = dO_i . O_i
-            const float* orow = o + r * out.ld;
-            const float* dorow = dO + r * dout.ld;
-            f32x8 dv8{};
-            int64_t c = 0;
-            for (; c + 8 <= D; c += 8) dv8 += load8(orow + c) * load8(dorow + c);
-            float d = hsum8(dv8);
-            for (; c < D; ++c) d += orow[c] * dorow[c];
-            Drow[r] = d;
-          }
-          // dV += P^T dO
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, P.data(), int(ld), dO,
-                      int(dout.ld), 1.f, dv, int(dqkv.ld));
-          // dP = dO V^T
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mb), int(nk), int(D), 1.f, dO, int(dout.ld), v,
-                      int(qkv.ld), 0.f, dP.data(), int(ld));
-          // dS = P (dP - D), scaled here so that dQ and dK need no further scaling.
-          for (int64_t r = 0; r < mb; ++r) {
-            const float* pr = P.data() + r * ld;
-            float* dpr = dP.data() + r * ld;
-            const float dr = Drow[r];
-#pragma omp simd
-            for (int64_t c = 0; c < nk; ++c) dpr[c] = s.scale * pr[c] * (dpr[c] - dr);
-          }
-          // dQ = dS K (each query row belongs to one block: written, not accumulated)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(mb), int(D), int(nk), 1.f, dP.data(), int(ld),
-                      k, int(qkv.ld), 0.f, dq, int(dqkv.ld));
-          // dK += dS^T Q
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(D), int(mb), 1.f, dP.data(), int(ld), q,
-                      int(qkv.ld), 1.f, dk, int(dqkv.ld));
-        }
-      }
-    }
+    for (int64_t g = 0; g < KV; ++g)
+      for (int64_t h = g * group; h < (g + 1) * group; ++h)
+        for (int64_t b = 0; b < blocks; ++b) block_backward(p, g, h, b, P.data(), dP.data(), Drow);
   }
 }
 

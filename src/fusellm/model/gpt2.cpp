@@ -5,7 +5,7 @@
 // 1/(layer + 1) when scale_attn_by_inverse_layer_idx, LM head tied to wte by default.
 #include <fmt/format.h>
 
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
 

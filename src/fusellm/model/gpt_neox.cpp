@@ -5,7 +5,7 @@
 // residual, untied embed_out by default.
 #include <fmt/format.h>
 
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
 

@@ -8,7 +8,7 @@
 //   mistral sliding_window (default 4096), head_dim; its rotary embedding takes no rope_scaling
 #include <fmt/format.h>
 
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
 

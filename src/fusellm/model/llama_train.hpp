@@ -1,31 +1,30 @@
 #pragma once
-// A trainable Llama-family model (model_type llama, mistral, qwen2), fp32 on the CPU: the
-// parameters as named buffers (Hugging Face names, as the checkpoint has them), a forward pass
-// that keeps what the backward pass needs, and the backward pass from dL/dlogits to the gradient
-// of every parameter (accumulated, so a batch is several forward/backward calls).
+// The trainable student (model_type llama, mistral, qwen2), fp32: the one decoder (decoder.hpp)
+// with a gradient buffer of its parameters' layout and the activations of its last forward pass.
+// Parameters and gradients are each ONE flat buffer (parameters(), gradients()), laid out by the
+// parameter table (Hugging Face names and shapes, as the checkpoint has them); parameter_views()
+// names the tensors in them, for the optimizer, checkpoints and export.
 //
 // The loss is not computed here: the trainer passes the logits to the fused classifier
 // (fusion/fused_classifier.hpp: lambda * CLM + (1 - lambda) * Fusion, gradient in place) and
 // hands the result back to backward(). This library does not depend on Kokkos.
-//
-// Activation memory, per layer, for a sequence of T tokens: the layer input and the residual
-// after attention [T, hidden] each, q/k/v after RoPE [T, (H + 2 KV) D], the attention output
-// [T, H D] and the MLP's [gate | up] pre-activations [T, 2 I]. Recomputed in backward instead of
-// stored: RMSNorm outputs, silu(gate) * up, and the attention probabilities (never T x T).
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "fusellm/core/param_table.hpp"
 #include "fusellm/core/tensor.hpp"
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/decoder.hpp"
 
 namespace fusellm::model {
 
+// One tensor of the model: views into the parameter and gradient buffers.
 struct Parameter {
   std::string name;  // Hugging Face name ("model.layers.0.self_attn.q_proj.weight")
-  Tensor value;
-  Tensor grad;       // same shape, accumulated by backward()
+  TensorView value;
+  TensorView grad;   // same shape, accumulated by backward()
 };
 
 class TrainableLlama {
@@ -34,43 +33,32 @@ class TrainableLlama {
   static TrainableLlama load(const std::string& dir);
   TrainableLlama(Arch arch, const Checkpoint& ck);
 
-  const Arch& arch() const { return arch_; }
-  std::vector<Parameter>& parameters() { return params_; }
-  const std::vector<Parameter>& parameters() const { return params_; }
+  const Arch& arch() const { return decoder_->arch(); }
+  const Decoder& decoder() const { return *decoder_; }
+  const ParamTable& parameter_table() const { return decoder_->parameter_table(); }
+  // The flat buffers (parameter_table()'s layout): what ZeRO-1 shards by offset range and a
+  // device backend holds in one allocation each.
+  std::span<float> parameter_buffer() { return decoder_->parameters(); }
+  std::span<float> gradient_buffer() { return grads_; }
+  // The named tensors, views into the two buffers (valid for the model's lifetime).
+  std::vector<Parameter>& parameters() { return views_; }
+  const std::vector<Parameter>& parameters() const { return views_; }
   Parameter& parameter(const std::string& name);  // Error naming it when absent
-  int64_t num_parameters() const;
+  int64_t num_parameters() const { return parameter_table().total(); }
   void zero_grad();
 
   // Logits [T, vocab] of one sequence; doc_ids as CausalLM::forward (packed documents: attention
   // within a document, positions from 0). Keeps the activations for backward().
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {});
   // dlogits [T, vocab]: dL/dlogits of the last forward(); adds every parameter's gradient into
-  // Parameter::grad and releases the kept activations.
+  // the gradient buffer and marks the kept activations used.
   void backward(std::span<const float> dlogits);
 
  private:
-  struct LayerParams {
-    int attn_norm = -1, q = -1, k = -1, v = -1, qb = -1, kb = -1, vb = -1, o = -1, ob = -1;
-    int mlp_norm = -1, gate = -1, up = -1, down = -1, gate_b = -1, up_b = -1, down_b = -1;
-  };
-  struct Saved {  // one layer's activations
-    std::vector<float> x_in, qkv, att, x_mid, gate_up;
-  };
-  int add(std::string name, const Checkpoint& ck, Shape shape);
-  Tensor& val(int i) { return params_[size_t(i)].value; }
-  Tensor& grad(int i) { return params_[size_t(i)].grad; }
-
-  Arch arch_;
-  std::vector<Parameter> params_;
-  int embed_ = -1, final_norm_ = -1, lm_head_ = -1;  // lm_head_ -1 when tied
-  std::vector<LayerParams> layers_;
-
-  // State of the last forward pass.
-  std::vector<int32_t> ids_, doc_start_;
-  RopeTable rope_;
-  std::vector<Saved> saved_;
-  std::vector<float> x_final_;
-  bool have_forward_ = false;
+  std::unique_ptr<Decoder> decoder_;  // on the heap: the views point into its buffer
+  std::vector<float> grads_;
+  std::vector<Parameter> views_;
+  SavedActivations saved_;
 };
 
 }  // namespace fusellm::model

@@ -19,7 +19,7 @@
 #include <cmath>
 
 #include "fusellm/core/error.hpp"
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
 

@@ -2,7 +2,9 @@
 // The CPU operations of the fp32 forward pass, one per file in model/ (llm.c's layout): each .cpp
 // opens with the math it computes and the transformers function it reproduces. Matrices are
 // row-major strided views; OpenMP parallelizes over rows/heads, OpenBLAS does the GEMMs
-// single-threaded inside OpenMP (see matmul.cpp for why).
+// single-threaded inside OpenMP (see matmul.cpp for why). They are the reference backend: the
+// decoder reaches them only through backend.hpp's interface (cpu_backend.cpp), which a device
+// backend implements beside them; the view types and shapes below are that interface's too.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -79,6 +81,15 @@ Activation activation_from_name(const std::string& name, const std::string& wher
 void activation(Activation a, MatView x);
 // Gated (SwiGLU-style, LlamaMLP): for a row [gate (n), up (n)], gate <- act(gate) * up.
 void gated_activation(Activation a, MatView gate_up);
+// The same into out [T, n], leaving [gate | up] as it was (the backward pass needs it).
+void gated_activation(Activation a, ConstMatView gate_up, MatView out);
+// x = min(max(x, -c), c) (MPT's clip_qkv).
+void clamp(MatView x, float c);
+
+// ---- embedding.cpp ------------------------------------------------------------------------------
+// x[t] = table[ids[t]] (+ pos_table[positions[t]] when pos_table has rows: learned positions).
+void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
+           ConstMatView pos_table, MatView x);
 
 // ---- rope.cpp -----------------------------------------------------------------------------------
 struct RopeConfig {

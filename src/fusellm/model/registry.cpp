@@ -1,5 +1,5 @@
 // CausalLM::load: config.json's model_type picks the family; the family turns the config into an
-// Arch, and the shared TransformerLM loads the tensors by the family's name table.
+// Arch, and the one Decoder lays out and loads the tensors by the family's name table.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -8,7 +8,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/model.hpp"
-#include "fusellm/model/transformer.hpp"
+#include "fusellm/model/decoder.hpp"
 
 namespace fusellm {
 
@@ -40,7 +40,7 @@ std::unique_ptr<CausalLM> CausalLM::load(const std::string& dir) {
     model::Arch arch = fn(cfg);
     const Checkpoint ck(dir);
     return with_context(fmt::format("loading a {} model", type),
-                        [&] { return std::make_unique<model::TransformerLM>(std::move(arch), ck); });
+                        [&] { return std::make_unique<model::Decoder>(std::move(arch), ck); });
   }
   fail("{}: field 'model_type': unsupported model type \"{}\" (supported: {})", cfg.path(), type,
        fmt::join(supported_model_types(), ", "));

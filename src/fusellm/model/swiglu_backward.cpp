@@ -2,10 +2,10 @@
 // act_fn = nn.SiLU): with a = gate pre-activation, b = up, s = sigmoid(a), h = a s b,
 //   da = dh * b * s * (1 + a (1 - s))      (d silu(a) / da = s + a s (1 - s))
 //   db = dh * a * s
-// The product h is recomputed from [gate | up] (swiglu_forward) rather than stored: the down
-// projection's weight gradient needs it once, and it costs one exp per element. Both run 8 lanes
-// at a time on fast_math.hpp's exp8 (std::exp does not vectorize without -ffast-math); a row's
-// tail goes through the same lanes, zero-padded.
+// The product h is recomputed from [gate | up] (the forward's gated_activation) rather than
+// stored: the down projection's weight gradient needs it once, and it costs one exp per element.
+// This runs 8 lanes at a time on fast_math.hpp's exp8 (std::exp does not vectorize without
+// -ffast-math); a row's tail goes through the same lanes, zero-padded.
 #include <cstring>
 
 #include "fusellm/core/error.hpp"
@@ -42,21 +42,6 @@ FUSELLM_INLINE void store_n(float* p, f32x8 v, int64_t count) {
 }
 
 }  // namespace
-
-void swiglu_forward(ConstMatView gate_up, MatView h) {
-  const int64_t n = gate_up.cols / 2;
-  if (gate_up.cols % 2 || h.cols != n || h.rows != gate_up.rows) fail("swiglu_forward: shapes do not agree");
-#pragma omp parallel for schedule(static) if (h.rows * n >= 16384)
-  for (int64_t r = 0; r < h.rows; ++r) {
-    const float* g = gate_up.row(r);
-    const float* u = g + n;
-    float* hr = h.row(r);
-    lanes(n, [&](int64_t c, int64_t k) {
-      const f32x8 a = load_n(g + c, k);
-      store_n(hr + c, a * sigmoid8(a) * load_n(u + c, k), k);
-    });
-  }
-}
 
 void swiglu_backward(ConstMatView gate_up, ConstMatView dh, MatView dgate_up) {
   const int64_t n = gate_up.cols / 2;

@@ -1,9 +1,10 @@
 #pragma once
 // The CPU backward operations of the fp32 Llama-family training pass, one per file in model/
 // (llm.c's layout: the math above each function, citing the PyTorch op whose autograd it
-// reproduces). They complement ops.hpp (the forward ops) and never change it: each backward
-// takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU product and the
-// attention probabilities are recomputed, never stored) and the gradient of its output.
+// reproduces), behind backend.hpp as the CPU backend's. They complement ops.hpp (the forward
+// ops): each backward takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU
+// product and the attention probabilities are recomputed, never stored) and the gradient of its
+// output.
 // Weight and bias gradients accumulate (+=), so several sequences add up into one batch.
 #include <cstdint>
 #include <span>
@@ -29,10 +30,13 @@ void apply_rope_backward(const RopeTable& t, MatView dx, int64_t col0, int64_t h
 
 // ---- swiglu_backward.cpp ----------------------------------------------------------------------
 // gate_up [T, 2n] holds the pre-activations [gate | up]; dh [T, n] the gradient of
-// silu(gate) * up. swiglu_backward writes d[gate | up] into dgate_up [T, 2n]; swiglu_forward
-// recomputes h = silu(gate) * up [T, n] (for the down projection's weight gradient).
+// silu(gate) * up. Writes d[gate | up] into dgate_up [T, 2n]. (h = silu(gate) * up itself is
+// recomputed by the forward's gated_activation, so that it is bit for bit what the forward used.)
 void swiglu_backward(ConstMatView gate_up, ConstMatView dh, MatView dgate_up);
-void swiglu_forward(ConstMatView gate_up, MatView h);
+
+// ---- embedding.cpp ----------------------------------------------------------------------------
+// nn.Embedding's backward, a scatter-add of the rows: dtable[ids[t]] += dx[t].
+void embedding_backward(std::span<const int32_t> ids, ConstMatView dx, MatView dtable);
 
 // ---- attention_backward.cpp -------------------------------------------------------------------
 // qkv [T, (H + 2 KV) D] as causal_attention read it (q, k after RoPE), out [T, H D] what it

@@ -1,15 +1,14 @@
 #pragma once
-// The shared decoder. A family (llama.cpp, mpt.cpp, gpt_neox.cpp, gpt2.cpp) is three things:
+// What a model family is (llama.cpp, mpt.cpp, gpt_neox.cpp, gpt2.cpp), three things:
 //   - an Arch: the few choices in which the families differ (norm, positions, MLP, residual,
 //     fused QKV layout, biases), parsed from config.json;
 //   - a NameTable: its checkpoint tensor names per logical slot (llama.cpp's tensor tables);
-//   - nothing else: TransformerLM loads the slots into one fused layout and runs one forward.
-#include <mutex>
+//   - nothing else: decoder_params.hpp lays the slots out in one flat buffer and decoder.hpp runs
+//     the one forward (and, for the Llama family, backward) pass over it.
 #include <string>
 #include <vector>
 
 #include "fusellm/io/hf_config.hpp"
-#include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/model/ops.hpp"
 
@@ -88,35 +87,5 @@ Arch gpt2_arch(const HFConfig& c);
 RopeConfig parse_rope(const HFConfig& c, int64_t rotary_dim, double theta, int64_t max_positions);
 // A positive integer field, Error otherwise.
 int64_t positive(const HFConfig& c, const std::string& key, int64_t value);
-
-class TransformerLM final : public CausalLM {
- public:
-  TransformerLM(Arch arch, const Checkpoint& ck);
-  const ModelInfo& info() const override { return info_; }
-  const Arch& arch() const { return arch_; }
-  Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const override;
-
- private:
-  struct Layer {
-    Tensor attn_norm_w, attn_norm_b, mlp_norm_w, mlp_norm_b;
-    Tensor wqkv, bqkv;  // [(H + 2 KV) D, hidden], rows q heads | k heads | v heads
-    Tensor wo, bo;      // [hidden, H D]
-    Tensor w_in, b_in;  // [I, hidden], or [2 I, hidden] = [gate; up] when gated
-    Tensor w_out, b_out;  // [hidden, I]
-  };
-  // Activations of one forward pass, kept between calls so that a pass does not page-fault in
-  // fresh buffers (a tenth of a pass at T = 512 otherwise). A concurrent call that finds it in
-  // use allocates its own.
-  struct Workspace {
-    std::vector<float> x, xn, qkv, att, mlp;
-  };
-  Arch arch_;
-  ModelInfo info_;
-  mutable std::mutex workspace_mutex_;
-  mutable Workspace workspace_;
-  Tensor embed_, pos_embed_, final_norm_w_, final_norm_b_, lm_head_;  // lm_head_ empty when tied
-  std::vector<Layer> layers_;
-  std::vector<float> alibi_;
-};
 
 }  // namespace fusellm::model

@@ -1,0 +1,192 @@
+// The decoder's construction (the parameter table and the flat buffer) and its forward pass, the
+// one every model runs (decoder.hpp has the math). Every operation goes through the backend.
+#include "fusellm/model/decoder.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "fusellm/core/error.hpp"
+
+namespace fusellm::model {
+
+namespace {
+
+// Where each token's document starts, its position in it, and the document's length.
+struct SequenceLayout {
+  std::vector<int32_t> doc_start, pos, doc_len;
+};
+
+SequenceLayout layout_sequence(const Arch& a, std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
+  const int64_t T = int64_t(ids.size());
+  if (!doc_ids.empty() && int64_t(doc_ids.size()) != T)
+    fail("forward: {} doc_ids for {} tokens (expected one per token, or none)", doc_ids.size(), T);
+  SequenceLayout s;
+  s.doc_start.resize(size_t(T));
+  s.pos.resize(size_t(T));
+  s.doc_len.resize(size_t(T));
+  for (int64_t t = 0; t < T; ++t) {
+    if (ids[t] < 0 || ids[t] >= a.vocab)
+      fail("forward: token id {} at position {} is outside the vocabulary [0, {})", ids[t], t, a.vocab);
+    const bool new_doc = t == 0 || (!doc_ids.empty() && doc_ids[t] != doc_ids[t - 1]);
+    if (t > 0 && !doc_ids.empty() && doc_ids[t] < doc_ids[t - 1])
+      fail("forward: doc_ids must be non-decreasing, found {} after {} at position {}", doc_ids[t], doc_ids[t - 1], t);
+    s.doc_start[t] = new_doc ? int32_t(t) : s.doc_start[t - 1];
+    s.pos[t] = int32_t(t - s.doc_start[t]);
+    if (!a.context_limit.empty() && s.pos[t] >= a.max_positions)
+      fail("forward: position {} (token {}) is beyond the context of this {} model ({} = {} positions per document)",
+           s.pos[t], t, a.model_type, a.context_limit, a.max_positions);
+  }
+  for (int64_t t = T - 1; t >= 0; --t)
+    s.doc_len[t] = (t + 1 < T && s.doc_start[t + 1] == s.doc_start[t]) ? s.doc_len[t + 1] : int32_t(t - s.doc_start[t] + 1);
+  return s;
+}
+
+// A [T, cols] matrix over a buffer grown to fit (never shrunk: the next pass reuses it).
+MatView buffer(std::vector<float>& v, int64_t T, int64_t cols) {
+  if (int64_t(v.size()) < T * cols) v.resize(size_t(T * cols));
+  return MatView{v.data(), T, cols, cols};
+}
+
+}  // namespace
+
+void check_trainable(const Arch& a) {
+  if (a.family != "llama")
+    fail("{}: the backward pass is implemented for the Llama family (llama, mistral, qwen2) only", a.model_type);
+  if (a.act != Activation::SiLU) fail("{}: training supports hidden_act silu only (LlamaMLP's SwiGLU)", a.model_type);
+  if (a.rope.rotary_dim != a.head_dim) fail("{}: training needs full-width rotary embeddings", a.model_type);
+}
+
+Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend)
+    : arch_(std::move(arch)), backend_(&backend), params_(plan_decoder_params(arch_, ck)) {
+  const Arch& a = arch_;
+  weights_.resize(size_t(params_.table.total()));
+  load_decoder_params(a, params_, ck, weights_);
+  if (a.pos == PosKind::ALiBi) alibi_ = alibi_slopes(a.heads, a.alibi_bias_max);
+  info_.family = a.family;
+  info_.model_type = a.model_type;
+  info_.vocab_size = a.vocab;
+  info_.hidden_size = a.hidden;
+  info_.num_layers = a.layers;
+  info_.num_heads = a.heads;
+  info_.num_kv_heads = a.kv_heads;
+  info_.max_positions = a.max_positions;
+  info_.num_parameters = params_.table.total();
+}
+
+AttentionShape Decoder::attention_shape(int64_t layer) const {
+  const Arch& a = arch_;
+  AttentionShape as;
+  as.heads = a.heads;
+  as.kv_heads = a.kv_heads;
+  as.head_dim = a.head_dim;
+  double scale = a.attn_scale > 0 ? a.attn_scale : 1.0 / std::sqrt(double(a.head_dim));
+  if (a.scale_by_inverse_layer) scale /= double(layer + 1);
+  as.scale = float(scale);
+  as.sliding_window = a.sliding_window;
+  as.alibi = alibi_;
+  return as;
+}
+
+void Decoder::norm(ConstMatView x, const Region& w, const Region& b, MatView y) const {
+  const std::span<const float> W = weights_;
+  if (arch_.norm == NormKind::RMSNorm)
+    backend_->rmsnorm(x, vec(W, w), float(arch_.norm_eps), y);
+  else
+    backend_->layernorm(x, vec(W, w), vec(W, b), float(arch_.norm_eps), y);
+}
+
+// One forward pass's buffers: the residual stream X, the norm output XN, and the per-layer
+// activations (kept ones in `save`, the others in the workspace).
+struct Decoder::Pass {
+  int64_t T = 0;
+  std::span<const int32_t> doc_start;
+  const RopeTable* rope = nullptr;
+  MatView X, XN, QKV, ATT, MLP, H;
+  Workspace* ws = nullptr;
+  SavedActivations* save = nullptr;
+};
+
+void Decoder::layer_forward(Pass& p, int64_t l) const {
+  const Arch& a = arch_;
+  const Backend& be = *backend_;
+  const LayerRegions& L = params_.regions.layers[size_t(l)];
+  const std::span<const float> W = weights_;
+  const int64_t T = p.T, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
+  const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, natt = a.heads * a.head_dim;
+  if (p.save) {  // this layer's kept activations are written where they are kept
+    SavedActivations::Layer& S = p.save->layers[size_t(l)];
+    be.copy(p.X, buffer(S.x_in, T, a.hidden));
+    p.QKV = buffer(S.qkv, T, nqkv), p.ATT = buffer(S.att, T, natt), p.MLP = buffer(S.gate_up, T, nin);
+  }
+  norm(p.X, L.attn_norm_w, L.attn_norm_b, p.XN);
+  be.linear(p.XN, mat(W, L.qkv), vec(W, L.qkv_b), p.QKV, false);
+  if (a.clip_qkv > 0) be.clamp(p.QKV, float(a.clip_qkv));
+  if (a.pos == PosKind::Rotary) be.apply_rope(*p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
+  be.causal_attention(p.QKV, p.doc_start, attention_shape(l), p.ATT);
+  if (a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);  // from x before the update
+  be.linear(p.ATT, mat(W, L.o), vec(W, L.o_b), p.X, /*accumulate=*/true);
+  if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, T, a.hidden));
+  if (!a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);
+  be.linear(p.XN, mat(W, L.in), vec(W, L.in_b), p.MLP, false);
+  if (!a.gated_mlp) {
+    be.activation(a.act, p.MLP);
+    be.linear(p.MLP, mat(W, L.out), vec(W, L.out_b), p.X, true);
+  } else if (p.save) {  // [gate | up] stays for the backward pass
+    be.gated_activation(a.act, p.MLP, p.H);
+    be.linear(p.H, mat(W, L.out), vec(W, L.out_b), p.X, true);
+  } else {  // act(gate) * up in the gate half, read with the row stride of [gate | up]
+    be.gated_activation(a.act, p.MLP);
+    be.linear(ConstMatView(p.MLP.p, T, I, nin), mat(W, L.out), vec(W, L.out_b), p.X, true);
+  }
+}
+
+Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
+  const Arch& a = arch_;
+  if (save) check_trainable(a), save->valid = false;
+  SequenceLayout seq = layout_sequence(a, ids, doc_ids);
+  const int64_t T = int64_t(ids.size()), Hd = a.hidden;
+  Tensor logits({T, a.vocab});
+  if (T == 0) return logits;
+  const Backend& be = *backend_;
+  const auto pass_scope = be.begin_pass();
+  RopeTable rope;
+  if (a.pos == PosKind::Rotary) rope = rope_table(a.rope, seq.pos, seq.doc_len);
+
+  std::unique_lock lock(workspace_mutex_, std::try_to_lock);
+  Workspace private_workspace;
+  Workspace& ws = lock.owns_lock() ? workspace_ : private_workspace;
+  const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
+  Pass p;
+  p.T = T;
+  p.doc_start = seq.doc_start;
+  p.rope = &rope;
+  p.X = buffer(ws.x, T, Hd), p.XN = buffer(ws.xn, T, Hd);
+  p.save = save;
+  if (save) {
+    save->layers.resize(size_t(a.layers));
+    p.H = buffer(ws.h, T, I);
+  } else {
+    p.QKV = buffer(ws.qkv, T, nqkv), p.ATT = buffer(ws.att, T, a.heads * a.head_dim);
+    p.MLP = buffer(ws.mlp, T, a.gated_mlp ? 2 * I : I);
+  }
+
+  const std::span<const float> W = weights_;
+  const DecoderRegions& R = params_.regions;
+  be.embed(ids, mat(W, R.embed), seq.pos, R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
+  for (int64_t l = 0; l < a.layers; ++l) layer_forward(p, l);
+  if (save) be.copy(p.X, buffer(save->x_final, T, Hd));
+  norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
+  // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
+  // over the largest matrix of the forward pass.
+  be.linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), T, a.vocab, a.vocab}, /*accumulate=*/true);
+  if (save) {
+    save->ids.assign(ids.begin(), ids.end());
+    save->doc_start = std::move(seq.doc_start);
+    save->rope = std::move(rope);
+    save->valid = true;
+  }
+  return logits;
+}
+
+}  // namespace fusellm::model

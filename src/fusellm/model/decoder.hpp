@@ -1,0 +1,112 @@
+#pragma once
+// The decoder-only transformer: ONE forward pass for every family (teachers, inference, the
+// student), and the backward pass of the Llama family (the student), over one flat fp32 buffer
+// of parameters laid out by a parameter table (decoder_params.hpp), running its operations on a
+// backend (backend.hpp; the CPU one by default).
+//
+// Per layer (LlamaDecoderLayer, MptBlock, GPTNeoXLayer, GPT2Block):
+//   sequential:  x = x + o(attn(norm1 x));  x = x + mlp(norm2 x)
+//   parallel:    x = x + o(attn(norm1 x)) + mlp(norm2 x)          (use_parallel_residual)
+// with attn = fused QKV projection (+ bias, clip), RoPE on q/k (rotary) and causal attention
+// within documents (+ ALiBi, sliding window); mlp = down(act(gate x) * up x) or down(act(up x)).
+// Then the final norm and the LM head (the token embedding when tied). The residual stream is
+// updated in place by accumulating GEMMs (beta = 1).
+//
+// The save switch: forward(ids, doc_ids, &saved) runs the same operations in the same order and
+// also keeps what backward() needs, so the logits are bit for bit those of forward(ids, doc_ids).
+// Kept per layer, for T tokens: the layer input and the residual after attention [T, hidden]
+// each, q/k/v after RoPE [T, (H + 2 KV) D], the attention output [T, H D] and the MLP's
+// [gate | up] pre-activations [T, 2 I]. Recomputed in backward instead of kept: the norms'
+// outputs, act(gate) * up, and the attention probabilities (never T x T).
+//
+// Backward (Llama family: RMSNorm, full-width RoPE, SwiGLU, sequential residual; check_trainable
+// says what else is refused), layer by layer in reverse:
+//   logits = norm(x_L) W_head^T          dW_head += dz^T xn;  dx = rmsnorm_bwd(dz W_head)
+//   x_{l+1} = x_mid + down(silu(gate xn2) * up xn2),   xn2 = rmsnorm(x_mid)
+//       dW_down += dx^T h;  dh = dx W_down;  d[gate|up] = swiglu_bwd;  dW_[gate;up] += d^T xn2;
+//       dx += rmsnorm_bwd(d[gate|up] W_[gate;up])
+//   x_mid = x_l + o(attn(rope(q xn1), rope(k xn1), v xn1)),   xn1 = rmsnorm(x_l)
+//       dW_o += dx^T att;  datt = dx W_o;  dqkv = attention_bwd;  rope_bwd on dq, dk;
+//       dW_[q;k;v] += dqkv^T xn1 (+ biases: column sums);  dx += rmsnorm_bwd(dqkv W_[q;k;v])
+//   x_0 = E[ids]                         dE[ids[t]] += dx_0[t]  (+ the head's gradient when tied)
+// Each backward op lives in its own file (train_ops.hpp) with its math. Gradients are added into
+// a buffer of the parameters' layout, so several sequences add up into one batch.
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "fusellm/core/param_table.hpp"
+#include "fusellm/core/tensor.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "fusellm/model/arch.hpp"
+#include "fusellm/model/backend.hpp"
+#include "fusellm/model/decoder_params.hpp"
+#include "fusellm/model/model.hpp"
+
+namespace fusellm::model {
+
+// What one forward pass keeps for its backward pass. Its buffers are reused by the next forward
+// pass that saves into it (no page faults for fresh ones each step).
+struct SavedActivations {
+  struct Layer {
+    std::vector<float> x_in, qkv, att, x_mid, gate_up;
+  };
+  std::vector<int32_t> ids, doc_start;
+  RopeTable rope;
+  std::vector<Layer> layers;
+  std::vector<float> x_final;
+  bool valid = false;  // set by forward, cleared by whoever consumes it
+};
+
+// Error naming what the backward pass does not implement for this architecture (the Llama
+// family with SiLU and full-width rotary embeddings is what it does).
+void check_trainable(const Arch& a);
+
+class Decoder final : public CausalLM {
+ public:
+  Decoder(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend());
+
+  const ModelInfo& info() const override { return info_; }
+  const Arch& arch() const { return arch_; }
+  const ParamTable& parameter_table() const { return params_.table; }
+  const DecoderRegions& regions() const { return params_.regions; }
+  std::span<float> parameters() { return weights_; }
+  std::span<const float> parameters() const { return weights_; }
+
+  // Logits [T, vocab]; see CausalLM::forward for doc_ids. With `save`, also keeps what
+  // backward() needs (same logits).
+  Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const override {
+    return forward(ids, doc_ids, nullptr);
+  }
+  Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const;
+  // dlogits [T, vocab]: dL/dlogits of the forward pass that filled `saved`; adds the gradient of
+  // every parameter into `grads` (parameter_table()'s layout). Needs check_trainable(arch()).
+  void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads) const;
+
+ private:
+  // Activations of a forward pass that are not kept, reused between calls so that a pass does
+  // not page-fault in fresh buffers (a tenth of a pass at T = 512 otherwise). A concurrent call
+  // that finds it in use allocates its own.
+  struct Workspace {
+    std::vector<float> x, xn, qkv, att, mlp, h;
+  };
+  struct Pass;      // one forward pass's buffers and sequence (decoder.cpp)
+  struct Backward;  // one backward pass's gradients of activations (decoder_backward.cpp)
+  void layer_forward(Pass& p, int64_t l) const;
+  void mlp_backward(Backward& b, int64_t l) const;
+  void attention_backward(Backward& b, int64_t l) const;
+  AttentionShape attention_shape(int64_t layer) const;
+  void norm(ConstMatView x, const Region& w, const Region& b, MatView y) const;
+
+  Arch arch_;
+  ModelInfo info_;
+  const Backend* backend_;
+  DecoderParams params_;
+  std::vector<float> weights_;  // the flat buffer, params_.table's layout
+  std::vector<float> alibi_;
+  mutable std::mutex workspace_mutex_;
+  mutable Workspace workspace_;
+};
+
+}  // namespace fusellm::model

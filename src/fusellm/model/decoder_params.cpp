@@ -1,0 +1,177 @@
+// The parameter table of a family's model over one flat buffer, and its loading from safetensors.
+// Planning follows the family's Arch (which slots exist, their shapes) and its NameTable (their
+// names); loading reads each tensor straight into its place in the buffer (converted to fp32),
+// so the model holds one copy of its weights and no per-tensor allocation.
+#include "fusellm/model/decoder_params.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "fusellm/core/error.hpp"
+
+namespace fusellm::model {
+
+namespace {
+
+bool is_layer_slot(Slot s) {
+  return !(s == Slot::TokenEmbed || s == Slot::PosEmbed || s == Slot::FinalNormW || s == Slot::FinalNormB ||
+           s == Slot::LmHead);
+}
+bool is_mlp_slot(Slot s) {
+  return s == Slot::Gate || s == Slot::GateB || s == Slot::Up || s == Slot::UpB || s == Slot::Down ||
+         s == Slot::DownB;
+}
+
+const TensorName& entry(const Arch& a, Slot s) {
+  for (const TensorName& e : a.names->names)
+    if (e.slot == s) return e;
+  fail("{}: the tensor table has no entry for the {}", a.family, slot_name(s));
+}
+
+// Checkpoints of the bare base model (GPT2Model, ...) have no prefix.
+std::string name_prefix(const Arch& a, const Checkpoint& ck) {
+  const std::string base = a.names->base, embed = entry(a, Slot::TokenEmbed).pattern;
+  return !ck.has(base + embed) && ck.has(embed) ? std::string() : base;
+}
+
+std::string tensor_name(const Arch& a, const std::string& prefix, Slot s, int64_t layer) {
+  const TensorName& e = entry(a, s);
+  const std::string n = is_layer_slot(s) ? fmt::format(fmt::runtime(e.pattern), layer) : std::string(e.pattern);
+  return e.outside_base ? n : prefix + n;
+}
+
+// Adds the tensors of one region, adjacent in the buffer: [q; k; v], [gate; up], or one tensor.
+class Planner {
+ public:
+  Planner(const Arch& a, const Checkpoint& ck, DecoderParams& out) : a_(a), prefix_(name_prefix(a, ck)), out_(out) {}
+
+  // The parts stacked along rows; every part has `cols` columns (1 for vectors).
+  Region add(int64_t layer, std::initializer_list<std::pair<Slot, int64_t>> parts, int64_t cols) {
+    Region r;
+    r.cols = cols;
+    for (const auto& [slot, rows] : parts) {
+      const Shape shape = cols == 1 && !is_matrix(slot) ? Shape{rows} : Shape{rows, cols};
+      const int i = out_.table.add(tensor_name(a_, prefix_, slot, layer), shape);
+      out_.sources.push_back({slot, layer});
+      if (!r.present()) r.offset = out_.table[i].offset;
+      r.rows += rows;
+    }
+    return r;
+  }
+
+ private:
+  static bool is_matrix(Slot s) {
+    return s == Slot::TokenEmbed || s == Slot::PosEmbed || s == Slot::LmHead || s == Slot::Q || s == Slot::K ||
+           s == Slot::V || s == Slot::QKV || s == Slot::O || s == Slot::Gate || s == Slot::Up || s == Slot::Down;
+  }
+  const Arch& a_;
+  std::string prefix_;
+  DecoderParams& out_;
+};
+
+LayerRegions plan_layer(const Arch& a, Planner& p, int64_t l) {
+  const int64_t Hd = a.hidden, I = a.intermediate, nq = a.heads * a.head_dim, nkv = a.kv_heads * a.head_dim;
+  LayerRegions L;
+  L.attn_norm_w = p.add(l, {{Slot::AttnNormW, Hd}}, 1);
+  if (a.norm_bias) L.attn_norm_b = p.add(l, {{Slot::AttnNormB, Hd}}, 1);
+  switch (a.qkv_layout) {
+    case QkvLayout::Separate:
+      L.qkv = p.add(l, {{Slot::Q, nq}, {Slot::K, nkv}, {Slot::V, nkv}}, Hd);
+      if (a.qkv_bias) L.qkv_b = p.add(l, {{Slot::QB, nq}, {Slot::KB, nkv}, {Slot::VB, nkv}}, 1);
+      break;
+    case QkvLayout::Fused:
+    case QkvLayout::FusedPerHead:
+      L.qkv = p.add(l, {{Slot::QKV, nq + 2 * nkv}}, Hd);
+      if (a.qkv_bias) L.qkv_b = p.add(l, {{Slot::QKVB, nq + 2 * nkv}}, 1);
+      break;
+  }
+  L.o = p.add(l, {{Slot::O, Hd}}, nq);
+  if (a.o_bias) L.o_b = p.add(l, {{Slot::OB, Hd}}, 1);
+  L.mlp_norm_w = p.add(l, {{Slot::MlpNormW, Hd}}, 1);
+  if (a.norm_bias) L.mlp_norm_b = p.add(l, {{Slot::MlpNormB, Hd}}, 1);
+  // Down before the MLP biases: the order Hugging Face lists a LlamaMLP's tensors in.
+  L.in = a.gated_mlp ? p.add(l, {{Slot::Gate, I}, {Slot::Up, I}}, Hd) : p.add(l, {{Slot::Up, I}}, Hd);
+  L.out = p.add(l, {{Slot::Down, Hd}}, I);
+  if (a.mlp_bias) {
+    L.in_b = a.gated_mlp ? p.add(l, {{Slot::GateB, I}, {Slot::UpB, I}}, 1) : p.add(l, {{Slot::UpB, I}}, 1);
+    L.out_b = p.add(l, {{Slot::DownB, Hd}}, 1);
+  }
+  return L;
+}
+
+// GPT-NeoX's query_key_value: rows grouped per head as [q_h; k_h; v_h] (GPTNeoXAttention's
+// view(heads, 3 * head_size)); regroup to [q heads; k heads; v heads]. Works for biases too.
+void regroup_per_head_qkv(std::span<const float> in, std::span<float> out, int64_t heads, int64_t head_dim) {
+  const int64_t cols = int64_t(in.size()) / (3 * heads * head_dim);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t part = 0; part < 3; ++part) {
+      const float* src = in.data() + ((h * 3 + part) * head_dim) * cols;
+      float* dst = out.data() + ((part * heads + h) * head_dim) * cols;
+      std::memcpy(dst, src, sizeof(float) * size_t(head_dim * cols));
+    }
+}
+
+// One tensor into its place: checked against the stored shape, converted to fp32, and brought to
+// the forward's layout (GPT-2's Conv1D transposed, NeoX's per-head QKV regrouped).
+void load_tensor(const Arch& a, const Checkpoint& ck, const ParamEntry& e, Slot slot, std::span<float> dst) {
+  const bool transposed = a.conv1d && e.shape.size() == 2 && is_layer_slot(slot);
+  const bool regroup = a.qkv_layout == QkvLayout::FusedPerHead && (slot == Slot::QKV || slot == Slot::QKVB);
+  Shape stored = e.shape;
+  if (transposed) std::swap(stored[0], stored[1]);
+  const TensorInfo& t = ck.info(e.name);
+  if (t.shape != stored)
+    fail("{}: tensor '{}' has shape {}, expected {}", t.file, e.name, shape_str(t.shape), shape_str(stored));
+  if (!transposed && !regroup) return convert_to_f32(t, dst);
+  std::vector<float> tmp(dst.size());
+  convert_to_f32(t, tmp);
+  if (regroup) return regroup_per_head_qkv(tmp, dst, a.heads, a.head_dim);
+  const int64_t R = stored[0], C = stored[1];
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) dst[size_t(c * R + r)] = tmp[size_t(r * C + c)];
+}
+
+}  // namespace
+
+DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck) {
+  if (a.heads % a.kv_heads)
+    fail("{}: {} attention heads are not a multiple of {} key/value heads", a.model_type, a.heads, a.kv_heads);
+  if (a.qkv_layout == QkvLayout::FusedPerHead && a.kv_heads != a.heads)
+    fail("{}: per-head fused QKV needs as many KV heads as heads", a.model_type);
+  DecoderParams out;
+  Planner p(a, ck, out);
+  DecoderRegions& R = out.regions;
+  const int64_t Hd = a.hidden;
+  R.embed = p.add(0, {{Slot::TokenEmbed, a.vocab}}, Hd);
+  if (a.pos == PosKind::Learned) R.pos_embed = p.add(0, {{Slot::PosEmbed, a.max_positions}}, Hd);
+  for (int64_t l = 0; l < a.layers; ++l) R.layers.push_back(plan_layer(a, p, l));
+  R.final_norm_w = p.add(0, {{Slot::FinalNormW, Hd}}, 1);
+  if (a.norm_bias) R.final_norm_b = p.add(0, {{Slot::FinalNormB, Hd}}, 1);
+  R.lm_head = a.tied_embeddings ? R.embed : p.add(0, {{Slot::LmHead, a.vocab}}, Hd);
+  return out;
+}
+
+// The model-wide tensors first, then the layers: a checkpoint with several bad tensors reports
+// the same one first whatever the table's order.
+void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat) {
+  const ParamTable& table = params.table;
+  if (int64_t(flat.size()) != table.total())
+    fail("load: a buffer of {} floats for a table of {}", flat.size(), table.total());
+  for (const bool layers : {false, true})
+    for (int i = 0; i < table.size(); ++i) {
+      const auto [slot, layer] = params.sources[size_t(i)];
+      if (is_layer_slot(slot) != layers) continue;
+      const ParamEntry& e = table[i];
+      const std::string what = layers ? fmt::format("{} of layer {}", slot_name(slot), layer) : slot_name(slot);
+      try {
+        with_context(what, [&] { load_tensor(a, ck, e, slot, flat.subspan(size_t(e.offset), size_t(e.size))); });
+      } catch (const Error& err) {
+        // A shape error says where the expected MLP width comes from when that is not a plain
+        // config field (MPT's expansion_ratio).
+        if (!is_mlp_slot(slot) || a.intermediate_source.empty()) throw;
+        throw Error(fmt::format("{} (the MLP width {} is {})", err.what(), a.intermediate, a.intermediate_source));
+      }
+    }
+}
+
+}  // namespace fusellm::model

@@ -1,0 +1,79 @@
+#pragma once
+// A family's parameters in ONE flat fp32 buffer: the parameter table (name, shape, offset; see
+// core/param_table.hpp) built from the family's name table (arch.hpp), the regions of it that the
+// decoder reads as matrices, and the loading of a Hugging Face checkpoint into it.
+//
+// Layout: the tensors in model order (embedding, layers, final norm, head), each layer's
+// q, k, v projections adjacent and then their biases, gate and up adjacent and then their biases:
+// [q; k; v] is then one [(H + 2 KV) D, hidden] matrix and [gate; up] one [2 I, hidden] matrix of
+// the buffer, each a single GEMM, while every tensor keeps its Hugging Face name and shape (what
+// a checkpoint or an export writes). Gradients live in a second buffer of the same layout, so the
+// same regions are the gradient's fused matrices.
+//
+// Entries hold the forward pass's layout, which is the checkpoint's except in two families whose
+// models are only run, never trained or saved: GPT-2's Conv1D weights are stored transposed
+// ([out, in], nn.Linear's), and GPT-NeoX's query_key_value rows regrouped from per-head
+// [q_h; k_h; v_h] to [q heads; k heads; v heads].
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fusellm/core/param_table.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "fusellm/model/arch.hpp"
+
+namespace fusellm::model {
+
+// A matrix (or a vector: cols 1) of the flat buffer; offset -1 when the model has none.
+struct Region {
+  int64_t offset = -1, rows = 0, cols = 0;
+  bool present() const { return offset >= 0; }
+};
+
+struct LayerRegions {
+  Region attn_norm_w, attn_norm_b, mlp_norm_w, mlp_norm_b;
+  Region qkv, qkv_b;  // [(H + 2 KV) D, hidden], rows q heads | k heads | v heads
+  Region o, o_b;      // [hidden, H D]
+  Region in, in_b;    // [I, hidden], or [2 I, hidden] = [gate; up] when gated
+  Region out, out_b;  // [hidden, I]
+};
+
+struct DecoderRegions {
+  Region embed, pos_embed, final_norm_w, final_norm_b, lm_head;  // lm_head: the embedding when tied
+  std::vector<LayerRegions> layers;
+};
+
+struct DecoderParams {
+  ParamTable table;
+  DecoderRegions regions;
+  struct Source {
+    Slot slot;
+    int64_t layer;
+  };
+  std::vector<Source> sources;  // the slot and layer of each table entry
+};
+
+// The table and regions of a family's model; `ck` gives the tensor names' prefix (checkpoints of
+// the bare base model have none) and nothing else is read.
+DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);
+// Reads every tensor of the table from the checkpoint into `flat` (table.total() floats),
+// converting to fp32 (and to the forward's layout, see above). Errors name the tensor, the file
+// and, for layer tensors, the slot and layer.
+void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat);
+
+// Views of a region of a buffer laid out by the table (parameters or gradients).
+inline MatView mat(std::span<float> flat, const Region& r) {
+  return {flat.data() + r.offset, r.rows, r.cols, r.cols};
+}
+inline ConstMatView mat(std::span<const float> flat, const Region& r) {
+  return {flat.data() + r.offset, r.rows, r.cols, r.cols};
+}
+// The region as a vector; empty when the model has none (a bias it does not use).
+inline std::span<float> vec(std::span<float> flat, const Region& r) {
+  return r.present() ? flat.subspan(size_t(r.offset), size_t(r.rows * r.cols)) : std::span<float>();
+}
+inline std::span<const float> vec(std::span<const float> flat, const Region& r) {
+  return r.present() ? flat.subspan(size_t(r.offset), size_t(r.rows * r.cols)) : std::span<const float>();
+}
+
+}  // namespace fusellm::model
