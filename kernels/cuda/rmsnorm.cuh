@@ -3,7 +3,7 @@
 //   y[t, c] = x[t, c] / sqrt(mean_c(x[t, :]^2) + eps) * w[c]
 // One warp per row; the row is read once to accumulate the sum of squares, and once more to
 // scale (from L1/L2 for rows up to a few thousand floats). The CPU reference is
-// src/fusellm/model's rmsnorm; tests/unit/cuda/test_rmsnorm_cuda.cpp compares the two.
+// src/fusellm/model's rmsnorm; tests/backend/test_rmsnorm_cuda.cpp compares the two.
 #include <cstdint>
 
 namespace fusellm::cuda {

@@ -89,6 +89,8 @@ struct FusedClassifierFunctor {
   float lambda;
   float scale;  // 1/N (mean) or 1 (sum)
 
+  // long: one team owns one row of logits and makes its passes over it in order (max, sum,
+  // CLM and fusion terms, gradient written in place); the passes share the row's reductions.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team, int64_t& first_bad) const {
     const int64_t row = team.league_rank();
     const int64_t V = int64_t(logits.extent(1));
@@ -220,6 +222,8 @@ struct FusedTargetsCheckFunctor {
 
 namespace detail {
 
+// long: the host side of the kernel: every shape and range check of the inputs, named in the
+// error, then one launch; the checks read best as one list.
 template <class ExecSpace, bool kWriteGrad, class MemSpace>
 FusedLoss<MemSpace> run_fused_classifier(
     const ExecSpace& exec, const Kokkos::View<float**, Kokkos::LayoutRight, MemSpace>& logits,

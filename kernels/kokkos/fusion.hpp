@@ -119,6 +119,8 @@ struct FuseRowsFunctor {
     return lo;
   }
 
+  // long: one target position: validate every source's row, then merge the chosen (MinCE) or
+  // weighted (AvgCE) rows into the output row; the two share the position's row pointers.
   KOKKOS_INLINE_FUNCTION void operator()(const int64_t i, int64_t& first_bad) const {
     // Validate every source's row (all of them, not only the chosen one: bad input is a bug
     // upstream whichever source it comes from).
@@ -218,6 +220,8 @@ struct FusionResult {
 // per-sequence CE for MinCE/AvgCE (B = seq_offsets.extent(0) - 1), or [K, T] of per-position CE
 // for kMinCEPerPosition (seq_offsets then unused, may be empty). `names[j]` names source j in
 // error messages.
+// long: the host side: every shape and score check named in the error, then the score
+// reduction and the merge launch.
 template <class ExecSpace, class MemSpace = typename ExecSpace::memory_space>
 FusionResult<MemSpace> fuse(const ExecSpace& exec, FusionMode mode,
                             const std::vector<SparseRows<MemSpace>>& sources,

@@ -100,6 +100,8 @@ struct TokenAlignmentDTW {
            (lb > 0 && pb[0] == ' ' && align_bytes_equal(pa, la, pb + 1, lb - 1));
   }
 
+  // long: one team aligns one document in three numbered phases (cost table, DP forward pass,
+  // backtrack) separated by team barriers over the same document ranges and scratch.
   KOKKOS_INLINE_FUNCTION void operator()(const Team& team) const {
     const int64_t d = team.league_rank();
     const int64_t s0 = src_doc(d), s1 = src_doc(d + 1);

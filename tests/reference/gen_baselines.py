@@ -2,7 +2,7 @@
 """Fixtures for the paper's two inference-time baselines (DESIGN.md section 1): weight merging
 (`fusellm merge`) and the ensemble (`fusellm score` with several --model), computed here with
 PyTorch + transformers, written to tests/fixtures/baselines/ and checked by
-tests/unit/baselines/test_baselines.cpp.
+tests/integration/test_baselines.cpp.
 
     python3 tests/reference/gen_baselines.py            (rewrites the fixtures)
     python3 tests/reference/gen_baselines.py --check DIR  (a `fusellm merge` output of a and b:

@@ -2,7 +2,7 @@
 """Fixtures for the fusion kernels (kernels/kokkos/{topk_softmax,sequence_ce,fusion,fused_classifier}.hpp).
 
 Writes tests/fixtures/fused_loss/: meta.json (shapes, dtypes, scalars) and one raw little-endian
-array per file (<case>.<name>.bin). Read by tests/unit/kernels/test_fusion_common.hpp.
+array per file (<case>.<name>.bin). Read by tests/backend/test_fusion_common.hpp.
 
   fused_loss  PyTorch autograd of   lambda * F.cross_entropy(z, gold, ignore_index=-100)
                                   + (1 - lambda) * soft-label CE(z, P)  (masked like the CLM term)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """50 optimizer steps of fusellm and of PyTorch on the same weights, data, fused targets, optimizer
-and schedule: the fixtures of tests/unit/train/test_train_reference.cpp.
+and schedule: the fixtures of tests/integration/test_train_reference.cpp.
 
   python3 tests/reference/gen_train50.py --fusellm build/fusellm
 

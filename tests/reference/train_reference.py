@@ -11,7 +11,7 @@ transformers' LlamaForCausalLM loaded from the same checkpoint, in fp32:
                 over the labelled positions; loss = mean_i(lambda CLM_i + (1 - lambda) Fusion_i)
   per step:     backward of (sum over sequences of loss) / sequences; clip_grad_norm_(clip);
                 torch.optim.AdamW (no weight decay on norms and biases, as the HF Trainer) at the
-                dumped lr (the schedule itself is checked by tests/unit/train/test_optim_reference)
+                dumped lr (the schedule itself is checked by tests/unit/optim/test_optim_reference)
 
 and compares each step's loss with the dumped one (default tolerance 1e-4 relative).
 

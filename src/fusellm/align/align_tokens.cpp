@@ -87,6 +87,91 @@ Aligner<ExecSpace>::Aligner(const TokenVocab& src, const TokenVocab& tgt, const 
   }
 }
 
+namespace {
+
+// The DTW's host-side plan for a batch. Per document: content ranges, the distinct content ids of
+// each side (the cost table's rows and columns), and the workspace: the U_src x U_tgt cost table
+// (int32) and one move byte per DP cell ((n + m - 1) x n, room for either traversal's layout).
+// Documents go in chunks whose workspace fits the budget (a single document may exceed it).
+struct DtwPlan {
+  std::vector<int32_t> src_u, tgt_u;  // each position's index among its document's distinct ids
+  std::vector<int32_t> src_uid, tgt_uid;
+  std::vector<int64_t> src_uid_off{0}, tgt_uid_off{0};
+  std::vector<int64_t> dir_bytes, table_len, src_content, tgt_content;  // per document
+  std::vector<std::pair<int64_t, int64_t>> chunks;                      // [first, last) documents
+  int64_t max_dirs = 1, max_table = 1;                                  // the largest chunk's
+};
+
+// Appends document d's distinct ids in [first content, last content) to `uid` (first-seen order)
+// and writes each position's index among them to `u`. `stamp`/`local` (vocabulary-sized) avoid a
+// hash map: stamp[id] == d marks an id seen in this document.
+void collect_uniques(const DocBatch& b, int64_t d, std::pair<size_t, size_t> runs, std::vector<int32_t>& u,
+                     std::vector<int32_t>& uid, std::vector<int64_t>& uid_off, std::vector<int32_t>& stamp,
+                     std::vector<int32_t>& local) {
+  const int64_t p0 = b.offsets[size_t(d)] + int64_t(runs.first);
+  const int64_t p1 = b.offsets[size_t(d) + 1] - int64_t(runs.second);
+  const int64_t first = int64_t(uid.size());
+  for (int64_t p = p0; p < p1; ++p) {
+    const int32_t id = b.ids[size_t(p)];
+    if (stamp[size_t(id)] != int32_t(d)) {
+      stamp[size_t(id)] = int32_t(d);
+      local[size_t(id)] = int32_t(int64_t(uid.size()) - first);
+      uid.push_back(id);
+    }
+    u[size_t(p)] = local[size_t(id)];
+  }
+  uid_off.push_back(int64_t(uid.size()));
+}
+
+void plan_chunks(DtwPlan& p, int64_t D, size_t workspace_bytes) {
+  for (int64_t a = 0; a < D;) {
+    int64_t b = a, dbytes = 0, tlen = 0;
+    while (b < D && (b == a || dbytes + p.dir_bytes[size_t(b)] + 4 * (tlen + p.table_len[size_t(b)]) <=
+                                   int64_t(workspace_bytes))) {
+      dbytes += p.dir_bytes[size_t(b)];
+      tlen += p.table_len[size_t(b++)];
+    }
+    p.chunks.emplace_back(a, b);
+    p.max_dirs = std::max(p.max_dirs, dbytes);
+    p.max_table = std::max(p.max_table, tlen);
+    a = b;
+  }
+}
+
+DtwPlan plan_dtw(const TokenVocab& sv, const TokenVocab& tv, const DocBatch& src_docs, const DocBatch& tgt_docs,
+                 size_t workspace_bytes) {
+  const int64_t D = src_docs.docs();
+  DtwPlan p;
+  p.src_u.assign(src_docs.ids.size(), -1);
+  p.tgt_u.assign(tgt_docs.ids.size(), -1);
+  for (auto* v : {&p.dir_bytes, &p.table_len, &p.src_content, &p.tgt_content}) v->assign(size_t(D), 0);
+  std::vector<int32_t> stamp_s(size_t(sv.size()), -1), local_s(size_t(sv.size()));
+  std::vector<int32_t> stamp_t(size_t(tv.size()), -1), local_t(size_t(tv.size()));
+  for (int64_t d = 0; d < D; ++d) {
+    const int64_t s0 = src_docs.offsets[size_t(d)], n = src_docs.offsets[size_t(d) + 1] - s0;
+    const int64_t t0 = tgt_docs.offsets[size_t(d)], m = tgt_docs.offsets[size_t(d) + 1] - t0;
+    const auto cs = sv.edge_runs(std::span<const int32_t>(src_docs.ids.data() + s0, size_t(n)));
+    const auto ct = tv.edge_runs(std::span<const int32_t>(tgt_docs.ids.data() + t0, size_t(m)));
+    const int64_t nc = n - int64_t(cs.first + cs.second), mc = m - int64_t(ct.first + ct.second);
+    p.src_content[size_t(d)] = nc;
+    p.tgt_content[size_t(d)] = mc;
+    if (nc == 0 || mc == 0) {  // nothing to align: no uniques, no workspace
+      p.src_uid_off.push_back(int64_t(p.src_uid.size()));
+      p.tgt_uid_off.push_back(int64_t(p.tgt_uid.size()));
+      continue;
+    }
+    collect_uniques(src_docs, d, cs, p.src_u, p.src_uid, p.src_uid_off, stamp_s, local_s);
+    collect_uniques(tgt_docs, d, ct, p.tgt_u, p.tgt_uid, p.tgt_uid_off, stamp_t, local_t);
+    p.table_len[size_t(d)] = (p.src_uid_off.back() - p.src_uid_off[p.src_uid_off.size() - 2]) *
+                             (p.tgt_uid_off.back() - p.tgt_uid_off[p.tgt_uid_off.size() - 2]);
+    p.dir_bytes[size_t(d)] = (nc + mc - 1) * nc;
+  }
+  plan_chunks(p, D, workspace_bytes);
+  return p;
+}
+
+}  // namespace
+
 template <class ExecSpace>
 Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const {
   check_batch(*src_, src_docs, "source");
@@ -96,144 +181,91 @@ Alignment Aligner<ExecSpace>::align(const DocBatch& src_docs, const DocBatch& tg
   if (method == AlignMethod::kMinED && !has_mapping_)
     fail("align: MinED needs the vocabulary mapping of '{}' -> '{}'", src_->name, tgt_->name);
   if (rules_.changes_dtw() && method != AlignMethod::kByteSpan) return align_host(src_docs, tgt_docs, method);
-  const int64_t D = src_docs.docs(), T = tgt_docs.tokens();
+  const int64_t T = tgt_docs.tokens();
   Alignment al;
   al.source_tokens = src_docs.tokens();
-  Kokkos::View<int32_t*, Mem> lo("fusellm::align::lo", size_t(T)), hi("fusellm::align::hi", size_t(T));
-  Kokkos::View<uint8_t*, Mem> status("fusellm::align::status", size_t(T));
-  const auto src_ids = to_device<Mem>(src_docs.ids);
-  const auto tgt_ids = to_device<Mem>(tgt_docs.ids);
-  const auto src_doc = to_device<Mem>(src_docs.offsets);
-  const auto tgt_doc = to_device<Mem>(tgt_docs.offsets);
-
-  if (method == AlignMethod::kByteSpan) {
-    if (src_docs.byte_ends.size() != src_docs.ids.size() || tgt_docs.byte_ends.size() != tgt_docs.ids.size())
-      fail("align: byte-span alignment needs the byte ends of every token (DocBatch::add)");
-    ByteSpanAlignment<ExecSpace> f;
-    f.src_ids = src_ids;
-    f.tgt_ids = tgt_ids;
-    f.src_doc = src_doc;
-    f.tgt_doc = tgt_doc;
-    f.src_ends = to_device<Mem>(src_docs.byte_ends);
-    f.tgt_ends = to_device<Mem>(tgt_docs.byte_ends);
-    f.src_flags = src_flags_;
-    f.tgt_flags = tgt_flags_;
-    f.lo = lo;
-    f.hi = hi;
-    f.status = status;
-    byte_span_alignment(f, D);
-  } else {
-    // Per document: content ranges, the distinct content ids of each side (the cost table's
-    // rows and columns), and the workspace: the U_src x U_tgt cost table (int32) and one move
-    // byte per DP cell ((n + m - 1) x n, room for either traversal's layout). Documents go in
-    // chunks whose workspace fits `workspace_bytes_` (a single document may exceed it).
-    std::vector<int32_t> src_u(src_docs.ids.size(), -1), tgt_u(tgt_docs.ids.size(), -1);
-    std::vector<int32_t> src_uid, tgt_uid;
-    std::vector<int64_t> src_uid_off{0}, tgt_uid_off{0};
-    std::vector<int64_t> dir_bytes(static_cast<size_t>(D)), table_len(static_cast<size_t>(D));
-    std::vector<int64_t> src_content(static_cast<size_t>(D)), tgt_content(static_cast<size_t>(D));
-    std::vector<int32_t> stamp_s(size_t(src_->size()), -1), local_s(size_t(src_->size()));
-    std::vector<int32_t> stamp_t(size_t(tgt_->size()), -1), local_t(size_t(tgt_->size()));
-    auto uniques = [](const DocBatch& b, int64_t d, std::pair<size_t, size_t> runs, std::vector<int32_t>& u,
-                      std::vector<int32_t>& uid, std::vector<int64_t>& uid_off, std::vector<int32_t>& stamp,
-                      std::vector<int32_t>& local) {
-      const int64_t p0 = b.offsets[size_t(d)] + int64_t(runs.first);
-      const int64_t p1 = b.offsets[size_t(d) + 1] - int64_t(runs.second);
-      const int64_t first = int64_t(uid.size());
-      for (int64_t p = p0; p < p1; ++p) {
-        const int32_t id = b.ids[size_t(p)];
-        if (stamp[size_t(id)] != int32_t(d)) {
-          stamp[size_t(id)] = int32_t(d);
-          local[size_t(id)] = int32_t(int64_t(uid.size()) - first);
-          uid.push_back(id);
-        }
-        u[size_t(p)] = local[size_t(id)];
-      }
-      uid_off.push_back(int64_t(uid.size()));
-    };
-    for (int64_t d = 0; d < D; ++d) {
-      const int64_t s0 = src_docs.offsets[size_t(d)], n = src_docs.offsets[size_t(d) + 1] - s0;
-      const int64_t t0 = tgt_docs.offsets[size_t(d)], m = tgt_docs.offsets[size_t(d) + 1] - t0;
-      const auto cs = src_->edge_runs(std::span<const int32_t>(src_docs.ids.data() + s0, size_t(n)));
-      const auto ct = tgt_->edge_runs(std::span<const int32_t>(tgt_docs.ids.data() + t0, size_t(m)));
-      const int64_t nc = n - int64_t(cs.first + cs.second), mc = m - int64_t(ct.first + ct.second);
-      src_content[size_t(d)] = nc;
-      tgt_content[size_t(d)] = mc;
-      if (nc == 0 || mc == 0) {  // nothing to align: no uniques, no workspace
-        src_uid_off.push_back(int64_t(src_uid.size()));
-        tgt_uid_off.push_back(int64_t(tgt_uid.size()));
-        continue;
-      }
-      uniques(src_docs, d, cs, src_u, src_uid, src_uid_off, stamp_s, local_s);
-      uniques(tgt_docs, d, ct, tgt_u, tgt_uid, tgt_uid_off, stamp_t, local_t);
-      table_len[size_t(d)] = (src_uid_off.back() - src_uid_off[src_uid_off.size() - 2]) *
-                             (tgt_uid_off.back() - tgt_uid_off[tgt_uid_off.size() - 2]);
-      dir_bytes[size_t(d)] = (nc + mc - 1) * nc;
-    }
-    std::vector<std::pair<int64_t, int64_t>> chunks;
-    int64_t max_dirs = 1, max_table = 1;
-    for (int64_t a = 0; a < D;) {
-      int64_t b = a, dbytes = 0, tlen = 0;
-      while (b < D && (b == a || dbytes + dir_bytes[size_t(b)] + 4 * (tlen + table_len[size_t(b)]) <=
-                                     int64_t(workspace_bytes_))) {
-        dbytes += dir_bytes[size_t(b)];
-        tlen += table_len[size_t(b++)];
-      }
-      chunks.emplace_back(a, b);
-      max_dirs = std::max(max_dirs, dbytes);
-      max_table = std::max(max_table, tlen);
-      a = b;
-    }
-    TokenAlignmentDTW<ExecSpace> f;
-    f.src_ids = src_ids;
-    f.tgt_ids = tgt_ids;
-    f.src_u = to_device<Mem>(src_u);
-    f.tgt_u = to_device<Mem>(tgt_u);
-    f.src_uid = to_device<Mem>(src_uid);
-    f.tgt_uid = to_device<Mem>(tgt_uid);
-    f.src_norm = src_norm_;
-    f.tgt_norm = tgt_norm_;
-    f.src_cost = src_cost_;
-    f.tgt_cost = tgt_cost_;
-    f.src_flags = src_flags_;
-    f.tgt_flags = tgt_flags_;
-    f.map_full = map_full_;
-    f.method = int(method == AlignMethod::kMinED ? DtwMethod::kMinED : DtwMethod::kEM);
-    f.dirs = Kokkos::View<uint8_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_moves"),
-                                         size_t(max_dirs));
-    f.costs = Kokkos::View<int32_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_costs"),
-                                          size_t(max_table));
-    f.lo = lo;
-    f.hi = hi;
-    f.status = status;
-    f.force_wavefront = dtw_wavefront;
-    const auto src_uid_off_d = to_device<Mem>(src_uid_off), tgt_uid_off_d = to_device<Mem>(tgt_uid_off);
-    for (const auto& [a, b] : chunks) {
-      std::vector<int64_t> doff(size_t(b - a + 1), 0), coff(size_t(b - a + 1), 0);
-      int64_t max_src = 1, max_tgt = 1;
-      for (int64_t d = a; d < b; ++d) {
-        doff[size_t(d - a + 1)] = doff[size_t(d - a)] + dir_bytes[size_t(d)];
-        coff[size_t(d - a + 1)] = coff[size_t(d - a)] + table_len[size_t(d)];
-        max_src = std::max(max_src, src_content[size_t(d)]);
-        max_tgt = std::max(max_tgt, tgt_content[size_t(d)]);
-      }
-      const auto sub = std::make_pair(size_t(a), size_t(b + 1));
-      f.dir_off = to_device<Mem>(doff);
-      f.cost_off = to_device<Mem>(coff);
-      f.src_doc = Kokkos::subview(src_doc, sub);
-      f.tgt_doc = Kokkos::subview(tgt_doc, sub);
-      f.src_uid_off = Kokkos::subview(src_uid_off_d, sub);
-      f.tgt_uid_off = Kokkos::subview(tgt_uid_off_d, sub);
-      token_alignment_dtw(f, b - a, max_src, max_tgt);
-    }
-  }
-  auto hlo = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lo);
-  auto hhi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), hi);
-  auto hst = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), status);
+  Outputs out{Kokkos::View<int32_t*, Mem>("fusellm::align::lo", size_t(T)),
+              Kokkos::View<int32_t*, Mem>("fusellm::align::hi", size_t(T)),
+              Kokkos::View<uint8_t*, Mem>("fusellm::align::status", size_t(T))};
+  if (method == AlignMethod::kByteSpan)
+    align_byte_span(src_docs, tgt_docs, out);
+  else
+    align_dtw(src_docs, tgt_docs, method, out);
+  auto hlo = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out.lo);
+  auto hhi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out.hi);
+  auto hst = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out.status);
   al.lo.assign(hlo.data(), hlo.data() + T);
   al.hi.assign(hhi.data(), hhi.data() + T);
   al.status.assign(hst.data(), hst.data() + T);
   return al;
+}
+
+template <class ExecSpace>
+void Aligner<ExecSpace>::align_byte_span(const DocBatch& src_docs, const DocBatch& tgt_docs, const Outputs& out) const {
+  if (src_docs.byte_ends.size() != src_docs.ids.size() || tgt_docs.byte_ends.size() != tgt_docs.ids.size())
+    fail("align: byte-span alignment needs the byte ends of every token (DocBatch::add)");
+  ByteSpanAlignment<ExecSpace> f;
+  f.src_ids = to_device<Mem>(src_docs.ids);
+  f.tgt_ids = to_device<Mem>(tgt_docs.ids);
+  f.src_doc = to_device<Mem>(src_docs.offsets);
+  f.tgt_doc = to_device<Mem>(tgt_docs.offsets);
+  f.src_ends = to_device<Mem>(src_docs.byte_ends);
+  f.tgt_ends = to_device<Mem>(tgt_docs.byte_ends);
+  f.src_flags = src_flags_;
+  f.tgt_flags = tgt_flags_;
+  f.lo = out.lo;
+  f.hi = out.hi;
+  f.status = out.status;
+  byte_span_alignment(f, src_docs.docs());
+}
+
+template <class ExecSpace>
+void Aligner<ExecSpace>::align_dtw(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method,
+                                   const Outputs& out) const {
+  const DtwPlan p = plan_dtw(*src_, *tgt_, src_docs, tgt_docs, workspace_bytes_);
+  TokenAlignmentDTW<ExecSpace> f;
+  f.src_ids = to_device<Mem>(src_docs.ids);
+  f.tgt_ids = to_device<Mem>(tgt_docs.ids);
+  f.src_u = to_device<Mem>(p.src_u);
+  f.tgt_u = to_device<Mem>(p.tgt_u);
+  f.src_uid = to_device<Mem>(p.src_uid);
+  f.tgt_uid = to_device<Mem>(p.tgt_uid);
+  f.src_norm = src_norm_;
+  f.tgt_norm = tgt_norm_;
+  f.src_cost = src_cost_;
+  f.tgt_cost = tgt_cost_;
+  f.src_flags = src_flags_;
+  f.tgt_flags = tgt_flags_;
+  f.map_full = map_full_;
+  f.method = int(method == AlignMethod::kMinED ? DtwMethod::kMinED : DtwMethod::kEM);
+  f.dirs = Kokkos::View<uint8_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_moves"),
+                                       size_t(p.max_dirs));
+  f.costs = Kokkos::View<int32_t*, Mem>(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fusellm::align::dtw_costs"),
+                                        size_t(p.max_table));
+  f.lo = out.lo;
+  f.hi = out.hi;
+  f.status = out.status;
+  f.force_wavefront = dtw_wavefront;
+  const auto src_doc = to_device<Mem>(src_docs.offsets), tgt_doc = to_device<Mem>(tgt_docs.offsets);
+  const auto src_uid_off_d = to_device<Mem>(p.src_uid_off), tgt_uid_off_d = to_device<Mem>(p.tgt_uid_off);
+  for (const auto& [a, b] : p.chunks) {
+    std::vector<int64_t> doff(size_t(b - a + 1), 0), coff(size_t(b - a + 1), 0);
+    int64_t max_src = 1, max_tgt = 1;
+    for (int64_t d = a; d < b; ++d) {
+      doff[size_t(d - a + 1)] = doff[size_t(d - a)] + p.dir_bytes[size_t(d)];
+      coff[size_t(d - a + 1)] = coff[size_t(d - a)] + p.table_len[size_t(d)];
+      max_src = std::max(max_src, p.src_content[size_t(d)]);
+      max_tgt = std::max(max_tgt, p.tgt_content[size_t(d)]);
+    }
+    const auto sub = std::make_pair(size_t(a), size_t(b + 1));
+    f.dir_off = to_device<Mem>(doff);
+    f.cost_off = to_device<Mem>(coff);
+    f.src_doc = Kokkos::subview(src_doc, sub);
+    f.tgt_doc = Kokkos::subview(tgt_doc, sub);
+    f.src_uid_off = Kokkos::subview(src_uid_off_d, sub);
+    f.tgt_uid_off = Kokkos::subview(tgt_uid_off_d, sub);
+    token_alignment_dtw(f, b - a, max_src, max_tgt);
+  }
 }
 
 // The DTW under the original's rules, one document after another on the host

@@ -90,7 +90,13 @@ class Aligner {
   bool dtw_wavefront = false;
 
  private:
+  struct Outputs {  // [target positions]
+    Kokkos::View<int32_t*, Mem> lo, hi;
+    Kokkos::View<uint8_t*, Mem> status;
+  };
   Alignment align_host(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method) const;
+  void align_byte_span(const DocBatch& src_docs, const DocBatch& tgt_docs, const Outputs& out) const;
+  void align_dtw(const DocBatch& src_docs, const DocBatch& tgt_docs, AlignMethod method, const Outputs& out) const;
 
   const TokenVocab* src_;
   const TokenVocab* tgt_;

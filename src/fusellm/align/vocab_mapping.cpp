@@ -158,6 +158,95 @@ static std::string mapping_rules(const OriginalRules& rules) {
   return r.to_string();
 }
 
+namespace {
+
+// The target side of the mapping: exact lookups (first = lowest id) and the MinED candidates
+// sorted by (length, id), with len_begin[L] the first candidate of length L.
+struct TargetIndex {
+  std::unordered_map<std::string_view, int32_t> special, exact;
+  std::vector<int32_t> cands;
+  std::vector<int64_t> len_begin;
+  size_t max_len = 0;
+};
+
+TargetIndex index_target(const TokenVocab& tgt) {
+  TargetIndex x;
+  const std::vector<int32_t> cands_by_id = mapping_candidates(tgt);
+  x.cands = cands_by_id;
+  for (int64_t j = 0; j < tgt.size(); ++j)
+    if (tgt.special(j)) x.special.emplace(tgt.normalized[size_t(j)], int32_t(j));
+  for (const int32_t j : cands_by_id) {
+    const std::string_view s = tgt.normalized[size_t(j)];
+    x.exact.emplace(s, j);
+    x.max_len = std::max(x.max_len, s.size());
+  }
+  std::stable_sort(x.cands.begin(), x.cands.end(), [&](int32_t a, int32_t b) {
+    return tgt.normalized[size_t(a)].size() < tgt.normalized[size_t(b)].size();
+  });
+  x.len_begin.assign(x.max_len + 2, 0);
+  for (int32_t c : x.cands) ++x.len_begin[tgt.normalized[size_t(c)].size() + 1];
+  for (size_t L = 1; L < x.len_begin.size(); ++L) x.len_begin[L] += x.len_begin[L - 1];
+  return x;
+}
+
+// Maps every source token with an exact target match (specials only to specials); returns the
+// others (the MinED queries), refusing long tokens on both sides.
+std::vector<int32_t> map_exact(VocabMapping& m, const TokenVocab& src, const TokenVocab& tgt, const TargetIndex& x) {
+  std::vector<int32_t> queries;
+  size_t max_query_len = 0;
+  const auto set_exact = [&](int64_t i, int32_t j) {
+    m.exact[size_t(i)] = m.full[size_t(i)] = j;
+    m.kind[size_t(i)] = kMapExact;
+    m.dist[size_t(i)] = 0;
+  };
+  for (int64_t i = 0; i < src.size(); ++i) {
+    const std::string_view s = src.normalized[size_t(i)];
+    if (src.special(i)) {
+      if (auto it = x.special.find(s); it != x.special.end()) set_exact(i, it->second);
+      continue;
+    }
+    if (src.hole(i)) continue;
+    if (auto it = x.exact.find(s); it != x.exact.end()) {
+      set_exact(i, it->second);
+      continue;
+    }
+    queries.push_back(int32_t(i));
+    max_query_len = std::max(max_query_len, s.size());
+  }
+  if (max_query_len > size_t(kAlignMaxLongBytes) && x.max_len > size_t(kAlignMaxLongBytes))
+    fail("vocab mapping {} -> {}: both vocabularies have tokens longer than {} bytes ({} and {}); "
+         "MinED supports that on one side only", src.name, tgt.name, kAlignMaxLongBytes, max_query_len, x.max_len);
+  return queries;
+}
+
+// The MinED kernel (kernels/kokkos/vocab_mapping.hpp) over the queries; fills full/dist/kind.
+template <class ExecSpace>
+void map_mined(VocabMapping& m, const TokenVocab& src, const TokenVocab& tgt, const TargetIndex& x,
+               const std::vector<int32_t>& queries) {
+  if (queries.empty() || x.cands.empty()) return;
+  using Mem = typename ExecSpace::memory_space;
+  VocabMappingMinED<ExecSpace> f;
+  f.src = detail::strings_to_device<Mem>(src.normalized);
+  f.tgt = detail::strings_to_device<Mem>(tgt.normalized);
+  f.queries = detail::to_device<Mem>(queries);
+  f.cand_ids = detail::to_device<Mem>(x.cands);
+  f.len_begin = detail::to_device<Mem>(x.len_begin);
+  f.out_id = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.id", queries.size());
+  f.out_dist = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.dist", queries.size());
+  vocab_mapping_mined(f, int64_t(queries.size()));
+  auto ids = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_id);
+  auto dists = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_dist);
+  for (size_t q = 0; q < queries.size(); ++q) {
+    if (ids(q) < 0) continue;
+    const size_t i = size_t(queries[q]);
+    m.full[i] = ids(q);
+    m.dist[i] = dists(q);
+    m.kind[i] = kMapMinED;
+  }
+}
+
+}  // namespace
+
 template <class ExecSpace>
 VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, int64_t source_model_vocab,
                                  std::span<const std::pair<int32_t, int32_t>> overrides, const OriginalRules& rules) {
@@ -171,81 +260,12 @@ VocabMapping VocabMapping::build(const TokenVocab& src, const TokenVocab& tgt, i
   m.target_fingerprint = tgt.fingerprint_hex();
   m.source_vocab = src.size();
   m.target_vocab = tgt.size();
-  if (rules.changes_mapping()) {
-    m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return m;
+  if (!rules.changes_mapping()) {
+    detail::set_unmapped(m, std::max(src.size(), source_model_vocab));
+    const TargetIndex x = index_target(tgt);
+    map_mined<ExecSpace>(m, src, tgt, x, map_exact(m, src, tgt, x));
+    detail::apply_overrides(m, overrides, tgt.size());
   }
-  const int64_t n = std::max(src.size(), source_model_vocab);
-  detail::set_unmapped(m, n);
-
-  // Target index: exact lookups (first = lowest id) and the MinED candidates by (length, id).
-  std::unordered_map<std::string_view, int32_t> special_index;
-  const std::vector<int32_t> cands_by_id = mapping_candidates(tgt);
-  std::unordered_map<std::string_view, int32_t> exact_index;
-  std::vector<int32_t> cands = cands_by_id;
-  size_t max_len = 0;
-  for (int64_t j = 0; j < tgt.size(); ++j)
-    if (tgt.special(j)) special_index.emplace(tgt.normalized[size_t(j)], int32_t(j));
-  for (const int32_t j : cands_by_id) {
-    const std::string_view s = tgt.normalized[size_t(j)];
-    exact_index.emplace(s, j);
-    max_len = std::max(max_len, s.size());
-  }
-  std::stable_sort(cands.begin(), cands.end(), [&](int32_t a, int32_t b) {
-    return tgt.normalized[size_t(a)].size() < tgt.normalized[size_t(b)].size();
-  });
-  std::vector<int64_t> len_begin(max_len + 2, 0);
-  for (int32_t c : cands) ++len_begin[tgt.normalized[size_t(c)].size() + 1];
-  for (size_t L = 1; L < len_begin.size(); ++L) len_begin[L] += len_begin[L - 1];
-
-  std::vector<int32_t> queries;
-  size_t max_query_len = 0;
-  for (int64_t i = 0; i < src.size(); ++i) {
-    const std::string_view x = src.normalized[size_t(i)];
-    if (src.special(i)) {
-      if (auto it = special_index.find(x); it != special_index.end()) {
-        m.exact[size_t(i)] = m.full[size_t(i)] = it->second;
-        m.kind[size_t(i)] = kMapExact;
-        m.dist[size_t(i)] = 0;
-      }
-      continue;
-    }
-    if (src.hole(i)) continue;
-    if (auto it = exact_index.find(x); it != exact_index.end()) {
-      m.exact[size_t(i)] = m.full[size_t(i)] = it->second;
-      m.kind[size_t(i)] = kMapExact;
-      m.dist[size_t(i)] = 0;
-      continue;
-    }
-    queries.push_back(int32_t(i));
-    max_query_len = std::max(max_query_len, x.size());
-  }
-  if (max_query_len > size_t(kAlignMaxLongBytes) && max_len > size_t(kAlignMaxLongBytes))
-    fail("vocab mapping {} -> {}: both vocabularies have tokens longer than {} bytes ({} and {}); "
-         "MinED supports that on one side only", src.name, tgt.name, kAlignMaxLongBytes, max_query_len, max_len);
-
-  if (!queries.empty() && !cands.empty()) {
-    using Mem = typename ExecSpace::memory_space;
-    VocabMappingMinED<ExecSpace> f;
-    f.src = detail::strings_to_device<Mem>(src.normalized);
-    f.tgt = detail::strings_to_device<Mem>(tgt.normalized);
-    f.queries = detail::to_device<Mem>(queries);
-    f.cand_ids = detail::to_device<Mem>(cands);
-    f.len_begin = detail::to_device<Mem>(len_begin);
-    f.out_id = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.id", queries.size());
-    f.out_dist = Kokkos::View<int32_t*, Mem>("fusellm::align::mined.dist", queries.size());
-    vocab_mapping_mined(f, int64_t(queries.size()));
-    auto ids = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_id);
-    auto dists = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.out_dist);
-    for (size_t q = 0; q < queries.size(); ++q) {
-      if (ids(q) < 0) continue;
-      const size_t i = size_t(queries[q]);
-      m.full[i] = ids(q);
-      m.dist[i] = dists(q);
-      m.kind[i] = kMapMinED;
-    }
-  }
-  detail::apply_overrides(m, overrides, tgt.size());
   m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
 }

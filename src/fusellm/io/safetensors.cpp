@@ -173,14 +173,10 @@ TensorInfo parse_entry(const std::string& origin, const std::string& name, const
   return t;
 }
 
-}  // namespace
-
-std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::byte> file_bytes,
-                                                           const std::string& origin,
-                                                           std::map<std::string, std::string>* metadata) {
+// The 8-byte length, then the header as a JSON object, with the limits the reference enforces.
+json parse_header_json(std::span<const std::byte> file_bytes, const std::string& origin, uint64_t& n) {
   if (file_bytes.size() < 8)
     fail("{}: file is {} bytes, too short for the 8-byte safetensors header length", origin, file_bytes.size());
-  uint64_t n = 0;
   std::memcpy(&n, file_bytes.data(), 8);  // little-endian, checked above
   if (n > kMaxHeaderBytes)
     fail("{}: header length {} exceeds the {}-byte limit of the format (not a safetensors file?)", origin, n,
@@ -190,7 +186,6 @@ std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::
          origin, n, file_bytes.size(), file_bytes.size() - 8);
 
   const std::string_view text(reinterpret_cast<const char*>(file_bytes.data()) + 8, n);
-  const std::span<const std::byte> buffer = file_bytes.subspan(8 + n);
   if (const size_t bad = invalid_utf8_at(text); bad != std::string_view::npos)
     fail("{}: header is not valid UTF-8 (byte {} of the header)", origin, bad);
   if (const int depth = json_depth(text); depth > kMaxJsonDepth)
@@ -206,12 +201,52 @@ std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::
   }
   if (!header.is_object())
     fail("{}: header must be a JSON object, found {}", origin, header.type_name());
+  return header;
+}
 
+struct Range {
+  uint64_t begin, end;
+  const std::string* name;
+};
+
+// Tensors must tile the buffer exactly: sorted by offsets, each begins where the previous
+// ended. Overlaps would alias weights; holes are bytes no tensor owns, which the reference
+// rejects as InvalidOffset / MetadataIncompleteBuffer. Zero-byte tensors sit anywhere on a
+// boundary.
+void check_tiling(std::vector<Range>& ranges, uint64_t buffer_size, const std::string& origin) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t covered = 0, last_begin = 0;
+  const std::string* last = nullptr;
+  for (const Range& r : ranges) {
+    if (r.begin < covered)
+      fail("{}: tensors '{}' and '{}' overlap: bytes [{}, {}) and [{}, {}) of the data buffer", origin, *last,
+           *r.name, last_begin, covered, r.begin, r.end);
+    if (r.begin > covered)
+      fail("{}: tensor '{}' begins at byte {} of the data buffer but the tensors before it end at {}: "
+           "bytes [{}, {}) belong to no tensor (incomplete buffer)",
+           origin, *r.name, r.begin, covered, covered, r.begin);
+    if (r.end > covered) {
+      covered = r.end;
+      last_begin = r.begin;
+      last = r.name;
+    }
+  }
+  if (covered != buffer_size)
+    fail("{}: the tensors end at byte {} of the data buffer but it has {} bytes: bytes [{}, {}) belong to "
+         "no tensor (incomplete buffer)",
+         origin, covered, buffer_size, covered, buffer_size);
+}
+
+}  // namespace
+
+std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::byte> file_bytes,
+                                                           const std::string& origin,
+                                                           std::map<std::string, std::string>* metadata) {
+  uint64_t n = 0;
+  const json header = parse_header_json(file_bytes, origin, n);
+  const std::span<const std::byte> buffer = file_bytes.subspan(8 + n);
   std::map<std::string, TensorInfo> tensors;
-  struct Range {
-    uint64_t begin, end;
-    const std::string* name;
-  };
   std::vector<Range> ranges;
   ranges.reserve(header.size());
   for (const auto& [name, v] : header.items()) {
@@ -231,32 +266,7 @@ std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::
     ranges.push_back({b, e, &it->first});
   }
 
-  // Tensors must tile the buffer exactly: sorted by offsets, each begins where the previous
-  // ended. Overlaps would alias weights; holes are bytes no tensor owns, which the reference
-  // rejects as InvalidOffset / MetadataIncompleteBuffer. Zero-byte tensors sit anywhere on a
-  // boundary.
-  std::sort(ranges.begin(), ranges.end(),
-            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
-  uint64_t covered = 0, last_begin = 0;
-  const std::string* last = nullptr;
-  for (const Range& r : ranges) {
-    if (r.begin < covered)
-      fail("{}: tensors '{}' and '{}' overlap: bytes [{}, {}) and [{}, {}) of the data buffer", origin, *last,
-           *r.name, last_begin, covered, r.begin, r.end);
-    if (r.begin > covered)
-      fail("{}: tensor '{}' begins at byte {} of the data buffer but the tensors before it end at {}: "
-           "bytes [{}, {}) belong to no tensor (incomplete buffer)",
-           origin, *r.name, r.begin, covered, covered, r.begin);
-    if (r.end > covered) {
-      covered = r.end;
-      last_begin = r.begin;
-      last = r.name;
-    }
-  }
-  if (covered != buffer.size())
-    fail("{}: the tensors end at byte {} of the data buffer but it has {} bytes: bytes [{}, {}) belong to "
-         "no tensor (incomplete buffer)",
-         origin, covered, buffer.size(), covered, buffer.size());
+  check_tiling(ranges, buffer.size(), origin);
   return tensors;
 }
 

@@ -13,7 +13,7 @@
 // The scalars are rounded to fp32 where torch rounds them (a Python float meeting an fp32 tensor)
 // and the element-wise operations follow torch's CPU kernels, fused multiply-adds included, so
 // most values of a step are bit-identical to torch's and the rest differ by an ulp (torch's sqrt,
-// see adamw.cpp). Checked by tests/unit/train/test_optim_reference.cpp against
+// see adamw.cpp). Checked by tests/unit/optim/test_optim_reference.cpp against
 // tests/reference/gen_optim.py.
 //
 // Parameters come as named flat fp32 spans (a tensor, or a ZeRO-1 shard of one). State (m, v) is

@@ -55,7 +55,12 @@ Bpe::Bpe(const json& j, const Ctx& c) {
   fuse_unk_ = get_bool(j, "fuse_unk", c, false);
   byte_fallback_ = get_bool(j, "byte_fallback", c, false);
   ignore_merges_ = get_bool(j, "ignore_merges", c, false);
+  load_vocab(j, c);
+  load_merges(j, c);
+  build_lookups();
+}
 
+void Bpe::load_vocab(const json& j, const Ctx& c) {
   const json& v = need_field(j, "vocab", c);
   const Ctx vc = c.child("vocab");
   if (!v.is_object()) vc.fail("expected an object {{token: id}}, found {}", json_kind(v));
@@ -82,8 +87,9 @@ Bpe::Bpe(const json& j, const Ctx& c) {
       has_r_[id] = 1;
     }
   }
+}
 
-  // merges
+void Bpe::load_merges(const json& j, const Ctx& c) {
   const json* mj = find_field(j, "merges");
   const Ctx mc = c.child("merges");
   if (!mj || mj->is_null()) c.fail("missing field \"merges\"");
@@ -120,7 +126,10 @@ Bpe::Bpe(const json& j, const Ctx& c) {
     merges_.insert(ia->second, ib->second, rank, in->second);
     ++rank;
   }
+}
 
+// Byte-fallback ids (<0xNN>) and, without prefix/suffix, a direct table char -> id for the BMP.
+void Bpe::build_lookups() {
   for (int bt = 0; bt < 256; ++bt) {
     auto it = vocab_.find(fmt::format("<0x{:02X}>", bt));
     byte_ids_[bt] = it == vocab_.end() ? -1 : it->second;

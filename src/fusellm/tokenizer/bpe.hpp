@@ -67,6 +67,9 @@ class Bpe final : public Model {
   bool byte_fallback() const { return byte_fallback_; }
 
  private:
+  void load_vocab(const json& j, const Ctx& c);   // "vocab": {token: id}, and the id -> token table
+  void load_merges(const json& j, const Ctx& c);  // "merges": strings or pairs, in rank order
+  void build_lookups();
   struct Symbol {
     int32_t id;
     int32_t prev, next;

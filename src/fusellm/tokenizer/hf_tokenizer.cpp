@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "fusellm/tokenizer/unicode.hpp"
@@ -113,6 +114,50 @@ HFTokenizer::HFTokenizer(const json& j, const std::string& origin) : origin_(ori
   }
 }
 
+namespace {
+
+// `into_encoding` with OffsetType::Char: byte offsets in the input, then the
+// BytesToCharOffsetConverter (a byte maps to the index of the char containing it); and back to
+// byte offsets for Encoding.byte_offsets. ASCII text needs no tables.
+class CharOffsets {
+ public:
+  explicit CharOffsets(std::string_view text) : size_(text.size()) {
+    ascii_ = std::all_of(text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x80; });
+    if (ascii_) return;
+    char_of_byte_.resize(text.size());
+    uint32_t ci = 0;
+    for (std::size_t i = 0; i < text.size();) {
+      const std::size_t n = utf8_len_from_lead(static_cast<unsigned char>(text[i]));
+      byte_of_char_.push_back(uint32_t(i));
+      for (std::size_t k = 0; k < n; ++k) char_of_byte_[i + k] = ci;
+      ++ci;
+      i += n;
+    }
+    byte_of_char_.push_back(uint32_t(text.size()));
+  }
+  std::pair<int64_t, int64_t> to_chars(std::size_t b, std::size_t e) const {
+    if (ascii_) return {int64_t(b), int64_t(e)};
+    if (b >= size_) return {int64_t(b), int64_t(e)};  // start not in the map: kept as is
+    const int64_t s = char_of_byte_[b];
+    if (e < size_) return {s, char_of_byte_[e]};
+    const int64_t last = (e >= 1 && e - 1 < size_) ? char_of_byte_[e - 1] : s + 1;
+    return {s, last + 1};
+  }
+  std::pair<int64_t, int64_t> to_bytes(int64_t cb, int64_t ce) const {
+    if (ascii_) return {cb, ce};
+    const auto nchars = int64_t(byte_of_char_.size() - 1);
+    auto to_byte = [&](int64_t c) { return c <= 0 ? 0 : c >= nchars ? int64_t(size_) : int64_t(byte_of_char_[c]); };
+    return {to_byte(cb), to_byte(ce)};
+  }
+
+ private:
+  std::size_t size_;
+  bool ascii_ = true;
+  std::vector<uint32_t> char_of_byte_, byte_of_char_;
+};
+
+}  // namespace
+
 Encoding HFTokenizer::encode(std::string_view text, bool add_special_tokens) const {
   if (const auto bad = find_invalid_utf8(text); bad != std::string_view::npos)
     fail("tokenizer encode: the input is not valid UTF-8 (byte {})", bad);
@@ -127,35 +172,7 @@ Encoding HFTokenizer::encode(std::string_view text, bool add_special_tokens) con
     sp.has_tokens = true;
   }
 
-  // `into_encoding` with OffsetType::Char: byte offsets in the input, then the
-  // BytesToCharOffsetConverter (a byte maps to the index of the char containing it).
-  bool ascii = true;
-  for (char ch : text)
-    if (static_cast<unsigned char>(ch) >= 0x80) {
-      ascii = false;
-      break;
-    }
-  std::vector<uint32_t> char_of_byte, byte_of_char;
-  if (!ascii) {
-    char_of_byte.resize(text.size());
-    uint32_t ci = 0;
-    for (std::size_t i = 0; i < text.size();) {
-      const std::size_t n = utf8_len_from_lead(static_cast<unsigned char>(text[i]));
-      byte_of_char.push_back(uint32_t(i));
-      for (std::size_t k = 0; k < n; ++k) char_of_byte[i + k] = ci;
-      ++ci;
-      i += n;
-    }
-    byte_of_char.push_back(uint32_t(text.size()));
-  }
-  auto to_chars = [&](std::size_t b, std::size_t e) -> std::pair<int64_t, int64_t> {
-    if (ascii) return {int64_t(b), int64_t(e)};
-    if (b >= text.size()) return {int64_t(b), int64_t(e)};  // start not in the map: kept as is
-    const int64_t s = char_of_byte[b];
-    if (e < text.size()) return {s, char_of_byte[e]};
-    const int64_t last = (e >= 1 && e - 1 < text.size()) ? char_of_byte[e - 1] : s + 1;
-    return {s, last + 1};
-  };
+  const CharOffsets offsets(text);
 
   EncodingDraft d;
   std::size_t n = 0;
@@ -173,7 +190,7 @@ Encoding HFTokenizer::encode(std::string_view text, bool add_special_tokens) con
       } else if (const std::string* s = model_->id_to_token(t.id)) {
         value = *s;
       }
-      d.push(t.id, std::move(value), to_chars(ob, oe), !sp.added_value.empty() && added_.is_special_id(t.id));
+      d.push(t.id, std::move(value), offsets.to_chars(ob, oe), !sp.added_value.empty() && added_.is_special_id(t.id));
     }
   }
   if (post_processor_) post_processor_->process(d, add_special_tokens);
@@ -190,15 +207,7 @@ Encoding HFTokenizer::encode(std::string_view text, bool add_special_tokens) con
   out.special = std::move(d.special);
   out.char_offsets = std::move(d.offsets);
   out.byte_offsets.reserve(out.char_offsets.size());
-  const auto nchars = int64_t(byte_of_char.empty() ? 0 : byte_of_char.size() - 1);
-  for (const auto& [cb, ce] : out.char_offsets) {
-    if (ascii) {
-      out.byte_offsets.emplace_back(cb, ce);
-    } else {
-      auto to_byte = [&](int64_t c) { return c <= 0 ? 0 : c >= nchars ? int64_t(text.size()) : int64_t(byte_of_char[c]); };
-      out.byte_offsets.emplace_back(to_byte(cb), to_byte(ce));
-    }
-  }
+  for (const auto& [cb, ce] : out.char_offsets) out.byte_offsets.push_back(offsets.to_bytes(cb, ce));
   return out;
 }
 

@@ -193,29 +193,23 @@ void NormalizedString::strip(bool left, bool right) {
   align_ = std::vector<Align>(align_.begin() + b, align_.begin() + e);
 }
 
-void NormalizedString::decompose(bool compat, bool compose) {
-  // unicode-normalization-alignments: each input char decomposes to (d0, 0), (d1, 1), ...;
-  // runs of non-starters are stably sorted by combining class; composition (NFC/NFKC) then
-  // folds a combining char into its starter, adding its change minus one to the starter's.
-  bool ascii = true;
-  for (char c : s_)
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      ascii = false;
-      break;
-    }
-  if (ascii && whole_is_transform_range()) return;  // ASCII is invariant under all four forms
+namespace {
 
-  struct CC {
-    char32_t c;
-    int32_t change;
-    uint8_t ccc;
-  };
+struct CC {  // a decomposed char, its change (0: first of its input char, 1: added), its class
+  char32_t c;
+  int32_t change;
+  uint8_t ccc;
+};
+
+// unicode-normalization-alignments: each input char decomposes to (d0, 0), (d1, 1), ...; runs
+// of non-starters are then stably sorted by combining class (canonical ordering).
+std::vector<CC> decompose_ordered(const std::string& s, bool compat) {
   std::vector<CC> d;
-  d.reserve(s_.size());
+  d.reserve(s.size());
   char32_t buf[18];
   std::size_t i = 0;
-  while (i < s_.size()) {
-    const char32_t c = next_char(s_, i);
+  while (i < s.size()) {
+    const char32_t c = next_char(s, i);
     const int n = tok::decompose(c, compat, buf);
     for (int k = 0; k < n; ++k) d.push_back({buf[k], k == 0 ? 0 : 1, combining_class(buf[k])});
   }
@@ -229,65 +223,72 @@ void NormalizedString::decompose(bool compat, bool compose) {
     if (b - a > 1) std::stable_sort(d.begin() + a, d.begin() + b, [](const CC& x, const CC& y) { return x.ccc < y.ccc; });
     a = b;
   }
+  return d;
+}
 
+// Canonical composition (NFC/NFKC), the crate's `Recompositions` state machine: a combining
+// char folds into its starter, adding its change minus one to the starter's.
+std::vector<Change> recompose(const std::vector<CC>& d) {
   std::vector<Change> out;
   out.reserve(d.size());
-  if (!compose) {
-    for (const CC& x : d) out.push_back({x.c, x.change});
-  } else {
-    // The crate's `Recompositions` state machine.
-    bool have_composee = false;
-    Change composee{0, 0};
-    int last_ccc = -1;  // -1: none
-    std::vector<Change> pending;  // blocked combining chars, emitted after the composee
-    for (const CC& x : d) {
-      const Change ch{x.c, x.change};
-      if (!have_composee) {
-        if (x.ccc != 0) {
-          out.push_back(ch);
-          continue;
-        }
+  bool have_composee = false;
+  Change composee{0, 0};
+  int last_ccc = -1;            // -1: none
+  std::vector<Change> pending;  // blocked combining chars, emitted after the composee
+  const auto block = [&](const Change& ch, uint8_t ccc) {
+    pending.push_back(ch);
+    last_ccc = ccc;
+  };
+  const auto new_starter = [&](const Change& ch) {
+    out.push_back(composee);
+    out.insert(out.end(), pending.begin(), pending.end());
+    pending.clear();
+    composee = ch;
+    last_ccc = -1;
+  };
+  for (const CC& x : d) {
+    const Change ch{x.c, x.change};
+    if (!have_composee) {
+      if (x.ccc != 0) {
+        out.push_back(ch);
+      } else {
         composee = ch;
         have_composee = true;
-        continue;
       }
-      if (last_ccc < 0) {
-        if (char32_t r = compose_pair(composee.c, x.c)) {
-          composee = {r, composee.change + ch.change - 1};
-          continue;
-        }
-        if (x.ccc == 0) {
-          out.push_back(composee);
-          composee = ch;
-          continue;
-        }
-        pending.push_back(ch);
-        last_ccc = x.ccc;
-        continue;
-      }
-      if (last_ccc >= x.ccc) {  // blocked from the composee
-        if (x.ccc == 0) {
-          out.push_back(composee);
-          out.insert(out.end(), pending.begin(), pending.end());
-          pending.clear();
-          composee = ch;
-          last_ccc = -1;
-          continue;
-        }
-        pending.push_back(ch);
-        last_ccc = x.ccc;
-        continue;
-      }
+      continue;
+    }
+    const bool blocked = last_ccc >= 0 && last_ccc >= x.ccc;
+    if (!blocked) {
       if (char32_t r = compose_pair(composee.c, x.c)) {
         composee = {r, composee.change + ch.change - 1};
         continue;
       }
-      pending.push_back(ch);
-      last_ccc = x.ccc;
     }
-    if (have_composee) out.push_back(composee);
-    out.insert(out.end(), pending.begin(), pending.end());
+    if (x.ccc == 0) {  // a starter that did not compose (a starter is always blocked by pending chars)
+      new_starter(ch);
+      continue;
+    }
+    block(ch, x.ccc);
   }
+  if (have_composee) out.push_back(composee);
+  out.insert(out.end(), pending.begin(), pending.end());
+  return out;
+}
+
+}  // namespace
+
+void NormalizedString::decompose(bool compat, bool compose) {
+  const bool ascii =
+      std::all_of(s_.begin(), s_.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (ascii && whole_is_transform_range()) return;  // ASCII is invariant under all four forms
+  const std::vector<CC> d = decompose_ordered(s_, compat);
+  if (compose) {
+    transform(recompose(d), 0);
+    return;
+  }
+  std::vector<Change> out;
+  out.reserve(d.size());
+  for (const CC& x : d) out.push_back({x.c, x.change});
   transform(out, 0);
 }
 
