@@ -211,7 +211,7 @@ void Run::finish() {
   res_.segments_read = data_.reads();
   if (opt_.export_dir.empty()) return;
   std::vector<SafetensorsEntry> ents;
-  for (const auto& p : model_.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span()});
+  for (const auto& p : model_.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span(), {}});
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);
 }
 
