@@ -1,8 +1,8 @@
 // fusellm side of the training-step benchmark (benchmarks/run_train_bench.sh): one full optimizer
-// step per iteration on one sequence (micro batch 1), exactly as src/fusellm/train/trainer.cpp
-// runs it: zero_grad, TrainableLlama::forward, fusion::fused_classifier (gradient written into the
-// logits in place), TrainableLlama::backward, clip_grad_norm(1.0), AdamW::step. fp32 on the CPU,
-// threads = OMP_NUM_THREADS.
+// step per iteration on one sequence (micro batch 1), as src/fusellm/train/train_step.cpp and
+// trainer.cpp run it: zero_grad, TrainableLlama::forward, fusion::fused_classifier (gradient
+// written into the logits in place), TrainableLlama::backward, clip_grad_norm(1.0), AdamW::step.
+// fp32 on the CPU, threads = OMP_NUM_THREADS.
 //
 //   bench_train DIR [--seq 512] [--warmup 2] [--iters 10] [--fusion]
 //

@@ -30,6 +30,7 @@
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/train/step_dump.hpp"
 #include "fusellm/train/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -101,9 +102,9 @@ struct Train50 {
     }
     TrainOptions o;
     o.progress = false;
-    o.dump_path = (dir / "dump.jsonl").string();
-    result = train(job, o);
-    std::ifstream f(o.dump_path);
+    StepDump dump((dir / "dump.jsonl").string());
+    result = train(job, o, &dump);
+    std::ifstream f(dump.path());
     std::string line;
     while (std::getline(f, line)) {
       json j = json::parse(line);

@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/train/step_dump.hpp"
 #include "fusellm/train/trainer.hpp"
 
 namespace fusellm::cli {
@@ -57,10 +59,11 @@ void add_train(CLI::App& app) {
     opt.limit = o->limit;
     opt.require_complete_caches = o->limit < 0;
     opt.progress = !o->quiet;
-    opt.dump_path = o->dump;
     if (!o->no_export)
       opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
-    const TrainResult r = train(job, opt);
+    std::optional<StepDump> dump;
+    if (!o->dump.empty()) dump.emplace(o->dump);
+    const TrainResult r = train(job, opt, dump ? &*dump : nullptr);
     std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
                 (long long)r.start_step, (long long)r.end_step, (long long)r.total_steps, (long long)r.segments,
                 (long long)r.sequences);

@@ -2,25 +2,18 @@
 // `fusellm train` in offline mode (DESIGN.md sections 1, 2 and 5): continual training of the target
 // from the teachers' distribution caches, single process, fp32 on the CPU.
 //
+// The parts, as llm.c's main loop and torchtitan's trainer have them: the sampler
+// (sampler.hpp: which packed sequences each step trains on, in which micro-batches), the step
+// (train_step.hpp: micro-batches -> forward, fusion, fused classifier, backward), then here:
+// reduce the gradients (nothing to do in one process), clip_grad_norm, lr(step) of the schedule,
+// AdamW; the metrics (metrics.hpp); the checkpoints (checkpointing.hpp). The loss of a step is the
+// mean of its sequences' losses.
+//
 // Data: the caches' segments (the same segments, in the same order, that `fusellm teach` cut),
 // packed into sequences of [corpus].max_len target tokens (packer.hpp), read from the caches as
 // the step needs them (segment_source.hpp: memory does not grow with the corpus). With fusion =
 // "none" or lambda = 1 no cache is read: the segments are cut again here (the same Segmenter over
 // every tokenizer of the job) and tokenized by the target tokenizer.
-//
-// Sampler: epoch e visits the sequences in a permutation drawn from the run's std::mt19937_64
-// (seeded by [job].seed); the checkpoint stores the generator's state as it was at the start of the
-// current epoch, the epoch and the sequences consumed in it, so a resumed run draws the same
-// permutation and continues at the same sequence.
-//
-// Step: global_batch sequences in micro-batches of [train].micro_batch (gradient accumulation over
-// global_batch / micro_batch passes). A micro-batch is one forward pass over its sequences
-// concatenated, each its own attention block with positions from 0 -> logits [sum T, V]; per sequence:
-// the K sources' rows fused (MinCE / AvgCE over the sequence's token-weighted CE; MinCE winners
-// counted for the win rate); the fused classifier (lambda CLM + (1 - lambda) Fusion, mean over the
-// sequence's labelled positions) writes dL/dz in place, scaled by 1 / (sequences in the step);
-// backward accumulates. Then clip_grad_norm, lr(step) of the schedule, AdamW. The loss of a step is
-// the mean of its sequences' losses.
 //
 // A NaN or Inf loss term (or gradient norm) stops the run with an Error naming the step, the term,
 // what to look at and the last good checkpoint that exists; the optimizer does not step and no
@@ -33,8 +26,8 @@
 // <output_dir>/fusellm.lock, holding the host and pid) refuses a second run on the same output
 // directory at once; the checkpoint directory gets its own lock when it lies outside it.
 //
-// Metrics also carry model_tflops (PaLM's 6N + attention accounting); MFU is that over the
-// hardware's peak, which this CPU trainer does not know.
+// What tests and reference replays need to see inside a run (each step's data, fault injection)
+// is a TrainObserver (train_observer.hpp), not an option.
 //
 // Needs Kokkos initialized, or TrainOptions::init_kokkos.
 #include <cstdint>
@@ -42,6 +35,8 @@
 #include <vector>
 
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/train/metrics.hpp"
+#include "fusellm/train/train_observer.hpp"
 
 namespace fusellm {
 
@@ -54,14 +49,6 @@ struct TrainOptions {
   bool progress = true;      // human lines (and a progress bar on a terminal) on stderr
   bool init_kokkos = false;
   std::string export_dir;    // non-empty: HF export of the target at the end
-  std::string dump_path;     // non-empty: JSON of the packed sequences and fused targets of each step
-  int64_t inject_nan_step = -1;  // tests: a NaN logit in the first sequence of this step (1-based)
-};
-
-struct StepLog {
-  int64_t step = 0;
-  double loss = 0, clm = 0, fusion = 0, lr = 0, grad_norm = 0;
-  int64_t tokens = 0;
 };
 
 struct TrainResult {
@@ -76,7 +63,8 @@ struct TrainResult {
   std::string metrics_path;
 };
 
-TrainResult train(const JobConfig& job, const TrainOptions& opt);
+// observer: called during the run (train_observer.hpp); nullptr for none.
+TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer = nullptr);
 
 // Where the target checkpoint is: [target].path, or the path of the [[source]] it inits from.
 std::string target_dir(const JobConfig& job);

@@ -1,0 +1,118 @@
+#include "fusellm/train/train_step.hpp"
+
+#include <cmath>
+
+#include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/fusion/fusion.hpp"
+#include "fusellm/train/train_observer.hpp"
+
+namespace fusellm {
+
+namespace {
+
+// A micro-batch's sequences as one forward pass: their tokens concatenated, and doc_ids that give
+// each sequence (and, with document masks, each of its documents) an attention block of its own
+// with positions from 0.
+struct Concatenated {
+  std::vector<int32_t> ids, doc_ids;
+};
+Concatenated concatenate(std::span<const PackedSequence> batch) {
+  Concatenated c;
+  int32_t next_doc = 0;
+  for (const PackedSequence& ps : batch) {
+    c.ids.insert(c.ids.end(), ps.ids.begin(), ps.ids.end());
+    if (ps.doc_ids.empty()) {
+      c.doc_ids.insert(c.doc_ids.end(), ps.ids.size(), next_doc++);
+    } else {
+      for (int32_t d : ps.doc_ids) c.doc_ids.push_back(next_doc + d);
+      next_doc += ps.doc_ids.back() + 1;
+    }
+  }
+  return c;
+}
+
+// A packed sequence's targets: the K sources' rows fused by MinCE / AvgCE over the sequence's CE
+// (what fusion chose recorded for the metrics), or none when training CLM only.
+fusion::HostRows targets_of(const PackedSequence& ps, const StepSettings& s, StepTerms& terms) {
+  const int64_t T = ps.tokens(), K = int64_t(s.sources.size());
+  if (!s.fusion) return fusion::HostRows("clm", T, 1);
+  std::vector<float> scores(static_cast<size_t>(K));
+  for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
+  const std::vector<int64_t> offs{0, T};
+  fusion::Fused f = s.fusion == kernels::FusionMode::kMinCE ? fusion::fuse_minCE(ps.rows, s.sources, scores, offs, s.vocab)
+                                                  : fusion::fuse_avgCE(ps.rows, s.sources, scores, offs, s.vocab);
+  terms.fused.push_back({f.choice.empty() ? -1 : f.choice[0], std::move(f.weights)});
+  return std::move(f.rows);
+}
+
+// One sequence's loss on its logits z [T, V]: dL/dz written into z, scaled by `scale`.
+void sequence_loss(std::span<float> z, const PackedSequence& ps, int64_t seq, const fusion::HostRows& targets,
+                   const StepSettings& s, float scale, StepTerms& terms) {
+  const bool fusing = s.fusion.has_value();
+  fusion::FusedClassifierParams fcp;
+  fcp.lambda = float(s.lambda);
+  fcp.reduction = fusion::LossReduction::kMean;
+  // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
+  const auto r = [&] {
+    try {
+      return fusion::fused_classifier(z, ps.tokens(), s.vocab, ps.gold, targets, fcp);
+    } catch (const Error& e) {
+      throw NonFiniteLoss(fmt::format("the {} loss is not finite (sequence {}: {})", fusing ? "CLM (and Fusion)" : "CLM",
+                                      seq, e.what()));
+    }
+  }();
+  if (!std::isfinite(r.clm)) throw NonFiniteLoss(fmt::format("the CLM loss is {} (sequence {})", r.clm, seq));
+  if (fusing && !std::isfinite(r.fusion))
+    throw NonFiniteLoss(fmt::format("the Fusion loss is {} (sequence {})", r.fusion, seq));
+  for (float& g : z) g *= scale;
+  terms.loss += r.loss;
+  terms.clm += r.clm;
+  terms.fusion += r.fusion;
+  terms.tokens += ps.tokens();
+  ++terms.sequences;
+}
+
+}  // namespace
+
+bool fuses_teachers(const JobConfig& job) {
+  return job.distill.fusion.has_value() && job.distill.lambda != 1.0;
+}
+
+StepSettings StepSettings::of(const JobConfig& job, std::vector<std::string> sources, int64_t vocab) {
+  StepSettings s;
+  const bool fusing = fuses_teachers(job);
+  s.fusion = fusing ? job.distill.fusion : std::optional<kernels::FusionMode>{};
+  s.lambda = fusing ? job.distill.lambda : 1.0;
+  s.sources = std::move(sources);
+  s.vocab = vocab;
+  return s;
+}
+
+StepTerms train_step(model::TrainableLlama& model, const StepSettings& settings, int64_t step,
+                     const StepBatches& batches, int64_t step_sequences, const MicroBatchFetch& fetch,
+                     TrainObserver* observer) {
+  const int64_t V = settings.vocab;
+  const float scale = 1.0f / float(step_sequences);
+  StepTerms terms;
+  model.zero_grad();
+  for (size_t m = 0; m < batches.micro_batches.size(); ++m) {
+    const std::vector<int64_t>& seqs = batches.micro_batches[m];
+    const std::vector<PackedSequence> batch = fetch(m, seqs);
+    const Concatenated in = concatenate(batch);
+    Tensor logits = model.forward(in.ids, in.doc_ids);
+    if (observer) observer->on_logits(step, m, logits.span(), V);
+    int64_t off = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const PackedSequence& ps = batch[b];
+      const std::span<float> z = logits.span().subspan(size_t(off * V), size_t(ps.tokens() * V));
+      off += ps.tokens();
+      const fusion::HostRows targets = targets_of(ps, settings, terms);
+      if (observer) observer->on_sequence(step, ps, targets);
+      sequence_loss(z, ps, seqs[b], targets, settings, scale, terms);
+    }
+    model.backward(logits.span());
+  }
+  return terms;
+}
+
+}  // namespace fusellm
