@@ -58,17 +58,16 @@ fusion::HostRows model_rows(const CausalLM& model, const std::vector<std::vector
 
 std::string pct(int64_t n, int64_t of) { return fmt::format("{:6d} ({:5.2f}%)", n, of > 0 ? 100.0 * double(n) / double(of) : 0.0); }
 
-void run(const CompatOptions& o) {
-  const JobConfig job = load_job(o.job);
-  const SourceConfig* src = job.find_source(o.source);
-  if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
-  const align::AlignMethod method = o.method.empty() ? job.distill.alignment : align::parse_align_method(o.method);
-  const auto stok = Tokenizer::load(src->tokenizer);
+// The job's segments tokenized by the source and the target, as alignment batches.
+struct CompatSegments {
+  std::vector<std::vector<int32_t>> sids, tids;
+  align::DocBatch sb, tb;
+};
+
+CompatSegments read_segments(const CompatOptions& o, const JobConfig& job, const SourceConfig& src,
+                             const align::TokenVocab& svocab, const align::TokenVocab& tvocab) {
+  const auto stok = Tokenizer::load(src.tokenizer);
   const auto ttok = Tokenizer::load(job.target.tokenizer);
-  const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
-  const auto tvocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
-  if (svocab.fingerprint_hex() == tvocab.fingerprint_hex())
-    fail("[[source]] '{}' has the target's tokenizer: teach does not align it (nothing to compare)", o.source);
   std::vector<const Tokenizer*> all_toks;
   std::vector<std::unique_ptr<Tokenizer>> owned;
   for (const auto& p : job_tokenizers(job)) {
@@ -77,15 +76,53 @@ void run(const CompatOptions& o) {
   }
   const Segmenter seg(all_toks, Segmenter::max_tokens_of(job.corpus));
   SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
-  std::vector<std::vector<int32_t>> sids, tids;
-  align::DocBatch sb, tb;
+  CompatSegments c;
   Segment s;
-  while ((o.limit < 0 || int64_t(sids.size()) < o.limit) && stream.next(s)) {
-    sids.push_back(stok->encode(s.text, true).ids);
-    tids.push_back(ttok->encode(s.text, true).ids);
-    sb.add(svocab, sids.back(), s.text);
-    tb.add(tvocab, tids.back(), s.text);
+  while ((o.limit < 0 || int64_t(c.sids.size()) < o.limit) && stream.next(s)) {
+    c.sids.push_back(stok->encode(s.text, true).ids);
+    c.tids.push_back(ttok->encode(s.text, true).ids);
+    c.sb.add(svocab, c.sids.back(), s.text);
+    c.tb.add(tvocab, c.tids.back(), s.text);
   }
+  return c;
+}
+
+struct RulesResult {
+  align::VocabMapping map;
+  fusion::HostRows rows;
+  std::vector<uint8_t> status;
+};
+
+// One table row: how much of the mapping and of the aligned rows `r` changes against `base`.
+void print_rule_effects(const std::string& name, const RulesResult& r, const RulesResult& base,
+                        const align::TokenVocab& svocab, const std::vector<uint8_t>& last, int64_t entries) {
+  const int64_t T = int64_t(last.size());
+  int64_t map_changed = 0, pos_changed = 0, decision_changed = 0, last_changed = 0;
+  for (int64_t i = 0; i < svocab.size(); ++i)
+    map_changed += !svocab.hole(i) && (r.map.full[size_t(i)] != base.map.full[size_t(i)] ||
+                                       r.map.exact[size_t(i)] != base.map.exact[size_t(i)]);
+  for (int64_t t = 0; t < T; ++t) {
+    bool diff = false;
+    for (int64_t j = 0; j < r.rows.k() && !diff; ++j)
+      diff = r.rows.ids(t, j) != base.rows.ids(t, j) || r.rows.probs(t, j) != base.rows.probs(t, j);
+    pos_changed += diff;
+    last_changed += diff && last[size_t(t)];
+    decision_changed += align::align_kept(r.status[size_t(t)]) != align::align_kept(base.status[size_t(t)]);
+  }
+  std::printf("%-16s %-22s %-22s %-22s %s\n", name.c_str(), pct(map_changed, entries).c_str(),
+              pct(pos_changed, T).c_str(), pct(decision_changed, T).c_str(), pct(last_changed, T).c_str());
+}
+
+void run(const CompatOptions& o) {
+  const JobConfig job = load_job(o.job);
+  const SourceConfig* src = job.find_source(o.source);
+  if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
+  const align::AlignMethod method = o.method.empty() ? job.distill.alignment : align::parse_align_method(o.method);
+  const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
+  const auto tvocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
+  if (svocab.fingerprint_hex() == tvocab.fingerprint_hex())
+    fail("[[source]] '{}' has the target's tokenizer: teach does not align it (nothing to compare)", o.source);
+  const CompatSegments c = read_segments(o, job, *src, svocab, tvocab);
   Kokkos::ScopeGuard kokkos;
   const auto smodel = CausalLM::load(src->path);
   const auto tmodel = CausalLM::load(job.target.path.empty() ? job.find_source(job.target.init_from)->path
@@ -93,55 +130,33 @@ void run(const CompatOptions& o) {
   fusion::TopkParams tp;
   tp.k = int(job.distill.top_k);
   tp.temperature = float(job.distill.temperature);
-  const auto srows = fusion::rows_to_device(model_rows(*smodel, sids, sb.tokens(), tp, o.source));
-  const auto trows = fusion::rows_to_device(model_rows(*tmodel, tids, tb.tokens(), tp, "target"));
+  const auto srows = fusion::rows_to_device(model_rows(*smodel, c.sids, c.sb.tokens(), tp, o.source));
+  const auto trows = fusion::rows_to_device(model_rows(*tmodel, c.tids, c.tb.tokens(), tp, "target"));
   const int64_t V = smodel->info().vocab_size;
-
-  struct Result {
-    align::VocabMapping map;
-    fusion::HostRows rows;
-    std::vector<uint8_t> status;
-  };
   auto run_rules = [&](const align::OriginalRules& rules) {
-    Result r{align::VocabMapping::build(svocab, tvocab, V, {}, rules), {}, {}};
+    RulesResult r{align::VocabMapping::build(svocab, tvocab, V, {}, rules), {}, {}};
     const align::Aligner<Kokkos::DefaultExecutionSpace> aligner(svocab, tvocab, &r.map, size_t(256) << 20, rules);
-    const auto al = aligner.align(sb, tb, method);
-    const auto out = aligner.apply(al, tb, srows, method, false, rules.empty_row ? &trows : nullptr);
+    const auto al = aligner.align(c.sb, c.tb, method);
+    const auto out = aligner.apply(al, c.tb, srows, method, false, rules.empty_row ? &trows : nullptr);
     r.rows = fusion::rows_to_host(out.rows);
     r.status = fusion::to_std_vector(out.status);
     return r;
   };
-  const Result base = run_rules({});
+  const RulesResult base = run_rules({});
   int64_t entries = 0;
   for (int64_t i = 0; i < svocab.size(); ++i) entries += !svocab.hole(i);
-  const int64_t T = tb.tokens();
+  const int64_t T = c.tb.tokens();
   std::printf("%s -> target, %s alignment: %zu segments, %lld source-vocabulary entries, %lld target positions\n",
-              o.source.c_str(), align::to_string(method), sids.size(), (long long)entries, (long long)T);
+              o.source.c_str(), align::to_string(method), c.sids.size(), (long long)entries, (long long)T);
   std::printf("%-16s %-22s %-22s %-22s %s\n", "original rule", "map entries changed", "positions changed",
               "keep/fall-back changed", "last positions changed");
   std::vector<uint8_t> last(size_t(T), 0);
-  for (int64_t d = 0; d < tb.docs(); ++d)
-    if (tb.offsets[size_t(d) + 1] > tb.offsets[size_t(d)]) last[size_t(tb.offsets[size_t(d) + 1] - 1)] = 1;
+  for (int64_t d = 0; d < c.tb.docs(); ++d)
+    if (c.tb.offsets[size_t(d) + 1] > c.tb.offsets[size_t(d)]) last[size_t(c.tb.offsets[size_t(d) + 1] - 1)] = 1;
   std::vector<std::string> names(align::OriginalRules::kNames.begin(), align::OriginalRules::kNames.end());
   names.push_back("all");
-  for (const auto& name : names) {
-    const align::OriginalRules rules = align::OriginalRules::parse(name);
-    const Result r = run_rules(rules);
-    int64_t map_changed = 0, pos_changed = 0, decision_changed = 0, last_changed = 0;
-    for (int64_t i = 0; i < svocab.size(); ++i)
-      map_changed += !svocab.hole(i) && (r.map.full[size_t(i)] != base.map.full[size_t(i)] ||
-                                         r.map.exact[size_t(i)] != base.map.exact[size_t(i)]);
-    for (int64_t t = 0; t < T; ++t) {
-      bool diff = false;
-      for (int64_t j = 0; j < r.rows.k() && !diff; ++j)
-        diff = r.rows.ids(t, j) != base.rows.ids(t, j) || r.rows.probs(t, j) != base.rows.probs(t, j);
-      pos_changed += diff;
-      last_changed += diff && last[size_t(t)];
-      decision_changed += align::align_kept(r.status[size_t(t)]) != align::align_kept(base.status[size_t(t)]);
-    }
-    std::printf("%-16s %-22s %-22s %-22s %s\n", name.c_str(), pct(map_changed, entries).c_str(),
-                pct(pos_changed, T).c_str(), pct(decision_changed, T).c_str(), pct(last_changed, T).c_str());
-  }
+  for (const auto& name : names)
+    print_rule_effects(name, run_rules(align::OriginalRules::parse(name)), base, svocab, last, entries);
 }
 
 }  // namespace

@@ -249,101 +249,116 @@ DistributionCacheWriter::DistributionCacheWriter(const std::string& path, const 
   if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir, ec);
   // Two teach runs on one cache would interleave their batches: the second is refused at once.
   impl->lock.emplace(lock_path_of(path), fmt::format("the distribution cache {}", path));
-  if (fs::exists(path, ec)) {
-    verify_cache_file(path);
-    // From here on the file changes (HDF5 updates its superblock even on a read-write open); a new
-    // sidecar is written when it is closed again, also when this constructor fails.
-    remove_sidecar(path);
-    try {
+  if (fs::exists(path, ec))
+    reopen(*impl, prov, job);
+  else
+    create(*impl, prov);
+  impl_ = impl.release();
+}
+
+// Continues an existing cache: the same provenance, the committed part intact, a partial tail cut.
+void DistributionCacheWriter::reopen(Impl& impl, const CacheProvenance& prov, const config::FieldOrigins* job) {
+  const std::string& path = path_;
+  verify_cache_file(path);
+  // From here on the file changes (HDF5 updates its superblock even on a read-write open); a new
+  // sidecar is written when it is closed again, also when this function fails.
+  remove_sidecar(path);
+  try {
     if (H5Fis_hdf5(path.c_str()) <= 0) fail("{}: exists and is not an HDF5 file (not a distribution cache)", path);
-    impl->file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
+    impl.file = h5::File(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
                                        "{}: cannot open the distribution cache to continue", path));
-    const CacheProvenance cached = read_provenance_from(impl->file, path);
+    const CacheProvenance cached = read_provenance_from(impl.file, path);
     check_provenance(path, cached, prov, job ? *job : config::FieldOrigins{});
-    segments_ = h5::read_attr_i64(impl->file, "segments_done", path);
-    rows_ = h5::read_attr_i64(impl->file, "rows_done", path);
-    complete_ = h5::read_attr_i64(impl->file, "complete", path) != 0;
+    segments_ = h5::read_attr_i64(impl.file, "segments_done", path);
+    rows_ = h5::read_attr_i64(impl.file, "rows_done", path);
+    complete_ = h5::read_attr_i64(impl.file, "complete", path) != 0;
     resumed_ = true;
     for (int i = 0; i < 4; ++i)
-      impl->rows[i] = h5::Dataset(h5::check_id(H5Dopen2(impl->file, kRowSets[i].name, H5P_DEFAULT),
+      impl.rows[i] = h5::Dataset(h5::check_id(H5Dopen2(impl.file, kRowSets[i].name, H5P_DEFAULT),
                                                "{}: no dataset '{}' (damaged cache)", path, kRowSets[i].name));
     for (int i = 0; i < 6; ++i)
-      impl->segs[i] = h5::Dataset(h5::check_id(H5Dopen2(impl->file, kSegSets[i].name, H5P_DEFAULT),
+      impl.segs[i] = h5::Dataset(h5::check_id(H5Dopen2(impl.file, kSegSets[i].name, H5P_DEFAULT),
                                                "{}: no dataset '{}' (damaged cache)", path, kSegSets[i].name));
-    impl->offsets = h5::Dataset(
-        h5::check_id(H5Dopen2(impl->file, "row_offsets", H5P_DEFAULT), "{}: no dataset 'row_offsets'", path));
-    // Verify the committed part, then cut off any partial tail past it.
-    for (int i = 0; i < 4; ++i)
-      if (extent0(impl->rows[i]) < hsize_t(rows_))
-        fail("{}: '{}' has {} rows, {} committed (damaged cache; delete it)", path, kRowSets[i].name,
-             extent0(impl->rows[i]), rows_);
-    for (int i = 0; i < 6; ++i)
-      if (extent0(impl->segs[i]) < hsize_t(segments_))
-        fail("{}: '{}' has {} entries, {} committed (damaged cache; delete it)", path, kSegSets[i].name,
-             extent0(impl->segs[i]), segments_);
-    if (extent0(impl->offsets) < hsize_t(segments_ + 1))
-      fail("{}: 'row_offsets' is shorter than the {} committed segments (damaged cache; delete it)", path, segments_);
-    int64_t end = -1;
-    read_rows(impl->offsets, H5T_NATIVE_INT64, 1, 1, hsize_t(segments_), 1, &end, "row_offsets", path);
-    if (end != rows_)
-      fail("{}: row_offsets[{}] = {} but rows_done = {} (damaged cache; delete it)", path, segments_, end, rows_);
-    bool cut = false;
-    for (int i = 0; i < 4; ++i) {
-      if (extent0(impl->rows[i]) == hsize_t(rows_)) continue;
-      cut = true;
-      hsize_t d[2] = {hsize_t(rows_), hsize_t(k_)};
-      h5::check_status(H5Dset_extent(impl->rows[i], d), "{}: cannot truncate '{}'", path, kRowSets[i].name);
-    }
-    for (int i = 0; i < 6; ++i) {
-      if (extent0(impl->segs[i]) == hsize_t(segments_)) continue;
-      cut = true;
-      hsize_t d[1] = {hsize_t(segments_)};
-      h5::check_status(H5Dset_extent(impl->segs[i], d), "{}: cannot truncate '{}'", path, kSegSets[i].name);
-    }
-    if (extent0(impl->offsets) != hsize_t(segments_ + 1)) {
-      cut = true;
-      hsize_t d[1] = {hsize_t(segments_ + 1)};
-      h5::check_status(H5Dset_extent(impl->offsets, d), "{}: cannot truncate 'row_offsets'", path);
-    }
-    if (cut) {
-      spdlog::warn("{}: cut off a partial batch past the {} committed segments (an interrupted run)", path, segments_);
-      H5Fflush(impl->file, H5F_SCOPE_GLOBAL);
-    }
-    } catch (...) {
-      for (auto& d : impl->rows) d.reset();
-      for (auto& d : impl->segs) d.reset();
-      impl->offsets.reset();
-      if (impl->file.close() >= 0 && H5Fis_hdf5(path.c_str()) > 0) {
-        try {
-          write_sidecar(path);
-        } catch (const Error&) {
-        }
+    impl.offsets = h5::Dataset(
+        h5::check_id(H5Dopen2(impl.file, "row_offsets", H5P_DEFAULT), "{}: no dataset 'row_offsets'", path));
+    check_and_cut_tail(impl);
+  } catch (...) {
+    for (auto& d : impl.rows) d.reset();
+    for (auto& d : impl.segs) d.reset();
+    impl.offsets.reset();
+    if (impl.file.close() >= 0 && H5Fis_hdf5(path.c_str()) > 0) {
+      try {
+        write_sidecar(path);
+      } catch (const Error&) {
       }
-      throw;
     }
-  } else {
-    impl->file = h5::File(h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
-                                       "{}: cannot create the distribution cache", path));
-    write_provenance(impl->file, prov, path);
-    for (const auto& d : kRowSets) create_dataset(impl->file, d, k_, kRowChunk, path);
-    for (const auto& d : kSegSets) create_dataset(impl->file, d, k_, kSegChunk, path);
-    const DsSpec off{"row_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1};
-    create_dataset(impl->file, off, k_, kSegChunk, path);
-    {
-      h5::Dataset p(H5Dopen2(impl->file, "probs", H5P_DEFAULT));
-      h5::write_attr_string(p, "encoding", "fp16", path);
-    }
-    for (int i = 0; i < 4; ++i) impl->rows[i] = h5::Dataset(H5Dopen2(impl->file, kRowSets[i].name, H5P_DEFAULT));
-    for (int i = 0; i < 6; ++i) impl->segs[i] = h5::Dataset(H5Dopen2(impl->file, kSegSets[i].name, H5P_DEFAULT));
-    impl->offsets = h5::Dataset(H5Dopen2(impl->file, "row_offsets", H5P_DEFAULT));
-    const int64_t zero = 0;
-    write_rows(impl->offsets, off, 1, 0, 1, &zero, path);
-    h5::write_attr_i64(impl->file, "segments_done", 0, path);
-    h5::write_attr_i64(impl->file, "rows_done", 0, path);
-    h5::write_attr_i64(impl->file, "complete", 0, path);
-    h5::check_status(H5Fflush(impl->file, H5F_SCOPE_GLOBAL), "{}: cannot flush", path);
+    throw;
   }
-  impl_ = impl.release();
+}
+
+// Verifies the committed part of a reopened cache, then cuts off any partial tail past it.
+void DistributionCacheWriter::check_and_cut_tail(Impl& impl) {
+  const std::string& path = path_;
+  for (int i = 0; i < 4; ++i)
+    if (extent0(impl.rows[i]) < hsize_t(rows_))
+      fail("{}: '{}' has {} rows, {} committed (damaged cache; delete it)", path, kRowSets[i].name,
+           extent0(impl.rows[i]), rows_);
+  for (int i = 0; i < 6; ++i)
+    if (extent0(impl.segs[i]) < hsize_t(segments_))
+      fail("{}: '{}' has {} entries, {} committed (damaged cache; delete it)", path, kSegSets[i].name,
+           extent0(impl.segs[i]), segments_);
+  if (extent0(impl.offsets) < hsize_t(segments_ + 1))
+    fail("{}: 'row_offsets' is shorter than the {} committed segments (damaged cache; delete it)", path, segments_);
+  int64_t end = -1;
+  read_rows(impl.offsets, H5T_NATIVE_INT64, 1, 1, hsize_t(segments_), 1, &end, "row_offsets", path);
+  if (end != rows_)
+    fail("{}: row_offsets[{}] = {} but rows_done = {} (damaged cache; delete it)", path, segments_, end, rows_);
+  bool cut = false;
+  for (int i = 0; i < 4; ++i) {
+    if (extent0(impl.rows[i]) == hsize_t(rows_)) continue;
+    cut = true;
+    hsize_t d[2] = {hsize_t(rows_), hsize_t(k_)};
+    h5::check_status(H5Dset_extent(impl.rows[i], d), "{}: cannot truncate '{}'", path, kRowSets[i].name);
+  }
+  for (int i = 0; i < 6; ++i) {
+    if (extent0(impl.segs[i]) == hsize_t(segments_)) continue;
+    cut = true;
+    hsize_t d[1] = {hsize_t(segments_)};
+    h5::check_status(H5Dset_extent(impl.segs[i], d), "{}: cannot truncate '{}'", path, kSegSets[i].name);
+  }
+  if (extent0(impl.offsets) != hsize_t(segments_ + 1)) {
+    cut = true;
+    hsize_t d[1] = {hsize_t(segments_ + 1)};
+    h5::check_status(H5Dset_extent(impl.offsets, d), "{}: cannot truncate 'row_offsets'", path);
+  }
+  if (cut) {
+    spdlog::warn("{}: cut off a partial batch past the {} committed segments (an interrupted run)", path, segments_);
+    H5Fflush(impl.file, H5F_SCOPE_GLOBAL);
+  }
+}
+
+void DistributionCacheWriter::create(Impl& impl, const CacheProvenance& prov) {
+  const std::string& path = path_;
+  impl.file = h5::File(h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
+                                    "{}: cannot create the distribution cache", path));
+  write_provenance(impl.file, prov, path);
+  for (const auto& d : kRowSets) create_dataset(impl.file, d, k_, kRowChunk, path);
+  for (const auto& d : kSegSets) create_dataset(impl.file, d, k_, kSegChunk, path);
+  const DsSpec off{"row_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1};
+  create_dataset(impl.file, off, k_, kSegChunk, path);
+  {
+    h5::Dataset p(H5Dopen2(impl.file, "probs", H5P_DEFAULT));
+    h5::write_attr_string(p, "encoding", "fp16", path);
+  }
+  for (int i = 0; i < 4; ++i) impl.rows[i] = h5::Dataset(H5Dopen2(impl.file, kRowSets[i].name, H5P_DEFAULT));
+  for (int i = 0; i < 6; ++i) impl.segs[i] = h5::Dataset(H5Dopen2(impl.file, kSegSets[i].name, H5P_DEFAULT));
+  impl.offsets = h5::Dataset(H5Dopen2(impl.file, "row_offsets", H5P_DEFAULT));
+  const int64_t zero = 0;
+  write_rows(impl.offsets, off, 1, 0, 1, &zero, path);
+  h5::write_attr_i64(impl.file, "segments_done", 0, path);
+  h5::write_attr_i64(impl.file, "rows_done", 0, path);
+  h5::write_attr_i64(impl.file, "complete", 0, path);
+  h5::check_status(H5Fflush(impl.file, H5F_SCOPE_GLOBAL), "{}: cannot flush", path);
 }
 
 DistributionCacheWriter::~DistributionCacheWriter() {

@@ -93,6 +93,9 @@ class DistributionCacheWriter {
 
  private:
   struct Impl;
+  void reopen(Impl& impl, const CacheProvenance& prov, const config::FieldOrigins* job);
+  void check_and_cut_tail(Impl& impl);
+  void create(Impl& impl, const CacheProvenance& prov);
   Impl* impl_ = nullptr;
   std::string path_;
   int64_t k_ = 0;
