@@ -159,7 +159,10 @@ void load_decoder_params(const Arch& a, const DecoderParams& params, const Check
     fail("load: a buffer of {} floats for a table of {}", flat.size(), table.total());
   for (const bool layers : {false, true})
     for (int i = 0; i < table.size(); ++i) {
-      const auto [slot, layer] = params.sources[size_t(i)];
+      // Named copies, not a structured binding: the lambda below captures `slot` (clang before 16
+      // refuses to capture structured bindings, C++20 or not).
+      const auto slot = params.sources[size_t(i)].slot;
+      const auto layer = params.sources[size_t(i)].layer;
       if (is_layer_slot(slot) != layers) continue;
       const ParamEntry& e = table[i];
       const std::string what = layers ? fmt::format("{} of layer {}", slot_name(slot), layer) : slot_name(slot);
