@@ -27,6 +27,7 @@
 #include "fusellm/cli/job_args.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/data/segmenter.hpp"
+#include "fusellm/teach/job_tokenizers.hpp"
 #include "fusellm/teach/teach.hpp"
 
 namespace fusellm::cli {
@@ -64,23 +65,19 @@ struct CompatSegments {
   align::DocBatch sb, tb;
 };
 
-CompatSegments read_segments(const CompatOptions& o, const JobConfig& job, const SourceConfig& src,
-                             const align::TokenVocab& svocab, const align::TokenVocab& tvocab) {
-  const auto stok = Tokenizer::load(src.tokenizer);
-  const auto ttok = Tokenizer::load(job.target.tokenizer);
-  std::vector<const Tokenizer*> all_toks;
-  std::vector<std::unique_ptr<Tokenizer>> owned;
-  for (const auto& p : job_tokenizers(job)) {
-    owned.push_back(Tokenizer::load(p));
-    all_toks.push_back(owned.back().get());
-  }
-  const Segmenter seg(all_toks, Segmenter::max_tokens_of(job.corpus));
+CompatSegments read_segments(const CompatOptions& o, const JobConfig& job, const JobTokenizers& toks,
+                             const SourceConfig& src) {
+  const Tokenizer& stok = toks.tokenizer(src.tokenizer);
+  const Tokenizer& ttok = toks.tokenizer(job.target.tokenizer);
+  const align::TokenVocab& svocab = toks.vocabs[toks.index(src.tokenizer)];
+  const align::TokenVocab& tvocab = toks.vocabs[toks.index(job.target.tokenizer)];
+  const Segmenter seg = toks.segmenter(job);  // the stream holds a pointer to it
   SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   CompatSegments c;
   Segment s;
   while ((o.limit < 0 || int64_t(c.sids.size()) < o.limit) && stream.next(s)) {
-    c.sids.push_back(stok->encode(s.text, true).ids);
-    c.tids.push_back(ttok->encode(s.text, true).ids);
+    c.sids.push_back(stok.encode(s.text, true).ids);
+    c.tids.push_back(ttok.encode(s.text, true).ids);
     c.sb.add(svocab, c.sids.back(), s.text);
     c.tb.add(tvocab, c.tids.back(), s.text);
   }
@@ -118,11 +115,12 @@ void run(const CompatOptions& o) {
   const SourceConfig* src = job.find_source(o.source);
   if (!src) fail("{}: --source '{}': the job has no [[source]] of that name", job.file, o.source);
   const align::AlignMethod method = o.method.empty() ? job.distill.alignment : align::parse_align_method(o.method);
-  const auto svocab = align::TokenVocab::from_tokenizer_json(src->tokenizer);
-  const auto tvocab = align::TokenVocab::from_tokenizer_json(job.target.tokenizer);
+  const JobTokenizers toks = JobTokenizers::load(job);
+  const align::TokenVocab& svocab = toks.vocabs[toks.index(src->tokenizer)];
+  const align::TokenVocab& tvocab = toks.vocabs[toks.index(job.target.tokenizer)];
   if (svocab.fingerprint_hex() == tvocab.fingerprint_hex())
     fail("[[source]] '{}' has the target's tokenizer: teach does not align it (nothing to compare)", o.source);
-  const CompatSegments c = read_segments(o, job, *src, svocab, tvocab);
+  const CompatSegments c = read_segments(o, job, toks, *src);
   Kokkos::ScopeGuard kokkos;
   const auto smodel = CausalLM::load(src->path);
   const auto tmodel = CausalLM::load(job.target.path.empty() ? job.find_source(job.target.init_from)->path

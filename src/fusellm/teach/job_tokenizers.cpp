@@ -16,12 +16,13 @@ std::vector<std::string> job_tokenizers(const JobConfig& job) {
   return out;
 }
 
-JobTokenizers JobTokenizers::load(const JobConfig& job) {
+JobTokenizers JobTokenizers::load(const JobConfig& job, bool vocabularies) {
   JobTokenizers t;
   t.paths = job_tokenizers(job);
   for (const auto& p : t.paths) {
     const std::string what = fmt::format("{}: tokenizer {}", job.file, p);
     t.tokenizers.push_back(with_context(what, [&] { return Tokenizer::load(p); }));
+    if (!vocabularies) continue;
     t.vocabs.push_back(with_context(what, [&] { return align::TokenVocab::from_tokenizer_json(p); }));
     t.fingerprints.push_back(t.vocabs.back().fingerprint_hex());
   }

@@ -7,6 +7,7 @@
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/segmenter.hpp"
+#include "fusellm/teach/job_tokenizers.hpp"
 #include "fusellm/teach/teach.hpp"
 
 namespace fusellm {
@@ -68,21 +69,15 @@ SegmentSource SegmentSource::from_rows(std::vector<int64_t> lengths, std::vector
 SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab) {
   SegmentSource s;
   s.vocab_ = vocab;
-  std::vector<std::unique_ptr<Tokenizer>> toks;
-  std::vector<const Tokenizer*> ptrs;
-  const Tokenizer* target = nullptr;
-  for (const auto& p : job_tokenizers(job)) {
-    toks.push_back(with_context(fmt::format("{}: tokenizer {}", job.file, p), [&] { return Tokenizer::load(p); }));
-    ptrs.push_back(toks.back().get());
-    if (p == job.target.tokenizer) target = toks.back().get();
-  }
-  const Segmenter seg(ptrs, Segmenter::max_tokens_of(job.corpus));
+  const JobTokenizers toks = JobTokenizers::load(job, false);
+  const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
+  const Segmenter seg = toks.segmenter(job);  // the stream holds a pointer to it
   SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
   Segment g;
   while ((limit < 0 || int64_t(s.all_.size()) < limit) && stream.next(g)) {
     PackInput p;
     p.id = g.id;
-    p.target_ids = target->encode(g.text, true).ids;
+    p.target_ids = target.encode(g.text, true).ids;
     check_ids(p, vocab, "");
     s.lengths_.push_back(int64_t(p.target_ids.size()));
     s.all_.push_back(std::move(p));
