@@ -32,12 +32,12 @@ TEST(MpiTransport, DescribesRanksWithTheirHosts) {
     EXPECT_EQ(d.rfind(fmt::format("rank {} (host ", r), 0), 0u) << d;
     EXPECT_FALSE(g_world->host(r).empty());
   }
-  EXPECT_NE(testing::error_of([] { world().describe(world().size()); }), "");
+  EXPECT_NE(fusellm::testing::error_of([] { world().describe(world().size()); }), "");
 }
 
 TEST(MpiTransport, SplitRefusesNegativeColor) {
   // Refused locally on every rank, before MPI_Comm_split, so nobody waits.
-  EXPECT_NE(testing::error_of([] { world().split(-1, 0); }), "");
+  EXPECT_NE(fusellm::testing::error_of([] { world().split(-1, 0); }), "");
 }
 
 // A job for `world_size` ranks: students first, then one teacher group of 1 or 2 ranks.
@@ -69,7 +69,7 @@ TEST(MpiTopology, SplitsWorldIntoGroups) {
 TEST(MpiTopology, EveryRankRefusesAWorldOfTheWrongSize) {
   // A job that needs one rank more than mpirun started: every rank refuses it on its own, before
   // any communication; the all-reduce then confirms that all of them did.
-  const std::string err = testing::error_of([] { Topology::of(job_for(world().size() + 1), world().size()); });
+  const std::string err = fusellm::testing::error_of([] { Topology::of(job_for(world().size() + 1), world().size()); });
   EXPECT_NE(err.find(fmt::format("mpirun -np {}", world().size() + 1)), std::string::npos) << err;
   std::vector<double> refused{err.empty() ? 0.0 : 1.0};
   world().all_reduce(refused);

@@ -191,7 +191,7 @@ inline void split_into_groups(Transport& t) {
 }
 
 // A receive from a rank that never sends throws TransportTimeout within the timeout, naming the
-// peer and the tag; the other ranks wait at a barrier meanwhile.
+// peer; the other ranks wait at a barrier meanwhile.
 inline void recv_times_out(Transport& t) {
   const int silent = t.size() > 1 ? 1 : 0;
   if (t.rank() == 0) {
@@ -210,7 +210,6 @@ inline void recv_times_out(Transport& t) {
     EXPECT_GE(s, 0.3);
     EXPECT_LT(s, 5.0);
     EXPECT_NE(msg.find(t.describe(silent)), std::string::npos) << msg;
-    EXPECT_NE(msg.find("test"), std::string::npos) << msg;
   }
   t.barrier();
 }

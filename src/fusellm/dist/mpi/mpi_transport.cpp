@@ -118,7 +118,7 @@ std::optional<std::vector<std::byte>> MpiTransport::try_recv(int src, Tag tag) {
   if (!flag) return std::nullopt;
   int n = 0;
   FUSELLM_MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &n));
-  std::vector<std::byte> bytes(size_t(n));
+  std::vector<std::byte> bytes(static_cast<size_t>(n));
   FUSELLM_MPI_CHECK(MPI_Mrecv(bytes.data(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
   return bytes;
 }
