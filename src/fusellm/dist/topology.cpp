@@ -21,11 +21,12 @@ std::string teacher_ranks_text(const JobConfig& job) {
 void check_world_size(const JobConfig& job, int world_size) {
   const int64_t need = job.world_size();
   if (world_size == need) return;
-  fail("{}: the job needs sum(teacher_ranks) + student_ranks = {} MPI ranks ({}, student_ranks = {}; see {} and {}), "
+  std::string where = job.where("topology", "teacher_ranks");
+  if (const std::string w = job.where("topology", "student_ranks"); w != where) where += " and " + w;
+  fail("{}: the job needs sum(teacher_ranks) + student_ranks = {} MPI ranks ({}, student_ranks = {}; see {}), "
        "but was started on {}: run it with `mpirun -np {} fusellm ...`, change [topology], or run one process "
        "without mpirun (every role in turn)",
-       job.file, need, teacher_ranks_text(job), job.topology.student_ranks, job.where("topology", "teacher_ranks"),
-       job.where("topology", "student_ranks"), world_size, need);
+       job.file, need, teacher_ranks_text(job), job.topology.student_ranks, where, world_size, need);
 }
 
 void check_layout(const JobConfig& job) {
@@ -125,7 +126,10 @@ std::string Topology::rank_map(const Transport& world) const {
 }
 
 void Topology::print_rank_map(const Transport& world) const {
-  if (world.rank() == 0) spdlog::info("{}", rank_map(world));
+  if (world.rank() != 0) return;
+  std::string map = rank_map(world);
+  map.pop_back();  // the logger ends the line
+  spdlog::info("{}", map);
 }
 
 }  // namespace fusellm::dist

@@ -25,6 +25,11 @@ Transport& world() { return *g_world; }
 
 FUSELLM_TRANSPORT_TESTS(MpiTransport, [](auto body) { body(world()); })
 
+TEST(MpiSession, SeesTheLauncher) {
+  // ctest starts this binary with mpirun, which the session must recognize.
+  EXPECT_TRUE(mpi::MpiSession::launched());
+}
+
 TEST(MpiTransport, DescribesRanksWithTheirHosts) {
   EXPECT_EQ(world().kind(), "mpi");
   for (int r = 0; r < world().size(); ++r) {

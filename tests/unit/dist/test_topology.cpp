@@ -2,7 +2,10 @@
 // file, the [topology] fields and the mpirun -np to use).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "error_of.hpp"
+#include "fusellm/dist/inproc/inproc_transport.hpp"
 #include "fusellm/dist/topology.hpp"
 
 using namespace fusellm;
@@ -115,4 +118,29 @@ student_ranks = 2
   const std::string e = error_of([&] { Topology::of(job, 3); });
   EXPECT_NE(e.find("/tmp/t.toml:12"), std::string::npos) << e;  // teacher_ranks' line
   EXPECT_NE(e.find("mpirun -np 6"), std::string::npos) << e;
+}
+
+TEST(Topology, RankMapNamesEveryRanksRoleAndHost) {
+  const Topology t = Topology::of(job_of({{"a", 1, 1}, {"b", 2, 2}}, 2), 5);
+  InprocWorld::run(5, [&](Transport& world) {
+    if (world.rank() != 0) return;
+    const std::string map = t.rank_map(world);
+    EXPECT_NE(map.find(world.describe(0) + "  student 0 of 2  device cpu"), std::string::npos) << map;
+    EXPECT_NE(map.find(world.describe(2) + "  teacher  source \"a\" replica 0 stage 0  group rank 0"), std::string::npos)
+        << map;
+    EXPECT_NE(map.find(world.describe(4) + "  teacher  source \"b\" replica 1 stage 0  group rank 1"), std::string::npos)
+        << map;
+    EXPECT_EQ(std::count(map.begin(), map.end(), '\n'), 6);
+  });
+}
+
+TEST(Topology, SplitGivesEachRankItsGroup) {
+  const Topology t = Topology::of(job_of({{"a", 1, 1}, {"b", 2, 2}}, 2), 5);
+  InprocWorld::run(5, [&](Transport& world) {
+    world.set_timeout(std::chrono::seconds(20));
+    auto g = t.split(world);
+    const int sizes[] = {2, 2, 1, 2, 2};
+    EXPECT_EQ(g->size(), sizes[world.rank()]);
+    EXPECT_EQ(g->rank(), t.role(world.rank()).rank_in_group);
+  });
 }

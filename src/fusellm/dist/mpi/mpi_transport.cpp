@@ -54,7 +54,12 @@ class MpiSendRequest final : public Request {
 
 }  // namespace
 
-std::unique_ptr<MpiTransport> MpiTransport::world() { return std::make_unique<MpiTransport>(MPI_COMM_WORLD, false); }
+std::unique_ptr<MpiTransport> MpiTransport::world() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) fail("mpi transport: MPI is not initialized (start an MpiSession first)");
+  return std::make_unique<MpiTransport>(MPI_COMM_WORLD, false);
+}
 
 MpiTransport::MpiTransport(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
   try {
