@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "error_of.hpp"
+#include "fusellm/dist/mpi/mpi_check.hpp"
 #include "fusellm/dist/mpi/mpi_session.hpp"
 #include "fusellm/dist/mpi/mpi_transport.hpp"
 #include "fusellm/dist/topology.hpp"
@@ -28,6 +29,14 @@ FUSELLM_TRANSPORT_TESTS(MpiTransport, [](auto body) { body(world()); })
 TEST(MpiSession, SeesTheLauncher) {
   // ctest starts this binary with mpirun, which the session must recognize.
   EXPECT_TRUE(mpi::MpiSession::launched());
+}
+
+TEST(MpiCheck, NamesTheCallTheFileTheRankAndMpisText) {
+  const std::string e = fusellm::testing::error_of([] { mpi::check(MPI_ERR_RANK, "MPI_Isend(...)", "x.cpp", 7); });
+  EXPECT_NE(e.find("x.cpp:7: world rank "), std::string::npos) << e;
+  EXPECT_NE(e.find("MPI_Isend(...) failed: "), std::string::npos) << e;
+  EXPECT_NE(e.find("rank"), std::string::npos) << e;  // MPI_Error_string: "MPI_ERR_RANK: invalid rank"
+  EXPECT_EQ(fusellm::testing::error_of([] { FUSELLM_MPI_CHECK(MPI_SUCCESS); }), "");
 }
 
 TEST(MpiTransport, DescribesRanksWithTheirHosts) {

@@ -17,7 +17,8 @@
 // After a TransportTimeout the communicator may hold an unfinished operation (MPI forbids
 // cancelling a collective): the rank should leave (MpiSession::abort), not retry.
 //
-// Messages are at most 2^31 - 1 bytes (MPI counts are int).
+// Messages are at most 2^31 - 1 bytes (MPI counts are int). A request must not outlive its
+// transport.
 #include <mpi.h>
 
 #include <memory>

@@ -33,7 +33,8 @@
 // Sums are reproducible for the same ranks, sizes and NCCL settings (NCCL's algorithm choice is
 // a function of them; pin NCCL_ALGO/NCCL_PROTO across machines).
 //
-// After a TransportTimeout the communicators are aborted (ncclCommAbort), not destroyed.
+// After a TransportTimeout the communicators are aborted (ncclCommAbort), not destroyed. A request
+// must not outlive its transport.
 #include <cstdint>
 #include <deque>
 #include <map>
