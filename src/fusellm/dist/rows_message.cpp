@@ -237,7 +237,10 @@ void check_header(const Header& h, size_t size, const RowsExpectation& e) {
   if (size_t(h.segments) != e.segments.size() || h.segments < 0)
     refuse(e, "header's segment count is {}, expected {}", h.segments, e.segments.size());
   if (h.k != e.k) refuse(e, "header's k is {}, expected {}", h.k, e.k);
-  if (h.rows < 0 || uint64_t(h.rows) > size) refuse(e, "header's row count {} is impossible in a message of {} bytes", h.rows, size);
+  if (h.k < 1) refuse(e, "header's k is {}, must be at least 1", h.k);
+  // A row takes at least 6 k + 5 bytes: bounding the count first keeps every length below in range.
+  if (h.rows < 0 || uint64_t(h.rows) > size / (6 * uint64_t(h.k) + 5))
+    refuse(e, "header's row count {} is impossible in a message of {} bytes", h.rows, size);
   const auto want = part_lengths(h.segments, h.rows, h.k, pce);
   for (size_t p = 0; p < kParts; ++p)
     if (h.lengths[p] != want[p])

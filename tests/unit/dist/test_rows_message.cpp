@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "error_of.hpp"
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/dist/rows_message.hpp"
+#include "fusellm/io/xxhash64.hpp"
 
 namespace fusellm::dist {
 namespace {
@@ -236,6 +239,35 @@ TEST(RowsMessage, TestHookCorruptsTheNthMessageOnly) {
   const auto other = encode_rows(f.info, f.rows);
   set_corrupt_message_for_test(0);
   EXPECT_EQ(error_of([&] { decode_rows(other, f.expect); }), "");
+}
+
+// The fuzz seeds were written by a Python script from the layout in rows_message.hpp's comment
+// alone (checksum left 0): with the checksum filled in they decode, so the comment is the format.
+TEST(RowsMessage, DocumentedLayoutWrittenElsewhereDecodes) {
+  const auto path = std::string(FUSELLM_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_rows_message/two_segments_pce";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << path;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> msg(text.size());
+  std::memcpy(msg.data(), text.data(), text.size());
+  const uint64_t sum = xxh64(msg.data() + kRowsHeaderBytes, msg.size() - kRowsHeaderBytes);
+  std::memcpy(msg.data() + 88, &sum, 8);
+  const RowsExpectation e{.micro_batch = 1, .source = 0, .source_name = "seed", .segments = {10, 11}, .k = 2,
+                          .position_ce = true, .sender_rank = 0, .sender = "rank 0 (python)"};
+  const auto rows = decode_rows(msg, e);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].doc, 100);
+  EXPECT_EQ(rows[0].rows(), 3);
+  EXPECT_EQ(rows[1].rows(), 0);
+  EXPECT_EQ(rows[0].piece, 0);
+  EXPECT_EQ(rows[1].piece, 1);
+  EXPECT_EQ(rows[0].bytes, 9);
+  EXPECT_EQ(rows[0].ce, 1.5);
+  EXPECT_EQ(rows[0].ids, (std::vector<int32_t>{0, -1, 7, -1, 14, -1}));
+  EXPECT_EQ(rows[0].prob(2, 0), 0.5f);
+  EXPECT_EQ(rows[0].target_ids, (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(rows[0].position_ce, (std::vector<float>{0.5f, 0.5f, 0.5f}));
+  EXPECT_EQ(rows[0].status, (std::vector<uint8_t>{0, 1, 2}));
 }
 
 }  // namespace
