@@ -53,6 +53,9 @@ class Topology {
   const RankRole& role(int world_rank) const;
   // World rank of source j's replica r, stage s.
   int teacher_rank(int source, int replica, int stage = 0) const;
+  // Ranks per replica of source j: its pipeline stages.
+  int stages(int source) const { return per_replica_.at(size_t(source)); }
+  int replicas(int source) const { return replicas_.at(size_t(source)); }
   // The group a world rank belongs to: 0 for the students, 1 + j for source j's teachers.
   int group_color(int world_rank) const;
 
