@@ -18,10 +18,10 @@ std::vector<std::string> all_gather_text(Transport& t, const std::string& mine) 
   if (R == 1) return {mine};
   // The lengths in one all-reduce (each rank fills its own slot; doubles hold them exactly below
   // 2^53 bytes), then one broadcast per rank that has something to say.
-  std::vector<double> lengths(size_t(R), 0.0);
+  std::vector<double> lengths(static_cast<size_t>(R), 0.0);
   lengths[size_t(t.rank())] = double(mine.size());
   t.all_reduce(lengths);
-  std::vector<std::string> out(size_t(R));
+  std::vector<std::string> out(static_cast<size_t>(R));
   for (int r = 0; r < R; ++r) {
     std::string& s = out[size_t(r)];
     s.resize(size_t(lengths[size_t(r)]));
