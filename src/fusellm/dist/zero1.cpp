@@ -6,6 +6,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/optim/flat_param_grads.hpp"
 #include "fusellm/optim/grad_clip.hpp"
+#include "fusellm/optim/optim_state.hpp"
 
 namespace fusellm::dist {
 
@@ -56,31 +57,11 @@ void Zero1::gather_params() {
 }
 
 void Zero1::shard_moments(std::span<float> m, std::span<float> v) const {
-  const int64_t n = end() - begin();
-  if (int64_t(m.size()) != n || int64_t(v.size()) != n)
-    fail("Zero1: rank {} holds {} moments, asked for {} and {}", rank(), n, m.size(), v.size());
-  std::fill(m.begin(), m.end(), 0.f);
-  std::fill(v.begin(), v.end(), 0.f);
-  for (const ParamGrad& pg : shard_) {
-    const AdamW::State* s = adamw_.find(pg.name);
-    if (!s) continue;
-    const size_t at = size_t(pg.param.data() - params_.data() - begin());
-    std::copy(s->m.begin(), s->m.end(), m.begin() + long(at));
-    std::copy(s->v.begin(), s->v.end(), v.begin() + long(at));
-  }
+  flat_moments(adamw_, table_, begin(), end(), m, v);
 }
 
 void Zero1::restore_moments(std::span<const float> m, std::span<const float> v, int64_t steps) {
-  const int64_t n = end() - begin();
-  if (int64_t(m.size()) != n || int64_t(v.size()) != n)
-    fail("Zero1: rank {} holds {} moments, given {} and {}", rank(), n, m.size(), v.size());
-  adamw_.clear();
-  for (const ParamGrad& pg : shard_) {
-    const auto at = pg.param.data() - params_.data() - begin();
-    const auto len = long(pg.param.size());
-    adamw_.set_state(pg.name, {m.begin() + at, m.begin() + at + len}, {v.begin() + at, v.begin() + at + len});
-  }
-  adamw_.set_steps(steps);
+  restore_flat_moments(adamw_, table_, begin(), end(), m, v, steps);
 }
 
 }  // namespace fusellm::dist
