@@ -17,36 +17,20 @@
 #include "fusellm/dist/zero1.hpp"
 #include "fusellm/optim/flat_param_grads.hpp"
 #include "fusellm/optim/grad_clip.hpp"
+#include "small_param_table.hpp"
 
 namespace fusellm::dist {
 namespace {
 
+using fusellm::testing::normal_values;
+using fusellm::testing::small_param_table;
+
 constexpr int kSteps = 20;
 constexpr double kClip = 1.0;  // clips at most steps (the gradients' norm is about 4)
 
-// 727 floats: a prime, so no rank count above 1 divides it (the padded collectives run).
-ParamTable small_table() {
-  ParamTable t;
-  t.add("model.embed_tokens.weight", {40, 8});
-  t.add("model.layers.0.input_layernorm.weight", {8});
-  t.add("model.layers.0.self_attn.q_proj.weight", {8, 8});
-  t.add("model.layers.0.self_attn.q_proj.bias", {8});
-  t.add("model.layers.0.mlp.odd.weight", {7});
-  t.add("lm_head.weight", {40, 8});
-  return t;
-}
-
-std::vector<float> randoms(int64_t n, float scale, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
-
 // Micro-batch `mb` of step `step`: its gradient contribution (no zeros: a -0 + 0 would be
 // another bit pattern of the same value).
-std::vector<float> micro_grad(int64_t n, int step, int mb) { return randoms(n, 0.1f, uint64_t(1000 * step + mb + 1)); }
+std::vector<float> micro_grad(int64_t n, int step, int mb) { return normal_values(n, 0.1f, uint64_t(1000 * step + mb + 1)); }
 
 double lr_at(int step) { return 1e-2 * (1.0 - 0.03 * step); }
 
@@ -58,8 +42,8 @@ struct Trained {
 // The single-process trainer's step (trainer.cpp: clip_grad_norm, then AdamW::step on the
 // model's ParamGrads), the micro-batches of a step added one after another into the buffer.
 Trained single_process(int micro_batches) {
-  const ParamTable t = small_table();
-  Trained out{randoms(t.total(), 0.5f, 7), {}};
+  const ParamTable t = small_param_table();
+  Trained out{normal_values(t.total(), 0.5f, 7), {}};
   std::vector<float> grads(size_t(t.total()));
   AdamW adamw;
   const std::vector<ParamGrad> pg = flat_param_grads(t, out.params, grads);
@@ -78,12 +62,12 @@ Trained single_process(int micro_batches) {
 // R ranks, each adding its `per_rank` micro-batches (rank r's are r * per_rank ...), then Zero1.
 // Returns rank 0's result after checking that every rank holds the same parameters.
 Trained zero1_ranks(int R, int per_rank) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   std::vector<Trained> all(static_cast<size_t>(R));
   InprocWorld::run(R, [&](Transport& tr) {
     tr.set_timeout(std::chrono::seconds(60));
     Trained& me = all[size_t(tr.rank())];
-    me.params = randoms(t.total(), 0.5f, 7);
+    me.params = normal_values(t.total(), 0.5f, 7);
     std::vector<float> grads(size_t(t.total()));
     Zero1 z(tr, t, me.params, grads, AdamWOptions{});
     for (int s = 0; s < kSteps; ++s) {
@@ -109,7 +93,7 @@ Trained zero1_ranks(int R, int per_rank) {
 // max |a - b| / max |b| (zero1.hpp: element by element, a weight near zero has no useful relative
 // difference). `elementwise` gets max |a - b| / |b| over all elements, for the record.
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b, double* elementwise = nullptr) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   double worst = 0, elem = 0;
   for (const ParamEntry& e : t.entries()) {
     double diff = 0, scale = 0;
@@ -173,10 +157,10 @@ TEST(Zero1, RanksAgainstOneProcessAddingInAnotherOrderWithinTheBound) {
 }
 
 TEST(Zero1, ShardMomentsRoundTrip) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   InprocWorld::run(3, [&](Transport& tr) {
     tr.set_timeout(std::chrono::seconds(60));
-    std::vector<float> p = randoms(t.total(), 0.5f, 7), g = micro_grad(t.total(), 0, tr.rank());
+    std::vector<float> p = normal_values(t.total(), 0.5f, 7), g = micro_grad(t.total(), 0, tr.rank());
     Zero1 z(tr, t, p, g, AdamWOptions{});
     const int64_t n = z.end() - z.begin();
     std::vector<float> m(size_t(n), 1.f), v(size_t(n), 1.f);

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "error_of.hpp"
+#include "small_param_table.hpp"
 #include "fusellm/dist/inproc/inproc_transport.hpp"
 #include "fusellm/dist/zero1.hpp"
 #include "fusellm/optim/flat_param_grads.hpp"
@@ -25,27 +26,10 @@
 using namespace fusellm;
 namespace fs = std::filesystem;
 using fusellm::testing::error_of;
+using fusellm::testing::normal_values;
+using fusellm::testing::small_param_table;
 
 namespace {
-
-ParamTable small_table() {  // 727 floats: no rank count above 1 divides it
-  ParamTable t;
-  t.add("model.embed_tokens.weight", {40, 8});
-  t.add("model.layers.0.input_layernorm.weight", {8});
-  t.add("model.layers.0.self_attn.q_proj.weight", {8, 8});
-  t.add("model.layers.0.self_attn.q_proj.bias", {8});
-  t.add("model.layers.0.mlp.odd.weight", {7});
-  t.add("lm_head.weight", {40, 8});
-  return t;
-}
-
-std::vector<float> randoms(int64_t n, float scale, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
 
 TrainState state_at(int64_t step) {
   TrainState s;
@@ -66,16 +50,16 @@ struct Saved {
 // `ranks` ranks train `steps` steps from the same weights (each its own gradients) and save every
 // step into `dir`; returns what the last save held.
 Saved train_and_save(const std::string& dir, int ranks, int steps, uint64_t seed = 7) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   const TrainCheckpointStore store(dir, 0);
   Saved saved{{}, std::vector<float>(size_t(t.total())), std::vector<float>(size_t(t.total()))};
   std::mutex mu;
   dist::InprocWorld::run(ranks, [&](dist::Transport& tr) {
     tr.set_timeout(std::chrono::seconds(60));
-    std::vector<float> p = randoms(t.total(), 0.5f, seed), g(p.size());
+    std::vector<float> p = normal_values(t.total(), 0.5f, seed), g(p.size());
     dist::Zero1 z(tr, t, p, g, AdamWOptions{});
     for (int s = 1; s <= steps; ++s) {
-      const std::vector<float> gs = randoms(t.total(), 0.1f, seed * 100 + uint64_t(10 * s + tr.rank()));
+      const std::vector<float> gs = normal_values(t.total(), 0.1f, seed * 100 + uint64_t(10 * s + tr.rank()));
       std::copy(gs.begin(), gs.end(), g.begin());  // into the buffer Zero1 holds
       z.reduce_gradients();
       z.clip(1.0);
@@ -94,11 +78,11 @@ Saved train_and_save(const std::string& dir, int ranks, int steps, uint64_t seed
 // `ranks` ranks load the newest checkpoint of `dir`; each checks its weights and moments against
 // `want` and returns its error message ("" when it loaded), by rank.
 std::vector<std::string> load_and_check(const std::string& dir, int ranks, const Saved& want, int64_t want_step) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   std::vector<std::string> errors(static_cast<size_t>(ranks));
   dist::InprocWorld::run(ranks, [&](dist::Transport& tr) {
     tr.set_timeout(std::chrono::seconds(60));
-    std::vector<float> p = randoms(t.total(), 0.5f, 99), g(p.size());
+    std::vector<float> p = normal_values(t.total(), 0.5f, 99), g(p.size());
     dist::Zero1 z(tr, t, p, g, AdamWOptions{});
     std::optional<TrainCheckpoint> ck;
     errors[size_t(tr.rank())] = error_of([&] { ck = load_zero1(TrainCheckpointStore(dir), z); });
@@ -146,7 +130,7 @@ TEST_F(ShardedCheckpoint, OneProcessResumesAZero1Checkpoint) {
   AdamW opt;
   ck->restore_optimizer(opt);
   EXPECT_EQ(opt.steps(), 2);
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   for (const ParamEntry& e : t.entries()) {
     const AdamW::State* s = opt.find(e.name);
     ASSERT_NE(s, nullptr) << e.name;
@@ -156,12 +140,12 @@ TEST_F(ShardedCheckpoint, OneProcessResumesAZero1Checkpoint) {
 }
 
 TEST_F(ShardedCheckpoint, ASingleProcessCheckpointLoadsIntoTwoRanks) {
-  const ParamTable t = small_table();
-  std::vector<float> p = randoms(t.total(), 0.5f, 3), g(p.size());
+  const ParamTable t = small_param_table();
+  std::vector<float> p = normal_values(t.total(), 0.5f, 3), g(p.size());
   AdamW opt;
   const std::vector<ParamGrad> pg = flat_param_grads(t, p, g);
   for (int s = 1; s <= 3; ++s) {
-    const std::vector<float> gs = randoms(t.total(), 0.1f, uint64_t(s));
+    const std::vector<float> gs = normal_values(t.total(), 0.1f, uint64_t(s));
     std::copy(gs.begin(), gs.end(), g.begin());
     clip_grad_norm(pg, 1.0);
     opt.step(pg, 1e-2);
@@ -219,6 +203,33 @@ TEST_F(ShardedCheckpoint, AShardFileOfAnotherJobIsRefusedNamingIt) {
     EXPECT_NE(e.find("step-1/optim-1-of-2.h5: written by another save"), std::string::npos) << e;
   EXPECT_NE(error_of([&] { TrainCheckpointStore(dir("a")).load_latest(); }).find("optim-1-of-2.h5: written by another save"),
             std::string::npos);
+}
+
+// 5 floats over 4 ranks: shards of 2, the last rank's empty (an empty shard file).
+TEST_F(ShardedCheckpoint, AnEmptyShardSavesAndLoads) {
+  ParamTable t;
+  t.add("model.norm.weight", {5});
+  const TrainCheckpointStore store(dir(), 0);
+  std::vector<float> want_m(5);
+  dist::InprocWorld::run(4, [&](dist::Transport& tr) {
+    tr.set_timeout(std::chrono::seconds(60));
+    std::vector<float> p{1, 2, 3, 4, 5}, g{0.5f, -0.5f, 0.25f, 1, 2};
+    dist::Zero1 z(tr, t, p, g, AdamWOptions{});
+    z.reduce_gradients();
+    z.clip(0);
+    EXPECT_EQ(z.step(1e-2), "");
+    z.gather_params();
+    save_zero1(store, z, state_at(1));
+  });
+  const std::optional<TrainCheckpoint> ck = store.load_latest();
+  ASSERT_TRUE(ck);
+  ASSERT_EQ(ck->shards.size(), 4u);
+  EXPECT_EQ(ck->shards[3].m.size(), 0);
+  AdamW opt;
+  ck->restore_optimizer(opt);
+  ASSERT_NE(opt.find("model.norm.weight"), nullptr);
+  // m after one step: (1 - beta1) * g summed over 4 ranks = 0.1 * 4 g.
+  EXPECT_FLOAT_EQ(opt.find("model.norm.weight")->m[4], 0.1f * 8.f);
 }
 
 // The newest step's shard damaged: every rank falls back to the older step, together.
