@@ -55,9 +55,11 @@ model::TrainableLlama load_target(const JobConfig& job, const std::string& tdir)
   return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableLlama::load(tdir); });
 }
 
+// Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.
 SegmentSource open_data(const JobConfig& job, const TrainOptions& opt, int64_t vocab) {
-  SegmentSource data = fuses_teachers(job) ? SegmentSource::from_caches(job, opt.limit, vocab)
-                                           : SegmentSource::from_corpus(job, opt.limit, vocab);
+  SegmentSource data = !fuses_teachers(job)    ? SegmentSource::from_corpus(job, opt.limit, vocab)
+                       : job.cache.dir.empty() ? SegmentSource::from_teachers(job, opt.limit, vocab)
+                                               : SegmentSource::from_caches(job, opt.limit, vocab);
   if (data.segments() == 0) fail("{}: the corpus gives no segment to train on", job.file);
   return data;
 }
@@ -108,6 +110,7 @@ class Run {
   std::vector<ParamGrad> grads_;
   RunPosition at_;
   int64_t run_steps_ = 0, done_ = 0;  // this run's steps: at most, done
+  int64_t micro_batch_ = 0;           // micro-batches of this run so far (their ids)
   // The newest checkpoint that exists and holds this run's history: the one resumed from, then
   // each one saved. What a stopped run names, so the user is never sent to one that was not written.
   std::string last_good_;
@@ -176,8 +179,11 @@ StepTerms Run::step(const StepBatches& batches) {
 StepTerms Run::forward_backward(int64_t step, const StepBatches& batches) {
   const Packer::SegmentGetter segment = [&](int64_t i) -> const PackInput& { return data_.get(i); };
   const MicroBatchFetch fetch = [&](size_t, std::span<const int64_t> seqs) {
+    const int64_t id = micro_batch_++;
+    data_.begin_micro_batch(id, sampler_.segments(seqs));
     std::vector<PackedSequence> batch;
     for (const int64_t s : seqs) batch.push_back(sampler_.packer().build(s, segment, job_.corpus.document_mask));
+    data_.end_micro_batch(id);
     return batch;
   };
   try {
@@ -251,7 +257,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
   if (job.topology.student_ranks != 1)
     fail("{}: [topology].student_ranks = {}: this trainer is single-process (1)", job.file, job.topology.student_ranks);
-  if (fuses_teachers(job)) check_offline_caches(job, opt.require_complete_caches);
+  if (fuses_teachers(job) && !job.cache.dir.empty()) check_offline_caches(job, opt.require_complete_caches);
   const std::vector<FileLock> locks = claim_run_dirs(job, opt);
   if (!Kokkos::is_initialized()) kokkos.emplace();
   return Run(job, opt, observer).run();
