@@ -14,8 +14,8 @@ struct CmdResult {
   std::string out;
 };
 
-inline CmdResult run_fusellm(const std::string& args) {
-  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + FUSELLM_BINARY + " " + args + " 2>&1";
+// A shell command's exit code and stdout + stderr together (the command redirects 2>&1).
+inline CmdResult run_shell(const std::string& cmd) {
   CmdResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -25,6 +25,10 @@ inline CmdResult run_fusellm(const std::string& args) {
   const int st = ::pclose(p);
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+inline CmdResult run_fusellm(const std::string& args) {
+  return run_shell(std::string("OMP_NUM_THREADS=1 ") + FUSELLM_BINARY + " " + args + " 2>&1");
 }
 
 }  // namespace fusellm::testing

@@ -1,6 +1,9 @@
 #include "fusellm/train/checkpointing.hpp"
 
 #include <algorithm>
+#include <optional>
+
+#include <fmt/ranges.h>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
@@ -30,8 +33,47 @@ void check_same_data(const TrainCheckpoint& ck, const Sampler& sampler) {
          ck.path, st.data_sequences, st.data_fingerprint, sampler.sequences(), sampler.data_fingerprint());
 }
 
+// The settings that decide what the target learns from, beside the data (check_same_data): the
+// sources (by name, in order), the segments' bounds and the distillation (top-k, temperature,
+// alignment, fusion, lambda, the original's rules). A checkpoint of a job that differs in any of
+// them is another job's, whatever its directory: refused, naming the setting. Everything else
+// (the topology, the optimizer, the steps) may change on resume, with a warning.
+void check_same_job(const TrainCheckpoint& ck, const JobConfig& job) {
+  JobParseOptions o;
+  o.check_paths = false;
+  std::optional<JobConfig> was;
+  try {
+    was = parse_job(ck.state.job_toml, ck.path + " (the job it was written by)", o);
+  } catch (const Error& e) {
+    spdlog::warn("train: {}: its job does not parse under this version ({}); not compared", ck.path, e.what());
+    return;
+  }
+  std::vector<std::string> names, names_was;
+  for (const auto& s : job.sources) names.push_back(s.name);
+  for (const auto& s : was->sources) names_was.push_back(s.name);
+  const auto refuse = [&](const std::string& what, const std::string& now, const std::string& then) {
+    fail("{}: written by another job: {} is {} now, {} in the checkpoint's job; resume it with its own job, or "
+         "start afresh with another [checkpoint].dir",
+         ck.path, what, now, then);
+  };
+  if (names != names_was) refuse("[[source]] (the sources, in order)", fmt::format("{}", fmt::join(names, ", ")),
+                                 fmt::format("{}", fmt::join(names_was, ", ")));
+  if (job.corpus.max_len != was->corpus.max_len || job.corpus.margin != was->corpus.margin)
+    refuse("[corpus].max_len/margin", fmt::format("{}/{}", job.corpus.max_len, job.corpus.margin),
+           fmt::format("{}/{}", was->corpus.max_len, was->corpus.margin));
+  if (!(job.distill == was->distill)) {
+    const auto section = [](const JobConfig& j) {
+      const std::string t = j.to_toml();
+      const size_t b = t.find("[distill]");
+      return b == std::string::npos ? std::string() : t.substr(b, t.find("\n[", b + 1) - b);
+    };
+    refuse("[distill]", section(job), section(*was));
+  }
+}
+
 Resumed restore_position(const TrainCheckpoint& ck, const JobConfig& job, const LrSchedule& sched, Sampler& sampler) {
   const TrainState& st = ck.state;
+  check_same_job(ck, job);
   if (!(st.schedule == sched))
     spdlog::warn("train: {}: the checkpoint's schedule ({} steps, warmup {}) differs from the job's ({} steps, "
                  "warmup {}); continuing with the job's",

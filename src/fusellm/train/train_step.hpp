@@ -8,7 +8,8 @@
 //     CE, FuseLLM eq. 3-4); the fused classifier (lambda CLM + (1 - lambda) Fusion, eq. 5, mean
 //     over the sequence's labelled positions) writes dL/dz into the logits, which are scaled by
 //     1 / (sequences in the whole step), so the step's loss is the mean of its sequences' losses;
-//   backward, accumulating into the parameters' gradients.
+//   backward into zeroed gradients, added to the earlier micro-batches' (g = (g_0 + g_1) + g_2 ...,
+//   as torch accumulates .grad; one micro-batch per data-parallel student then sums the same);
 //
 // It zeroes the gradients first and leaves the step's gradient in the model: reducing it across
 // ranks, clipping and the update are the caller's (trainer.cpp), as is anything that needs the

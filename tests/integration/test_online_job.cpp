@@ -1,0 +1,163 @@
+// The MPI job (issue 11) against the single-process runs, on the shipped tiny job: the same 20
+// steps run (a) offline from caches in one process, (b) online in one process, and under mpirun
+// (c) with two teacher groups and two students (-np 4), (d) with two replicas of one source
+// (-np 5), and (e) with one student (-np 3). Every run trains on the same fused targets (their
+// dumps hold the same sequences and target rows per step) and ends with the same weights:
+//
+//   (a) = (b) = (e) bit for bit: the same arithmetic (one student's ZeRO-1 is the single-process
+//       update; the rows are the same bytes whether read from a cache, computed in process or
+//       received);
+//   (c), (d) within max|w - w_1| <= 1e-6 max|w_1| per tensor: two students add the micro-batches'
+//       gradients in another association ((g1) + (g2) by the reduce-scatter instead of g1 + g2
+//       accumulated in one buffer: the backward pass adds a micro-batch's contributions into the
+//       buffer term by term), a few ulp per step that AdamW's normalized update carries into the
+//       weights at about lr x ulp (dist/zero1.hpp). Measured per tensor, relative to the tensor's
+//       largest weight: a weight near zero has no meaningful relative difference of its own.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "fusellm/core/tensor.hpp"
+#include "fusellm/io/safetensors.hpp"
+#include "run_mpi.hpp"
+
+namespace fusellm {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_fusellm;
+using testing::run_mpi;
+
+const std::string kRepo = FUSELLM_SOURCE_DIR;
+const std::string kJob = kRepo + "/jobs/tiny.toml";
+constexpr int kSteps = 20;
+constexpr int kLimit = 160;  // segments: a small corpus, several epochs' worth of steps
+
+bool demo_present() { return fs::exists(kRepo + "/examples/demo/neox/model.safetensors"); }
+
+std::string dir_of(const std::string& name) {
+  static const fs::path root = [] {
+    fs::path p = fs::temp_directory_path() / ("fusellm_mpi_job_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+  }();
+  return (root / name).string();
+}
+
+// The common arguments of a run named `name` (its own output directory).
+std::string args(const std::string& name, const std::string& extra = "") {
+  return fmt::format("train --job {} --set job.output_dir={} --max-steps {} --limit {} -q --dump {}/dump.jsonl {}", kJob,
+                     dir_of(name), kSteps, kLimit, dir_of(name), extra);
+}
+
+std::map<std::string, Tensor> weights(const std::string& name) {
+  Checkpoint ck(dir_of(name) + "/export");
+  std::map<std::string, Tensor> w;
+  for (const auto& n : ck.names()) w.emplace(n, ck.load_f32(n));
+  return w;
+}
+
+// max over tensors of max|a - b| / max|b|; 0 when bit-identical.
+double max_tensor_rel_diff(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (const auto& [n, tb] : b) {
+    const Tensor& ta = a.at(n);
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < tb.size(); ++i) {
+      d = std::max(d, double(std::fabs(ta.data()[i] - tb.data()[i])));
+      m = std::max(m, double(std::fabs(tb.data()[i])));
+    }
+    worst = std::max(worst, m > 0 ? d / m : d);
+  }
+  return worst;
+}
+
+// Per step, the set of (sequence ids, fused target rows) a run trained on, over all its ranks'
+// dumps (a student of the MPI job dumps its own micro-batches: dump.jsonl.rank<r>).
+std::map<int64_t, std::multiset<std::string>> fused_targets(const std::string& name) {
+  std::map<int64_t, std::multiset<std::string>> out;
+  for (const auto& e : fs::directory_iterator(dir_of(name))) {
+    if (e.path().filename().string().rfind("dump.jsonl", 0) != 0) continue;
+    std::ifstream f(e.path());
+    std::string line;
+    while (std::getline(f, line)) {
+      const auto j = nlohmann::json::parse(line);
+      if (!j.contains("step")) continue;
+      for (const auto& s : j["sequences"])
+        out[j["step"].get<int64_t>()].insert(nlohmann::json::array({s["ids"], s["target_ids"], s["target_probs"]}).dump());
+    }
+  }
+  return out;
+}
+
+class OnlineJob : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!demo_present()) return;
+    const std::string cache = "--set cache.dir=" + dir_of("cache");
+    for (const char* src : {"llama", "neox"}) {
+      const auto t = run_fusellm(fmt::format("teach --job {} --set job.output_dir={} {} --source {} --limit {} -q", kJob,
+                                             dir_of("offline"), cache, src, kLimit));
+      ASSERT_EQ(t.code, 0) << t.out;
+    }
+    const auto runs = std::vector<std::pair<std::string, testing::CmdResult>>{
+        {"offline", run_fusellm(args("offline", cache))},
+        {"online", run_fusellm(args("online"))},
+        {"np3", run_mpi(3, args("np3"))},
+        {"np4", run_mpi(4, args("np4", "--set topology.student_ranks=2"))},
+        {"np5", run_mpi(5, args("np5", "--set topology.student_ranks=2 --set source[1].replicas=2"))},
+    };
+    for (const auto& [name, r] : runs) outputs()[name] = r;
+  }
+  static std::map<std::string, testing::CmdResult>& outputs() {
+    static std::map<std::string, testing::CmdResult> o;
+    return o;
+  }
+  void SetUp() override {
+    if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+    for (const auto& [name, r] : outputs()) ASSERT_EQ(r.code, 0) << name << ":\n" << r.out;
+  }
+};
+
+TEST_F(OnlineJob, OnlineInOneProcessEqualsOfflineBitForBit) {
+  EXPECT_EQ(max_tensor_rel_diff(weights("online"), weights("offline")), 0.0);
+  EXPECT_EQ(fused_targets("online"), fused_targets("offline"));
+}
+
+TEST_F(OnlineJob, OneStudentUnderMpiEqualsOneProcessBitForBit) {
+  EXPECT_EQ(max_tensor_rel_diff(weights("np3"), weights("online")), 0.0);
+  EXPECT_EQ(fused_targets("np3"), fused_targets("online"));
+}
+
+TEST_F(OnlineJob, TwoStudentsAndTwoTeacherGroupsReachTheSameWeights) {
+  EXPECT_EQ(fused_targets("np4"), fused_targets("online"));
+  const double d = max_tensor_rel_diff(weights("np4"), weights("online"));
+  EXPECT_LE(d, 1e-6);
+  std::printf("np4 vs one process: max per-tensor relative difference %.3g\n", d);
+}
+
+TEST_F(OnlineJob, TwoReplicasOfOneSourceReachTheSameWeights) {
+  EXPECT_EQ(fused_targets("np5"), fused_targets("online"));
+  const double d = max_tensor_rel_diff(weights("np5"), weights("online"));
+  EXPECT_LE(d, 1e-6);
+  std::printf("np5 vs one process: max per-tensor relative difference %.3g\n", d);
+  EXPECT_NE(outputs()["np5"].out.find("source \"neox\" replica 1"), std::string::npos) << outputs()["np5"].out;
+}
+
+TEST_F(OnlineJob, EveryRankKeepsATimeline) {
+  for (int r = 0; r < 5; ++r) EXPECT_TRUE(fs::exists(fmt::format("{}/timeline/rank-{}.jsonl", dir_of("np5"), r))) << r;
+  const auto t = run_fusellm("timeline --dir " + dir_of("np5"));
+  EXPECT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find("wait_rows"), std::string::npos) << t.out;
+}
+
+}  // namespace
+}  // namespace fusellm
