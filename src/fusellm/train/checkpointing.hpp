@@ -13,7 +13,7 @@
 #include "fusellm/model/llama_train.hpp"
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
-#include "fusellm/train/sampler.hpp"
+#include "fusellm/job/sampler.hpp"
 
 namespace fusellm {
 

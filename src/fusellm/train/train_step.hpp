@@ -24,7 +24,7 @@
 #include "fusellm/data/packer.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/model/llama_train.hpp"
-#include "fusellm/train/sampler.hpp"
+#include "fusellm/job/sampler.hpp"
 
 namespace fusellm {
 

@@ -14,7 +14,7 @@
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/teach/teach.hpp"
 #include "fusellm/train/checkpointing.hpp"
-#include "fusellm/train/sampler.hpp"
+#include "fusellm/job/sampler.hpp"
 #include "fusellm/train/segment_source.hpp"
 #include "fusellm/train/train_step.hpp"
 

@@ -1,4 +1,4 @@
-#include "fusellm/train/sampler.hpp"
+#include "fusellm/job/sampler.hpp"
 
 #include <algorithm>
 #include <unordered_set>

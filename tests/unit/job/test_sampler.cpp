@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "fusellm/train/sampler.hpp"
+#include "fusellm/job/sampler.hpp"
 
 using namespace fusellm;
 

@@ -1,5 +1,5 @@
 #pragma once
-// The training schedule (DESIGN.md 2.0 and 5): which packed sequences each optimizer step trains
+// The job's training schedule (DESIGN.md 2.0 and 5): which packed sequences each optimizer step trains
 // on, in which micro-batches, and which segments each micro-batch needs. It follows from the job
 // and the segments' lengths alone, so a rank that holds no model (a teacher of the MPI job)
 // computes the same step -> micro-batch -> segments schedule as the student that trains on it.
