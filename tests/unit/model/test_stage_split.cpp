@@ -13,6 +13,7 @@
 
 #include "error_of.hpp"
 #include "fusellm/model/decoder.hpp"
+#include "unit/model/model_inputs.hpp"
 #include "fusellm/model/stage_plan.hpp"
 
 namespace fusellm {
@@ -33,15 +34,8 @@ std::vector<std::string> model_dirs() {
   return dirs;
 }
 
-std::vector<int32_t> some_ids(int64_t vocab, int64_t n) {
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % vocab);
-  return ids;
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * size_t(a.size())) == 0;
-}
+using fusellm::testing::bit_equal;
+using fusellm::testing::some_ids;
 
 // Every way to cut L layers into contiguous stages: bit i of `mask` cuts after layer i.
 std::vector<std::vector<model::LayerRange>> all_cuts(int64_t L) {
