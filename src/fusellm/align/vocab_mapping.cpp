@@ -15,6 +15,7 @@
 #include "fusellm/io/hdf5_attribute.hpp"
 #include "fusellm/io/hdf5_dataset.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
+#include "fusellm/io/xxhash64.hpp"
 #include "kokkos/vocab_mapping.hpp"
 
 namespace fusellm::align {
@@ -304,7 +305,7 @@ VocabMapping VocabMapping::load_or_build(const std::string& path, const TokenVoc
                                          int64_t source_model_vocab,
                                          std::span<const std::pair<int32_t, int32_t>> overrides,
                                          const OriginalRules& rules) {
-  if (std::filesystem::exists(path)) {
+  if (!path.empty() && std::filesystem::exists(path)) {
     VocabMapping m = load_for(path, src, tgt);
     if (m.rules != mapping_rules(rules))
       fail("{}: built under the alignment rules '{}', but the job asks for '{}'; delete it to rebuild", path,
@@ -315,8 +316,15 @@ VocabMapping VocabMapping::load_or_build(const std::string& path, const TokenVoc
     return m;
   }
   VocabMapping m = build(src, tgt, source_model_vocab, overrides, rules);
-  m.save(path);
+  if (!path.empty()) m.save(path);
   return m;
+}
+
+uint64_t VocabMapping::fingerprint() const {
+  uint64_t h = xxh64(exact.data(), exact.size() * sizeof(int32_t));
+  h = xxh64(full.data(), full.size() * sizeof(int32_t), h);
+  h = xxh64(dist.data(), dist.size() * sizeof(int32_t), h);
+  return xxh64(kind.data(), kind.size(), h);
 }
 
 MapCoverage VocabMapping::coverage() const {

@@ -68,7 +68,7 @@ class VocabMapping {
   void check(const TokenVocab& src, const TokenVocab& tgt, const std::string& where = "") const;
   static VocabMapping load_for(const std::string& path, const TokenVocab& src, const TokenVocab& tgt);
   // The cache: loads `path` if it exists and matches, else builds and saves it. A file built
-  // for other tokenizers is an error (never silently overwritten).
+  // for other tokenizers is an error (never silently overwritten). An empty path: built, not saved.
   // A file built under other rules (OriginalRules::changes_mapping) is an error too.
   static VocabMapping load_or_build(const std::string& path, const TokenVocab& src, const TokenVocab& tgt,
                                     int64_t source_model_vocab = 0,
@@ -76,6 +76,8 @@ class VocabMapping {
                                     const OriginalRules& rules = {});
 
   int64_t size() const { return int64_t(full.size()); }
+  // XXH64 of the mapping itself (exact, full, dist, kind): ranks of one job compare it at start.
+  uint64_t fingerprint() const;
   MapCoverage coverage() const;
 };
 

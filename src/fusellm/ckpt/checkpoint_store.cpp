@@ -191,24 +191,32 @@ std::vector<int64_t> CheckpointStore::complete_steps() const {
   return steps;
 }
 
-LoadedCheckpoint CheckpointStore::load(const std::string& step_dir) {
+LoadedCheckpoint CheckpointStore::load(const std::string& step_dir) { return load(step_dir, nullptr); }
+
+LoadedCheckpoint CheckpointStore::load(const std::string& step_dir, const std::function<bool(const std::string&)>& read) {
   const fs::path d(step_dir);
   if (!fs::is_directory(d)) fail("{}: no such checkpoint directory", step_dir);
   const fs::path marker = d / kMarker;
   if (!fs::exists(marker)) fail("{}: incomplete: no {} marker (its save did not finish)", step_dir, kMarker);
   const Manifest m = Manifest::parse(read_small_file(marker), step_dir);
+  LoadedCheckpoint c;
   // Every file against the manifest before HDF5 touches any of them.
   for (const DigestRecord& f : m.files) {
+    if (read && !read(f.name)) {
+      verify_file((d / f.name).string(), DigestRecord{f.name, f.size, std::nullopt});  // the size only
+      c.unread.push_back(f.name);
+      continue;
+    }
     if (!f.xxh64)
       spdlog::info("{}: the {} marker records no checksum (a checkpoint of an older fusellm): size checked only, {} is "
                    "not verified before HDF5 opens it",
                    step_dir, kMarker, f.name);
     verify_file((d / f.name).string(), f);
   }
-  LoadedCheckpoint c;
   c.path = step_dir;
   c.step = m.step;
   for (const DigestRecord& f : m.files) {
+    if (read && !read(f.name)) continue;
     const std::string file = (d / f.name).string();
     StateDict s = read_state_file(file);
     if (const int64_t step = s.values.i64("step", file); step != m.step)
@@ -218,17 +226,15 @@ LoadedCheckpoint CheckpointStore::load(const std::string& step_dir) {
   return c;
 }
 
-bool CheckpointStore::load_latest(const std::function<void(LoadedCheckpoint&&)>& use) const {
+std::vector<std::string> CheckpointStore::resume_order(std::vector<std::string>& warnings) const {
   const fs::path dir(dir_);
-  if (!fs::is_directory(dir)) return false;
+  if (!fs::is_directory(dir)) return {};
 
   std::vector<int64_t> steps;  // every step-<N> directory, complete or not
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (auto s = parse_step_name(e.path().filename().string()); s && e.is_directory()) steps.push_back(*s);
   std::sort(steps.rbegin(), steps.rend());
-
-  std::vector<std::string> warnings;
   auto warn = [&](const std::string& w) {
     spdlog::warn("{}", w);
     warnings.push_back(w);
@@ -249,13 +255,17 @@ bool CheckpointStore::load_latest(const std::function<void(LoadedCheckpoint&&)>&
   }
   for (int64_t s : steps)
     if (std::find(order.begin(), order.end(), s) == order.end()) order.push_back(s);
+  if (order.empty() && has_latest) fail("{}: `latest` exists but there is no step-<N> checkpoint directory", dir_);
+  std::vector<std::string> paths;
+  for (int64_t s : order) paths.push_back((dir / step_name(s)).string());
+  return paths;
+}
 
-  if (order.empty()) {
-    if (has_latest) fail("{}: `latest` exists but there is no step-<N> checkpoint directory", dir_);
-    return false;
-  }
-  for (int64_t s : order) {
-    const std::string path = (dir / step_name(s)).string();
+bool CheckpointStore::load_latest(const std::function<void(LoadedCheckpoint&&)>& use) const {
+  std::vector<std::string> warnings;
+  const std::vector<std::string> order = resume_order(warnings);
+  if (order.empty()) return false;
+  for (const std::string& path : order) {
     try {
       LoadedCheckpoint c = load(path);
       c.warnings = warnings;
@@ -264,7 +274,9 @@ bool CheckpointStore::load_latest(const std::function<void(LoadedCheckpoint&&)>&
       return true;
     } catch (const Error& e) {
       // e.what() starts with the checkpoint's path and says what is wrong with it.
-      warn(fmt::format("unusable checkpoint, falling back to an older one: {}", e.what()));
+      const std::string w = fmt::format("unusable checkpoint, falling back to an older one: {}", e.what());
+      spdlog::warn("{}", w);
+      warnings.push_back(w);
     }
   }
   std::string all;

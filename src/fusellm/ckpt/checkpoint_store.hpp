@@ -47,6 +47,9 @@ struct LoadedCheckpoint {
   int64_t step = 0;
   std::vector<std::pair<std::string, StateDict>> files;  // in the manifest's order
   std::vector<std::string> warnings;  // what was wrong with newer checkpoints that were skipped
+  // Files the manifest lists that the caller chose not to read (CheckpointStore::load with a
+  // filter): present with their recorded size, not verified further, not in `files`.
+  std::vector<std::string> unread;
 
   // The file of that name; Error naming the checkpoint when it has none.
   StateDict& file(const std::string& name);
@@ -98,6 +101,15 @@ class CheckpointStore {
 
   // One checkpoint directory, fully verified; Error naming what is wrong.
   static LoadedCheckpoint load(const std::string& step_dir);
+  // Only the files `read` accepts are verified and read; every other file the manifest lists is
+  // checked to exist with its recorded size and named in `unread` (a distributed job's rank reads
+  // the files it needs, and every file is verified by a rank that reads it).
+  static LoadedCheckpoint load(const std::string& step_dir, const std::function<bool(const std::string&)>& read);
+
+  // The step directories load_latest() tries, in its order: the one `latest` names, then every
+  // other step-<N>, newest first. What is wrong with `latest` is logged and appended to
+  // `warnings`. Empty when there is none; Error when `latest` exists without any.
+  std::vector<std::string> resume_order(std::vector<std::string>& warnings) const;
 
   // Steps of the directories that have a completion marker, ascending (not verified).
   std::vector<int64_t> complete_steps() const;

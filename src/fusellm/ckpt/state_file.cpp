@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <mutex>
 #include <set>
 
 #include "fusellm/core/error.hpp"
@@ -198,10 +199,16 @@ KeyValues read_values(hid_t f, const std::string& where) {
   return kv;
 }
 
+// libhdf5 may be built without thread safety (hdf5_handle.hpp), and the ranks of the in-process
+// transport (dist/inproc) are threads that write their checkpoint files at the same time: one
+// file at a time per process. An MPI rank is a process of its own, so ranks never wait on it.
+std::mutex hdf5_mutex;
+
 }  // namespace
 
 void write_state_file(const std::string& path, const StateDictRef& state) {
   const std::string& where = path;
+  std::lock_guard lock(hdf5_mutex);
   h5::ErrorSilencer quiet;
   h5::File f(h5::check_id(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), "{}: cannot create", where));
   h5::write_attr_string(f, "format", kFormat, where, kStringStyle);
@@ -222,6 +229,7 @@ void write_state_file(const std::string& path, const StateDictRef& state) {
 
 StateDict read_state_file(const std::string& path) {
   const std::string& where = path;
+  std::lock_guard lock(hdf5_mutex);
   h5::ErrorSilencer quiet;
   if (H5Fis_hdf5(path.c_str()) <= 0) fail("{}: not a readable HDF5 file (truncated or overwritten?)", where);
   h5::File f(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "{}: cannot open", where));

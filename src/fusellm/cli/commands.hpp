@@ -16,4 +16,5 @@ void add_align_compat(CLI::App& app);
 void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
+void add_timeline(CLI::App& app);
 }  // namespace fusellm::cli

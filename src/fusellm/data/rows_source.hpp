@@ -10,6 +10,7 @@
 // transport may block until the rows arrive and may drop what it has handed out; the segment source
 // keeps its own window of recent segments.
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "fusellm/data/teacher_rows.hpp"
@@ -24,6 +25,13 @@ class RowsSource {
   virtual TeacherRows rows(int64_t segment) = 0;
   // Where the rows come from, for error messages ("<cache path>", "source 'neox' (rank 3)").
   virtual std::string describe() const = 0;
+
+  // The trainer announces each micro-batch (its id in this run, and the segments its sequences
+  // are built from, in the order of first use) before it asks for their rows, and says when it
+  // is done with it: a transport receives the micro-batch's message at begin and returns a
+  // credit at end; a Teacher in process computes the segments together. A cache ignores both.
+  virtual void begin_micro_batch(int64_t /*id*/, std::span<const int64_t> /*segments*/) {}
+  virtual void end_micro_batch(int64_t /*id*/) {}
 };
 
 }  // namespace fusellm

@@ -103,7 +103,7 @@ struct JobConfig {
   int64_t grad_accum_steps() const { return train.global_batch / (train.micro_batch * topology.student_ranks); }
   // Target tokens per optimizer step (packed sequences are full).
   int64_t global_batch_tokens() const { return train.global_batch * corpus.max_len; }
-  // Ranks the MPI job needs: every teacher group, then the students.
+  // Ranks the MPI job needs: the students and every teacher group (order: dist/topology.hpp).
   int64_t world_size() const;
   const SourceConfig* find_source(std::string_view name) const;
   // Where a setting came from, for messages that send the user to it: "job.toml:12", the --set

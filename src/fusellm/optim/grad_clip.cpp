@@ -64,12 +64,16 @@ void scale_grads(std::span<const ParamGrad> params, float coef) {
   }
 }
 
-double clip_grad_norm(std::span<const ParamGrad> params, double max_norm) {
-  const double norm = std::sqrt(grad_sq_sum(params));
-  if (max_norm <= 0) return norm;
-  const double c = clip_coef(norm, max_norm);
+void clip_to_norm(std::span<const ParamGrad> params, double total_norm, double max_norm) {
+  if (max_norm <= 0) return;
+  const double c = clip_coef(total_norm, max_norm);
   // torch multiplies by the clamped coefficient even when it is 1; skipping that is exact.
   if (!(c >= 1.0)) scale_grads(params, float(c));
+}
+
+double clip_grad_norm(std::span<const ParamGrad> params, double max_norm) {
+  const double norm = std::sqrt(grad_sq_sum(params));
+  clip_to_norm(params, norm, max_norm);
   return norm;
 }
 

@@ -24,6 +24,9 @@ double grad_sq_sum(std::span<const ParamGrad> params);
 // max_norm / (total_norm + 1e-6) clamped to at most 1 (NaN stays NaN).
 double clip_coef(double total_norm, double max_norm);
 void scale_grads(std::span<const ParamGrad> params, float coef);
+// The gradients scaled as clip_grad_norm scales them for a norm found elsewhere (a data-parallel
+// rank's shard, with the norm all-reduced over the ranks). max_norm <= 0: nothing.
+void clip_to_norm(std::span<const ParamGrad> params, double total_norm, double max_norm);
 
 // The whole of clip_grad_norm_. max_norm <= 0 disables clipping (the Trainer skips the call when
 // max_grad_norm is 0); the norm is still returned.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fusellm/core/param_table.hpp"
 #include "fusellm/core/state_dict.hpp"
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
@@ -26,6 +27,15 @@ AdamWMoments adamw_moments(const AdamW& opt, const std::function<const Shape*(co
 // naming `where` when they do not pair up.
 void restore_adamw(AdamW& opt, const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v, int64_t steps,
                    const std::string& where);
+
+// AdamW's moments of [begin, end) of a flat buffer laid out by `table` (a ZeRO-1 shard, or the
+// whole buffer) as flat runs: the state of each tensor's piece in that range, keyed by the
+// tensor's name as flat_param_grads() keys it; zero where AdamW has none yet (no step taken).
+void flat_moments(const AdamW& opt, const ParamTable& table, int64_t begin, int64_t end, std::span<float> m,
+                  std::span<float> v);
+// The inverse: AdamW's state replaced by those moments, one state per piece, and the step count.
+void restore_flat_moments(AdamW& opt, const ParamTable& table, int64_t begin, int64_t end, std::span<const float> m,
+                          std::span<const float> v, int64_t steps);
 
 // The schedule as the values schedule_kind, schedule_base_lr, schedule_warmup_steps,
 // schedule_total_steps, schedule_min_lr_ratio, schedule_num_cycles (in this order), and back.

@@ -84,6 +84,7 @@ std::string cache_path_for(const JobConfig& job, const std::string& source) {
   return (fs::path(job.cache.dir) / (source + ".h5")).string();
 }
 std::string vocab_map_path_for(const JobConfig& job, const std::string& source) {
+  if (job.cache.dir.empty()) return "";  // online: built in memory, not saved
   return (fs::path(job.cache.dir) / ("vocab_map." + source + ".h5")).string();
 }
 

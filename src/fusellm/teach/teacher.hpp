@@ -79,6 +79,8 @@ class Teacher {
   const std::string& source() const { return name_; }
   bool identity() const { return identity_; }  // the source has the target's tokenizer
   int64_t k() const { return k_; }
+  // The vocabulary mapping's fingerprint (0 for an identity teacher): ranks compare it at start.
+  uint64_t mapping_fingerprint() const { return mapping_ ? mapping_->fingerprint() : 0; }
 
  private:
   void require_head(const char* what) const;

@@ -6,6 +6,7 @@
 // generator's state at the epoch's start), the schedule, the data it was written for and the job.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "fusellm/train/train_checkpoint.hpp"
@@ -34,6 +35,20 @@ struct Resumed {
 // and `job` (the run continues with these).
 std::optional<Resumed> resume_latest(const TrainCheckpointStore& store, const JobConfig& job, const LrSchedule& sched,
                                      model::TrainableLlama& model, AdamW& adamw, Sampler& sampler);
+
+// The parts of resume_latest and save_checkpoint that a ZeRO-1 run (sharded_checkpoint.hpp)
+// shares with one process:
+// The weights by name into a flat buffer laid out by `table`; Error naming the checkpoint and the
+// tensor that is missing or of another shape.
+void load_weights(const TrainCheckpoint& ck, const ParamTable& table, std::span<float> params);
+// Refuses a checkpoint of other training data (its sampler position would mean nothing).
+void check_same_data(const TrainCheckpoint& ck, const Sampler& sampler);
+// After the weights and the optimizer: warns of another schedule or job, restores the sampler,
+// logs the resume; returns where the run stands.
+Resumed restore_position(const TrainCheckpoint& ck, const JobConfig& job, const LrSchedule& sched, Sampler& sampler);
+// What a checkpoint of step at.step records besides tensors (optim_steps: AdamW's step count).
+TrainState train_state(const JobConfig& job, const LrSchedule& sched, const Sampler& sampler, const RunPosition& at,
+                       int64_t optim_steps);
 
 // Saves step `at.step` (atomically, `latest` pointed at it; see TrainCheckpointStore::save) and returns
 // its directory.

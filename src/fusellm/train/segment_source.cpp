@@ -8,7 +8,9 @@
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/segmenter.hpp"
 #include "fusellm/teach/job_tokenizers.hpp"
+#include "fusellm/teach/corpus_segments.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/teach/teacher_rows_source.hpp"
 
 namespace fusellm {
 
@@ -70,19 +72,38 @@ SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, in
   SegmentSource s;
   s.vocab_ = vocab;
   const JobTokenizers toks = JobTokenizers::load(job, false);
-  const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
-  const Segmenter seg = toks.segmenter(job);  // the stream holds a pointer to it
-  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
-  Segment g;
-  while ((limit < 0 || int64_t(s.all_.size()) < limit) && stream.next(g)) {
+  for_each_segment(job, toks, limit, [&](Segment&& g, std::vector<int32_t>&& ids) {
     PackInput p;
     p.id = g.id;
-    p.target_ids = target.encode(g.text, true).ids;
+    p.target_ids = std::move(ids);
     check_ids(p, vocab, "");
     s.lengths_.push_back(int64_t(p.target_ids.size()));
     s.all_.push_back(std::move(p));
-  }
+  });
   return s;
+}
+
+SegmentSource SegmentSource::from_teachers(const JobConfig& job, int64_t limit, int64_t vocab) {
+  const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job));
+  auto segs = std::make_shared<const CorpusSegments>(CorpusSegments::cut(job, *toks, limit));
+  std::vector<std::unique_ptr<RowsSource>> sources;
+  std::vector<std::string> names;
+  for (const auto& src : job.sources) {
+    auto teacher = std::make_unique<Teacher>(job, src.name, toks, vocab_map_path_for(job, src.name));
+    sources.push_back(std::make_unique<TeacherRowsSource>(std::move(teacher), segs->segments));
+    names.push_back(src.name);
+  }
+  SegmentSource s = from_rows(segs->lengths, std::move(names), std::move(sources), vocab);
+  s.keep_alive_ = segs;
+  return s;
+}
+
+void SegmentSource::begin_micro_batch(int64_t id, std::span<const int64_t> segments) {
+  for (auto& src : sources_) src->begin_micro_batch(id, segments);
+}
+
+void SegmentSource::end_micro_batch(int64_t id) {
+  for (auto& src : sources_) src->end_micro_batch(id);
 }
 
 const PackInput& SegmentSource::get(int64_t i) {

@@ -31,6 +31,9 @@ class SegmentSource {
   // target id is checked against it).
   static SegmentSource from_caches(const JobConfig& job, int64_t limit, int64_t vocab);
   static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab);
+  // Online in one process: each source's Teacher run here, on the segments cut from the corpus
+  // (teach/teacher_rows_source.hpp).
+  static SegmentSource from_teachers(const JobConfig& job, int64_t limit, int64_t vocab);
   // Segments 0 .. lengths.size() - 1 of `lengths` target tokens each, their rows read from
   // `sources` (named `names`, in job order).
   static SegmentSource from_rows(std::vector<int64_t> lengths, std::vector<std::string> names,
@@ -42,10 +45,14 @@ class SegmentSource {
   // Segment i (0 <= i < segments()); the reference stays valid for the next `keep - 1` calls.
   const PackInput& get(int64_t i);
   int64_t reads() const { return reads_; }  // segments read from the caches so far
+  // Passed on to every rows source (RowsSource::begin_micro_batch / end_micro_batch).
+  void begin_micro_batch(int64_t id, std::span<const int64_t> segments);
+  void end_micro_batch(int64_t id);
 
   static constexpr size_t keep = 64;
 
  private:
+  std::shared_ptr<const void> keep_alive_;  // what the rows sources read (from_teachers: the segments)
   std::vector<std::unique_ptr<RowsSource>> sources_;
   std::vector<std::string> names_;
   std::vector<int64_t> lengths_;

@@ -13,6 +13,11 @@
 //
 // This is, value for value and in the same order, what checkpoints held before the store was
 // reshaped, so those load unchanged (tests/fixtures/ckpt_v1).
+//
+// A ZeRO-1 checkpoint of R student ranks (sharded_checkpoint.hpp) has the same state.h5 with
+// empty optim/m and optim/v groups and three more values, optim_shards (R), optim_total (floats
+// in the flat buffer) and save_id; AdamW's moments are in the files optim-<r>-of-<R>.h5
+// (optim_shard.hpp). Both kinds load here; restore_optimizer() and moments() read either.
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -20,9 +25,11 @@
 #include <vector>
 
 #include "fusellm/ckpt/checkpoint_store.hpp"
+#include "fusellm/core/param_table.hpp"
 #include "fusellm/core/state_dict.hpp"
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
+#include "fusellm/train/optim_shard.hpp"
 
 namespace fusellm {
 
@@ -49,6 +56,11 @@ struct CheckpointContents {
   std::vector<TensorRef> optim_m;  // AdamW exp_avg by the same names
   std::vector<TensorRef> optim_v;  // AdamW exp_avg_sq
   TrainState state;
+  // A ZeRO-1 checkpoint's state.h5: the moments are in optim_shards shard files (optim_m and
+  // optim_v stay empty). 0: a single-process checkpoint, written exactly as before.
+  int optim_shards = 0;
+  int64_t optim_total = 0;
+  uint64_t save_id = 0;
 
   // Adds AdamW's moments (and step count), shaped as the model tensor of the same name when
   // there is one (add the model first), else 1-D. References the optimizer's memory.
@@ -62,12 +74,26 @@ struct TrainCheckpoint {
   TrainState state;
   std::vector<NamedTensor> model, optim_m, optim_v;  // in the order they were saved
   std::vector<std::string> warnings;  // what was wrong with newer checkpoints that were skipped
+  // A ZeRO-1 checkpoint (see above): its number of shard files and its save's id; the shard files
+  // that were read (all for CheckpointStore::load, a rank's for a filtered load), in rank order.
+  int optim_shards = 0;
+  int64_t optim_total = 0;
+  uint64_t save_id = 0;
+  std::vector<OptimShard> shards;
 
-  // From what the store loaded; Error naming the checkpoint when a part is missing.
+  // From what the store loaded; Error naming the checkpoint when a part is missing, naming the
+  // file when a shard file is missing, of another save, or cut otherwise than state.h5 says.
   static TrainCheckpoint from(LoadedCheckpoint&& c);
   const Tensor* find_model(const std::string& name) const;
-  // Sets AdamW's moments and step count from optim_m / optim_v / state.optim_steps.
+  // The layout of `model`: its tensors in the order saved (the trainer's ParamTable).
+  ParamTable model_table() const;
+  // Sets AdamW's moments and step count from optim_m / optim_v / state.optim_steps, or from the
+  // shard files (all of them read) of a ZeRO-1 checkpoint.
   void restore_optimizer(AdamW& opt) const;
+  // AdamW's moments of [begin, end) of a flat buffer laid out by `table`, from either kind: by
+  // tensor name from optim_m / optim_v, or from the shard files that overlap the range (a
+  // reshard when they are cut elsewhere). Zero before any step; Error naming the checkpoint.
+  void moments(const ParamTable& table, int64_t begin, int64_t end, std::span<float> m, std::span<float> v) const;
 };
 
 // A CheckpointStore holding the trainer's checkpoints (the same directory layout and guarantees).
@@ -80,6 +106,8 @@ class TrainCheckpointStore {
   std::optional<TrainCheckpoint> load_latest() const;
   static TrainCheckpoint load(const std::string& step_dir) { return TrainCheckpoint::from(CheckpointStore::load(step_dir)); }
   std::vector<int64_t> complete_steps() const { return store_.complete_steps(); }
+  // The store itself, for writers of several files (sharded_checkpoint.hpp).
+  const CheckpointStore& store() const { return store_; }
 
  private:
   CheckpointStore store_;

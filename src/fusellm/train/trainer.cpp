@@ -13,7 +13,10 @@
 #include "fusellm/optim/grad_clip.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/dist/start_position.hpp"
+#include "fusellm/dist/zero1.hpp"
 #include "fusellm/train/checkpointing.hpp"
+#include "fusellm/train/sharded_checkpoint.hpp"
 #include "fusellm/job/sampler.hpp"
 #include "fusellm/train/segment_source.hpp"
 #include "fusellm/train/train_step.hpp"
@@ -55,9 +58,11 @@ model::TrainableLlama load_target(const JobConfig& job, const std::string& tdir)
   return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableLlama::load(tdir); });
 }
 
+// Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.
 SegmentSource open_data(const JobConfig& job, const TrainOptions& opt, int64_t vocab) {
-  SegmentSource data = fuses_teachers(job) ? SegmentSource::from_caches(job, opt.limit, vocab)
-                                           : SegmentSource::from_corpus(job, opt.limit, vocab);
+  SegmentSource data = !fuses_teachers(job)    ? SegmentSource::from_corpus(job, opt.limit, vocab)
+                       : job.cache.dir.empty() ? SegmentSource::from_teachers(job, opt.limit, vocab)
+                                               : SegmentSource::from_caches(job, opt.limit, vocab);
   if (data.segments() == 0) fail("{}: the corpus gives no segment to train on", job.file);
   return data;
 }
@@ -81,12 +86,16 @@ void reduce_gradients(std::span<const ParamGrad> /*grads*/) {}
 // per step: sample, forward/backward, reduce, clip, update, metrics, checkpoint; then the export.
 class Run {
  public:
-  Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer);
+  Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, DataParallel* dp);
   TrainResult run();
 
  private:
+  bool root() const { return !dp_ || dp_->students->rank() == 0; }
+  void resume();
   StepTerms step(const StepBatches& batches);
-  StepTerms forward_backward(int64_t step, const StepBatches& batches);
+  StepTerms forward_backward(int64_t step, const StepBatches& mine, std::span<const int64_t> ids, int64_t sequences);
+  void sum_over_students(StepTerms& t) const;
+  double reduce_and_clip();
   void update(int64_t step, double lr);
   void save();
   void finish();
@@ -97,6 +106,7 @@ class Run {
   const JobConfig& job_;
   const TrainOptions& opt_;
   TrainObserver* observer_;
+  DataParallel* dp_;  // nullptr: one process
   const std::string tdir_;
   model::TrainableLlama model_;
   SegmentSource data_;
@@ -105,18 +115,20 @@ class Run {
   const LrSchedule sched_;
   AdamW adamw_;
   const TrainCheckpointStore store_;
-  std::vector<ParamGrad> grads_;
+  std::vector<ParamGrad> grads_;   // one process: every tensor
+  std::optional<dist::Zero1> zero1_;  // a student of the MPI job: its shard
   RunPosition at_;
   int64_t run_steps_ = 0, done_ = 0;  // this run's steps: at most, done
+  int64_t micro_batch_ = 0;           // micro-batches of this run so far (their ids)
   // The newest checkpoint that exists and holds this run's history: the one resumed from, then
   // each one saved. What a stopped run names, so the user is never sent to one that was not written.
   std::string last_good_;
   TrainResult res_;
 };
 
-Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer)
-    : job_(job), opt_(opt), observer_(observer), tdir_(target_dir(job)), model_(load_target(job, tdir_)),
-      data_(open_data(job, opt, model_.arch().vocab)),
+Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, DataParallel* dp)
+    : job_(job), opt_(opt), observer_(observer), dp_(dp), tdir_(target_dir(job)), model_(load_target(job, tdir_)),
+      data_(dp ? dp->data(model_.arch().vocab) : open_data(job, opt, model_.arch().vocab)),
       sampler_(data_.lengths(), SamplerSettings::of(job, opt.max_steps)),
       settings_(StepSettings::of(job, data_.source_names(), model_.arch().vocab)),
       sched_(schedule_of(job, sampler_.total_steps())),
@@ -126,30 +138,46 @@ Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer)
   res_.segments = data_.segments();
   res_.sequences = sampler_.sequences();
   res_.total_steps = sampler_.total_steps();
-  if (auto r = resume_latest(store_, job_, sched_, model_, adamw_, sampler_)) {
+  if (dp_)
+    zero1_.emplace(*dp_->students, model_.parameter_table(), model_.parameter_buffer(), model_.gradient_buffer(),
+                   adamw_.options());
+  else
+    for (auto& p : model_.parameters())
+      grads_.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+  resume();
+}
+
+// The newest checkpoint, if any; a student of the MPI job then tells every rank where the run
+// starts (the teachers walk the schedule from there).
+void Run::resume() {
+  std::optional<Resumed> r = zero1_ ? resume_sharded(store_, job_, sched_, *zero1_, sampler_)
+                                    : resume_latest(store_, job_, sched_, model_, adamw_, sampler_);
+  if (r) {
     last_good_ = r->path;
     at_ = r->position;
     res_.start_step = at_.step;
   }
-  for (auto& p : model_.parameters()) grads_.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+  if (dp_) dist::share_start_position(*dp_->world, dist::start_position_of(sampler_, at_.step));
 }
 
 TrainResult Run::run() {
   fs::create_directories(job_.job.output_dir);
   res_.metrics_path = (fs::path(job_.job.output_dir) / "metrics.jsonl").string();
-  Metrics metrics({res_.metrics_path, settings_.sources, settings_.fusion, job_.train.log_interval,
-                   res_.total_steps, run_steps_, model_flops_per_token(model_.arch(), job_.corpus.max_len),
-                   opt_.progress});
+  std::optional<Metrics> metrics;  // student rank 0's
+  if (root())
+    metrics.emplace(MetricsSettings{res_.metrics_path, settings_.sources, settings_.fusion, job_.train.log_interval,
+                                    res_.total_steps, run_steps_,
+                                    model_flops_per_token(model_.arch(), job_.corpus.max_len), opt_.progress});
   if (observer_) observer_->on_start({job_, tdir_, settings_.lambda, at_.step});
   while (at_.step < res_.total_steps && done_ < run_steps_) {
     const StepBatches batches = sampler_.next();
     if (batches.empty()) break;
     const StepTerms terms = step(batches);
     const bool last = at_.step >= res_.total_steps || done_ >= run_steps_;
-    metrics.record(res_.steps.back(), terms, sampler_.epoch(), done_, last);
+    if (metrics) metrics->record(res_.steps.back(), terms, sampler_.epoch(), done_, last);
     if (job_.checkpoint.interval > 0 && at_.step % job_.checkpoint.interval == 0) save();
   }
-  metrics.finish();
+  if (metrics) metrics->finish();
   finish();
   return res_;
 }
@@ -157,11 +185,20 @@ TrainResult Run::run() {
 // One optimizer step: forward and backward, reduce, clip, update; its log appended to res_.steps.
 StepTerms Run::step(const StepBatches& batches) {
   const int64_t step = at_.step + 1;  // 1-based, as logged
-  const StepTerms sum = forward_backward(step, batches);
-  reduce_gradients(grads_);
+  // The micro-batches' ids in this run; a student of the MPI job runs the ones it owns.
+  StepBatches mine;
+  std::vector<int64_t> ids;
+  for (const auto& mb : batches.micro_batches) {
+    const int64_t id = micro_batch_++;
+    if (dp_ && dp_->topology->owner_student(id) != dp_->students->rank()) continue;
+    mine.micro_batches.push_back(mb);
+    ids.push_back(id);
+  }
+  StepTerms sum = forward_backward(step, mine, ids, batches.sequences());
+  sum_over_students(sum);
   const double n = double(batches.sequences());
   const double loss = sum.loss / n, clm = sum.clm / n, fusion = sum.fusion / n;
-  const double gnorm = clip_grad_norm(grads_, job_.optim.clip);
+  const double gnorm = reduce_and_clip();
   if (!std::isfinite(gnorm)) stop(step, fmt::format("the gradient norm is {} (loss {})", gnorm, loss));
   const double lr = sched_.lr(at_.step);
   update(step, lr);
@@ -173,15 +210,38 @@ StepTerms Run::step(const StepBatches& batches) {
   return sum;
 }
 
-StepTerms Run::forward_backward(int64_t step, const StepBatches& batches) {
+// The step's loss terms over every student (each rank has its own micro-batches').
+void Run::sum_over_students(StepTerms& t) const {
+  if (!dp_) return;
+  std::array<double, 5> v{t.loss, t.clm, t.fusion, double(t.tokens), double(t.sequences)};
+  dp_->students->all_reduce(v);
+  t.loss = v[0], t.clm = v[1], t.fusion = v[2], t.tokens = int64_t(v[3]), t.sequences = int64_t(v[4]);
+}
+
+// llm.c's "reduce" and the grad norm: nothing to reduce in one process; ZeRO-1's reduce-scatter
+// into the shards, then the norm over all of them, on a student of the MPI job.
+double Run::reduce_and_clip() {
+  if (!zero1_) {
+    reduce_gradients(grads_);
+    return clip_grad_norm(grads_, job_.optim.clip);
+  }
+  zero1_->reduce_gradients();
+  return zero1_->clip(job_.optim.clip);
+}
+
+StepTerms Run::forward_backward(int64_t step, const StepBatches& mine, std::span<const int64_t> ids,
+                                int64_t sequences) {
   const Packer::SegmentGetter segment = [&](int64_t i) -> const PackInput& { return data_.get(i); };
-  const MicroBatchFetch fetch = [&](size_t, std::span<const int64_t> seqs) {
+  const MicroBatchFetch fetch = [&](size_t index, std::span<const int64_t> seqs) {
+    const int64_t id = ids[index];
+    data_.begin_micro_batch(id, sampler_.segments(seqs));
     std::vector<PackedSequence> batch;
     for (const int64_t s : seqs) batch.push_back(sampler_.packer().build(s, segment, job_.corpus.document_mask));
+    data_.end_micro_batch(id);
     return batch;
   };
   try {
-    return train_step(model_, settings_, step, batches, batches.sequences(), fetch, observer_);
+    return train_step(model_, settings_, step, mine, sequences, fetch, observer_);
   } catch (const NonFiniteLoss& e) {
     stop(step, e.what());
   }
@@ -190,7 +250,9 @@ StepTerms Run::forward_backward(int64_t step, const StepBatches& batches) {
 // AdamW at `lr`. The loss of the next step would notice overflowed weights only after this step's
 // checkpoint (and, at the last step, the export) had been written full of Inf: the update checks itself.
 void Run::update(int64_t step, double lr) {
-  if (const std::string bad = adamw_.step(grads_, lr); !bad.empty())
+  const std::string bad = zero1_ ? zero1_->step(lr) : adamw_.step(grads_, lr);
+  if (zero1_) zero1_->gather_params();
+  if (!bad.empty())
     fail("train: step {}: the update at learning rate {:g} made the weights or AdamW moments of {} Inf or NaN; "
          "stopped, no checkpoint of this step was written. Look at {} = {:g} (lower it), then {} = {:g} and {} = "
          "{:g}; {}",
@@ -199,7 +261,8 @@ void Run::update(int64_t step, double lr) {
 }
 
 void Run::save() {
-  res_.last_checkpoint = save_checkpoint(store_, job_, sched_, model_, adamw_, sampler_, at_);
+  res_.last_checkpoint = zero1_ ? save_sharded(store_, job_, sched_, *zero1_, sampler_, at_)
+                                : save_checkpoint(store_, job_, sched_, model_, adamw_, sampler_, at_);
   last_good_ = res_.last_checkpoint;
 }
 
@@ -208,7 +271,7 @@ void Run::finish() {
   if (done_ > 0 && (job_.checkpoint.interval <= 0 || at_.step % job_.checkpoint.interval != 0)) save();
   res_.end_step = at_.step;
   res_.segments_read = data_.reads();
-  if (opt_.export_dir.empty()) return;
+  if (opt_.export_dir.empty() || !root()) return;
   std::vector<SafetensorsEntry> ents;
   for (const auto& p : model_.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span(), {}});
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);
@@ -244,17 +307,17 @@ std::string target_dir(const JobConfig& job) {
   fail("{}: [target]: neither path nor a known init_from", job.file);
 }
 
-TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer) {
+TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, DataParallel* dp) {
   std::optional<Kokkos::ScopeGuard> kokkos;  // first: outlives every View below
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
-  if (job.topology.student_ranks != 1)
-    fail("{}: [topology].student_ranks = {}: this trainer is single-process (1)", job.file, job.topology.student_ranks);
-  if (fuses_teachers(job)) check_offline_caches(job, opt.require_complete_caches);
-  const std::vector<FileLock> locks = claim_run_dirs(job, opt);
+  if (fuses_teachers(job) && !job.cache.dir.empty()) check_offline_caches(job, opt.require_complete_caches);
+  // One lock per run: the MPI job's student rank 0 holds it for all ranks.
+  std::vector<FileLock> locks;
+  if (!dp || dp->students->rank() == 0) locks = claim_run_dirs(job, opt);
   if (!Kokkos::is_initialized()) kokkos.emplace();
-  return Run(job, opt, observer).run();
+  return Run(job, opt, observer, dp).run();
 }
 
 }  // namespace fusellm

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/train/data_parallel.hpp"
 #include "fusellm/train/metrics.hpp"
 #include "fusellm/train/train_observer.hpp"
 
@@ -63,8 +64,10 @@ struct TrainResult {
   std::string metrics_path;
 };
 
-// observer: called during the run (train_observer.hpp); nullptr for none.
-TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer = nullptr);
+// observer: called during the run (train_observer.hpp); nullptr for none. dp: a student rank of
+// the MPI job (data_parallel.hpp); nullptr for one process.
+TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer = nullptr,
+                  DataParallel* dp = nullptr);
 
 // Where the target checkpoint is: [target].path, or the path of the [[source]] it inits from.
 std::string target_dir(const JobConfig& job);

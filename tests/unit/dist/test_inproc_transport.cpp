@@ -93,3 +93,23 @@ TEST(InprocTransport, ARecvFromASilentPeerTimesOutNamingIt) {
 
 }  // namespace
 }  // namespace fusellm::dist
+
+// The shared Transport contract (transport_cases.hpp), the same bodies the MPI transport runs,
+// at 1, 2 and 3 ranks.
+#include "transport_cases.hpp"
+
+namespace fusellm::dist {
+namespace {
+
+void on_inproc_ranks(void (*body)(Transport&)) {
+  for (int n : {1, 2, 3})
+    InprocWorld::run(n, [body](Transport& t) {
+      t.set_timeout(std::chrono::seconds(20));
+      body(t);
+    });
+}
+
+FUSELLM_TRANSPORT_TESTS(InprocTransportContract, on_inproc_ranks)
+
+}  // namespace
+}  // namespace fusellm::dist

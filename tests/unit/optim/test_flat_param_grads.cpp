@@ -12,20 +12,13 @@
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/flat_param_grads.hpp"
 #include "fusellm/optim/grad_clip.hpp"
+#include "small_param_table.hpp"
 
 using namespace fusellm;
 
 namespace {
 
-ParamTable small_table() {
-  ParamTable t;
-  t.add("model.embed_tokens.weight", {40, 8});
-  t.add("model.layers.0.input_layernorm.weight", {8});
-  t.add("model.layers.0.self_attn.q_proj.weight", {8, 8});
-  t.add("model.layers.0.self_attn.q_proj.bias", {8});
-  t.add("lm_head.weight", {40, 8});
-  return t;
-}
+using fusellm::testing::small_param_table;
 
 std::vector<float> values(int64_t n, float scale, int seed) {
   std::vector<float> v(static_cast<size_t>(n));
@@ -36,7 +29,7 @@ std::vector<float> values(int64_t n, float scale, int seed) {
 }  // namespace
 
 TEST(FlatParamGrads, OneEntryPerTensorNamedAndDecayedAsTheTrainerDoes) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   std::vector<float> p(size_t(t.total())), g(size_t(t.total()));
   const std::vector<ParamGrad> pg = flat_param_grads(t, p, g);
   ASSERT_EQ(pg.size(), t.entries().size());
@@ -55,7 +48,7 @@ TEST(FlatParamGrads, OneEntryPerTensorNamedAndDecayedAsTheTrainerDoes) {
 }
 
 TEST(FlatParamGrads, AdamWAndClipOverTheBuffersEqualSeparateTensors) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   std::vector<float> flat_p = values(t.total(), 0.5f, 1), flat_g(size_t(t.total()));
   std::vector<std::vector<float>> sep_p, sep_g;
   for (const ParamEntry& e : t.entries())
@@ -81,7 +74,7 @@ TEST(FlatParamGrads, AdamWAndClipOverTheBuffersEqualSeparateTensors) {
 }
 
 TEST(FlatParamGrads, ShardsByOffsetRangeStepLikeTheWhole) {
-  const ParamTable t = small_table();
+  const ParamTable t = small_param_table();
   std::vector<float> whole_p = values(t.total(), 0.5f, 3), shard_p = whole_p;
   AdamW whole, rank0, rank1;
   const int64_t cut = 333;  // inside the q projection

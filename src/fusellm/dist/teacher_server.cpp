@@ -1,0 +1,108 @@
+#include "fusellm/dist/teacher_server.hpp"
+
+#include <cstring>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/dist/credit.hpp"
+#include "fusellm/dist/rows_message.hpp"
+
+namespace fusellm::dist {
+
+TeacherServer::TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<Teacher> teacher,
+                             const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline)
+    : topo_(topo), world_(world), source_(source), replica_(topo.role(world.rank()).replica),
+      teacher_(std::move(teacher)), segments_(segments), sampler_(sampler), prefetch_(prefetch),
+      timeline_(timeline), in_flight_(size_t(topo.student_ranks())) {
+  if (prefetch_ < 1) fail("[topology].prefetch = {}: a teacher needs at least one credit per student", prefetch_);
+}
+
+// The students' loop (train/trainer.cpp Run::run), step for step: the same steps, the same
+// micro-batches, the same ids (counted from 0 in this run).
+int64_t TeacherServer::serve(const ServeRange& range) {
+  int64_t id = 0, served = 0;
+  const int64_t total = sampler_.total_steps();
+  for (int64_t step = range.start_step, done = 0; step < total && done < range.steps; ++done) {
+    const StepBatches batches = sampler_.next();
+    if (batches.empty()) break;
+    ++step;
+    for (const auto& mb : batches.micro_batches) {
+      if (topo_.serving_replica(source_, id) == replica_) {
+        serve_micro_batch(id, step, mb);
+        ++served;
+      }
+      ++id;
+    }
+  }
+  drain(range.start_step + range.steps);
+  return served;
+}
+
+void TeacherServer::serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences) {
+  const int student = topo_.owner_student(id);
+  take_credit(student, step);
+  std::vector<Segment> segs;
+  for (const int64_t s : sampler_.segments(sequences)) segs.push_back(segments_.segments.at(size_t(s)));
+  std::vector<TeacherRows> rows;
+  {
+    auto t = tl().scope(Phase::teacher_forward, step);
+    rows = teacher_->rows(segs);
+  }
+  RowsMessageInfo info;
+  info.micro_batch = id;
+  info.source = source_;
+  info.sender_rank = world_.rank();
+  info.k = teacher_->k();
+  Pending p;
+  p.bytes = encode_rows(info, rows);
+  {
+    auto t = tl().scope(Phase::send, step);
+    t.bytes = int64_t(p.bytes.size());
+    p.request = world_.isend(student, Tag::rows, p.bytes);
+  }
+  sends_.push_back(std::move(p));
+  in_flight_[size_t(student)].push_back(id);
+  max_in_flight_ = std::max(max_in_flight_, int64_t(in_flight_[size_t(student)].size()));
+  reap_sends();
+}
+
+void TeacherServer::take_credit(int student, int64_t step) {
+  auto& q = in_flight_[size_t(student)];
+  // Credits already back are taken without waiting; then wait only while none is left.
+  while (!q.empty()) {
+    std::optional<std::vector<std::byte>> m;
+    if (int64_t(q.size()) >= prefetch_) {
+      auto t = tl().scope(Phase::wait_credit, step);
+      m = world_.recv(student, Tag::credit);
+    } else {
+      m = world_.try_recv(student, Tag::credit);
+      if (!m) return;
+    }
+    const int64_t got = read_credit(*m, world_.describe(student));
+    if (got != q.front())
+      fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected one for micro-batch {}",
+           world_.rank(), teacher_->source(), got, world_.describe(student), q.front());
+    q.pop_front();
+  }
+}
+
+void TeacherServer::reap_sends() {
+  while (!sends_.empty() && sends_.front().request->done()) sends_.pop_front();
+}
+
+void TeacherServer::drain(int64_t step) {
+  for (int s = 0; s < int(in_flight_.size()); ++s) {
+    auto& q = in_flight_[size_t(s)];
+    while (!q.empty()) {
+      const int64_t got = read_credit(world_.recv(s, Tag::credit), world_.describe(s));
+      if (got != q.front())
+        fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected {}", world_.rank(),
+             teacher_->source(), got, world_.describe(s), q.front());
+      q.pop_front();
+    }
+  }
+  for (auto& p : sends_) p.request->wait();
+  sends_.clear();
+  (void)step;
+}
+
+}  // namespace fusellm::dist

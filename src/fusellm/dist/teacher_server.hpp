@@ -1,0 +1,77 @@
+#pragma once
+// A teacher replica of the online job (DESIGN.md section 2; issue 11 item 2): it walks the same
+// schedule as the students (the job's Sampler, restored to the position the students resumed
+// from), and for every micro-batch its replica serves (Topology::serving_replica) it runs its
+// Teacher over the micro-batch's segments (tokenization, forward, top-k, CE, alignment, the
+// vocabulary mapping) and sends the rows to the owning student as one rows message
+// (rows_message.hpp).
+//
+// Credit-based flow control: the teacher starts with `prefetch` credits per student and spends one
+// per micro-batch it sends that student; the student returns one (a Tag::credit message holding
+// the micro-batch id) when it has consumed the micro-batch. With no credit left for the student
+// it must serve next, the teacher waits for one before it computes, so at most `prefetch`
+// micro-batches per student are in flight (computed, sent or buffered, not yet consumed) and the
+// memory of both sides stays bounded whichever side is slower. At the end it waits for every
+// credit back, so no message is left unreceived when the job ends.
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "fusellm/dist/timeline.hpp"
+#include "fusellm/dist/topology.hpp"
+#include "fusellm/dist/transport.hpp"
+#include "fusellm/job/sampler.hpp"
+#include "fusellm/teach/corpus_segments.hpp"
+#include "fusellm/teach/teacher.hpp"
+
+namespace fusellm::dist {
+
+// The part of a run every rank must agree on before the first micro-batch: where the students
+// resumed (run_start.hpp broadcasts it) and how many steps this run does.
+struct ServeRange {
+  int64_t start_step = 0;  // steps done before this run
+  int64_t steps = 0;       // steps of this run (at most; the data may end earlier)
+};
+
+class TeacherServer {
+ public:
+  // source: index of the [[source]] this rank serves (its Topology role); `segments`: the job's
+  // segments (not owned); `sampler`: restored to the run's start.
+  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<Teacher> teacher,
+                const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline = nullptr);
+
+  // Serves every micro-batch of the range this replica owns; returns the micro-batches it served.
+  int64_t serve(const ServeRange& range);
+
+  // The most micro-batches that were in flight to one student at once (the bounded-memory test).
+  int64_t max_in_flight() const { return max_in_flight_; }
+
+ private:
+  void serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences);
+  void take_credit(int student, int64_t step);  // waits for one credit from `student`
+  void reap_sends();                            // frees the buffers of completed sends
+  void drain(int64_t step);                     // every credit back
+
+  Timeline& tl() { return timeline_ ? *timeline_ : off_; }
+
+  struct Pending {
+    std::vector<std::byte> bytes;
+    std::unique_ptr<Request> request;
+  };
+
+  const Topology& topo_;
+  Transport& world_;
+  int source_, replica_;
+  std::unique_ptr<Teacher> teacher_;
+  const CorpusSegments& segments_;
+  Sampler& sampler_;
+  int64_t prefetch_;
+  Timeline* timeline_;
+  Timeline off_;  // when no timeline is kept
+  std::vector<std::deque<int64_t>> in_flight_;  // per student: micro-batch ids sent, not yet credited
+  std::deque<Pending> sends_;
+  int64_t max_in_flight_ = 0;
+};
+
+}  // namespace fusellm::dist

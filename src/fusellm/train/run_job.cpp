@@ -1,0 +1,108 @@
+#include "fusellm/train/run_job.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <optional>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/dist/rank_agreement.hpp"
+#include "fusellm/dist/rows_receiver.hpp"
+#include "fusellm/dist/start_position.hpp"
+#include "fusellm/dist/teacher_server.hpp"
+#include "fusellm/dist/topology.hpp"
+#include "fusellm/io/xxhash64.hpp"
+#include "fusellm/teach/corpus_segments.hpp"
+#include "fusellm/teach/teach.hpp"
+#include "fusellm/train/train_step.hpp"
+
+namespace fusellm {
+
+namespace {
+
+// What one rank of the MPI job holds besides its role's own objects.
+struct RankSetup {
+  const JobConfig& job;
+  const TrainOptions& opt;
+  dist::Transport& world;
+  dist::Topology topo;
+  std::unique_ptr<dist::Transport> group;
+  std::shared_ptr<const JobTokenizers> toks;
+  CorpusSegments segments;
+  dist::RankFingerprints prints;
+};
+
+uint64_t tokenizers_print(const JobTokenizers& toks) {
+  uint64_t h = 0;
+  for (const auto& f : toks.fingerprints) h = xxh64(f, h);
+  return h;
+}
+
+JobRankResult serve_as_teacher(RankSetup& s, Sampler& sampler, dist::Timeline* tl) {
+  const dist::RankRole& me = s.topo.role(s.world.rank());
+  const SourceConfig& src = s.job.sources.at(size_t(me.source));
+  std::unique_ptr<Teacher> teacher;
+  if (fuses_teachers(s.job)) {
+    teacher = std::make_unique<Teacher>(s.job, src.name, s.toks, vocab_map_path_for(s.job, src.name));
+    s.prints.mapping = teacher->mapping_fingerprint();
+  }
+  dist::agree_on_fingerprints(s.world, s.topo, s.prints);
+  const dist::StartPosition start = dist::share_start_position(s.world, {});
+  JobRankResult res;
+  res.student = false;
+  if (!teacher) return res;  // CLM only: nothing to serve
+  dist::restore_start_position(sampler, start);
+  dist::TeacherServer server(s.topo, s.world, me.source, std::move(teacher), s.segments, sampler,
+                             s.job.topology.prefetch, tl);
+  const int64_t steps = s.opt.stop_after > 0 ? s.opt.stop_after : sampler.total_steps();
+  res.served = server.serve({start.step, steps});
+  res.max_in_flight = server.max_in_flight();
+  return res;
+}
+
+JobRankResult train_as_student(RankSetup& s, TrainObserver* observer, dist::Timeline* tl) {
+  dist::agree_on_fingerprints(s.world, s.topo, s.prints);
+  DataParallel dp;
+  dp.world = &s.world;
+  dp.students = s.group.get();
+  dp.topology = &s.topo;
+  dp.timeline = tl;
+  dp.data = [&](int64_t vocab) {
+    if (!fuses_teachers(s.job)) return SegmentSource::from_corpus(s.job, s.opt.limit, vocab);
+    std::vector<std::unique_ptr<RowsSource>> sources;
+    std::vector<std::string> names;
+    for (size_t j = 0; j < s.job.sources.size(); ++j) {
+      names.push_back(s.job.sources[j].name);
+      sources.push_back(std::make_unique<dist::RowsReceiver>(s.topo, s.world, int(j), names.back(),
+                                                             s.job.distill.top_k, tl));
+    }
+    return SegmentSource::from_rows(s.segments.lengths, std::move(names), std::move(sources), vocab);
+  };
+  JobRankResult res;
+  res.train = train(s.job, s.opt, observer, &dp);
+  return res;
+}
+
+}  // namespace
+
+JobRankResult run_job(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, dist::Transport* world) {
+  if (!world || world->size() == 1) return {train(job, opt, observer), true, 0, 0};
+  if (!job.cache.dir.empty())
+    fail("{}: [cache].dir is set: the MPI job is online (teachers send their rows as it runs); run offline "
+         "training in one process, or remove [cache].dir", job.where("cache", "dir"));
+  RankSetup s{job, opt, *world, dist::Topology::of(job, world->size()), nullptr, nullptr, {}, {}};
+  s.group = s.topo.split(*world);
+  s.topo.print_rank_map(*world);
+  std::optional<Kokkos::ScopeGuard> kokkos;  // the Teacher's kernels need it
+  if (!Kokkos::is_initialized()) kokkos.emplace();
+  s.toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job, fuses_teachers(job)));
+  s.segments = CorpusSegments::cut(job, *s.toks, opt.limit);
+  Sampler sampler(s.segments.lengths, SamplerSettings::of(job, opt.max_steps));
+  s.prints.data = sampler.data_fingerprint();
+  s.prints.tokenizers = tokenizers_print(*s.toks);
+  const bool student = s.topo.role(world->rank()).role == dist::RankRole::Role::student;
+  dist::Timeline tl(job.job.output_dir, world->rank(), student ? "student" : "teacher",
+                    dist::Timeline::Clock::now());
+  return student ? train_as_student(s, observer, &tl) : serve_as_teacher(s, sampler, &tl);
+}
+
+}  // namespace fusellm
