@@ -317,11 +317,12 @@ void Binder::check_job(const JobConfig& c) const {
   for (size_t i = 0; i < c.sources.size(); ++i) {
     const SourceConfig& src = c.sources[i];
     const int64_t r = c.topology.teacher_ranks[i], per = src.replicas * src.stages;
-    if (r < 1 || r % per != 0)
+    // A replica is its stages' ranks (dist/topology.hpp), so the group is exactly replicas x stages.
+    if (r != per)
       error(first_of({at("topology", "teacher_ranks"), at("source", "replicas", i), at("source", "stages", i)}),
             fmt::format("[topology].teacher_ranks[{}], source[{}].replicas, source[{}].stages", i, i, i),
-            fmt::format("source \"{}\" has {} replicas of {} stages (one rank each), so its teacher group needs a "
-                        "positive multiple of {} ranks, found {}",
+            fmt::format("source \"{}\" has {} replicas of {} stages (one rank per stage), so its teacher group "
+                        "needs replicas x stages = {} ranks, found {}",
                         src.name, src.replicas, src.stages, per, r));
   }
 

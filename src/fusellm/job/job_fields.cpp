@@ -83,8 +83,7 @@ JobSectionTable source_table() {
                             "stages, one rank each, balanced by parameter count (the plan is printed at start), so a "
                             "source too large for one rank runs. Rows are bit-identical to one stage's. At most the "
                             "model's layer count (checked when the model is loaded). A replica is then `stages` "
-                            "ranks: `[topology].teacher_ranks` of the source is a positive multiple of "
-                            "`replicas x stages`."),
+                            "ranks: `[topology].teacher_ranks` of the source is `replicas x stages`."),
       config::path_field("tokenizer", &S::tokenizer,
                          "Directory (or file) holding the source's `tokenizer.json` / `tokenizer.model`.")
           .defaults_to("= `path`"),
@@ -178,7 +177,7 @@ JobSectionTable train_table() {
 JobField teacher_ranks_field() {
   JobField f{"teacher_ranks", Value::Kind::Array, "integer or [integer, ...]", "each source's `replicas x stages`",
              "Ranks per teacher group, one entry per `[[source]]` in order. A single integer applies to every "
-             "source. Each entry must be a positive multiple of that source's `replicas x stages`."};
+             "source. Each entry must be that source's `replicas x stages` (a replica is one rank per pipeline stage)."};
   f.set = [](JobConfig& c, size_t, const Value& v, const config::SetContext&) {
     std::vector<int64_t> r;
     if (v.kind == Value::Kind::Integer) {
