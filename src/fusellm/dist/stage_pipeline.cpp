@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
 #include "fusellm/dist/hidden_message.hpp"
@@ -44,7 +46,7 @@ StagePipeline::StagePipeline(const JobConfig& job, const std::string& source,
 
 StagePipeline::~StagePipeline() {
   try {
-    flush();
+    for (; !sends_.empty(); sends_.pop_front()) sends_.front().request->wait();
   } catch (const std::exception& e) {
     spdlog::error("{}: sends in flight did not complete: {}", where(), e.what());
   }
@@ -55,17 +57,43 @@ std::string StagePipeline::where() const {
                      transport_ ? fmt::format(" ({})", transport_->describe(transport_->rank())) : "");
 }
 
-void StagePipeline::send(std::vector<std::byte> bytes) {
+void StagePipeline::reap_sends() {
   while (!sends_.empty() && sends_.front().request->done()) sends_.pop_front();
-  while (int64_t(sends_.size()) >= opt_.window) {
-    sends_.front().request->wait();
-    sends_.pop_front();
+}
+
+void StagePipeline::send(int64_t segment, std::vector<std::byte> bytes) {
+  while (!uncredited_.empty() && take_credit(false)) {
   }
+  while (int64_t(uncredited_.size()) >= opt_.window) take_credit(true);
+  reap_sends();
   Send& s = sends_.emplace_back(Send{std::move(bytes), nullptr});
   s.request = transport_->isend(transport_->rank() + 1, Tag::hidden, s.bytes);
+  uncredited_.push_back(segment);
+}
+
+bool StagePipeline::take_credit(bool wait) {
+  const int from = transport_->rank() + 1;
+  const std::optional<std::vector<std::byte>> b =
+      wait ? std::optional(transport_->recv(from, Tag::credit)) : transport_->try_recv(from, Tag::credit);
+  if (!b) return false;
+  int64_t id = -1;
+  if (b->size() == sizeof(id)) std::memcpy(&id, b->data(), sizeof(id));
+  if (id != uncredited_.front())
+    fail("a credit from {} ({} bytes) for segment {}, expected one for segment {}", transport_->describe(from),
+         b->size(), id, uncredited_.front());
+  uncredited_.pop_front();
+  return true;
+}
+
+void StagePipeline::give_credit(int64_t segment) {
+  reap_sends();
+  Send& s = sends_.emplace_back(Send{std::vector<std::byte>(sizeof(segment)), nullptr});
+  std::memcpy(s.bytes.data(), &segment, sizeof(segment));
+  s.request = transport_->isend(transport_->rank() - 1, Tag::credit, s.bytes);
 }
 
 void StagePipeline::flush() {
+  while (!uncredited_.empty()) take_credit(true);
   for (; !sends_.empty(); sends_.pop_front()) sends_.front().request->wait();
 }
 
@@ -93,12 +121,13 @@ std::vector<TeacherRows> StagePipeline::run_segments(std::span<const Segment> se
       const int from = transport_->rank() - 1;
       HiddenMessage msg = unpack_hidden(transport_->recv(from, Tag::hidden), seg.id, m.arch().hidden,
                                         transport_->describe(from));
+      give_credit(seg.id);
       tokens = std::move(msg.tokens);
       hidden = std::move(msg.hidden);
     }
     m.layers(hidden, r.first, r.last);
     if (!last()) {
-      send(pack_hidden(seg.id, tokens, hidden));
+      send(seg.id, pack_hidden(seg.id, tokens, hidden));
       continue;
     }
     scored.push_back(teacher_->score(std::move(tokens), m.head(hidden)));

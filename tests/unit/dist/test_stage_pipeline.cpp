@@ -97,10 +97,14 @@ std::vector<TeacherRows> pipelined(const std::string& source, int64_t stages, in
     EXPECT_EQ(p.stages(), stages);
     for (const auto& b : batches()) {
       std::vector<TeacherRows> rows = p.run(b);
-      EXPECT_LE(p.in_flight(), 2);
+      EXPECT_LE(p.in_flight(), 2);  // the window: messages without their credit
       EXPECT_EQ(rows.size(), p.last() ? b.size() : 0);
       for (auto& r : rows) out.push_back(std::move(r));  // one rank (the last stage) writes
     }
+    p.flush();
+    EXPECT_EQ(p.in_flight(), 0);
+    if (!p.last()) EXPECT_FALSE(t.try_recv(t.rank() + 1, Tag::credit));  // no message left behind
+    if (p.stage() > 0) EXPECT_FALSE(t.try_recv(t.rank() - 1, Tag::hidden));
   });
   return out;
 }
