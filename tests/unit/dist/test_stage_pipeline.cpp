@@ -5,82 +5,25 @@
 // start at rank 0; the hidden-state message refuses what is not the expected segment's; a source
 // with more stages than layers is refused naming the setting.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "error_of.hpp"
 #include "kokkos_thread.hpp"
-#include "fusellm/data/corpus.hpp"
+#include "unit/dist/stage_cases.hpp"
 #include "fusellm/dist/hidden_message.hpp"
 #include "fusellm/dist/inproc/inproc_transport.hpp"
 #include "fusellm/dist/stage_pipeline.hpp"
-#include "fusellm/job/job_config.hpp"
-#include "fusellm/teach/job_tokenizers.hpp"
-#include "fusellm/teach/teacher.hpp"
 
 #define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << "message: " << (msg)
 
 namespace fusellm::dist {
 namespace {
 
-namespace fs = std::filesystem;
 using fusellm::testing::error_of;
-const std::string kTiny = FUSELLM_SOURCE_DIR "/jobs/tiny.toml";
-
-// The tiny job, its tokenizers, its first segments and a directory for the vocabulary maps.
-struct Fixture {
-  fs::path dir = fs::temp_directory_path() / ("fusellm_stages_" + std::to_string(::getpid()));
-  JobConfig job = load_job(kTiny);
-  std::shared_ptr<const JobTokenizers> toks = std::make_shared<JobTokenizers>(JobTokenizers::load(job));
-  std::vector<Segment> segments;
-  Fixture() {
-    fs::create_directories(dir);
-    const Segmenter seg = toks->segmenter(job);
-    SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
-    for (Segment s; segments.size() < 5 && stream.next(s);) segments.push_back(s);
-  }
-  ~Fixture() { fs::remove_all(dir); }
-  std::string vocab_map(const std::string& source) const { return (dir / ("vocab_map." + source + ".h5")).string(); }
-  // The job with [[source]] `source` in `stages` stages (and teacher ranks to match).
-  JobConfig staged(const std::string& source, int64_t stages) const {
-    JobParseOptions o;
-    o.overrides = {fmt::format("source[{}].stages={}", source == "llama" ? 0 : 1, stages)};
-    return load_job(kTiny, o);
-  }
-};
-
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
-
-// Micro-batches of the segments: calls of 2, 2 and 1 (each one alignment batch).
-std::vector<std::span<const Segment>> batches() {
-  const std::span<const Segment> all = fx().segments;
-  return {all.subspan(0, 2), all.subspan(2, 2), all.subspan(4)};
-}
-
-void expect_same(const TeacherRows& a, const TeacherRows& b) {
-  EXPECT_EQ(a.segment, b.segment);
-  EXPECT_EQ(a.doc, b.doc);
-  EXPECT_EQ(a.piece, b.piece);
-  EXPECT_EQ(a.k, b.k);
-  EXPECT_EQ(a.target_ids, b.target_ids);
-  EXPECT_EQ(a.status, b.status);
-  EXPECT_EQ(a.ids, b.ids);
-  EXPECT_EQ(a.probs, b.probs);  // fp16 bits
-  EXPECT_EQ(std::memcmp(&a.ce, &b.ce, sizeof(double)), 0) << a.ce << " vs " << b.ce;
-  EXPECT_EQ(a.ce_tokens, b.ce_tokens);
-  EXPECT_EQ(a.source_tokens, b.source_tokens);
-  EXPECT_EQ(a.bytes, b.bytes);
-  ASSERT_EQ(a.position_ce.size(), b.position_ce.size());
-  EXPECT_EQ(std::memcmp(a.position_ce.data(), b.position_ce.data(), sizeof(float) * a.position_ce.size()), 0);
-}
+using namespace stage_cases;
 
 // The source in `stages` stages on ranks [first, first + stages) of a world of first + stages
 // ranks (rank < first: idle); the last stage's rows of every batch, in order.
@@ -114,12 +57,7 @@ class StagePipelineTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(StagePipelineTest, StagesGiveTheRowsOfOneTeacher) {
   const std::string source = GetParam();
   ASSERT_EQ(fx().segments.size(), 5u);
-  std::vector<TeacherRows> want;
-  {
-    const Teacher one(fx().job, source, fx().toks, fx().vocab_map(source));
-    for (const auto& b : batches())
-      for (auto& r : one.rows(b)) want.push_back(std::move(r));
-  }
+  const std::vector<TeacherRows> want = reference_rows(source);
   for (const auto& [stages, first] : {std::pair{1, 0}, {2, 0}, {3, 0}, {2, 1}}) {
     SCOPED_TRACE(fmt::format("{} in {} stages from rank {}", source, stages, first));
     const std::vector<TeacherRows> got = pipelined(source, stages, first);
