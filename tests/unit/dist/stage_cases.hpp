@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "teacher_rows_same.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/teach/job_tokenizers.hpp"
@@ -54,22 +55,7 @@ inline std::vector<std::span<const Segment>> batches() {
   return {all.subspan(0, 2), all.subspan(2, 2), all.subspan(4)};
 }
 
-inline void expect_same(const TeacherRows& a, const TeacherRows& b) {
-  EXPECT_EQ(a.segment, b.segment);
-  EXPECT_EQ(a.doc, b.doc);
-  EXPECT_EQ(a.piece, b.piece);
-  EXPECT_EQ(a.k, b.k);
-  EXPECT_EQ(a.target_ids, b.target_ids);
-  EXPECT_EQ(a.status, b.status);
-  EXPECT_EQ(a.ids, b.ids);
-  EXPECT_EQ(a.probs, b.probs);  // fp16 bits
-  EXPECT_EQ(std::memcmp(&a.ce, &b.ce, sizeof(double)), 0) << a.ce << " vs " << b.ce;
-  EXPECT_EQ(a.ce_tokens, b.ce_tokens);
-  EXPECT_EQ(a.source_tokens, b.source_tokens);
-  EXPECT_EQ(a.bytes, b.bytes);
-  ASSERT_EQ(a.position_ce.size(), b.position_ce.size());
-  EXPECT_EQ(std::memcmp(a.position_ce.data(), b.position_ce.data(), sizeof(float) * a.position_ce.size()), 0);
-}
+using fusellm::testing::expect_same_rows;
 
 // One Teacher's rows of the batches, in order (what every stage count must give).
 inline std::vector<TeacherRows> reference_rows(const std::string& source) {

@@ -37,7 +37,7 @@ TEST_P(MpiStagePipeline, StagesGiveTheRowsOfOneTeacher) {
   }
   const std::vector<TeacherRows> want = reference_rows(source);
   ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) expect_same(got[i], want[i]);
+  for (size_t i = 0; i < got.size(); ++i) expect_same_rows(got[i], want[i]);
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyJob, MpiStagePipeline, ::testing::Values("llama", "neox"));

@@ -62,7 +62,7 @@ TEST_P(StagePipelineTest, StagesGiveTheRowsOfOneTeacher) {
     SCOPED_TRACE(fmt::format("{} in {} stages from rank {}", source, stages, first));
     const std::vector<TeacherRows> got = pipelined(source, stages, first);
     ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i) expect_same(got[i], want[i]);
+    for (size_t i = 0; i < got.size(); ++i) expect_same_rows(got[i], want[i]);
   }
 }
 
