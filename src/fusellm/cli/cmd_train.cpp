@@ -14,6 +14,9 @@
 #include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/dist/mpi/mpi_session.hpp"
+#include "fusellm/dist/mpi/mpi_transport.hpp"
+#include "fusellm/train/run_job.hpp"
 #include "fusellm/train/step_dump.hpp"
 #include "fusellm/train/trainer.hpp"
 
@@ -61,9 +64,28 @@ void add_train(CLI::App& app) {
     opt.progress = !o->quiet;
     if (!o->no_export)
       opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
+    // Under mpirun/srun: one rank of the MPI job (train/run_job.hpp). A rank that fails ends the
+    // whole job at once (MPI_Abort), so no other rank waits for it.
+    const auto session = dist::mpi::MpiSession::if_launched();
+    std::unique_ptr<dist::Transport> world;
+    if (session && session->world_size() > 1) {
+      world = dist::mpi::MpiTransport::world();
+      world->set_timeout(std::chrono::seconds(600));
+    }
+    const int rank = world ? world->rank() : 0;
     std::optional<StepDump> dump;
-    if (!o->dump.empty()) dump.emplace(o->dump);
-    const TrainResult r = train(job, opt, dump ? &*dump : nullptr);
+    if (!o->dump.empty()) dump.emplace(rank == 0 ? o->dump : fmt::format("{}.rank{}", o->dump, rank));
+    JobRankResult jr;
+    try {
+      jr = run_job(job, opt, dump ? &*dump : nullptr, world.get());
+    } catch (const std::exception& e) {
+      if (!world) throw;
+      std::fprintf(stderr, "fusellm: error: rank %d: %s\n", rank, e.what());
+      std::fflush(stderr);
+      dist::mpi::MpiSession::abort(1);
+    }
+    if (rank != 0) return;
+    const TrainResult& r = jr.train;
     std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
                 (long long)r.start_step, (long long)r.end_step, (long long)r.total_steps, (long long)r.segments,
                 (long long)r.sequences);
