@@ -315,13 +315,15 @@ void Binder::check_job(const JobConfig& c) const {
           fmt::format("has {} entries but the job has {} [[source]] (one per source, in order)",
                       c.topology.teacher_ranks.size(), c.sources.size()));
   for (size_t i = 0; i < c.sources.size(); ++i) {
-    const int64_t r = c.topology.teacher_ranks[i], rep = c.sources[i].replicas;
-    if (r < 1 || r % rep != 0)
-      error(first_of({at("topology", "teacher_ranks"), at("source", "replicas", i)}),
-            fmt::format("[topology].teacher_ranks[{}], source[{}].replicas", i, i),
-            fmt::format("source \"{}\" has {} replicas, so its teacher group needs a positive multiple of {} ranks, "
-                        "found {}",
-                        c.sources[i].name, rep, rep, r));
+    const SourceConfig& src = c.sources[i];
+    const int64_t r = c.topology.teacher_ranks[i], per = src.replicas * src.stages;
+    // A replica is its stages' ranks (dist/topology.hpp), so the group is exactly replicas x stages.
+    if (r != per)
+      error(first_of({at("topology", "teacher_ranks"), at("source", "replicas", i), at("source", "stages", i)}),
+            fmt::format("[topology].teacher_ranks[{}], source[{}].replicas, source[{}].stages", i, i, i),
+            fmt::format("source \"{}\" has {} replicas of {} stages (one rank per stage), so its teacher group "
+                        "needs replicas x stages = {} ranks, found {}",
+                        src.name, src.replicas, src.stages, per, r));
   }
 
   const int64_t per_step = c.train.micro_batch * c.topology.student_ranks;

@@ -49,6 +49,7 @@ struct SourceConfig {
   std::string name;
   std::string path;
   int64_t replicas = 1;
+  int64_t stages = 1;     // pipeline stages per replica (ranks per replica)
   std::string tokenizer;  // resolved; defaults to path
   bool operator==(const SourceConfig&) const = default;
 };
@@ -71,7 +72,7 @@ struct TrainConfig {
 };
 
 struct TopologyConfig {
-  std::vector<int64_t> teacher_ranks;  // one per source; default: each source's replicas
+  std::vector<int64_t> teacher_ranks;  // one per source; default: each source's replicas x stages
   int64_t student_ranks = 1;
   int64_t prefetch = 2;
   bool operator==(const TopologyConfig&) const = default;

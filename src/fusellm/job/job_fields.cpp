@@ -78,6 +78,12 @@ JobSectionTable source_table() {
           .defaults_to("required"),
       config::integer_field("replicas", &S::replicas, 1,
                             "Data-parallel copies of this teacher. Each copy serves different micro-batches."),
+      config::integer_field("stages", &S::stages, 1,
+                            "Pipeline stages of each replica: the source's layers cut into this many contiguous "
+                            "stages, one rank each, balanced by parameter count (the plan is printed at start), so a "
+                            "source too large for one rank runs. Rows are bit-identical to one stage's. At most the "
+                            "model's layer count (checked when the model is loaded). A replica is then `stages` "
+                            "ranks: `[topology].teacher_ranks` of the source is `replicas x stages`."),
       config::path_field("tokenizer", &S::tokenizer,
                          "Directory (or file) holding the source's `tokenizer.json` / `tokenizer.model`.")
           .defaults_to("= `path`"),
@@ -169,9 +175,9 @@ JobSectionTable train_table() {
 
 // [topology].teacher_ranks: an integer for every source, or one entry per source.
 JobField teacher_ranks_field() {
-  JobField f{"teacher_ranks", Value::Kind::Array, "integer or [integer, ...]", "each source's `replicas`",
+  JobField f{"teacher_ranks", Value::Kind::Array, "integer or [integer, ...]", "each source's `replicas x stages`",
              "Ranks per teacher group, one entry per `[[source]]` in order. A single integer applies to every "
-             "source. Each entry must be a positive multiple of that source's `replicas`."};
+             "source. Each entry must be that source's `replicas x stages` (a replica is one rank per pipeline stage)."};
   f.set = [](JobConfig& c, size_t, const Value& v, const config::SetContext&) {
     std::vector<int64_t> r;
     if (v.kind == Value::Kind::Integer) {
@@ -213,7 +219,7 @@ JobSectionTable topology_table() {
   t.fields.insert(t.fields.begin(), teacher_ranks_field());
   t.finish = [](JobConfig& c, size_t, const config::FieldOrigins& o, const std::string&) {
     if (!o.is_set("topology", "teacher_ranks"))
-      for (const auto& s : c.sources) c.topology.teacher_ranks.push_back(s.replicas);
+      for (const auto& s : c.sources) c.topology.teacher_ranks.push_back(s.replicas * s.stages);
   };
   return t;
 }

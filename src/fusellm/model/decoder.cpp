@@ -17,8 +17,13 @@ struct SequenceLayout {
   std::vector<int32_t> doc_start, pos, doc_len;
 };
 
-SequenceLayout layout_sequence(const Arch& a, std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
-  const int64_t T = int64_t(ids.size());
+void check_ids(const Arch& a, std::span<const int32_t> ids) {
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] < 0 || ids[t] >= a.vocab)
+      fail("forward: token id {} at position {} is outside the vocabulary [0, {})", ids[t], t, a.vocab);
+}
+
+SequenceLayout layout_sequence(const Arch& a, int64_t T, std::span<const int32_t> doc_ids) {
   if (!doc_ids.empty() && int64_t(doc_ids.size()) != T)
     fail("forward: {} doc_ids for {} tokens (expected one per token, or none)", doc_ids.size(), T);
   SequenceLayout s;
@@ -26,8 +31,6 @@ SequenceLayout layout_sequence(const Arch& a, std::span<const int32_t> ids, std:
   s.pos.resize(size_t(T));
   s.doc_len.resize(size_t(T));
   for (int64_t t = 0; t < T; ++t) {
-    if (ids[t] < 0 || ids[t] >= a.vocab)
-      fail("forward: token id {} at position {} is outside the vocabulary [0, {})", ids[t], t, a.vocab);
     const bool new_doc = t == 0 || (!doc_ids.empty() && doc_ids[t] != doc_ids[t - 1]);
     if (t > 0 && !doc_ids.empty() && doc_ids[t] < doc_ids[t - 1])
       fail("forward: doc_ids must be non-decreasing, found {} after {} at position {}", doc_ids[t], doc_ids[t - 1], t);
@@ -57,11 +60,11 @@ void check_trainable(const Arch& a) {
   if (a.rope.rotary_dim != a.head_dim) fail("{}: training needs full-width rotary embeddings", a.model_type);
 }
 
-Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend)
-    : arch_(std::move(arch)), backend_(&backend), params_(plan_decoder_params(arch_, ck)) {
+Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerRange range)
+    : arch_(std::move(arch)), backend_(&backend), params_(plan_decoder_params(arch_, ck)), range_(range.of(arch_.layers)) {
   const Arch& a = arch_;
   weights_.resize(size_t(params_.table.total()));
-  load_decoder_params(a, params_, ck, weights_);
+  load_decoder_params(a, params_, ck, weights_, range_);
   if (a.pos == PosKind::ALiBi) alibi_ = alibi_slopes(a.heads, a.alibi_bias_max);
   info_.family = a.family;
   info_.model_type = a.model_type;
@@ -97,15 +100,62 @@ void Decoder::norm(ConstMatView x, const Region& w, const Region& b, MatView y) 
 }
 
 // One forward pass's buffers: the residual stream X, the norm output XN, and the per-layer
-// activations (kept ones in `save`, the others in the workspace).
+// activations (kept ones in `save`, the others in the workspace), and its sequence.
 struct Decoder::Pass {
   int64_t T = 0;
-  std::span<const int32_t> doc_start;
-  const RopeTable* rope = nullptr;
+  SequenceLayout seq;
+  RopeTable rope;
   MatView X, XN, QKV, ATT, MLP, H;
-  Workspace* ws = nullptr;
+  std::unique_ptr<Backend::PassScope> scope;
+  std::unique_lock<std::mutex> lock;
+  Workspace private_workspace;
   SavedActivations* save = nullptr;
 };
+
+// Lays out the sequence and the buffers; the residual stream is `x` [T, hidden] (nullptr: the
+// workspace's). The workspace is this decoder's unless a concurrent pass holds it.
+void Decoder::open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, float* x, SavedActivations* save) const {
+  const Arch& a = arch_;
+  p.T = T;
+  p.seq = layout_sequence(a, T, doc_ids);
+  p.scope = backend_->begin_pass();
+  if (a.pos == PosKind::Rotary) p.rope = rope_table(a.rope, p.seq.pos, p.seq.doc_len);
+  p.lock = std::unique_lock(workspace_mutex_, std::try_to_lock);
+  Workspace& ws = p.lock.owns_lock() ? workspace_ : p.private_workspace;
+  const int64_t Hd = a.hidden, nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
+  p.X = x ? MatView{x, T, Hd, Hd} : buffer(ws.x, T, Hd);
+  p.XN = buffer(ws.xn, T, Hd);
+  p.save = save;
+  if (save) {
+    save->layers.resize(size_t(a.layers));
+    p.H = buffer(ws.h, T, I);
+  } else {
+    p.QKV = buffer(ws.qkv, T, nqkv), p.ATT = buffer(ws.att, T, a.heads * a.head_dim);
+    p.MLP = buffer(ws.mlp, T, a.gated_mlp ? 2 * I : I);
+  }
+}
+
+void Decoder::embed_into(Pass& p, std::span<const int32_t> ids) const {
+  const std::span<const float> W = weights_;
+  const DecoderRegions& R = params_.regions;
+  backend_->embed(ids, mat(W, R.embed), p.seq.pos, R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
+}
+
+void Decoder::head_into(Pass& p, Tensor& logits) const {
+  const std::span<const float> W = weights_;
+  const DecoderRegions& R = params_.regions;
+  norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
+  // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
+  // over the largest matrix of the forward pass.
+  backend_->linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), p.T, arch_.vocab, arch_.vocab},
+                   /*accumulate=*/true);
+}
+
+void Decoder::require_range(const char* what, int64_t first, int64_t last) const {
+  if (first < range_.first || last > range_.last || first > last)
+    fail("{}: layers [{}, {}) are not within the layers [{}, {}) this decoder holds (of {})", what, first, last,
+         range_.first, range_.last, arch_.layers);
+}
 
 void Decoder::layer_forward(Pass& p, int64_t l) const {
   const Arch& a = arch_;
@@ -122,8 +172,8 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   norm(p.X, L.attn_norm_w, L.attn_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.qkv), vec(W, L.qkv_b), p.QKV, false);
   if (a.clip_qkv > 0) be.clamp(p.QKV, float(a.clip_qkv));
-  if (a.pos == PosKind::Rotary) be.apply_rope(*p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
-  be.causal_attention(p.QKV, p.doc_start, attention_shape(l), p.ATT);
+  if (a.pos == PosKind::Rotary) be.apply_rope(p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
+  be.causal_attention(p.QKV, p.seq.doc_start, attention_shape(l), p.ATT);
   if (a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);  // from x before the update
   be.linear(p.ATT, mat(W, L.o), vec(W, L.o_b), p.X, /*accumulate=*/true);
   if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, T, a.hidden));
@@ -143,49 +193,60 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
 
 Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
   const Arch& a = arch_;
+  require_range("forward", 0, a.layers);
   if (save) check_trainable(a), save->valid = false;
-  SequenceLayout seq = layout_sequence(a, ids, doc_ids);
-  const int64_t T = int64_t(ids.size()), Hd = a.hidden;
+  check_ids(a, ids);
+  const int64_t T = int64_t(ids.size());
   Tensor logits({T, a.vocab});
-  if (T == 0) return logits;
-  const Backend& be = *backend_;
-  const auto pass_scope = be.begin_pass();
-  RopeTable rope;
-  if (a.pos == PosKind::Rotary) rope = rope_table(a.rope, seq.pos, seq.doc_len);
-
-  std::unique_lock lock(workspace_mutex_, std::try_to_lock);
-  Workspace private_workspace;
-  Workspace& ws = lock.owns_lock() ? workspace_ : private_workspace;
-  const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
+  if (T == 0) return layout_sequence(a, T, doc_ids), logits;
   Pass p;
-  p.T = T;
-  p.doc_start = seq.doc_start;
-  p.rope = &rope;
-  p.X = buffer(ws.x, T, Hd), p.XN = buffer(ws.xn, T, Hd);
-  p.save = save;
-  if (save) {
-    save->layers.resize(size_t(a.layers));
-    p.H = buffer(ws.h, T, I);
-  } else {
-    p.QKV = buffer(ws.qkv, T, nqkv), p.ATT = buffer(ws.att, T, a.heads * a.head_dim);
-    p.MLP = buffer(ws.mlp, T, a.gated_mlp ? 2 * I : I);
-  }
-
-  const std::span<const float> W = weights_;
-  const DecoderRegions& R = params_.regions;
-  be.embed(ids, mat(W, R.embed), seq.pos, R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
+  open_pass(p, T, doc_ids, nullptr, save);
+  embed_into(p, ids);
   for (int64_t l = 0; l < a.layers; ++l) layer_forward(p, l);
-  if (save) be.copy(p.X, buffer(save->x_final, T, Hd));
-  norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
-  // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
-  // over the largest matrix of the forward pass.
-  be.linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), T, a.vocab, a.vocab}, /*accumulate=*/true);
+  if (save) backend_->copy(p.X, buffer(save->x_final, T, a.hidden));
+  head_into(p, logits);
   if (save) {
     save->ids.assign(ids.begin(), ids.end());
-    save->doc_start = std::move(seq.doc_start);
-    save->rope = std::move(rope);
+    save->doc_start = std::move(p.seq.doc_start);
+    save->rope = std::move(p.rope);
     save->valid = true;
   }
+  return logits;
+}
+
+Tensor Decoder::embed(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) const {
+  require_range("embed", 0, range_.last);
+  check_ids(arch_, ids);
+  const int64_t T = int64_t(ids.size());
+  Tensor hidden({T, arch_.hidden});
+  if (T == 0) return hidden;
+  Pass p;
+  open_pass(p, T, doc_ids, hidden.data(), nullptr);
+  embed_into(p, ids);
+  return hidden;
+}
+
+void Decoder::layers(Tensor& hidden, int64_t first, int64_t last, std::span<const int32_t> doc_ids) const {
+  require_range("layers", first, last);
+  if (hidden.rank() != 2 || hidden.dim(1) != arch_.hidden)
+    fail("layers: hidden states of shape {}, expected [T, {}]", shape_str(hidden.shape()), arch_.hidden);
+  if (hidden.dim(0) == 0) return;
+  Pass p;
+  open_pass(p, hidden.dim(0), doc_ids, hidden.data(), nullptr);
+  for (int64_t l = first; l < last; ++l) layer_forward(p, l);
+}
+
+Tensor Decoder::head(const Tensor& hidden) const {
+  require_range("head", range_.first, arch_.layers);
+  if (hidden.rank() != 2 || hidden.dim(1) != arch_.hidden)
+    fail("head: hidden states of shape {}, expected [T, {}]", shape_str(hidden.shape()), arch_.hidden);
+  const int64_t T = hidden.dim(0);
+  Tensor logits({T, arch_.vocab});
+  if (T == 0) return logits;
+  Pass p;
+  // The head only reads the residual stream (norm into XN).
+  open_pass(p, T, {}, const_cast<float*>(hidden.data()), nullptr);
+  head_into(p, logits);
   return logits;
 }
 

@@ -12,6 +12,15 @@
 // Then the final norm and the LM head (the token embedding when tied). The residual stream is
 // updated in place by accumulating GEMMs (beta = 1).
 //
+// The forward pass in three pieces, cut at layer boundaries for pipeline stages
+// (dist/stage_pipeline.hpp): embed (ids -> the residual stream [T, hidden]), layers [first, last)
+// on it in place, head (final norm and LM head -> logits). forward() runs exactly these pieces on
+// the same code, so a model cut into stages computes the same bits as one forward pass.
+// A decoder built for a LayerRange (a stage) loads only that range's tensors (decoder_params.hpp)
+// into a buffer of the whole model's layout whose other pages are never touched, so a stage's
+// resident memory is its own parameters (the untouched part is address space only); it runs the
+// pieces its range holds, and forward() only when it holds the whole model.
+//
 // The save switch: forward(ids, doc_ids, &saved) runs the same operations in the same order and
 // also keeps what backward() needs, so the logits are bit for bit those of forward(ids, doc_ids).
 // Kept per layer, for T tokens: the layer input and the residual after attention [T, hidden]
@@ -32,7 +41,9 @@
 // Each backward op lives in its own file (train_ops.hpp) with its math. Gradients are added into
 // a buffer of the parameters' layout, so several sequences add up into one batch.
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -65,7 +76,8 @@ void check_trainable(const Arch& a);
 
 class Decoder final : public CausalLM {
  public:
-  Decoder(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend());
+  // The whole model, or (range) one pipeline stage's part of it.
+  Decoder(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend(), LayerRange range = {});
 
   const ModelInfo& info() const override { return info_; }
   const Arch& arch() const { return arch_; }
@@ -73,6 +85,8 @@ class Decoder final : public CausalLM {
   const DecoderRegions& regions() const { return params_.regions; }
   std::span<float> parameters() { return weights_; }
   std::span<const float> parameters() const { return weights_; }
+  // The layers this decoder holds (resolved; the whole model unless built for a stage).
+  LayerRange range() const { return range_; }
 
   // Logits [T, vocab]; see CausalLM::forward for doc_ids. With `save`, also keeps what
   // backward() needs (same logits).
@@ -80,6 +94,12 @@ class Decoder final : public CausalLM {
     return forward(ids, doc_ids, nullptr);
   }
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const;
+  // The pieces of forward() (see above); doc_ids as forward's. embed needs range().first == 0,
+  // head range().last == layers, layers a sub-range of range().
+  Tensor embed(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const;  // [T, hidden]
+  void layers(Tensor& hidden, int64_t first, int64_t last, std::span<const int32_t> doc_ids = {}) const;
+  Tensor head(const Tensor& hidden) const;  // logits [T, vocab]
+
   // dlogits [T, vocab]: dL/dlogits of the forward pass that filled `saved`; adds the gradient of
   // every parameter into `grads` (parameter_table()'s layout). Needs check_trainable(arch()).
   void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads) const;
@@ -93,7 +113,11 @@ class Decoder final : public CausalLM {
   };
   struct Pass;      // one forward pass's buffers and sequence (decoder.cpp)
   struct Backward;  // one backward pass's gradients of activations (decoder_backward.cpp)
+  void open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, float* x, SavedActivations* save) const;
+  void embed_into(Pass& p, std::span<const int32_t> ids) const;
+  void head_into(Pass& p, Tensor& logits) const;
   void layer_forward(Pass& p, int64_t l) const;
+  void require_range(const char* what, int64_t first, int64_t last) const;
   void mlp_backward(Backward& b, int64_t l) const;
   void attention_backward(Backward& b, int64_t l) const;
   AttentionShape attention_shape(int64_t layer) const;
@@ -103,10 +127,28 @@ class Decoder final : public CausalLM {
   ModelInfo info_;
   const Backend* backend_;
   DecoderParams params_;
-  std::vector<float> weights_;  // the flat buffer, params_.table's layout
+  LayerRange range_;
+  // The flat buffer, params_.table's layout, allocated without being written (DefaultInit) so
+  // that the pages of tensors a stage does not load stay untouched.
+  template <class T>
+  struct DefaultInit : std::allocator<T> {
+    template <class U>
+    struct rebind {
+      using other = DefaultInit<U>;
+    };
+    template <class U>
+    void construct(U* p) noexcept {
+      ::new (static_cast<void*>(p)) U;
+    }
+  };
+  std::vector<float, DefaultInit<float>> weights_;
   std::vector<float> alibi_;
   mutable std::mutex workspace_mutex_;
   mutable Workspace workspace_;
 };
+
+// config.json's model_type picks the family (registry.cpp); `range` as Decoder's.
+Arch read_arch(const std::string& dir);
+std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range = {});
 
 }  // namespace fusellm::model

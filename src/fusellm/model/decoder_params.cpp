@@ -153,7 +153,26 @@ DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck) {
 
 // The model-wide tensors first, then the layers: a checkpoint with several bad tensors reports
 // the same one first whatever the table's order.
-void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat) {
+LayerRange LayerRange::of(int64_t layers) const {
+  const LayerRange r{first, last < 0 ? layers : last};
+  if (r.first < 0 || r.first >= r.last || r.last > layers)
+    fail("layers [{}, {}): not a non-empty range of the model's {} layers", r.first, r.last, layers);
+  return r;
+}
+
+bool holds(const Arch& a, const DecoderParams& params, LayerRange range, int entry) {
+  const auto [slot, layer] = params.sources[size_t(entry)];
+  if (is_layer_slot(slot)) return range.first <= layer && layer < range.last;
+  const bool first = range.first == 0, last = range.last == a.layers;
+  const bool tied = params.regions.lm_head.offset == params.regions.embed.offset;
+  if (slot == Slot::TokenEmbed) return first || (last && tied);
+  if (slot == Slot::PosEmbed) return first;
+  return last;  // final norm, head
+}
+
+void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat,
+                         LayerRange range) {
+  range = range.of(a.layers);
   const ParamTable& table = params.table;
   if (int64_t(flat.size()) != table.total())
     fail("load: a buffer of {} floats for a table of {}", flat.size(), table.total());
@@ -163,7 +182,7 @@ void load_decoder_params(const Arch& a, const DecoderParams& params, const Check
       // refuses to capture structured bindings, C++20 or not).
       const auto slot = params.sources[size_t(i)].slot;
       const auto layer = params.sources[size_t(i)].layer;
-      if (is_layer_slot(slot) != layers) continue;
+      if (is_layer_slot(slot) != layers || !holds(a, params, range, i)) continue;
       const ParamEntry& e = table[i];
       const std::string what = layers ? fmt::format("{} of layer {}", slot_name(slot), layer) : slot_name(slot);
       try {

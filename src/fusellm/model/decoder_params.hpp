@@ -53,13 +53,29 @@ struct DecoderParams {
   std::vector<Source> sources;  // the slot and layer of each table entry
 };
 
+// The part of a model that one pipeline stage holds (model/stage_plan.hpp): layers [first, last),
+// the token and position embeddings when first == 0, the final norm and the head when last is the
+// model's last layer (and the token embedding there too when the head is tied to it). The default,
+// {0, -1}, is the whole model.
+struct LayerRange {
+  int64_t first = 0, last = -1;  // last -1: through the model's last layer
+  // This range with last resolved for a model of `layers` layers; Error unless
+  // 0 <= first < last <= layers (a stage holds at least one layer).
+  LayerRange of(int64_t layers) const;
+  bool whole(int64_t layers) const { return first == 0 && of(layers).last == layers; }
+  bool operator==(const LayerRange&) const = default;
+};
+
 // The table and regions of a family's model; `ck` gives the tensor names' prefix (checkpoints of
 // the bare base model have none) and nothing else is read.
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);
-// Reads every tensor of the table from the checkpoint into `flat` (table.total() floats),
-// converting to fp32 (and to the forward's layout, see above). Errors name the tensor, the file
-// and, for layer tensors, the slot and layer.
-void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat);
+// Whether the stage holding `range` (resolved) holds table entry `entry`.
+bool holds(const Arch& a, const DecoderParams& params, LayerRange range, int entry);
+// Reads every tensor of the table that `range` holds from the checkpoint into `flat`
+// (table.total() floats; the others are not touched), converting to fp32 (and to the forward's
+// layout, see above). Errors name the tensor, the file and, for layer tensors, the slot and layer.
+void load_decoder_params(const Arch& a, const DecoderParams& params, const Checkpoint& ck, std::span<float> flat,
+                         LayerRange range = {});
 
 // Views of a region of a buffer laid out by the table (parameters or gradients).
 inline MatView mat(std::span<float> flat, const Region& r) {

@@ -32,18 +32,27 @@ std::vector<std::string> CausalLM::supported_model_types() {
   return out;
 }
 
-std::unique_ptr<CausalLM> CausalLM::load(const std::string& dir) {
+std::unique_ptr<CausalLM> CausalLM::load(const std::string& dir) { return model::load_decoder(dir); }
+
+namespace model {
+
+Arch read_arch(const std::string& dir) {
   const HFConfig cfg = HFConfig::load((std::filesystem::path(dir) / "config.json").string());
   const std::string type = cfg.get_string("model_type");
-  for (const auto& [name, fn] : families()) {
-    if (name != type) continue;
-    model::Arch arch = fn(cfg);
-    const Checkpoint ck(dir);
-    return with_context(fmt::format("loading a {} model", type),
-                        [&] { return std::make_unique<model::Decoder>(std::move(arch), ck); });
-  }
+  for (const auto& [name, fn] : families())
+    if (name == type) return fn(cfg);
   fail("{}: field 'model_type': unsupported model type \"{}\" (supported: {})", cfg.path(), type,
-       fmt::join(supported_model_types(), ", "));
+       fmt::join(CausalLM::supported_model_types(), ", "));
 }
+
+std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range) {
+  Arch arch = read_arch(dir);
+  const std::string type = arch.model_type;
+  const Checkpoint ck(dir);
+  return with_context(fmt::format("loading a {} model", type),
+                      [&] { return std::make_unique<Decoder>(std::move(arch), ck, cpu_backend(), range); });
+}
+
+}  // namespace model
 
 }  // namespace fusellm

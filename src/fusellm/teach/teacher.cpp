@@ -29,15 +29,8 @@ void copy_rows(const fusion::HostRows& from, int64_t first, int64_t n, fusion::H
 
 }  // namespace
 
-struct Teacher::Forward {
-  std::vector<int32_t> src_ids, tgt_ids;
-  fusion::HostRows rows;  // [source tokens, k], over the source vocabulary
-  double ce = 0;
-  int64_t ce_tokens = 0;
-};
-
 Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_ptr<const JobTokenizers> tokenizers,
-                 const std::string& vocab_map_path)
+                 const std::string& vocab_map_path, model::LayerRange layers)
     : name_(source), toks_(std::move(tokenizers)) {
   const SourceConfig* src = job.find_source(source);
   if (!src) fail("{}: no [[source]] named '{}'", job.file, source);
@@ -54,13 +47,15 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
   topk_.temperature = float(job.distill.temperature);
   topk_.keep_tail = job.distill.keep_tail;
 
-  model_ = with_context(fmt::format("{}: [[source]] '{}'", job.file, source), [&] { return CausalLM::load(src->path); });
+  model_ = with_context(fmt::format("{}: [[source]] '{}'", job.file, source),
+                        [&] { return model::load_decoder(src->path, layers); });
   vocab_ = model_->info().vocab_size;
   context_ = model_->info().max_positions;
   const int64_t max_tokens = Segmenter::max_tokens_of(job.corpus);
   if (context_ > 0 && max_tokens > context_)
     fail("{}: [corpus].max_len - margin = {} exceeds the context of [[source]] '{}' ({} positions)",
          job.where("corpus", "max_len"), max_tokens, source, context_);
+  if (model_->range().last != model_->arch().layers) return;  // a stage before the head
   const align::OriginalRules rules = job.distill.rules();
   mapping_ = std::make_unique<align::VocabMapping>(
       with_context(fmt::format("{}: [[source]] '{}': vocabulary mapping", job.file, source), [&] {
@@ -77,21 +72,37 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
 
 Teacher::~Teacher() = default;
 
-Teacher::Forward Teacher::forward(const Segment& s) const {
-  Forward f;
-  f.src_ids = src_tok_->encode(s.text, true).ids;
-  f.tgt_ids = tgt_tok_->encode(s.text, true).ids;
-  const int64_t T = int64_t(f.src_ids.size());
+void Teacher::require_head(const char* what) const {
+  if (!mapping_) fail("Teacher '{}': {} needs the stage holding the head (this one holds layers [{}, {}) of {})", name_,
+                      what, model_->range().first, model_->range().last, model_->arch().layers);
+}
+
+Teacher::Tokens Teacher::tokenize(const Segment& s) const {
+  Tokens t;
+  t.src_ids = src_tok_->encode(s.text, true).ids;
+  t.tgt_ids = tgt_tok_->encode(s.text, true).ids;
+  const int64_t T = int64_t(t.src_ids.size());
   for (int64_t i = 0; i < T; ++i)
-    if (f.src_ids[size_t(i)] < 0 || f.src_ids[size_t(i)] >= vocab_)
+    if (t.src_ids[size_t(i)] < 0 || t.src_ids[size_t(i)] >= vocab_)
       fail("segment {}: source token {} has id {}, outside [[source]] '{}''s vocabulary of {} (tokenizer and model "
-           "disagree)", s.id, i, f.src_ids[size_t(i)], name_, vocab_);
+           "disagree)", s.id, i, t.src_ids[size_t(i)], name_, vocab_);
   if (context_ > 0 && T > context_) fail("segment {}: {} source tokens exceed the context {}", s.id, T, context_);
-  const Tensor logits = model_->forward(f.src_ids);
+  return t;
+}
+
+Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
+  require_head("score");
+  Scored f;
+  f.tokens = std::move(tokens);
+  const std::vector<int32_t>& ids = f.tokens.src_ids;
+  const int64_t T = int64_t(ids.size());
+  if (logits.size() != T * vocab_)
+    fail("Teacher '{}': logits of shape {} for {} tokens of a vocabulary of {}", name_, shape_str(logits.shape()), T,
+         vocab_);
   f.rows = fusion::topk_softmax(logits.span(), T, vocab_, topk_, name_);
   // metric_ce of the original: the source's mean CE on its own next tokens.
   std::vector<int32_t> gold(size_t(T), -1);
-  for (int64_t i = 0; i + 1 < T; ++i) gold[size_t(i)] = f.src_ids[size_t(i + 1)];
+  for (int64_t i = 0; i + 1 < T; ++i) gold[size_t(i)] = ids[size_t(i + 1)];
   const std::vector<int64_t> offs{0, T};
   const auto sc = fusion::score_segments(logits.span(), T, vocab_, gold, offs, name_);
   f.ce = sc.ce(0);
@@ -100,9 +111,19 @@ Teacher::Forward Teacher::forward(const Segment& s) const {
 }
 
 std::vector<TeacherRows> Teacher::rows(std::span<const Segment> segments) const {
-  std::vector<Forward> fw;
-  fw.reserve(segments.size());
-  for (const Segment& s : segments) fw.push_back(forward(s));
+  std::vector<Scored> scored;
+  scored.reserve(segments.size());
+  for (const Segment& s : segments) {
+    Tokens t = tokenize(s);
+    const Tensor logits = model_->forward(t.src_ids);
+    scored.push_back(score(std::move(t), logits));
+  }
+  return finish(segments, scored);
+}
+
+std::vector<TeacherRows> Teacher::finish(std::span<const Segment> segments, const std::vector<Scored>& fw) const {
+  require_head("finish");
+  if (fw.size() != segments.size()) fail("Teacher '{}': {} scored for {} segments", name_, fw.size(), segments.size());
   std::vector<TeacherRows> out = identity_ ? identity_rows(segments, fw) : aligned_rows(segments, fw);
   for (size_t d = 0; d < segments.size(); ++d) {
     TeacherRows& r = out[d];
@@ -112,21 +133,21 @@ std::vector<TeacherRows> Teacher::rows(std::span<const Segment> segments) const 
     r.bytes = int64_t(segments[d].text.size());
     r.ce = fw[d].ce;
     r.ce_tokens = fw[d].ce_tokens;
-    r.source_tokens = int64_t(fw[d].src_ids.size());
-    r.target_ids = fw[d].tgt_ids;
+    r.source_tokens = int64_t(fw[d].tokens.src_ids.size());
+    r.target_ids = fw[d].tokens.tgt_ids;
   }
   return out;
 }
 
 // The identity path: the source's rows as they are, without the ids the target does not have.
-std::vector<TeacherRows> Teacher::identity_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const {
+std::vector<TeacherRows> Teacher::identity_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const {
   std::vector<TeacherRows> out(segs.size());
   const int32_t tv = int32_t(tgt_vocab_->size());
   for (size_t d = 0; d < segs.size(); ++d) {
-    const Forward& f = fw[d];
-    if (f.src_ids != f.tgt_ids) fail("teach: segment {}: one tokenizer gave two tokenizations", segs[d].id);
+    const Scored& f = fw[d];
+    if (f.tokens.src_ids != f.tokens.tgt_ids) fail("teach: segment {}: one tokenizer gave two tokenizations", segs[d].id);
     TeacherRows& r = out[d];
-    const int64_t T = int64_t(f.tgt_ids.size());
+    const int64_t T = int64_t(f.tokens.tgt_ids.size());
     r.k = k_;
     r.status.assign(size_t(T), uint8_t(align::kKeptExact));
     r.resize_rows(T);
@@ -145,13 +166,13 @@ std::vector<TeacherRows> Teacher::identity_rows(std::span<const Segment> segs, c
 }
 
 // Through the alignment: one DTW batch for all the segments.
-std::vector<TeacherRows> Teacher::aligned_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const {
+std::vector<TeacherRows> Teacher::aligned_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const {
   align::DocBatch sb, tb;
   int64_t ns = 0;
   for (size_t d = 0; d < segs.size(); ++d) {
-    sb.add(*src_vocab_, fw[d].src_ids, segs[d].text);
-    tb.add(*tgt_vocab_, fw[d].tgt_ids, segs[d].text);
-    ns += int64_t(fw[d].src_ids.size());
+    sb.add(*src_vocab_, fw[d].tokens.src_ids, segs[d].text);
+    tb.add(*tgt_vocab_, fw[d].tokens.tgt_ids, segs[d].text);
+    ns += int64_t(fw[d].tokens.src_ids.size());
   }
   fusion::HostRows all("teach.src", ns, k_, topk_.keep_tail);
   for (int64_t d = 0, r = 0; d < int64_t(fw.size()); r += fw[size_t(d)].rows.rows(), ++d)
@@ -178,12 +199,12 @@ std::vector<TeacherRows> Teacher::aligned_rows(std::span<const Segment> segs, co
 }
 
 // The target model's own top-k rows at every target position (the original's empty_row rule).
-fusion::DeviceRows Teacher::target_model_rows(const align::DocBatch& tb, const std::vector<Forward>& fw) const {
+fusion::DeviceRows Teacher::target_model_rows(const align::DocBatch& tb, const std::vector<Scored>& fw) const {
   fusion::HostRows trows("teach.tgt", tb.tokens(), k_, topk_.keep_tail);
   int64_t at = 0;
-  for (const Forward& f : fw) {
-    const Tensor tl = target_model_->forward(f.tgt_ids);
-    const int64_t T = int64_t(f.tgt_ids.size());
+  for (const Scored& f : fw) {
+    const Tensor tl = target_model_->forward(f.tokens.tgt_ids);
+    const int64_t T = int64_t(f.tokens.tgt_ids.size());
     const fusion::HostRows one = fusion::topk_softmax(tl.span(), T, target_model_->info().vocab_size, topk_, "target");
     copy_rows(one, 0, T, trows, at);
     at += T;

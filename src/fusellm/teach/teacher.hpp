@@ -15,6 +15,12 @@
 // kept as they are (ids the target tokenizer does not have are dropped, as the vocabulary mapping
 // would drop them).
 //
+// rows() is three pieces, public so that a forward pass run elsewhere can feed them (the pipeline
+// stages of dist/stage_pipeline.hpp: the first stage tokenizes, the last one scores and
+// finishes): tokenize (both tokenizations), the source's forward pass, score (top-k and CE from the
+// logits), and finish (alignment and mapping of a batch of scored segments, the rows). rows() is
+// exactly these pieces, so a pipelined source gives the rows of one Teacher.
+//
 // Needs Kokkos initialized for its whole life.
 #include <cstdint>
 #include <memory>
@@ -28,7 +34,7 @@
 #include "fusellm/fusion/kokkos_glue.hpp"
 #include "fusellm/fusion/topk_softmax.hpp"
 #include "fusellm/job/job_config.hpp"
-#include "fusellm/model/model.hpp"
+#include "fusellm/model/decoder.hpp"
 #include "fusellm/teach/job_tokenizers.hpp"
 
 namespace fusellm {
@@ -38,14 +44,37 @@ class Teacher {
   // Loads [[source]] `source`'s model and, for the original's empty_row rule, the target model;
   // loads the vocabulary mapping from `vocab_map_path`, or builds and saves it there. Refuses,
   // naming the job file and field, a source whose context is shorter than the segments.
+  // `layers` (a pipeline stage's, model/stage_plan.hpp): only those layers of the source are loaded;
+  // the mapping, the aligner and the target model only by the stage that holds the head.
   Teacher(const JobConfig& job, const std::string& source, std::shared_ptr<const JobTokenizers> tokenizers,
-          const std::string& vocab_map_path);
+          const std::string& vocab_map_path, model::LayerRange layers = {});
   ~Teacher();
   Teacher(const Teacher&) = delete;
   Teacher& operator=(const Teacher&) = delete;
 
-  // The rows of `segments`, in their order.
+  // The rows of `segments`, in their order (needs the whole model).
   std::vector<TeacherRows> rows(std::span<const Segment> segments) const;
+
+  // ---- the pieces of rows() ---------------------------------------------------------------------
+  struct Tokens {
+    std::vector<int32_t> src_ids, tgt_ids;  // the source's and the target's tokenization
+  };
+  struct Scored {  // one segment after the source's forward pass
+    Tokens tokens;
+    fusion::HostRows rows;  // [source tokens, k], over the source vocabulary
+    double ce = 0;          // mean over ce_tokens
+    int64_t ce_tokens = 0;
+  };
+  // Both tokenizations of a segment; Error when a source id is outside the source model's
+  // vocabulary or the segment exceeds its context.
+  Tokens tokenize(const Segment& s) const;
+  // Top-k rows and CE from the source's logits [T, vocab] of tokens.src_ids (holds the head).
+  Scored score(Tokens tokens, const Tensor& logits) const;
+  // The rows of segments scored in order: one alignment batch (holds the head).
+  std::vector<TeacherRows> finish(std::span<const Segment> segments, const std::vector<Scored>& scored) const;
+
+  // The source model (a stage's part of it when built for one).
+  const model::Decoder& model() const { return *model_; }
 
   const std::string& source() const { return name_; }
   bool identity() const { return identity_; }  // the source has the target's tokenizer
@@ -54,11 +83,10 @@ class Teacher {
   uint64_t mapping_fingerprint() const { return mapping_ ? mapping_->fingerprint() : 0; }
 
  private:
-  struct Forward;  // one segment's tokenizations, top-k rows (source positions) and CE
-  Forward forward(const Segment& s) const;
-  std::vector<TeacherRows> identity_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const;
-  std::vector<TeacherRows> aligned_rows(std::span<const Segment> segs, const std::vector<Forward>& fw) const;
-  fusion::DeviceRows target_model_rows(const align::DocBatch& tb, const std::vector<Forward>& fw) const;
+  void require_head(const char* what) const;
+  std::vector<TeacherRows> identity_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const;
+  std::vector<TeacherRows> aligned_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const;
+  fusion::DeviceRows target_model_rows(const align::DocBatch& tb, const std::vector<Scored>& fw) const;
 
   std::string name_;
   std::shared_ptr<const JobTokenizers> toks_;
@@ -71,7 +99,7 @@ class Teacher {
   align::AlignMethod method_;
   bool onehot_compat_ = false;
   fusion::TopkParams topk_;
-  std::unique_ptr<CausalLM> model_;
+  std::unique_ptr<model::Decoder> model_;
   int64_t vocab_ = 0, context_ = 0;  // of the source model
   std::unique_ptr<align::VocabMapping> mapping_;
   std::unique_ptr<align::Aligner<Kokkos::DefaultExecutionSpace>> aligner_;

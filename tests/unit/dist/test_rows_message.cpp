@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "error_of.hpp"
+#include "teacher_rows_same.hpp"
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/dist/rows_message.hpp"
 #include "fusellm/io/xxhash64.hpp"
@@ -41,23 +42,7 @@ TeacherRows make_rows(int64_t segment, int64_t T, int64_t k, bool position_ce) {
   return r;
 }
 
-void expect_same(const TeacherRows& a, const TeacherRows& b) {
-  EXPECT_EQ(a.segment, b.segment);
-  EXPECT_EQ(a.doc, b.doc);
-  EXPECT_EQ(a.piece, b.piece);
-  EXPECT_EQ(a.k, b.k);
-  EXPECT_EQ(a.target_ids, b.target_ids);
-  EXPECT_EQ(a.status, b.status);
-  EXPECT_EQ(a.ids, b.ids);
-  EXPECT_EQ(a.probs, b.probs);
-  EXPECT_EQ(std::memcmp(&a.ce, &b.ce, sizeof(double)), 0);
-  EXPECT_EQ(a.ce_tokens, b.ce_tokens);
-  EXPECT_EQ(a.source_tokens, b.source_tokens);
-  EXPECT_EQ(a.bytes, b.bytes);
-  ASSERT_EQ(a.position_ce.size(), b.position_ce.size());
-  if (!a.position_ce.empty())
-    EXPECT_EQ(std::memcmp(a.position_ce.data(), b.position_ce.data(), a.position_ce.size() * 4), 0);
-}
+using fusellm::testing::expect_same_rows;
 
 struct Fixture {
   std::vector<TeacherRows> rows;
@@ -87,7 +72,7 @@ TEST(RowsMessage, RoundTripIsBitExact) {
     EXPECT_EQ(msg.size(), kRowsHeaderBytes + 3 * kRowsSegmentBytes + 8 * (6 * 4 + 5 + (pce ? 4 : 0)));
     const auto back = decode_rows(msg, f.expect);
     ASSERT_EQ(back.size(), f.rows.size());
-    for (size_t i = 0; i < back.size(); ++i) expect_same(f.rows[i], back[i]);
+    for (size_t i = 0; i < back.size(); ++i) expect_same_rows(f.rows[i], back[i]);
     EXPECT_EQ(back[0].id(0, 3), -1);  // an empty slot stays empty
     EXPECT_EQ(back[0].prob(0, 1), 1.0f);  // probs[1]
   }

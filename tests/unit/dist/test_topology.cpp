@@ -104,6 +104,7 @@ name = "t"
 [[source]]
 path = "a"
 replicas = 2
+stages = 2
 [target]
 init_from = "a"
 [corpus]
@@ -116,7 +117,7 @@ student_ranks = 2
   const std::string parse_err = error_of([&] { job = parse_job(text, "/tmp/t.toml", {.check_paths = false}); });
   if (!parse_err.empty()) GTEST_SKIP() << "this job text no longer parses: " << parse_err;
   const std::string e = error_of([&] { Topology::of(job, 3); });
-  EXPECT_NE(e.find("/tmp/t.toml:12"), std::string::npos) << e;  // teacher_ranks' line
+  EXPECT_NE(e.find("/tmp/t.toml:13"), std::string::npos) << e;  // teacher_ranks' line
   EXPECT_NE(e.find("mpirun -np 6"), std::string::npos) << e;
 }
 

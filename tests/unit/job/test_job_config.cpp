@@ -314,7 +314,12 @@ TEST_F(JobConfigTest, InconsistentSettingsNameEveryFieldInvolved) {
       {"global_batch = 8\n", "global_batch = 8\n[topology]\nteacher_ranks = [1]\n", 26,
        {"[topology].teacher_ranks", "1 entries", "2 [[source]]"}},
       {"global_batch = 8\n", "global_batch = 8\n[topology]\nteacher_ranks = [1, 3]\n", 9,
-       {"[topology].teacher_ranks[1], source[1].replicas", "multiple of 2"}},
+       {"[topology].teacher_ranks[1], source[1].replicas", "replicas x stages = 2 ranks, found 3"}},
+      // A replica of a source in stages is `stages` ranks.
+      {"replicas = 2\n", "replicas = 2\nstages = 3\n[topology]\nteacher_ranks = [1, 2]\n", 9,
+       {"[topology].teacher_ranks[1], source[1].replicas, source[1].stages", "2 replicas of 3 stages",
+        "replicas x stages = 6 ranks, found 2"}},
+      {"replicas = 2\n", "replicas = 2\nstages = 0\n", 10, {"source[1].stages", "must be at least 1"}},
       {"path = \"corpus.jsonl\"\n", "path = \"corpus.jsonl\"\nmax_len = 40\nmargin = 48\n", 16,
        {"[corpus].margin, [corpus].max_len", "smaller"}},
       {"lr = 1e-5\n", "lr = -1e-5\n", 21, {"[optim].lr", "> 0"}},
@@ -458,6 +463,9 @@ TEST_F(JobConfigTest, SetOverridesAreTypedCheckedAndWrittenBack) {
   EXPECT_EQ(c.distill.fusion, DistillConfig::FusionMode::kAvgCE);
   EXPECT_EQ(c.sources[1].replicas, 4);
   EXPECT_EQ(c.topology.teacher_ranks, (std::vector<int64_t>{1, 4}));  // the default follows the override
+  JobParseOptions staged;
+  staged.overrides = {"source[1].stages=3"};
+  EXPECT_EQ(load_job(write(kJob), staged).topology.teacher_ranks, (std::vector<int64_t>{1, 6}));  // replicas x stages
   EXPECT_EQ(c.optim.beta1, 0.8);
   EXPECT_EQ(c.optim.beta2, 0.99);
   EXPECT_EQ(c.optim.lr, 2e-4);                                         // over the file's 1e-5

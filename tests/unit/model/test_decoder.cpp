@@ -13,6 +13,7 @@
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/decoder.hpp"
+#include "unit/model/model_inputs.hpp"
 #include "fusellm/model/llama_train.hpp"
 
 namespace fusellm {
@@ -22,15 +23,8 @@ namespace fs = std::filesystem;
 const fs::path kModels = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "models";
 const fs::path kGrads = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "grads";
 
-std::vector<int32_t> some_ids(int64_t vocab, int64_t n) {
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % vocab);
-  return ids;
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * size_t(a.size())) == 0;
-}
+using fusellm::testing::bit_equal;
+using fusellm::testing::some_ids;
 
 model::Arch arch_of(const fs::path& dir) {
   const HFConfig c = HFConfig::load(dir.string());
