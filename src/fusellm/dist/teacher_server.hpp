@@ -4,7 +4,9 @@
 // from), and for every micro-batch its replica serves (Topology::serving_replica) it runs its
 // Teacher over the micro-batch's segments (tokenization, forward, top-k, CE, alignment, the
 // vocabulary mapping) and sends the rows to the owning student as one rows message
-// (rows_message.hpp).
+// (rows_message.hpp). A source in pipeline stages (`[[source]].stages`) runs the same loop on
+// each stage rank of the replica (stage_pipeline.hpp: hidden states flow stage to stage); only
+// the last stage has rows, and only it sends them and deals in the students' credits.
 //
 // Credit-based flow control: the teacher starts with `prefetch` credits per student and spends one
 // per micro-batch it sends that student; the student returns one (a Tag::credit message holding
@@ -23,7 +25,7 @@
 #include "fusellm/dist/transport.hpp"
 #include "fusellm/job/sampler.hpp"
 #include "fusellm/teach/corpus_segments.hpp"
-#include "fusellm/teach/teacher.hpp"
+#include "fusellm/dist/stage_pipeline.hpp"
 
 namespace fusellm::dist {
 
@@ -36,9 +38,10 @@ struct ServeRange {
 
 class TeacherServer {
  public:
-  // source: index of the [[source]] this rank serves (its Topology role); `segments`: the job's
-  // segments (not owned); `sampler`: restored to the run's start.
-  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<Teacher> teacher,
+  // source: index of the [[source]] this rank serves (its Topology role); `pipeline`: this rank's
+  // stage of its replica; `segments`: the job's segments (not owned); `sampler`: restored to the
+  // run's start.
+  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<StagePipeline> pipeline,
                 const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline = nullptr);
 
   // Serves every micro-batch of the range this replica owns; returns the micro-batches it served.
@@ -63,7 +66,7 @@ class TeacherServer {
   const Topology& topo_;
   Transport& world_;
   int source_, replica_;
-  std::unique_ptr<Teacher> teacher_;
+  std::unique_ptr<StagePipeline> pipeline_;
   const CorpusSegments& segments_;
   Sampler& sampler_;
   int64_t prefetch_;
