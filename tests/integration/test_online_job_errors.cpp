@@ -157,13 +157,13 @@ std::vector<TeacherReport> teacher_reports(const std::string& out) {
 // teachers run ahead until their credits are spent: each then has exactly `prefetch` micro-batches
 // in flight at its most, never more; with prefetch 1 and 2, so the count follows the setting.
 //
-// Resident memory, after the first micro-batch against the end (16 micro-batches later), grows by
-// less than 12 MiB. What a teacher allocates per micro-batch is its forward (one segment's logits
-// alone are 256 positions x 8192 vocabulary x 4 bytes = 8 MiB) and the rows message (about 35 KB
-// at k = 10); a teacher that kept any per-micro-batch buffer of 1 MiB or more would exceed the
-// bound over 16 micro-batches. The messages themselves are too small here for the resident memory
-// to show them (16 x 35 KB): the in-flight count is what shows they are bounded. Measured growth
-// on this machine: 0 to 3.5 MiB (the allocator's and MPI's own).
+// Resident memory, after the first micro-batch against the end (15 micro-batches later), grows
+// by less than 12 MiB. What a teacher allocates per micro-batch is its forward (one segment's
+// logits alone are up to 256 positions x 8192 vocabulary x 4 bytes = 8 MiB) and the rows message
+// (about 55 KB at k = 10); a teacher that kept any per-micro-batch buffer of 1 MiB or more would
+// exceed the bound. The messages themselves are too small here for the resident memory to show
+// them (16 x 55 KB): the in-flight count is what shows they are bounded. Measured growth on this
+// machine: 0 to 3.5 MiB (the allocator's and MPI's own).
 TEST_F(OnlineJobErrors, CreditsBoundWhatATeacherHoldsWhenTheStudentIsSlow) {
   for (const int prefetch : {2, 1}) {
     SCOPED_TRACE(prefetch);
