@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/resident_memory.hpp"
 #include "fusellm/dist/credit.hpp"
 #include "fusellm/dist/rows_message.hpp"
 
@@ -28,7 +29,7 @@ int64_t TeacherServer::serve(const ServeRange& range) {
     for (const auto& mb : batches.micro_batches) {
       if (topo_.serving_replica(source_, id) == replica_) {
         serve_micro_batch(id, step, mb);
-        ++served;
+        if (++served == 1) resident_after_first_ = resident_bytes();
       }
       ++id;
     }

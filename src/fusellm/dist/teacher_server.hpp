@@ -49,6 +49,9 @@ class TeacherServer {
 
   // The most micro-batches that were in flight to one student at once (the bounded-memory test).
   int64_t max_in_flight() const { return max_in_flight_; }
+  // Resident memory (bytes) right after the first micro-batch this replica served (0: none
+  // served), against which the bounded-memory test compares the end's.
+  int64_t resident_after_first() const { return resident_after_first_; }
 
  private:
   void serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences);
@@ -75,6 +78,7 @@ class TeacherServer {
   std::vector<std::deque<int64_t>> in_flight_;  // per student: micro-batch ids sent, not yet credited
   std::deque<Pending> sends_;
   int64_t max_in_flight_ = 0;
+  int64_t resident_after_first_ = 0;
 };
 
 }  // namespace fusellm::dist

@@ -4,7 +4,10 @@
 
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/resident_memory.hpp"
 #include "fusellm/dist/rank_agreement.hpp"
 #include "fusellm/dist/rows_receiver.hpp"
 #include "fusellm/dist/start_position.hpp"
@@ -57,6 +60,14 @@ JobRankResult serve_as_teacher(RankSetup& s, Sampler& sampler, dist::Timeline* t
   const int64_t steps = s.opt.stop_after > 0 ? s.opt.stop_after : sampler.total_steps();
   res.served = server.serve({start.step, steps});
   res.max_in_flight = server.max_in_flight();
+  res.resident_first = server.resident_after_first();
+  res.resident_end = resident_bytes();
+  // Issue 11, "Bounded memory": credits bound what a teacher holds, whichever side is slower.
+  spdlog::info("rank {}: teacher of source \"{}\" replica {} stage {}: served {} micro-batches, at most {} in flight "
+               "to one student ([topology].prefetch = {}); resident memory {:.1f} MiB after the first, {:.1f} MiB "
+               "at the end",
+               s.world.rank(), src.name, me.replica, me.stage, res.served, res.max_in_flight, s.job.topology.prefetch,
+               double(res.resident_first) / (1 << 20), double(res.resident_end) / (1 << 20));
   return res;
 }
 
