@@ -4,8 +4,9 @@
 # GPT-NeoX with a byte-level BPE tokenizer):
 #   1. describes them and scores a held-out sample with each (per-token log-probs, perplexity,
 #      bits per byte), next to the numbers `transformers` computed for the same weights;
-#   2. runs the FuseLLM job jobs/tiny.toml offline: `fusellm teach` for each source (segments,
-#      top-10, MinED alignment into the target's vocabulary, HDF5 caches), `fusellm train`
+#   2. runs the FuseLLM job jobs/tiny.toml online as one MPI job (mpirun -np 3: a teacher rank per
+#      source computing top-10 rows aligned into the target's vocabulary with MinED, one student
+#      rank training the target on them; one process when mpirun is missing), `fusellm train`
 #      (20 steps of 0.9 * CLM + 0.1 * MinCE fusion, checkpoints, metrics, Hugging Face export);
 #   3. scores the sample again with the fused target.
 # About 2-3 minutes on 2 cores. Output: runs/tiny/.
@@ -29,10 +30,14 @@ echo; echo "== fusellm score --model $D/neox $D/sample.txt --quiet"
 "$BIN" score --model "$D/neox" "$D/sample.txt" --quiet
 echo "transformers on the same weights: $(cat $D/neox/reference_score.json | tr -d '\n ')"
 
-echo; echo "== the FuseLLM job jobs/tiny.toml (offline: teach each source, then train the target)"
+echo; echo "== the FuseLLM job jobs/tiny.toml (online: the teachers run as the target trains)"
 rm -rf runs/tiny
-"$BIN" teach --job jobs/tiny.toml --source llama --cache-dir runs/tiny/cache -q
-"$BIN" teach --job jobs/tiny.toml --source neox --cache-dir runs/tiny/cache -q
-"$BIN" train --job jobs/tiny.toml --cache-dir runs/tiny/cache
+if command -v mpirun >/dev/null && [ "${FUSELLM_DEMO_MPI:-1}" = 1 ]; then
+  # One MPI job: 2 teacher ranks (one per source) and 1 student rank (README, "The MPI job").
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+    mpirun --oversubscribe -np 3 "$BIN" train --job jobs/tiny.toml
+else
+  "$BIN" train --job jobs/tiny.toml  # one process: teachers and student in turn
+fi
 echo; echo "== fusellm score --model runs/tiny/export $D/sample.txt --quiet (the fused target)"
 "$BIN" score --model runs/tiny/export "$D/sample.txt" --quiet
