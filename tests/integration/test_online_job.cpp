@@ -151,6 +151,7 @@ TEST_F(OnlineJob, EveryRankKeepsATimeline) {
   const auto t = run_fusellm("timeline --dir " + dir_of("np5"));
   EXPECT_EQ(t.code, 0) << t.out;
   EXPECT_NE(t.out.find("wait_rows"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("student_compute"), std::string::npos) << t.out;  // the students' forward/backward
 }
 
 }  // namespace
