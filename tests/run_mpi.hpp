@@ -3,13 +3,21 @@
 // variables; more ranks than this machine's cores need --oversubscribe), with a wall-clock limit
 // far below ctest's, so a test of the MPI job can fail but never hang.
 #include <string>
+#include <vector>
 
 #include "run_fusellm.hpp"
 
 namespace fusellm::testing {
 
+// One application context of an MPMD launch (mpirun -np 2 fusellm A : -np 1 fusellm B): `ranks`
+// ranks run the binary with `args`.
+struct MpiApp {
+  int ranks = 1;
+  std::string args;
+};
+
 // `env`: "NAME=value ..." exported to every rank (mpirun -x NAME).
-inline CmdResult run_mpi(int ranks, const std::string& args, int timeout_s = 240, const std::string& env = "") {
+inline CmdResult run_mpmd(const std::vector<MpiApp>& apps, int timeout_s = 240, const std::string& env = "") {
   std::string exports;
   for (size_t b = 0; b < env.size();) {
     size_t e = env.find(' ', b);
@@ -18,10 +26,18 @@ inline CmdResult run_mpi(int ranks, const std::string& args, int timeout_s = 240
     if (!kv.empty()) exports += " -x " + kv.substr(0, kv.find('='));
     b = e + 1;
   }
+  std::string contexts;
+  for (const MpiApp& a : apps)
+    contexts += (contexts.empty() ? " -np " : " : -np ") + std::to_string(a.ranks) + " " + FUSELLM_BINARY + " " + a.args;
   const std::string cmd = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " + env +
                           " timeout -k 5 " + std::to_string(timeout_s) + " mpirun --oversubscribe -x OMP_NUM_THREADS" +
-                          exports + " -np " + std::to_string(ranks) + " " + FUSELLM_BINARY + " " + args + " 2>&1";
+                          exports + contexts + " 2>&1";
   return run_shell(cmd);
+}
+
+// Every rank runs the binary with `args`.
+inline CmdResult run_mpi(int ranks, const std::string& args, int timeout_s = 240, const std::string& env = "") {
+  return run_mpmd({{ranks, args}}, timeout_s, env);
 }
 
 }  // namespace fusellm::testing

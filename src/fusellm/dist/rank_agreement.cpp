@@ -40,10 +40,10 @@ void agree_on_fingerprints(Transport& world, const Topology& topo, const RankFin
     differ(r, 0, "data (segments)", all[size_t(r)].data, all[0].data);
     differ(r, 0, "tokenizer", all[size_t(r)].tokenizers, all[0].tokenizers);
   }
-  for (int j = 0; j < topo.sources(); ++j) {
-    const int first = topo.teacher_rank(j, 0, 0);
+  for (int j = 0; j < topo.sources(); ++j) {  // the last stages hold the mapping
+    const int last = topo.stages(j) - 1, first = topo.teacher_rank(j, 0, last);
     for (int r = 0; r < world.size(); ++r)
-      if (topo.role(r).source == j && r != first)
+      if (topo.role(r).source == j && topo.role(r).stage == last && r != first)
         differ(r, first, "vocabulary-mapping", all[size_t(r)].mapping, all[size_t(first)].mapping);
   }
   if (!bad.empty())

@@ -1,10 +1,33 @@
 #include "fusellm/dist/rows_receiver.hpp"
 
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
 #include "fusellm/core/error.hpp"
 #include "fusellm/dist/credit.hpp"
 #include "fusellm/dist/rows_message.hpp"
 
 namespace fusellm::dist {
+
+namespace {
+
+// FUSELLM_TEST_STUDENT_DELAY_MS (rows_receiver.hpp), read once.
+std::chrono::milliseconds student_delay() {
+  static const std::chrono::milliseconds d = [] {
+    const char* v = std::getenv("FUSELLM_TEST_STUDENT_DELAY_MS");
+    if (!v || !*v) return std::chrono::milliseconds(0);
+    char* end = nullptr;
+    const long long ms = std::strtoll(v, &end, 10);
+    if (*end != '\0' || ms < 0)
+      fail("FUSELLM_TEST_STUDENT_DELAY_MS='{}': expected a whole number of milliseconds (a test hook)", v);
+    return std::chrono::milliseconds(ms);
+  }();
+  return d;
+}
+
+}  // namespace
 
 RowsReceiver::RowsReceiver(const Topology& topo, Transport& world, int source, std::string source_name, int64_t k,
                            Timeline* timeline)
@@ -48,6 +71,7 @@ void RowsReceiver::begin_micro_batch(int64_t id, std::span<const int64_t> segmen
 void RowsReceiver::end_micro_batch(int64_t id) {
   if (id != current_) fail("{}: micro-batch {} ended, {} was begun", describe(), id, current_);
   ready_.clear();
+  if (const auto d = student_delay(); d.count() > 0) std::this_thread::sleep_for(d);  // test hook
   std::vector<std::byte> c = credit_message(id);
   auto req = world_.isend(sender(id), Tag::credit, c);
   credits_.emplace_back(std::move(c), std::move(req));

@@ -6,6 +6,10 @@
 // the replica that serves it (Topology::serving_replica; the replica's last stage sends), checks
 // it against what it expects (rows_message.hpp: the micro-batch, the source, the segments in
 // order, k, the sender), and returns the credit (credit.hpp) when the trainer is done with it.
+//
+// Test hook: FUSELLM_TEST_STUDENT_DELAY_MS=<ms> (read once) makes end_micro_batch sleep that long
+// before it returns the credit, a student slowed down on purpose, so that the bounded-memory test
+// sees teachers that run ahead until their credits are spent (issue 11, "Bounded memory").
 #include <deque>
 #include <map>
 

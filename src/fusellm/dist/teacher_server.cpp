@@ -3,15 +3,16 @@
 #include <cstring>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/resident_memory.hpp"
 #include "fusellm/dist/credit.hpp"
 #include "fusellm/dist/rows_message.hpp"
 
 namespace fusellm::dist {
 
-TeacherServer::TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<Teacher> teacher,
+TeacherServer::TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<StagePipeline> pipeline,
                              const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline)
     : topo_(topo), world_(world), source_(source), replica_(topo.role(world.rank()).replica),
-      teacher_(std::move(teacher)), segments_(segments), sampler_(sampler), prefetch_(prefetch),
+      pipeline_(std::move(pipeline)), segments_(segments), sampler_(sampler), prefetch_(prefetch),
       timeline_(timeline), in_flight_(size_t(topo.student_ranks())) {
   if (prefetch_ < 1) fail("[topology].prefetch = {}: a teacher needs at least one credit per student", prefetch_);
 }
@@ -28,30 +29,32 @@ int64_t TeacherServer::serve(const ServeRange& range) {
     for (const auto& mb : batches.micro_batches) {
       if (topo_.serving_replica(source_, id) == replica_) {
         serve_micro_batch(id, step, mb);
-        ++served;
+        if (++served == 1) resident_after_first_ = resident_bytes();
       }
       ++id;
     }
   }
+  pipeline_->flush();
   drain(range.start_step + range.steps);
   return served;
 }
 
 void TeacherServer::serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences) {
   const int student = topo_.owner_student(id);
-  take_credit(student, step);
+  if (pipeline_->last()) take_credit(student, step);
   std::vector<Segment> segs;
   for (const int64_t s : sampler_.segments(sequences)) segs.push_back(segments_.segments.at(size_t(s)));
   std::vector<TeacherRows> rows;
   {
     auto t = tl().scope(Phase::teacher_forward, step);
-    rows = teacher_->rows(segs);
+    rows = pipeline_->run(segs);
   }
+  if (!pipeline_->last()) return;  // an earlier stage: its hidden states went on to the next
   RowsMessageInfo info;
   info.micro_batch = id;
   info.source = source_;
   info.sender_rank = world_.rank();
-  info.k = teacher_->k();
+  info.k = pipeline_->teacher().k();
   Pending p;
   p.bytes = encode_rows(info, rows);
   {
@@ -80,7 +83,7 @@ void TeacherServer::take_credit(int student, int64_t step) {
     const int64_t got = read_credit(*m, world_.describe(student));
     if (got != q.front())
       fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected one for micro-batch {}",
-           world_.rank(), teacher_->source(), got, world_.describe(student), q.front());
+           world_.rank(), pipeline_->teacher().source(), got, world_.describe(student), q.front());
     q.pop_front();
   }
 }
@@ -96,7 +99,7 @@ void TeacherServer::drain(int64_t step) {
       const int64_t got = read_credit(world_.recv(s, Tag::credit), world_.describe(s));
       if (got != q.front())
         fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected {}", world_.rank(),
-             teacher_->source(), got, world_.describe(s), q.front());
+             pipeline_->teacher().source(), got, world_.describe(s), q.front());
       q.pop_front();
     }
   }

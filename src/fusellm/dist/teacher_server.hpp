@@ -4,7 +4,9 @@
 // from), and for every micro-batch its replica serves (Topology::serving_replica) it runs its
 // Teacher over the micro-batch's segments (tokenization, forward, top-k, CE, alignment, the
 // vocabulary mapping) and sends the rows to the owning student as one rows message
-// (rows_message.hpp).
+// (rows_message.hpp). A source in pipeline stages (`[[source]].stages`) runs the same loop on
+// each stage rank of the replica (stage_pipeline.hpp: hidden states flow stage to stage); only
+// the last stage has rows, and only it sends them and deals in the students' credits.
 //
 // Credit-based flow control: the teacher starts with `prefetch` credits per student and spends one
 // per micro-batch it sends that student; the student returns one (a Tag::credit message holding
@@ -23,7 +25,7 @@
 #include "fusellm/dist/transport.hpp"
 #include "fusellm/job/sampler.hpp"
 #include "fusellm/teach/corpus_segments.hpp"
-#include "fusellm/teach/teacher.hpp"
+#include "fusellm/dist/stage_pipeline.hpp"
 
 namespace fusellm::dist {
 
@@ -36,9 +38,10 @@ struct ServeRange {
 
 class TeacherServer {
  public:
-  // source: index of the [[source]] this rank serves (its Topology role); `segments`: the job's
-  // segments (not owned); `sampler`: restored to the run's start.
-  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<Teacher> teacher,
+  // source: index of the [[source]] this rank serves (its Topology role); `pipeline`: this rank's
+  // stage of its replica; `segments`: the job's segments (not owned); `sampler`: restored to the
+  // run's start.
+  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<StagePipeline> pipeline,
                 const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline = nullptr);
 
   // Serves every micro-batch of the range this replica owns; returns the micro-batches it served.
@@ -46,6 +49,9 @@ class TeacherServer {
 
   // The most micro-batches that were in flight to one student at once (the bounded-memory test).
   int64_t max_in_flight() const { return max_in_flight_; }
+  // Resident memory (bytes) right after the first micro-batch this replica served (0: none
+  // served), against which the bounded-memory test compares the end's.
+  int64_t resident_after_first() const { return resident_after_first_; }
 
  private:
   void serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences);
@@ -63,7 +69,7 @@ class TeacherServer {
   const Topology& topo_;
   Transport& world_;
   int source_, replica_;
-  std::unique_ptr<Teacher> teacher_;
+  std::unique_ptr<StagePipeline> pipeline_;
   const CorpusSegments& segments_;
   Sampler& sampler_;
   int64_t prefetch_;
@@ -72,6 +78,7 @@ class TeacherServer {
   std::vector<std::deque<int64_t>> in_flight_;  // per student: micro-batch ids sent, not yet credited
   std::deque<Pending> sends_;
   int64_t max_in_flight_ = 0;
+  int64_t resident_after_first_ = 0;
 };
 
 }  // namespace fusellm::dist

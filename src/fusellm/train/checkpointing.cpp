@@ -7,6 +7,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
+#include "fusellm/job/job_fields.hpp"
 
 namespace fusellm {
 
@@ -32,6 +33,30 @@ void check_same_data(const TrainCheckpoint& ck, const Sampler& sampler) {
          "same data, or start afresh with another [checkpoint].dir",
          ck.path, st.data_sequences, st.data_fingerprint, sampler.sequences(), sampler.data_fingerprint());
 }
+
+namespace {
+
+// The [distill] fields that differ, as "[distill].top_k, [distill].alignment" with their values
+// now and then ("5, \"exact\"" / "10, \"mined\""), from the job's field table.
+struct Difference {
+  std::string what, now, then;
+};
+Difference distill_difference(const JobConfig& job, const JobConfig& was) {
+  std::vector<std::string> what, now, then;
+  const JobSectionTable* t = find_job_section("distill");
+  for (const JobField& f : t->fields) {
+    const auto a = f.get(job, 0), b = f.get(was, 0);
+    if (a == b) continue;
+    what.push_back(t->label(0, f.key));
+    now.push_back(a ? a->toml() : "unset");
+    then.push_back(b ? b->toml() : "unset");
+  }
+  if (what.empty()) return {"[distill]", "different", "as written"};  // a field the table does not list
+  return {fmt::format("{}", fmt::join(what, ", ")), fmt::format("{}", fmt::join(now, ", ")),
+          fmt::format("{}", fmt::join(then, ", "))};
+}
+
+}  // namespace
 
 // The settings that decide what the target learns from, beside the data (check_same_data): the
 // sources (by name, in order), the segments' bounds and the distillation (top-k, temperature,
@@ -62,12 +87,8 @@ void check_same_job(const TrainCheckpoint& ck, const JobConfig& job) {
     refuse("[corpus].max_len/margin", fmt::format("{}/{}", job.corpus.max_len, job.corpus.margin),
            fmt::format("{}/{}", was->corpus.max_len, was->corpus.margin));
   if (!(job.distill == was->distill)) {
-    const auto section = [](const JobConfig& j) {
-      const std::string t = j.to_toml();
-      const size_t b = t.find("[distill]");
-      return b == std::string::npos ? std::string() : t.substr(b, t.find("\n[", b + 1) - b);
-    };
-    refuse("[distill]", section(job), section(*was));
+    const auto [what, now, then] = distill_difference(job, *was);
+    refuse(what, now, then);
   }
 }
 

@@ -4,7 +4,10 @@
 
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/resident_memory.hpp"
 #include "fusellm/dist/rank_agreement.hpp"
 #include "fusellm/dist/rows_receiver.hpp"
 #include "fusellm/dist/start_position.hpp"
@@ -40,22 +43,31 @@ uint64_t tokenizers_print(const JobTokenizers& toks) {
 JobRankResult serve_as_teacher(RankSetup& s, Sampler& sampler, dist::Timeline* tl) {
   const dist::RankRole& me = s.topo.role(s.world.rank());
   const SourceConfig& src = s.job.sources.at(size_t(me.source));
-  std::unique_ptr<Teacher> teacher;
+  std::unique_ptr<dist::StagePipeline> pipeline;
   if (fuses_teachers(s.job)) {
-    teacher = std::make_unique<Teacher>(s.job, src.name, s.toks, vocab_map_path_for(s.job, src.name));
-    s.prints.mapping = teacher->mapping_fingerprint();
+    pipeline = std::make_unique<dist::StagePipeline>(s.job, src.name, s.toks, vocab_map_path_for(s.job, src.name),
+                                                     &s.world, s.topo.teacher_rank(me.source, me.replica, 0));
+    if (pipeline->last()) s.prints.mapping = pipeline->teacher().mapping_fingerprint();
   }
   dist::agree_on_fingerprints(s.world, s.topo, s.prints);
   const dist::StartPosition start = dist::share_start_position(s.world, {});
   JobRankResult res;
   res.student = false;
-  if (!teacher) return res;  // CLM only: nothing to serve
+  if (!pipeline) return res;  // CLM only: nothing to serve
   dist::restore_start_position(sampler, start);
-  dist::TeacherServer server(s.topo, s.world, me.source, std::move(teacher), s.segments, sampler,
+  dist::TeacherServer server(s.topo, s.world, me.source, std::move(pipeline), s.segments, sampler,
                              s.job.topology.prefetch, tl);
   const int64_t steps = s.opt.stop_after > 0 ? s.opt.stop_after : sampler.total_steps();
   res.served = server.serve({start.step, steps});
   res.max_in_flight = server.max_in_flight();
+  res.resident_first = server.resident_after_first();
+  res.resident_end = resident_bytes();
+  // Issue 11, "Bounded memory": credits bound what a teacher holds, whichever side is slower.
+  spdlog::info("rank {}: teacher of source \"{}\" replica {} stage {}: served {} micro-batches, at most {} in flight "
+               "to one student ([topology].prefetch = {}); resident memory {:.1f} MiB after the first, {:.1f} MiB "
+               "at the end",
+               s.world.rank(), src.name, me.replica, me.stage, res.served, res.max_in_flight, s.job.topology.prefetch,
+               double(res.resident_first) / (1 << 20), double(res.resident_end) / (1 << 20));
   return res;
 }
 

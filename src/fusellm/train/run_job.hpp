@@ -21,6 +21,8 @@ struct JobRankResult {
   bool student = true;
   int64_t served = 0;         // a teacher's micro-batches
   int64_t max_in_flight = 0;  // a teacher's most micro-batches in flight to one student
+  int64_t resident_first = 0; // a teacher's resident bytes after its first micro-batch
+  int64_t resident_end = 0;   // and after its last (every credit back)
 };
 
 // world: every rank of the job; nullptr (or one rank): one process.
