@@ -131,6 +131,7 @@ TEST(OnlineJob, EveryTopologyTrainsOnTheSameTargetsAndReachesTheSameWeights) {
   const auto t = run_fusellm("timeline --dir " + dir_of("np5"));
   EXPECT_EQ(t.code, 0) << t.out;
   EXPECT_NE(t.out.find("wait_rows"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("student_compute"), std::string::npos) << t.out;  // the students' forward/backward
 }
 
 // ||a - b|| / ||b|| per tensor, the worst over tensors.

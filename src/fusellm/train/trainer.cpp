@@ -231,17 +231,29 @@ double Run::reduce_and_clip() {
 
 StepTerms Run::forward_backward(int64_t step, const StepBatches& mine, std::span<const int64_t> ids,
                                 int64_t sequences) {
+  // The MPI job's timeline: the student's compute is this pass less its waits for rows (the fetch's
+  // wait_rows), recorded as the spans between them, so a rank's compute and wait shares are disjoint.
+  dist::Timeline* tl = dp_ && dp_->timeline && dp_->timeline->enabled() ? dp_->timeline : nullptr;
+  const auto now = [&] { return tl->seconds(dist::Timeline::Clock::now()); };
+  double busy_from = tl ? now() : 0;
+  const auto busy_until_now = [&] {
+    if (tl) tl->record(dist::Phase::student_compute, step, busy_from, now(), 0);
+  };
   const Packer::SegmentGetter segment = [&](int64_t i) -> const PackInput& { return data_.get(i); };
   const MicroBatchFetch fetch = [&](size_t index, std::span<const int64_t> seqs) {
     const int64_t id = ids[index];
+    busy_until_now();
     data_.begin_micro_batch(id, sampler_.segments(seqs));
+    if (tl) busy_from = now();
     std::vector<PackedSequence> batch;
     for (const int64_t s : seqs) batch.push_back(sampler_.packer().build(s, segment, job_.corpus.document_mask));
     data_.end_micro_batch(id);
     return batch;
   };
   try {
-    return train_step(model_, settings_, step, mine, sequences, fetch, observer_);
+    StepTerms terms = train_step(model_, settings_, step, mine, sequences, fetch, observer_);
+    busy_until_now();
+    return terms;
   } catch (const NonFiniteLoss& e) {
     stop(step, e.what());
   }
