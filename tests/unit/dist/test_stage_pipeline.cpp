@@ -5,6 +5,9 @@
 // start at rank 0; the hidden-state message refuses what is not the expected segment's; a source
 // with more stages than layers is refused naming the setting.
 #include <gtest/gtest.h>
+#include <omp.h>
+
+extern "C" void openblas_set_num_threads(int);
 
 #include <cstring>
 #include <string>
@@ -25,6 +28,14 @@ namespace {
 using fusellm::testing::error_of;
 using namespace stage_cases;
 
+// Ranks here are threads of one process running at once, whose OpenMP and OpenBLAS thread teams
+// compete (an MPI rank is a process with its own): one thread each, as the reference, so every
+// reduction runs in the one order the bit-for-bit comparison needs.
+void one_thread() {
+  omp_set_num_threads(1);
+  openblas_set_num_threads(1);
+}
+
 // The source in `stages` stages on ranks [first, first + stages) of a world of first + stages
 // ranks (rank < first: idle); the last stage's rows of every batch, in order.
 std::vector<TeacherRows> pipelined(const std::string& source, int64_t stages, int first) {
@@ -34,6 +45,7 @@ std::vector<TeacherRows> pipelined(const std::string& source, int64_t stages, in
   InprocWorld::run(first + int(stages), [&](Transport& t) {
     t.set_timeout(std::chrono::seconds(60));
     if (t.rank() < first) return;
+    one_thread();
     if (t.rank() == first + stages - 1) kokkos.lend();
     StagePipeline p(job, source, fx().toks, fx().vocab_map(source), &t, first, StagePipeline::Options{2});
     EXPECT_EQ(p.stage(), t.rank() - first);
@@ -57,6 +69,7 @@ class StagePipelineTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(StagePipelineTest, StagesGiveTheRowsOfOneTeacher) {
   const std::string source = GetParam();
   ASSERT_EQ(fx().segments.size(), 5u);
+  one_thread();
   const std::vector<TeacherRows> want = reference_rows(source);
   for (const auto& [stages, first] : {std::pair{1, 0}, {2, 0}, {3, 0}, {2, 1}}) {
     SCOPED_TRACE(fmt::format("{} in {} stages from rank {}", source, stages, first));
