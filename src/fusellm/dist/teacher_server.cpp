@@ -1,6 +1,7 @@
 #include "fusellm/dist/teacher_server.hpp"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/resident_memory.hpp"
@@ -42,13 +43,21 @@ int64_t TeacherServer::serve(const ServeRange& range) {
 void TeacherServer::serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences) {
   const int student = topo_.owner_student(id);
   if (pipeline_->last()) take_credit(student, step);
-  std::vector<Segment> segs;
-  for (const int64_t s : sampler_.segments(sequences)) segs.push_back(segments_.segments.at(size_t(s)));
-  std::vector<TeacherRows> rows;
-  {
+  const std::vector<int64_t> ids = sampler_.segments(sequences);
+  std::vector<Segment> todo;  // the micro-batch's segments this replica has not run recently
+  for (const int64_t s : ids)
+    if (!recent_.find(s)) todo.push_back(segments_.segments.at(size_t(s)));
+  std::vector<TeacherRows> computed;
+  if (!todo.empty()) {
     auto t = tl().scope(Phase::teacher_forward, step);
-    rows = pipeline_->run(segs);
+    computed = pipeline_->run(todo);
   }
+  std::unordered_map<int64_t, TeacherRows> fresh;
+  for (auto& r : computed) fresh.emplace(r.segment, std::move(r));
+  std::vector<TeacherRows> rows;
+  if (pipeline_->last())
+    for (const int64_t s : ids) rows.push_back(fresh.count(s) ? fresh.at(s) : *recent_.find(s));
+  for (const Segment& g : todo) recent_.add(g.id, pipeline_->last() ? std::move(fresh.at(g.id)) : TeacherRows{});
   if (!pipeline_->last()) return;  // an earlier stage: its hidden states went on to the next
   RowsMessageInfo info;
   info.micro_batch = id;

@@ -14,7 +14,8 @@
 // it must serve next, the teacher waits for one before it computes, so at most `prefetch`
 // micro-batches per student are in flight (computed, sent or buffered, not yet consumed) and the
 // memory of both sides stays bounded whichever side is slower. At the end it waits for every
-// credit back, so no message is left unreceived when the job ends.
+// credit back, so no message is left unreceived when the job ends. A segment the packer cut
+// across two micro-batches is run once while it is recent (recent_rows.hpp), its rows sent again.
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "fusellm/dist/transport.hpp"
 #include "fusellm/job/sampler.hpp"
 #include "fusellm/teach/corpus_segments.hpp"
+#include "fusellm/dist/recent_rows.hpp"
 #include "fusellm/dist/stage_pipeline.hpp"
 
 namespace fusellm::dist {
@@ -77,6 +79,7 @@ class TeacherServer {
   Timeline off_;  // when no timeline is kept
   std::vector<std::deque<int64_t>> in_flight_;  // per student: micro-batch ids sent, not yet credited
   std::deque<Pending> sends_;
+  RecentRows recent_{64};  // rows of the last segments run, sent again when a micro-batch shares them
   int64_t max_in_flight_ = 0;
   int64_t resident_after_first_ = 0;
 };
