@@ -1,7 +1,8 @@
 // The MPI job (issue 11) against the single-process runs, on the shipped tiny job: the same 20
 // steps run (a) offline from caches in one process, (b) online in one process, and under mpirun
 // (c) with two teacher groups and two students (-np 4), (d) with two replicas of one source
-// (-np 5), and (e) with one student (-np 3). Every run trains on the same fused targets (their
+// (-np 5), and (e) with one student (-np 3); and MinCE per position online in one process and
+// with two students. Every run trains on the same fused targets (their
 // dumps hold the same sequences and target rows per step) and ends with the same weights, bit for
 // bit: the rows are the same bytes whether read from a cache, computed in process or received;
 // one student's ZeRO-1 is the single-process update; and the tiny job's steps have two
@@ -112,6 +113,11 @@ TEST(OnlineJob, EveryTopologyTrainsOnTheSameTargetsAndReachesTheSameWeights) {
   out["np4"] = run_mpi(4, args("np4", "--set topology.student_ranks=2"));              // two students
   out["np5"] = run_mpi(5, args("np5", "--set topology.student_ranks=2 --set source[1].replicas=2"));
   out["np6"] = run_mpi(6, args("np6", "--set source[1].stages=2 --set source[1].replicas=2"));  // stages
+  // MinCE per position (online only): each target position takes the source with the lowest CE
+  // there, from the per-position CE the teachers send along with their rows.
+  const std::string per_position = "--set distill.fusion=minCE-position";
+  out["online_pp"] = run_fusellm(args("online_pp", per_position));
+  out["np4_pp"] = run_mpi(4, args("np4_pp", per_position + " --set topology.student_ranks=2"));
   for (const auto& [name, r] : out) ASSERT_EQ(r.code, 0) << name << ":\n" << r.out;
 
   const auto targets = fused_targets("online");
@@ -122,6 +128,13 @@ TEST(OnlineJob, EveryTopologyTrainsOnTheSameTargetsAndReachesTheSameWeights) {
     EXPECT_EQ(fused_targets(name), targets);
     EXPECT_EQ(max_tensor_rel_diff(weights(name), w), 0.0);
   }
+  EXPECT_EQ(fused_targets("np4_pp"), fused_targets("online_pp"));
+  EXPECT_EQ(max_tensor_rel_diff(weights("np4_pp"), weights("online_pp")), 0.0);
+  EXPECT_NE(fused_targets("online_pp"), targets);  // per position is not per sequence
+  const auto offline_pp = run_fusellm(args("offline_pp", cache + " " + per_position));
+  EXPECT_EQ(offline_pp.code, 1) << offline_pp.out;
+  EXPECT_NE(offline_pp.out.find("minCE-position\" needs the teachers' per-position CE"), std::string::npos)
+      << offline_pp.out;
   EXPECT_NE(out["np5"].out.find("source \"neox\" replica 1"), std::string::npos) << out["np5"].out;
   EXPECT_NE(out["np6"].out.find("source \"neox\" replica 1 stage 1"), std::string::npos) << out["np6"].out;
   EXPECT_NE(out["np6"].out.find("in 2 pipeline stages"), std::string::npos) << out["np6"].out;

@@ -51,6 +51,10 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
   out.ids.reserve(size_t(T));
   if (document_mask) out.doc_ids.reserve(size_t(T));
   out.ce.assign(K, 0.0);
+  // Per-position CE travels with the rows only for per-position fusion (teacher.hpp).
+  const PackInput& first_in = get(pcs.front().segment);
+  const bool per_position = K > 0 && !first_in.rows[0].position_ce.empty();
+  if (per_position) out.position_ce.assign(K * size_t(T), 0.0f);
   int64_t t = 0;
   for (size_t pi = 0; pi < pcs.size(); ++pi) {
     const auto& p = pcs[pi];
@@ -71,6 +75,12 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
         for (int64_t c = 0; c < src.k; ++c) {
           dst.ids(t, c) = src.id(i, c);
           dst.probs(t, c) = src.prob(i, c);
+        }
+        if (per_position) {
+          if (src.position_ce.size() != size_t(src.rows()))
+            fail("packer: segment {}: source {} has {} per-position CE values for {} rows", in.id, j,
+                 src.position_ce.size(), src.rows());
+          out.position_ce[j * size_t(T) + size_t(t)] = src.position_ce[size_t(i)];
         }
       }
     }

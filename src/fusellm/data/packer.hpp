@@ -43,6 +43,7 @@ struct PackedSequence {
   std::vector<int32_t> doc_ids;          // [T] with document_mask, else empty
   std::vector<fusion::HostRows> rows;    // [K] of [T, k_j]
   std::vector<double> ce;                // [K] token-weighted mean CE
+  std::vector<float> position_ce;        // [K, T] per-position CE when every source's rows carry it, else empty
   std::vector<PackedPiece> pieces;
   int64_t tokens() const { return int64_t(ids.size()); }
 };

@@ -30,8 +30,9 @@ std::chrono::milliseconds student_delay() {
 }  // namespace
 
 RowsReceiver::RowsReceiver(const Topology& topo, Transport& world, int source, std::string source_name, int64_t k,
-                           Timeline* timeline)
-    : topo_(topo), world_(world), source_(source), name_(std::move(source_name)), k_(k), timeline_(timeline) {}
+                           bool position_ce, Timeline* timeline)
+    : topo_(topo), world_(world), source_(source), name_(std::move(source_name)), k_(k), position_ce_(position_ce),
+      timeline_(timeline) {}
 
 std::string RowsReceiver::describe() const {
   return fmt::format("source '{}' over the transport (student rank {})", name_, world_.rank());
@@ -58,6 +59,7 @@ void RowsReceiver::begin_micro_batch(int64_t id, std::span<const int64_t> segmen
   e.source_name = name_;
   e.segments.assign(segments.begin(), segments.end());
   e.k = k_;
+  e.position_ce = position_ce_;
   e.sender_rank = from;
   e.sender = world_.describe(from);
   ready_.clear();

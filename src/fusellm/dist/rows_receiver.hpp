@@ -23,8 +23,9 @@ namespace fusellm::dist {
 class RowsReceiver final : public RowsSource {
  public:
   // world: every rank of the job (the teachers' world ranks send); k: [distill].top_k.
+  // position_ce: the rows carry per-position CE (the job fuses with MinCE per position).
   RowsReceiver(const Topology& topo, Transport& world, int source, std::string source_name, int64_t k,
-               Timeline* timeline = nullptr);
+               bool position_ce, Timeline* timeline = nullptr);
   TeacherRows rows(int64_t segment) override;
   std::string describe() const override;
   void begin_micro_batch(int64_t id, std::span<const int64_t> segments) override;
@@ -40,6 +41,7 @@ class RowsReceiver final : public RowsSource {
   int source_;
   std::string name_;
   int64_t k_;
+  bool position_ce_;
   Timeline* timeline_;
   Timeline off_;
   int64_t current_ = -1;                    // the micro-batch being consumed

@@ -64,6 +64,7 @@ void TeacherServer::serve_micro_batch(int64_t id, int64_t step, std::span<const 
   info.source = source_;
   info.sender_rank = world_.rank();
   info.k = pipeline_->teacher().k();
+  info.position_ce = pipeline_->teacher().position_ce();
   Pending p;
   p.bytes = encode_rows(info, rows);
   {

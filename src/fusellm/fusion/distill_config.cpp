@@ -4,7 +4,10 @@ namespace fusellm {
 
 const config::EnumNames<std::optional<kernels::FusionMode>>& fusion_names() {
   static const config::EnumNames<std::optional<kernels::FusionMode>> names{
-      {{kernels::FusionMode::kMinCE, "minCE"}, {kernels::FusionMode::kAvgCE, "avgCE"}, {std::nullopt, "none"}}};
+      {{kernels::FusionMode::kMinCE, "minCE"},
+       {kernels::FusionMode::kAvgCE, "avgCE"},
+       {kernels::FusionMode::kMinCEPerPosition, "minCE-position"},
+       {std::nullopt, "none"}}};
   return names;
 }
 
@@ -48,7 +51,9 @@ config::Section<S> make_section() {
                    "Token alignment: MinED or exact match (paper sec. 3.3), or exact byte-span alignment (beyond "
                    "the paper)."),
       choice_field("fusion", &S::fusion, fusion_names(),
-                   "Fusion function (paper eq. 3). `none` means CLM-only continual training and needs `lambda = 1`."),
+                   "Fusion function (paper eq. 3). `minCE-position`: MinCE per target position (beyond the paper; online "
+                   "mode only, the cache does not store per-position CE). `none` means CLM-only continual training "
+                   "and needs `lambda = 1`."),
       float_field("lambda", &S::lambda, FloatRange::interval(0, 1, false, "the weight of the CLM term, paper eq. 5"),
                   "`L = lambda * L_CLM + (1 - lambda) * L_Fusion` (paper eq. 5)."),
       bool_field("keep_tail", &S::keep_tail,

@@ -1,5 +1,6 @@
 #include "fusellm/teach/teacher.hpp"
 
+#include <limits>
 #include <optional>
 
 #include "fusellm/core/error.hpp"
@@ -43,6 +44,7 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
   k_ = job.distill.top_k;
   method_ = job.distill.alignment;
   onehot_compat_ = job.distill.onehot_compat;
+  position_ce_ = job.distill.fusion == kernels::FusionMode::kMinCEPerPosition;
   topk_.k = int(k_);
   topk_.temperature = float(job.distill.temperature);
   topk_.keep_tail = job.distill.keep_tail;
@@ -107,6 +109,11 @@ Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
   const auto sc = fusion::score_segments(logits.span(), T, vocab_, gold, offs, name_);
   f.ce = sc.ce(0);
   f.ce_tokens = sc.tokens[0];
+  if (position_ce_) {  // the source's CE at each of its positions; none after the last token
+    f.ce_position = sc.ce_position;
+    for (int64_t i = 0; i < T; ++i)
+      if (gold[size_t(i)] < 0) f.ce_position[size_t(i)] = std::numeric_limits<float>::infinity();
+  }
   return f;
 }
 
@@ -161,7 +168,21 @@ std::vector<TeacherRows> Teacher::identity_rows(std::span<const Segment> segs, c
       }
       if (!any) r.status[size_t(t)] = uint8_t(align::kFallbackEmpty);
     }
+    r.position_ce = f.ce_position;  // the same positions
   }
+  return out;
+}
+
+// Per-position CE at target positions [b, e) of the batch: the CE at the source position whose row
+// the target position keeps (Alignment::source, global over the batch's source positions); +Inf
+// where it keeps none (a fallback row: no score, so per-position MinCE never prefers it).
+std::vector<float> Teacher::aligned_position_ce(const align::Alignment& al, const std::vector<Scored>& fw, int64_t b,
+                                                int64_t e) const {
+  std::vector<float> all;  // the batch's source positions, in order
+  for (const Scored& f : fw) all.insert(all.end(), f.ce_position.begin(), f.ce_position.end());
+  std::vector<float> out(size_t(e - b), std::numeric_limits<float>::infinity());
+  for (int64_t t = b; t < e; ++t)
+    if (const int32_t s = al.source(t); s >= 0 && size_t(s) < all.size()) out[size_t(t - b)] = all[size_t(s)];
   return out;
 }
 
@@ -194,6 +215,7 @@ std::vector<TeacherRows> Teacher::aligned_rows(std::span<const Segment> segs, co
     r.ids.assign(host.ids.data() + b * k_, host.ids.data() + e * k_);
     r.probs.resize(r.ids.size());
     for (size_t i = 0; i < r.probs.size(); ++i) r.probs[i] = f32_to_f16(host.probs.data()[size_t(b * k_) + i]);
+    if (position_ce_) r.position_ce = aligned_position_ce(al, fw, b, e);
   }
   return out;
 }

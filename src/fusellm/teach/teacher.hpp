@@ -64,6 +64,7 @@ class Teacher {
     fusion::HostRows rows;  // [source tokens, k], over the source vocabulary
     double ce = 0;          // mean over ce_tokens
     int64_t ce_tokens = 0;
+    std::vector<float> ce_position;  // [source tokens] with per-position fusion (+Inf: no next token)
   };
   // Both tokenizations of a segment; Error when a source id is outside the source model's
   // vocabulary or the segment exceeds its context.
@@ -79,12 +80,16 @@ class Teacher {
   const std::string& source() const { return name_; }
   bool identity() const { return identity_; }  // the source has the target's tokenizer
   int64_t k() const { return k_; }
+  // Whether its rows carry per-position CE (the job fuses with MinCE per position).
+  bool position_ce() const { return position_ce_; }
   // The vocabulary mapping's fingerprint (0 for an identity teacher): ranks compare it at start.
   uint64_t mapping_fingerprint() const { return mapping_ ? mapping_->fingerprint() : 0; }
 
  private:
   void require_head(const char* what) const;
   std::vector<TeacherRows> identity_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const;
+  std::vector<float> aligned_position_ce(const align::Alignment& al, const std::vector<Scored>& fw, int64_t b,
+                                         int64_t e) const;
   std::vector<TeacherRows> aligned_rows(std::span<const Segment> segs, const std::vector<Scored>& fw) const;
   fusion::DeviceRows target_model_rows(const align::DocBatch& tb, const std::vector<Scored>& fw) const;
 
@@ -98,6 +103,7 @@ class Teacher {
   int64_t k_ = 0;
   align::AlignMethod method_;
   bool onehot_compat_ = false;
+  bool position_ce_ = false;
   fusion::TopkParams topk_;
   std::unique_ptr<model::Decoder> model_;
   int64_t vocab_ = 0, context_ = 0;  // of the source model

@@ -84,8 +84,9 @@ JobRankResult train_as_student(RankSetup& s, TrainObserver* observer, dist::Time
     std::vector<std::string> names;
     for (size_t j = 0; j < s.job.sources.size(); ++j) {
       names.push_back(s.job.sources[j].name);
-      sources.push_back(std::make_unique<dist::RowsReceiver>(s.topo, s.world, int(j), names.back(),
-                                                             s.job.distill.top_k, tl));
+      sources.push_back(std::make_unique<dist::RowsReceiver>(
+          s.topo, s.world, int(j), names.back(), s.job.distill.top_k,
+          s.job.distill.fusion == kernels::FusionMode::kMinCEPerPosition, tl));
     }
     return SegmentSource::from_rows(s.segments.lengths, std::move(names), std::move(sources), vocab);
   };

@@ -39,6 +39,15 @@ fusion::HostRows targets_of(const PackedSequence& ps, const StepSettings& s, Ste
   std::vector<float> scores(static_cast<size_t>(K));
   for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
   const std::vector<int64_t> offs{0, T};
+  if (s.fusion == kernels::FusionMode::kMinCEPerPosition) {  // each position its own lowest-CE source
+    if (ps.position_ce.size() != size_t(K * T))
+      fail("train: MinCE per position needs every source's per-position CE; the rows carry {} values for {} "
+           "sources x {} positions (the distribution cache does not store them: run the job online)",
+           ps.position_ce.size(), K, T);
+    fusion::Fused f = fusion::fuse_minCE_per_position(ps.rows, s.sources, ps.position_ce, s.vocab);
+    terms.fused.push_back({-1, {}});
+    return std::move(f.rows);
+  }
   fusion::Fused f = s.fusion == kernels::FusionMode::kMinCE ? fusion::fuse_minCE(ps.rows, s.sources, scores, offs, s.vocab)
                                                   : fusion::fuse_avgCE(ps.rows, s.sources, scores, offs, s.vocab);
   terms.fused.push_back({f.choice.empty() ? -1 : f.choice[0], std::move(f.weights)});

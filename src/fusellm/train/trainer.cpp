@@ -324,7 +324,13 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
-  if (fuses_teachers(job) && !job.cache.dir.empty()) check_offline_caches(job, opt.require_complete_caches);
+  if (fuses_teachers(job) && !job.cache.dir.empty()) {
+    if (job.distill.fusion == kernels::FusionMode::kMinCEPerPosition)
+      fail("{}: [distill].fusion = \"minCE-position\" needs the teachers' per-position CE, which the distribution "
+           "cache does not store: run the job online (remove [cache].dir)",
+           job.where("distill", "fusion"));
+    check_offline_caches(job, opt.require_complete_caches);
+  }
   // One lock per run: the MPI job's student rank 0 holds it for all ranks.
   std::vector<FileLock> locks;
   if (!dp || dp->students->rank() == 0) locks = claim_run_dirs(job, opt);

@@ -245,7 +245,7 @@ TEST_F(JobConfigTest, BadChoiceListsTheChoicesAndSuggests) {
   const std::string m = error_of(replace(kJob, "top_k = 10\n", "top_k = 10\nfusion = \"MinCE\"\n"));
   EXPECT_HAS(m, at(19));
   EXPECT_HAS(m, "[distill].fusion");
-  EXPECT_HAS(m, "\"minCE\", \"avgCE\", \"none\"");
+  EXPECT_HAS(m, "\"minCE\", \"avgCE\", \"minCE-position\", \"none\"");
   EXPECT_HAS(m, "did you mean \"minCE\"");
 }
 

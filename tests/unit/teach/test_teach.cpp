@@ -303,3 +303,45 @@ TEST(Teach, MismatchesRefusedBeforeWork) {
   EXPECT_NE(e.find("vocabulary mapping"), std::string::npos) << e;
   EXPECT_NE(e.find("'neox'"), std::string::npos) << e;
 }
+
+// MinCE per position: a Teacher of a per-position job gives each target position the CE of the
+// source position whose row it keeps. For the source that shares the target's tokenizer (the
+// identity) that is the source's own CE at that position, so their mean over the scored positions
+// is the segment's CE; for the aligned source every finite value is one of its per-position CEs
+// and positions without a kept row have none (+Inf). The rows themselves are those of a
+// sequence-level job.
+TEST(Teach, PerPositionCeFollowsTheAlignment) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("position");
+  const JobConfig seq = load_job(s.job("seq"));
+  JobConfig pos = load_job(s.job("pos", "fusion = \"minCE-position\"\n"));
+  const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(pos));
+  const Segmenter seg = toks->segmenter(pos);
+  SegmentStream stream(CorpusReader::from_config(pos.corpus), seg);
+  std::vector<Segment> segs(4);
+  for (auto& g : segs) ASSERT_TRUE(stream.next(g));
+  for (const char* source : {"llama", "neox"}) {
+    SCOPED_TRACE(source);
+    const Teacher with(pos, source, toks, ""), without(seq, source, toks, "");
+    EXPECT_TRUE(with.position_ce());
+    const std::vector<TeacherRows> a = with.rows(segs), b = without.rows(segs);
+    for (size_t d = 0; d < segs.size(); ++d) {
+      EXPECT_EQ(a[d].ids, b[d].ids);
+      EXPECT_EQ(a[d].probs, b[d].probs);
+      EXPECT_TRUE(b[d].position_ce.empty());
+      ASSERT_EQ(a[d].position_ce.size(), size_t(a[d].rows()));
+      double sum = 0;
+      int64_t finite = 0;
+      for (const float c : a[d].position_ce)
+        if (std::isfinite(c)) {
+          EXPECT_GE(c, 0.0f);
+          sum += c, ++finite;
+        }
+      EXPECT_GT(finite, a[d].rows() / 2);
+      if (with.identity()) {
+        EXPECT_EQ(finite, a[d].ce_tokens);  // every position but the last
+        EXPECT_NEAR(sum / double(finite), a[d].ce, 1e-5 * a[d].ce);
+      }
+    }
+  }
+}
