@@ -2,12 +2,28 @@
 // Runs the fusellm binary under mpirun as a user does (TOOLCHAIN.md: as root Open MPI needs its two
 // variables; more ranks than this machine's cores need --oversubscribe), with a wall-clock limit
 // far below ctest's, so a test of the MPI job can fail but never hang.
+#include <unistd.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "run_fusellm.hpp"
 
 namespace fusellm::testing {
+
+// <tmp>/<prefix>_<pid>/<name>: the directory of one run of a job; the root is made empty on the
+// first call (one prefix per test binary).
+inline std::string run_dir(const std::string& prefix, const std::string& name) {
+  namespace fs = std::filesystem;
+  static const fs::path root = [&] {
+    fs::path p = fs::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+  }();
+  return (root / name).string();
+}
 
 // One application context of an MPMD launch (mpirun -np 2 fusellm A : -np 1 fusellm B): `ranks`
 // ranks run the binary with `args`.

@@ -39,15 +39,7 @@ constexpr int kLimit = 160;  // segments: a small corpus, several epochs' worth 
 
 bool demo_present() { return fs::exists(kRepo + "/examples/demo/neox/model.safetensors"); }
 
-std::string dir_of(const std::string& name) {
-  static const fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("fusellm_mpi_job_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return (root / name).string();
-}
+std::string dir_of(const std::string& name) { return testing::run_dir("fusellm_mpi_job", name); }
 
 // The common arguments of a run named `name` (its own output directory).
 std::string args(const std::string& name, const std::string& extra = "") {

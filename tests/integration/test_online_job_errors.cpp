@@ -37,15 +37,7 @@ constexpr double kFast = 30;      // seconds: a refusal takes about 1 s here; a 
 
 bool demo_present() { return fs::exists(kRepo + "/examples/demo/neox/model.safetensors"); }
 
-std::string dir_of(const std::string& name) {
-  static const fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("fusellm_mpi_errors_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return (root / name).string();
-}
+std::string dir_of(const std::string& name) { return testing::run_dir("fusellm_mpi_errors", name); }
 
 // A run of the tiny job named `name` (its own output and checkpoint directories).
 std::string args(const std::string& name, int steps, const std::string& extra = "") {

@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cstring>
-#include <sstream>
 
 #include "fusellm/core/error.hpp"
 
@@ -19,16 +18,12 @@ StartPosition share_start_position(Transport& world, const StartPosition& mine) 
 }
 
 StartPosition start_position_of(const Sampler& sampler, int64_t step) {
-  std::ostringstream rng;
-  rng << sampler.epoch_start_rng();
-  return {step, sampler.epoch(), sampler.position(), rng.str()};
+  return {step, sampler.epoch(), sampler.position(), rng_to_text(sampler.epoch_start_rng())};
 }
 
 void restore_start_position(Sampler& sampler, const StartPosition& start) {
   std::mt19937_64 rng;
-  std::istringstream in(start.rng);
-  in >> rng;
-  if (!in) fail("the run start broadcast by rank 0 holds no generator state");
+  with_context("the run start broadcast by rank 0", [&] { rng_from_text(rng, start.rng); });
   sampler.restore(start.epoch, start.position, rng);
 }
 

@@ -36,7 +36,7 @@ int64_t TeacherServer::serve(const ServeRange& range) {
     }
   }
   pipeline_->flush();
-  drain(range.start_step + range.steps);
+  drain();
   return served;
 }
 
@@ -90,32 +90,30 @@ void TeacherServer::take_credit(int student, int64_t step) {
       m = world_.try_recv(student, Tag::credit);
       if (!m) return;
     }
-    const int64_t got = read_credit(*m, world_.describe(student));
-    if (got != q.front())
-      fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected one for micro-batch {}",
-           world_.rank(), pipeline_->teacher().source(), got, world_.describe(student), q.front());
-    q.pop_front();
+    credit_back(student, *m);
   }
+}
+
+// A credit from `student`: it must be for the oldest micro-batch sent to it (the student consumes
+// them in order).
+void TeacherServer::credit_back(int student, std::span<const std::byte> message) {
+  auto& q = in_flight_[size_t(student)];
+  const int64_t got = read_credit(message, world_.describe(student));
+  if (q.empty() || got != q.front())
+    fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected one for micro-batch {}",
+         world_.rank(), pipeline_->teacher().source(), got, world_.describe(student), q.empty() ? -1 : q.front());
+  q.pop_front();
 }
 
 void TeacherServer::reap_sends() {
   while (!sends_.empty() && sends_.front().request->done()) sends_.pop_front();
 }
 
-void TeacherServer::drain(int64_t step) {
-  for (int s = 0; s < int(in_flight_.size()); ++s) {
-    auto& q = in_flight_[size_t(s)];
-    while (!q.empty()) {
-      const int64_t got = read_credit(world_.recv(s, Tag::credit), world_.describe(s));
-      if (got != q.front())
-        fail("rank {}: source {}: a credit for micro-batch {} from student {}, expected {}", world_.rank(),
-             pipeline_->teacher().source(), got, world_.describe(s), q.front());
-      q.pop_front();
-    }
-  }
+void TeacherServer::drain() {
+  for (int s = 0; s < int(in_flight_.size()); ++s)
+    while (!in_flight_[size_t(s)].empty()) credit_back(s, world_.recv(s, Tag::credit));
   for (auto& p : sends_) p.request->wait();
   sends_.clear();
-  (void)step;
 }
 
 }  // namespace fusellm::dist

@@ -59,7 +59,8 @@ class TeacherServer {
   void serve_micro_batch(int64_t id, int64_t step, std::span<const int64_t> sequences);
   void take_credit(int student, int64_t step);  // waits for one credit from `student`
   void reap_sends();                            // frees the buffers of completed sends
-  void drain(int64_t step);                     // every credit back
+  void credit_back(int student, std::span<const std::byte> message);  // checks and returns one credit
+  void drain();                                 // every credit back
 
   Timeline& tl() { return timeline_ ? *timeline_ : off_; }
 

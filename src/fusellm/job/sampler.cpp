@@ -1,6 +1,7 @@
 #include "fusellm/job/sampler.hpp"
 
 #include <algorithm>
+#include <sstream>
 #include <unordered_set>
 
 #include "fusellm/core/error.hpp"
@@ -99,6 +100,20 @@ std::vector<int64_t> Sampler::segments(std::span<const int64_t> micro_batch) con
     for (const PackedPiece& p : packer_.pieces(seq))
       if (seen.insert(p.segment).second) out.push_back(p.segment);
   return out;
+}
+
+std::string rng_to_text(const std::mt19937_64& rng) {
+  std::ostringstream os;
+  os << rng;
+  return os.str();
+}
+
+void rng_from_text(std::mt19937_64& rng, const std::string& text) {
+  std::istringstream is(text);
+  std::mt19937_64 r;
+  is >> r;
+  if (is.fail()) fail("RNG state: not a std::mt19937_64 state ({} bytes of text)", text.size());
+  rng = r;
 }
 
 }  // namespace fusellm

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "fusellm/data/packer.hpp"
@@ -80,5 +81,10 @@ class Sampler {
   std::vector<int64_t> perm_;
   int64_t epoch_ = 0, position_ = 0;
 };
+
+// The generator's full state as text (operator<<), and back; Error on text that is not one. What
+// a checkpoint stores and the MPI job's start position carries (dist/start_position.hpp).
+std::string rng_to_text(const std::mt19937_64& rng);
+void rng_from_text(std::mt19937_64& rng, const std::string& text);
 
 }  // namespace fusellm

@@ -209,18 +209,4 @@ std::optional<TrainCheckpoint> TrainCheckpointStore::load_latest() const {
   return out;
 }
 
-std::string rng_to_text(const std::mt19937_64& rng) {
-  std::ostringstream os;
-  os << rng;
-  return os.str();
-}
-
-void rng_from_text(std::mt19937_64& rng, const std::string& text) {
-  std::istringstream is(text);
-  std::mt19937_64 r;
-  is >> r;
-  if (is.fail()) fail("RNG state: not a std::mt19937_64 state ({} bytes of text)", text.size());
-  rng = r;
-}
-
 }  // namespace fusellm

@@ -27,6 +27,7 @@
 #include "fusellm/ckpt/checkpoint_store.hpp"
 #include "fusellm/core/param_table.hpp"
 #include "fusellm/core/state_dict.hpp"
+#include "fusellm/job/sampler.hpp"  // rng_to_text, rng_from_text
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/train/optim_shard.hpp"
@@ -114,9 +115,5 @@ class TrainCheckpointStore {
 };
 
 inline std::optional<TrainCheckpoint> load_latest(const std::string& dir) { return TrainCheckpointStore(dir).load_latest(); }
-
-// The generator's full state as text (operator<<), and back; Error on text that is not one.
-std::string rng_to_text(const std::mt19937_64& rng);
-void rng_from_text(std::mt19937_64& rng, const std::string& text);
 
 }  // namespace fusellm
