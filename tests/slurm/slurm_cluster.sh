@@ -104,6 +104,11 @@ write_conf() {
     echo "PartitionName=debug Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=INFINITE State=UP"
     if [[ -n ${SLURM_CLUSTER_EXTRA:-} ]]; then echo "$SLURM_CLUSTER_EXTRA"; fi
   } >"$dir/slurm.conf"
+  # PMIx's per-step client directories are named by user, job and step id only
+  # (/tmp/spmix_appdir_<uid>_<job>.<step>): two test clusters both at job 1 would collide
+  # ("Cannot create directory ... File exists"), so each cluster keeps its own.
+  mkdir -p "$dir/pmix"
+  echo "PMIxCliTmpDirBase=$dir/pmix" >"$dir/mpi.conf"
 }
 
 start_ctld() {

@@ -17,4 +17,5 @@ void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
 void add_timeline(CLI::App& app);
+void add_plan(CLI::App& app);
 }  // namespace fusellm::cli
