@@ -120,6 +120,7 @@ case $launcher in
   *) die "FUSELLM_LAUNCHER must be srun or mpirun, found '$launcher'" ;;
 esac
 started=$log_dir/.ranks-$SLURM_JOB_ID.$restart
+shown="${step[*]} $FUSELLM_BIN train $*"
 step+=(bash -c "$wrapper; exec \"\$@\"" "$started" "$FUSELLM_BIN" train "$@")
 
 # Exit 75 handled: requeue the job unless it has run out of restarts.
@@ -160,7 +161,7 @@ fi
 run_step() {
   rm -rf "$started"
   mkdir -p "$started"
-  say "launching $need ranks with $launcher, OMP_NUM_THREADS=$OMP_NUM_THREADS: ${step[*]}"
+  say "launching $need ranks with $launcher, OMP_NUM_THREADS=$OMP_NUM_THREADS: $shown"
   "${step[@]}" &
   step_pid=$!
   while true; do
