@@ -14,7 +14,8 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config ca-certificates
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libtrilinos-kokkos-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libopenblas-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libonig-dev
-  libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils)
+  libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils
+  slurm-wlm)  # slurmctld, slurmd, sbatch, srun (with PMIx): the Slurm tests start a cluster (tests/slurm)
 
 if [[ -z "${FUSELLM_SKIP_APT:-}" ]]; then
   missing=()
