@@ -14,7 +14,8 @@
 #   tests/slurm/test_slurm.sh bad_input   refused before training, never requeued: a topology
 #                                         larger than the allocation, a checkpoint directory that
 #                                         cannot be written, a job file changed before the requeued
-#                                         run, and a job past FUSELLM_MAX_RESTARTS
+#                                         run, a job past FUSELLM_MAX_RESTARTS (requeued from
+#                                         outside; stopped with exit 75)
 #
 # Environment: FUSELLM_BIN (the fusellm binary; ctest passes the build's), KEEP=1 keeps the
 # temporary directory (its path is printed).
@@ -49,7 +50,8 @@ cleanup() {
   if [[ ${KEEP:-} == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
-"$CLUSTER" start "$TMP/cluster" --watch $$ >/dev/null || fail "Slurm did not start (logs: $TMP/cluster/log)"
+# 16 CPUs: bad_input's five 3-rank jobs at once (they mostly wait).
+SLURM_CLUSTER_CPUS=16 "$CLUSTER" start "$TMP/cluster" --watch $$ >/dev/null || fail "Slurm did not start (logs: $TMP/cluster/log)"
 export SLURM_CONF=$TMP/cluster/slurm.conf
 # The job's own logs and Slurm's batch output go to this test's directory, not the repository's logs/.
 export FUSELLM_LOG_DIR=$TMP/logs
@@ -230,7 +232,11 @@ case_bad_input() {
   local bounded
   bounded=$(FUSELLM_MAX_RESTARTS=1 FUSELLM_TEST_STUDENT_DELAY_MS=400 submit slurm/one_node.sbatch \
     --job jobs/tiny.toml --set job.output_dir="$TMP/bounded" --set train.max_steps=200)
-  say "submitted: too big $big, checkpoint dir $ckpt, changed job file $changed, max restarts $bounded"
+  # 5. FUSELLM_MAX_RESTARTS=0 and a stop on SIGUSR1 (exit 75): checkpointed, not requeued.
+  local nomore
+  nomore=$(FUSELLM_MAX_RESTARTS=0 FUSELLM_TEST_STUDENT_DELAY_MS=400 submit slurm/one_node.sbatch \
+    --job jobs/tiny.toml --set job.output_dir="$TMP/nomore" --set train.max_steps=200)
+  say "submitted: too big $big, checkpoint dir $ckpt, changed job file $changed, max restarts $bounded and $nomore"
 
   expect_refused "$big" 0 'the job needs 4 MPI ranks \(\[topology\]\.student_ranks .* SLURM_NTASKS=3'
   expect_refused "$ckpt" 0 '\[checkpoint\]\.dir: cannot create the directory'
@@ -240,11 +246,15 @@ case_bad_input() {
   scontrol requeue "$changed"
   expect_refused "$changed" 1 'lambda'
 
-  wait_line "$(log_of "$bounded" 0)" '^step 1/' 120
+  wait_line "$(log_of "$bounded" 0)" '^step [0-9]+/' 120
   scontrol requeue "$bounded"
-  wait_line "$(log_of "$bounded" 1)" '^step 1/' 120
+  wait_line "$(log_of "$bounded" 1)" '^step [0-9]+/' 120
   scontrol requeue "$bounded"
   expect_refused "$bounded" 2 'restarted 2 times, more than FUSELLM_MAX_RESTARTS=1'
+
+  wait_line "$(log_of "$nomore" 0)" '^step [0-9]+/' 120
+  scancel --signal=USR1 --batch "$nomore"
+  expect_refused "$nomore" 0 'already been restarted 0 times \(FUSELLM_MAX_RESTARTS=0\): not requeueing it'
 }
 
 case ${1:-} in
