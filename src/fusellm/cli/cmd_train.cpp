@@ -8,14 +8,18 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/dist/mpi/heartbeat.hpp"
 #include "fusellm/dist/mpi/mpi_session.hpp"
 #include "fusellm/dist/mpi/mpi_transport.hpp"
+#include "fusellm/dist/rank_status.hpp"
 #include "fusellm/train/run_job.hpp"
 #include "fusellm/train/step_dump.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -34,6 +38,12 @@ struct TrainCli {
   bool no_export = false;
   bool quiet = false;
 };
+
+std::vector<std::string> hosts_of(const dist::mpi::MpiTransport& world) {
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world.size(); ++r) hosts.push_back(world.host(r));
+  return hosts;
+}
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -65,22 +75,32 @@ void add_train(CLI::App& app) {
     if (!o->no_export)
       opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
     // Under mpirun/srun: one rank of the MPI job (train/run_job.hpp). A rank that fails ends the
-    // whole job at once (MPI_Abort), so no other rank waits for it.
+    // whole job at once (MPI_Abort), so no other rank waits for it; one that stops answering is
+    // ended by the heartbeat, and every wait by [comm].timeout_seconds.
     const auto session = dist::mpi::MpiSession::if_launched();
-    std::unique_ptr<dist::Transport> world;
+    std::unique_ptr<dist::mpi::MpiTransport> world;
+    std::optional<dist::RankStatus> status;
+    std::optional<dist::mpi::Heartbeat> heartbeat;
     if (session && session->world_size() > 1) {
       world = dist::mpi::MpiTransport::world();
-      world->set_timeout(std::chrono::seconds(600));
+      world->set_timeout(std::chrono::seconds(job.comm.timeout_seconds));
+      status.emplace(job, world->rank(), hosts_of(*world));
     }
     const int rank = world ? world->rank() : 0;
     std::optional<StepDump> dump;
     if (!o->dump.empty()) dump.emplace(rank == 0 ? o->dump : fmt::format("{}.rank{}", o->dump, rank));
     JobRankResult jr;
     try {
+      if (status && session->thread_multiple())
+        heartbeat.emplace(*status, std::chrono::seconds(job.comm.heartbeat_seconds),
+                          std::chrono::seconds(job.comm.dead_after_seconds));
       jr = run_job(job, opt, dump ? &*dump : nullptr, world.get());
+      if (world) world->barrier();  // the ranks leave together, the heartbeat watching until then
+      if (heartbeat) heartbeat->stop();
     } catch (const std::exception& e) {
       if (!world) throw;
-      std::fprintf(stderr, "fusellm: error: rank %d: %s\n", rank, e.what());
+      // "rank 2 (teacher of source 'neox' replica 0 stage 0, host h, step 13): ..."
+      std::fprintf(stderr, "fusellm: error: %s: %s\n", status->me().c_str(), e.what());
       std::fflush(stderr);
       dist::mpi::MpiSession::abort(1);
     }
