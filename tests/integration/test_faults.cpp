@@ -8,7 +8,8 @@
 //
 //   kill -STOP a teacher rank: the process is alive, so mpirun sees nothing wrong; the heartbeat
 //   (src/fusellm/dist/mpi/heartbeat.hpp) with [comm].dead_after_seconds = 6 ends the job, and its
-//   error line names the silent rank.
+//   error line names the silent rank; with the heartbeat's limit far away, a wait for the stopped
+//   rank passes [comm].timeout_seconds and ends it instead.
 //
 // A killed rank is noticed first by mpirun, which watches its children (the test prints which
 // mechanism ended each run). The runs are slowed (FUSELLM_TEST_STUDENT_DELAY_MS) so that a step
@@ -187,6 +188,24 @@ TEST(Faults, StoppedTeacherIsNamedByTheHeartbeatAndTheJobEnds) {
   EXPECT_NE(a.out.find("sent no heartbeat for "), std::string::npos) << a.out;
   EXPECT_NE(a.out.find("it died or stopped answering; ending the job"), std::string::npos) << a.out;
   EXPECT_GE(a.exit_s, 4.0) << "ended before [comm].dead_after_seconds could pass\n" << a.out;
+}
+
+// The same stop with the heartbeat out of the way (dead_after_seconds far away): a rank's wait
+// for the stopped one passes [comm].timeout_seconds and ends the job, naming itself and the peer.
+TEST(Faults, StoppedTeacherEndsTheJobAtTheTransportTimeout) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  const uint32_t seed = fault_seed();
+  std::printf("fault seed %u (FUSELLM_FAULT_SEED=%u replays it)\n", seed, seed);
+  std::mt19937 rng(seed);
+  const int step = std::uniform_int_distribution<int>(2, kSteps - 8)(rng);
+  const int teacher = std::uniform_int_distribution<int>(1, 2)(rng);
+  const Aftermath a = hurt("teacher_stopped_timeout", 3, teacher, step, SIGSTOP,
+                           "--set comm.timeout_seconds=8 --set comm.dead_after_seconds=300");
+  expect_ended_within_bound(a);
+  EXPECT_NE(a.out.find("fusellm: error: rank "), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("not done after 8.0 s (the transport's timeout)"), std::string::npos) << a.out;
+  EXPECT_EQ(a.out.find("sent no heartbeat"), std::string::npos) << a.out;
+  EXPECT_GE(a.exit_s, 7.0) << "ended before [comm].timeout_seconds could pass\n" << a.out;
 }
 
 }  // namespace

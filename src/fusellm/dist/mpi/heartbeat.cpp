@@ -1,5 +1,7 @@
 #include "fusellm/dist/mpi/heartbeat.hpp"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -64,6 +66,7 @@ void Heartbeat::stop_thread() {
 }
 
 void Heartbeat::run() {
+  pthread_setname_np(pthread_self(), "heartbeat");  // as top -H and /proc/<pid>/task/*/comm show it
   try {
     auto next_beat = Clock::now();
     std::unique_lock lock(mutex_);
