@@ -330,8 +330,8 @@ TEST_F(JobConfigTest, InconsistentSettingsNameEveryFieldInvolved) {
       {"lr = 1e-5\n", "lr = -1e-5\n", 21, {"[optim].lr", "> 0"}},
       {"lr = 1e-5\n", "lr = 1e-5\nbetas = [0.9, 1.0]\n", 22, {"[optim].betas", "beta2"}},
       // A rank is dead only after it missed at least one beat.
-      {"global_batch = 8\n", "global_batch = 8\n[comm]\nheartbeat_seconds = 10\n", 26,
-       {"[comm].dead_after_seconds, [comm].heartbeat_seconds", "dead_after_seconds (30) must exceed heartbeat_seconds (10)"}},
+      {"global_batch = 8\n", "global_batch = 8\n[comm]\nheartbeat_seconds = 40\n", 26,
+       {"[comm].dead_after_seconds, [comm].heartbeat_seconds", "dead_after_seconds (30) must exceed heartbeat_seconds (40)"}},
       {"global_batch = 8\n", "global_batch = 8\n[comm]\ndead_after_seconds = 5\n", 26,
        {"[comm].dead_after_seconds, [comm].heartbeat_seconds", "(5) must exceed heartbeat_seconds (5)"}},
       {"global_batch = 8\n", "global_batch = 8\n[comm]\nheartbeat_seconds = 0\n", 26,
