@@ -153,7 +153,7 @@ void kill_and_restart(const std::string& name, int ranks, int rank, std::mt19937
 
 // One test: the uninterrupted run is made once and compared with each restarted one.
 TEST(Faults, KilledTeacherOrStudentEndsTheJobAndTheRestartReachesTheSameWeights) {
-  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  ASSERT_TRUE(demo_present()) << "the demo checkpoints (examples/demo) are missing";
   const uint32_t seed = fault_seed();
   std::printf("fault seed %u (FUSELLM_FAULT_SEED=%u replays it)\n", seed, seed);
   std::mt19937 rng(seed);
@@ -168,20 +168,25 @@ TEST(Faults, KilledTeacherOrStudentEndsTheJobAndTheRestartReachesTheSameWeights)
   kill_and_restart("second_student_killed", 4, 1, rng, reference, "--set topology.student_ranks=2");
 }
 
-// kill -STOP: alive to mpirun, silent to the heartbeat.
-TEST(Faults, StoppedTeacherIsNamedByTheHeartbeatAndTheJobEnds) {
-  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+// kill -STOP of a teacher rank (drawn, as the step) of a run with `extra` settings: alive to
+// mpirun, silent to its peers. Returns what followed and the rank stopped.
+std::pair<Aftermath, int> stop_a_teacher(const std::string& name, const std::string& extra) {
   const uint32_t seed = fault_seed();
   std::printf("fault seed %u (FUSELLM_FAULT_SEED=%u replays it)\n", seed, seed);
   std::mt19937 rng(seed);
   const int step = std::uniform_int_distribution<int>(2, kSteps - 8)(rng);
   const int teacher = std::uniform_int_distribution<int>(1, 2)(rng);
-  const Aftermath a = hurt("teacher_stopped", 3, teacher, step, SIGSTOP,
-                           "--set comm.heartbeat_seconds=1 --set comm.dead_after_seconds=6");
+  return {hurt(name, 3, teacher, step, SIGSTOP, extra), teacher};
+}
+
+TEST(Faults, StoppedTeacherIsNamedByTheHeartbeatAndTheJobEnds) {
+  ASSERT_TRUE(demo_present()) << "the demo checkpoints (examples/demo) are missing";
+  const auto [a, teacher] =
+      stop_a_teacher("teacher_stopped", "--set comm.heartbeat_seconds=1 --set comm.dead_after_seconds=6");
   expect_ended_within_bound(a);
   // Rank 0 watches every rank; the stopped one's last beat came at most 1 s before the stop.
   const std::string source = teacher == 1 ? "llama" : "neox";
-  EXPECT_NE(a.out.find(fmt::format("fusellm: error: rank 0 (student 0, host ")), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("fusellm: error: rank 0 (student 0, host "), std::string::npos) << a.out;
   EXPECT_NE(a.out.find(fmt::format("rank {} (teacher of source '{}' replica 0 stage 0, host ", teacher, source)),
             std::string::npos)
       << a.out;
@@ -193,14 +198,9 @@ TEST(Faults, StoppedTeacherIsNamedByTheHeartbeatAndTheJobEnds) {
 // The same stop with the heartbeat out of the way (dead_after_seconds far away): a rank's wait
 // for the stopped one passes [comm].timeout_seconds and ends the job, naming itself and the peer.
 TEST(Faults, StoppedTeacherEndsTheJobAtTheTransportTimeout) {
-  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
-  const uint32_t seed = fault_seed();
-  std::printf("fault seed %u (FUSELLM_FAULT_SEED=%u replays it)\n", seed, seed);
-  std::mt19937 rng(seed);
-  const int step = std::uniform_int_distribution<int>(2, kSteps - 8)(rng);
-  const int teacher = std::uniform_int_distribution<int>(1, 2)(rng);
-  const Aftermath a = hurt("teacher_stopped_timeout", 3, teacher, step, SIGSTOP,
-                           "--set comm.timeout_seconds=8 --set comm.dead_after_seconds=300");
+  ASSERT_TRUE(demo_present()) << "the demo checkpoints (examples/demo) are missing";
+  const auto [a, teacher] =
+      stop_a_teacher("teacher_stopped_timeout", "--set comm.timeout_seconds=8 --set comm.dead_after_seconds=300");
   expect_ended_within_bound(a);
   EXPECT_NE(a.out.find("fusellm: error: rank "), std::string::npos) << a.out;
   EXPECT_NE(a.out.find("not done after 8.0 s (the transport's timeout)"), std::string::npos) << a.out;
