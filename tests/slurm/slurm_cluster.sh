@@ -12,8 +12,15 @@
 #   slurm_cluster.sh conf DIR                  only write DIR/slurm.conf (and make the directories)
 #   slurm_cluster.sh ctld DIR                  only start slurmctld
 #   slurm_cluster.sh slurmd DIR NODE [CMD...]  only start NODE's slurmd, under CMD if given (e.g.
-#                                              `ip netns exec ns1`: a node in a network namespace)
+#                                              `tests/slurm/netns.sh exec DIR n1`: a node in a
+#                                              network namespace; not `ip netns exec`, netns.sh
+#                                              says why)
 #   slurm_cluster.sh wait DIR                  until every node is idle (or fail after 30 s)
+#   slurm_cluster.sh watch DIR PID             only start the watchdog (before the nodes exist:
+#                                              a test that makes them first, e.g. namespaces)
+#
+# `stop` ends by running DIR/run/on_stop if it is executable: what a test made for the cluster
+# besides the daemons (tests/slurm/netns.sh's namespaces) goes with it, the watchdog's stop too.
 #
 # Clients need `export SLURM_CONF=DIR/slurm.conf` (start prints that line on stdout).
 #
@@ -28,6 +35,8 @@
 #   SLURM_CLUSTER_CRED_EXPIRE  seconds a requeued job waits before it may start again (AuthInfo
 #                              cred_expire; Slurm's default 120)
 #   SLURM_CLUSTER_EXTRA        more slurm.conf lines, appended verbatim
+#   SLURM_CLUSTER_SLURMD_WRAP  a command `start` runs each slurmd under, %n replaced by the node's
+#                              name (e.g. "tests/slurm/netns.sh exec DIR %n")
 set -euo pipefail
 
 die() {
@@ -84,6 +93,10 @@ write_conf() {
     echo "SlurmdPidFile=$dir/run/slurmd.%n.pid"
     echo "SlurmctldLogFile=$dir/log/slurmctld.log"
     echo "SlurmdLogFile=$dir/log/slurmd.%n.log"
+    # The PMIx plugin makes its client directory (spmix_appdir_<uid>_<job>.<step>) under TmpFS;
+    # several slurmd on one file system would collide there ("Cannot create directory ...: File
+    # exists") and the step fails on all but one node. %n: one per node (slurm_get_tmp_fs).
+    echo "TmpFS=$dir/tmp/%n"
     echo "SlurmctldDebug=info"
     echo "SlurmdDebug=info"
     # Jobs end fast in tests; the state of finished jobs is kept a while for scontrol show job.
@@ -98,7 +111,7 @@ write_conf() {
         addr=${addr%%:*}
       fi
       names+=("$name")
-      mkdir -p "$dir/spool/$name"
+      mkdir -p "$dir/spool/$name" "$dir/tmp/$name"
       echo "NodeName=$name NodeAddr=$addr CPUs=$cpus RealMemory=1000 State=UNKNOWN$port"
     done
     echo "PartitionName=debug Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=INFINITE State=UP"
@@ -237,16 +250,28 @@ main() {
       write_conf "$dir"
       if [[ -n $watch ]]; then start_watchdog "$dir" "$watch"; fi
       start_ctld "$dir"
-      for spec in $(nodes); do start_slurmd "$dir" "${spec%%=*}"; done
+      local wrap
+      for spec in $(nodes); do
+        wrap=${SLURM_CLUSTER_SLURMD_WRAP:+${SLURM_CLUSTER_SLURMD_WRAP//%n/${spec%%=*}}}
+        # shellcheck disable=SC2086  # the wrapper is a command line: split into words
+        start_slurmd "$dir" "${spec%%=*}" $wrap
+      done
       wait_idle "$dir"
       echo "export SLURM_CONF=$dir/slurm.conf"
       ;;
-    stop) stop_cluster "$dir" ;;
+    stop)
+      stop_cluster "$dir"
+      if [[ -x $dir/run/on_stop ]]; then "$dir/run/on_stop"; fi
+      ;;
+    watch)
+      mkdir -p "$dir"/{log,run}
+      start_watchdog "$dir" "${1:?watch needs a PID}"
+      ;;
     conf) write_conf "$dir" ;;
     ctld) start_ctld "$dir" ;;
     slurmd) start_slurmd "$dir" "$@" ;;
     wait) wait_idle "$dir" ;;
-    *) die "unknown command '$cmd' (start, stop, conf, ctld, slurmd, wait)" ;;
+    *) die "unknown command '$cmd' (start, stop, conf, ctld, slurmd, wait, watch)" ;;
   esac
 }
 
