@@ -15,6 +15,8 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config ca-certificates
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libopenblas-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libonig-dev
   libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils)
+# tests/slurm: a real Slurm on this machine; iproute2 (ip) makes the two-node test's namespaces.
+APT_PACKAGES+=(slurm-wlm iproute2)
 
 if [[ -z "${FUSELLM_SKIP_APT:-}" ]]; then
   missing=()

@@ -26,7 +26,7 @@
 #
 # Settings (environment):
 #   SLURM_CLUSTER_NODES        "name=addr[:port] ..." (default "localhost=127.0.0.1"); nodes that
-#                              share an address need their own port
+#                              share an address need their own port (a free one when not given)
 #   SLURM_CLUSTER_CTLD_ADDR    slurmctld's address (default 127.0.0.1)
 #   SLURM_CLUSTER_CTLD_PORT    slurmctld's port (default: a free one)
 #   SLURM_CLUSTER_SLURMD_PORT  the slurmd port of nodes without their own (default: a free one)
@@ -65,7 +65,7 @@ write_conf() {
   local ctld_port=${SLURM_CLUSTER_CTLD_PORT:-$(free_port)}
   local slurmd_port=${SLURM_CLUSTER_SLURMD_PORT:-$(free_port)}
   local cpus=${SLURM_CLUSTER_CPUS:-8}
-  local names=() spec name addr port
+  local names=() spec name addr port seen=" "
   {
     echo "# written by tests/slurm/slurm_cluster.sh"
     echo "ClusterName=fusellmtest"
@@ -109,7 +109,10 @@ write_conf() {
       if [[ $addr == *:* ]]; then
         port=" Port=${addr#*:}"
         addr=${addr%%:*}
+      elif [[ $seen == *" $addr "* ]]; then
+        port=" Port=$(free_port)"  # a second slurmd on one address: its own port
       fi
+      seen+="$addr "
       names+=("$name")
       mkdir -p "$dir/spool/$name" "$dir/tmp/$name"
       echo "NodeName=$name NodeAddr=$addr CPUs=$cpus RealMemory=1000 State=UNKNOWN$port"
