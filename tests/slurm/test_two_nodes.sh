@@ -107,27 +107,50 @@ fi
 
 field() { scontrol show job "$1" -o | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-run2=$TMP/run-two-nodes
-id=$(cd "$ROOT" && sbatch --parsable "${SBATCH[@]}" "${JOB[@]}" --set job.output_dir="$run2") || fail "sbatch refused the job"
-say "submitted job $id"
-until=$((SECONDS + 240))
-while state=$(field "$id" JobState) && [[ $state == PENDING || $state == RUNNING || $state == CONFIGURING || $state == COMPLETING ]]; do
-  ((SECONDS < until)) || fail "job $id still $state after 240 s (logs: $FUSELLM_LOG_DIR, $DIR/log)"
-  sleep 0.5
-done
-out=$FUSELLM_LOG_DIR/slurm-$id.out
-[[ $state == COMPLETED && $(field "$id" ExitCode) == 0:0 ]] ||
-  fail "job $id ended $state, exit $(field "$id" ExitCode); its output:"$'\n'"$(tail -40 "$out")"
-[[ $(field "$id" NodeList) == "n[1-2]" ]] || fail "job $id ran on $(field "$id" NodeList), not n[1-2]"
-say "job $id $state on $(field "$id" NodeList)"
+# Submits the job with Slurm's task distribution `dist` (block: ranks 0-1 on n1, the students;
+# cyclic: one student and one teacher per node, so ZeRO-1's collectives cross the nodes too);
+# prints the job id.
+submit() {
+  local dist=$1
+  (cd "$ROOT" && sbatch --parsable --distribution="$dist" "${SBATCH[@]}" "${JOB[@]}" \
+    --set job.output_dir="$TMP/run-$dist") || fail "sbatch refused the job ($dist)"
+}
 
-# The rank map (rank 0 logs it; the host is each rank's MPI processor name, here its namespace's
-# hostname): two ranks on each node.
-grep -A"$WORLD" "rank map:" "$out" || fail "no rank map in $out"
-for node in n1 n2; do
-  n=$(grep -cE "^  rank [0-9]+ \(host $node\)" "$out" || true)
-  ((n == PER_NODE)) || fail "the rank map has $n ranks on $node, not $PER_NODE: $(grep -A"$WORLD" "rank map:" "$out")"
-done
+# Until job `id` has ended: COMPLETED with exit 0 on n[1-2], or fail with its output.
+wait_done() {
+  local id=$1 state out=$FUSELLM_LOG_DIR/slurm-$1.out
+  local until=$((SECONDS + 240))
+  while state=$(field "$id" JobState) && [[ $state =~ ^(PENDING|CONFIGURING|RUNNING|COMPLETING)$ ]]; do
+    ((SECONDS < until)) || fail "job $id still $state after 240 s (logs: $FUSELLM_LOG_DIR, $DIR/log)"
+    sleep 0.5
+  done
+  [[ $state == COMPLETED && $(field "$id" ExitCode) == 0:0 ]] ||
+    fail "job $id ended $state, exit $(field "$id" ExitCode); its output:"$'\n'"$(tail -40 "$out")"
+  [[ $(field "$id" NodeList) == "n[1-2]" ]] || fail "job $id ran on $(field "$id" NodeList), not n[1-2]"
+  say "job $id $state on $(field "$id" NodeList)"
+}
+
+# The rank map (rank 0 logs it; a rank's host is its MPI processor name, here its namespace's
+# hostname): PER_NODE ranks on each node, the students where the distribution puts them.
+check_rank_map() {
+  local id=$1 students=$2 out=$FUSELLM_LOG_DIR/slurm-$1.out map node n
+  map=$(grep -A"$WORLD" "rank map:" "$out") || fail "no rank map in $out"
+  echo "$map"
+  for node in n1 n2; do
+    n=$(grep -cE "^  rank [0-9]+ \(host $node\)" <<<"$map" || true)
+    ((n == PER_NODE)) || fail "job $id: the rank map has $n ranks on $node, not $PER_NODE"
+  done
+  [[ $(grep -E "student" <<<"$map" | grep -oE "host n[0-9]+" | tr '\n' ' ') == "$students" ]] ||
+    fail "job $id: the students are not on '$students'"
+}
+
+block=$(submit block)
+cyclic=$(submit cyclic)
+say "submitted jobs $block (block) and $cyclic (cyclic)"
+wait_done "$block"
+wait_done "$cyclic"
+check_rank_map "$block" "host n1 host n1 "
+check_rank_map "$cyclic" "host n1 host n2 "
 
 # The same job on one node under mpirun, outside Slurm: the same weights, byte for byte.
 run1=$TMP/run-one-node
@@ -135,7 +158,9 @@ run1=$TMP/run-one-node
   timeout -k 5 240 mpirun --oversubscribe -np "$WORLD" -x OMP_NUM_THREADS -x OMP_WAIT_POLICY \
   "$FUSELLM_BIN" train "${JOB[@]}" --set job.output_dir="$run1" -q >"$run1.log" 2>&1) ||
   fail "the one-node mpirun run failed: $(tail -20 "$run1.log")"
-cmp "$run1/export/model.safetensors" "$run2/export/model.safetensors" ||
-  fail "the two-node job's weights differ from the one-node run's ($run2/export vs $run1/export)"
-say "same weights on two nodes as on one: $(stat -c %s "$run2/export/model.safetensors") bytes of model.safetensors"
+for dist in block cyclic; do
+  cmp "$run1/export/model.safetensors" "$TMP/run-$dist/export/model.safetensors" ||
+    fail "the two-node job's weights ($dist) differ from the one-node run's ($TMP/run-$dist/export vs $run1/export)"
+done
+say "same weights on two nodes (block and cyclic) as on one: $(stat -c %s "$run1/export/model.safetensors") bytes of model.safetensors"
 say PASS
