@@ -93,9 +93,12 @@ write_conf() {
     echo "SlurmdPidFile=$dir/run/slurmd.%n.pid"
     echo "SlurmctldLogFile=$dir/log/slurmctld.log"
     echo "SlurmdLogFile=$dir/log/slurmd.%n.log"
-    # The PMIx plugin makes its client directory (spmix_appdir_<uid>_<job>.<step>) under TmpFS;
-    # several slurmd on one file system would collide there ("Cannot create directory ...: File
-    # exists") and the step fails on all but one node. %n: one per node (slurm_get_tmp_fs).
+    # The PMIx plugin makes each step's client directory (spmix_appdir_<uid>_<job>.<step>, named
+    # by user, job and step id only) under TmpFS (default /tmp): two test clusters both at job 1,
+    # or two slurmd of one cluster on one file system, would collide there ("Cannot create
+    # directory ...: File exists") and the step fails. One per cluster and node: TmpFS takes %n
+    # (slurm_get_tmp_fs); mpi.conf's PMIxCliTmpDirBase would override it and takes no %n (seen:
+    # "Could not open parent directory .../%n").
     echo "TmpFS=$dir/tmp/%n"
     echo "SlurmctldDebug=info"
     echo "SlurmdDebug=info"

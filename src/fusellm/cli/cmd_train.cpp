@@ -13,6 +13,7 @@
 #include "fusellm/cli/input.hpp"
 #include "fusellm/cli/job_args.hpp"
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/stop_signal.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/dist/mpi/mpi_session.hpp"
 #include "fusellm/dist/mpi/mpi_transport.hpp"
@@ -34,6 +35,22 @@ struct TrainCli {
   bool no_export = false;
   bool quiet = false;
 };
+
+// What rank 0 prints at the end of a run.
+void print_result(const TrainResult& r, const TrainOptions& opt) {
+  std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
+              (long long)r.start_step, (long long)r.end_step, (long long)r.total_steps, (long long)r.segments,
+              (long long)r.sequences);
+  if (!r.steps.empty())
+    std::printf("loss: %.6f -> %.6f\n", r.steps.front().loss, r.steps.back().loss);
+  std::printf("metrics: %s\n", r.metrics_path.c_str());
+  if (!r.last_checkpoint.empty()) std::printf("checkpoint: %s\n", r.last_checkpoint.c_str());
+  if (!r.stopped_by.empty())
+    std::printf("stopped: on %s after step %lld, with a checkpoint (exit status %d: requeue; the next run resumes)\n",
+                r.stopped_by.c_str(), (long long)r.end_step, kExitRequeue);
+  else if (!opt.export_dir.empty())
+    std::printf("export: %s\n", opt.export_dir.c_str());
+}
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -53,6 +70,9 @@ void add_train(CLI::App& app) {
   sub->add_option("--dump", o->dump, "write each step's packed sequences and fused targets as JSON lines (reference tests)");
   sub->add_flag("-q,--quiet", o->quiet, "no human lines on stderr");
   sub->callback([o] {
+    // First: a signal from now on is a stop request, not the end of the process (issue 12: SIGUSR1
+    // from Slurm's --signal, SIGTERM on preemption: a checkpoint, then exit status 75).
+    install_stop_handlers();
     JobConfig job = load_job(o->job);
     if (!o->cache_dir.empty()) job.cache.dir = o->cache_dir;
     TrainOptions opt;
@@ -84,17 +104,10 @@ void add_train(CLI::App& app) {
       std::fflush(stderr);
       dist::mpi::MpiSession::abort(1);
     }
-    if (rank != 0) return;
-    const TrainResult& r = jr.train;
-    std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
-                (long long)r.start_step, (long long)r.end_step, (long long)r.total_steps, (long long)r.segments,
-                (long long)r.sequences);
-    if (!r.steps.empty())
-      std::printf("loss: %.6f -> %.6f\n", r.steps.front().loss, r.steps.back().loss);
-    std::printf("metrics: %s\n", r.metrics_path.c_str());
-    if (!r.last_checkpoint.empty()) std::printf("checkpoint: %s\n", r.last_checkpoint.c_str());
-    if (!opt.export_dir.empty()) std::printf("export: %s\n", opt.export_dir.c_str());
+    if (rank == 0) print_result(jr.train, opt);
+    if (jr.stopped) throw ExitStatus{kExitRequeue};
   });
 }
+
 
 }  // namespace fusellm::cli

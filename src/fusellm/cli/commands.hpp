@@ -4,6 +4,13 @@
 #include <CLI/CLI.hpp>
 
 namespace fusellm::cli {
+
+// Thrown by a callback that ends with an exit status of its own, not an error (train's
+// kExitRequeue after a stop signal): main() returns the code.
+struct ExitStatus {
+  int code;
+};
+
 void add_info(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_score(CLI::App& app);
@@ -17,4 +24,5 @@ void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
 void add_timeline(CLI::App& app);
+void add_plan(CLI::App& app);
 }  // namespace fusellm::cli

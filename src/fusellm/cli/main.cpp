@@ -1,7 +1,8 @@
 // The fusellm command. Subcommands are registered from cli/commands.hpp; errors from any of them
 // are caught here and printed as one line. Exit codes (the table in README.md, "The command"): 0 success (and
 // --help), 1 an error in the input or the run, 2 a usage error (the command line itself; as
-// argparse, click and the shell builtins use 2, where CLI11 would return 101..115 by kind).
+// argparse, click and the shell builtins use 2, where CLI11 would return 101..115 by kind), 75
+// `train` stopped on a signal after a checkpoint (core/stop_signal.hpp: requeue the job).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -56,12 +57,15 @@ int main(int argc, char** argv) {
   fusellm::cli::add_merge(app);
   fusellm::cli::add_config(app);
   fusellm::cli::add_timeline(app);
+  fusellm::cli::add_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (unknown_subcommand(app)) return kExitUsage;
     // app.exit prints the message (and the help for --help); its code is 0 for --help.
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  } catch (const fusellm::cli::ExitStatus& e) {
+    return e.code;
   } catch (const fusellm::Error& e) {
     std::fprintf(stderr, "fusellm: error: %s\n", e.what());
     return kExitError;

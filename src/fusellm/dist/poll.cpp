@@ -10,6 +10,7 @@ std::string_view tag_name(Tag tag) {
     case Tag::rows: return "rows";
     case Tag::credit: return "credit";
     case Tag::hidden: return "hidden";
+    case Tag::end: return "end";
     case Tag::test: return "test";
   }
   return "unknown";

@@ -10,7 +10,7 @@
 
 namespace fusellm::dist {
 
-TeacherServer::TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<StagePipeline> pipeline,
+TeacherServer::TeacherServer(const Topology& topo, JobTransport& world, int source, std::unique_ptr<StagePipeline> pipeline,
                              const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline)
     : topo_(topo), world_(world), source_(source), replica_(topo.role(world.rank()).replica),
       pipeline_(std::move(pipeline)), segments_(segments), sampler_(sampler), prefetch_(prefetch),
@@ -29,6 +29,7 @@ int64_t TeacherServer::serve(const ServeRange& range) {
     ++step;
     for (const auto& mb : batches.micro_batches) {
       if (topo_.serving_replica(source_, id) == replica_) {
+        world_.check_interrupt();
         serve_micro_batch(id, step, mb);
         if (++served == 1) resident_after_first_ = resident_bytes();
       }

@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "fusellm/dist/job_transport.hpp"
 #include "fusellm/dist/timeline.hpp"
 #include "fusellm/dist/topology.hpp"
 #include "fusellm/dist/transport.hpp"
@@ -43,10 +44,12 @@ class TeacherServer {
   // source: index of the [[source]] this rank serves (its Topology role); `pipeline`: this rank's
   // stage of its replica; `segments`: the job's segments (not owned); `sampler`: restored to the
   // run's start.
-  TeacherServer(const Topology& topo, Transport& world, int source, std::unique_ptr<StagePipeline> pipeline,
+  TeacherServer(const Topology& topo, JobTransport& world, int source, std::unique_ptr<StagePipeline> pipeline,
                 const CorpusSegments& segments, Sampler& sampler, int64_t prefetch, Timeline* timeline = nullptr);
 
   // Serves every micro-batch of the range this replica owns; returns the micro-batches it served.
+  // Between micro-batches, and in every wait, it runs `world`'s interrupt (job_end.hpp: the
+  // students' end message, when they stopped early, leaves the loop by exception).
   int64_t serve(const ServeRange& range);
 
   // The most micro-batches that were in flight to one student at once (the bounded-memory test).
@@ -70,7 +73,7 @@ class TeacherServer {
   };
 
   const Topology& topo_;
-  Transport& world_;
+  JobTransport& world_;
   int source_, replica_;
   std::unique_ptr<StagePipeline> pipeline_;
   const CorpusSegments& segments_;

@@ -113,14 +113,18 @@ int Topology::serving_replica(int source, int64_t micro_batch) const {
 }
 
 std::string Topology::rank_map(const Transport& world) const {
+  return rank_map([&world](int r) { return world.describe(r); });
+}
+
+std::string Topology::rank_map(const std::function<std::string(int)>& name) const {
   std::string out = fmt::format("rank map: {} ranks, {} students, {} teacher groups\n", world_size(), students_, sources());
   for (int r = 0; r < world_size(); ++r) {
     const RankRole& x = roles_[size_t(r)];
     if (x.role == RankRole::Role::student)
-      out += fmt::format("  {}  student {} of {}  device cpu\n", world.describe(r), x.rank_in_group, students_);
+      out += fmt::format("  {}  student {} of {}  device cpu\n", name(r), x.rank_in_group, students_);
     else
       out += fmt::format("  {}  teacher  source \"{}\" replica {} stage {}  group rank {}  device cpu\n",
-                         world.describe(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group);
+                         name(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group);
   }
   return out;
 }

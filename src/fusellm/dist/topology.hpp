@@ -19,6 +19,7 @@
 //
 // A single process (no mpirun, or -np 1) does not use a Topology: it runs every role in turn.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,8 @@ class Topology {
   // One line per world rank: "rank 3 (host node07)  teacher  source "llama" replica 1 stage 0
   // group rank 1  device cpu"; hosts from world.describe().
   std::string rank_map(const Transport& world) const;
+  // The same before any rank runs (`fusellm plan`): each rank named by `name(world_rank)`.
+  std::string rank_map(const std::function<std::string(int)>& name) const;
   // Logs rank_map() on world rank 0 (no communication: the transport knows the hosts).
   void print_rank_map(const Transport& world) const;
 

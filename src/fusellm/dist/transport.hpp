@@ -42,6 +42,7 @@ enum class Tag : int {
   rows = 2,     // teacher -> student: one micro-batch of one source (rows_message.hpp)
   credit = 3,   // student -> teacher: one micro-batch consumed
   hidden = 4,   // teacher stage -> next stage: hidden states of one segment
+  end = 5,      // student 0 -> every teacher: the students are done, or stopped (job_end.hpp)
   test = 99,    // tests only
 };
 

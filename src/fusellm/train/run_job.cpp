@@ -8,6 +8,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/resident_memory.hpp"
+#include "fusellm/dist/job_end.hpp"
 #include "fusellm/dist/rank_agreement.hpp"
 #include "fusellm/dist/rows_receiver.hpp"
 #include "fusellm/dist/start_position.hpp"
@@ -26,7 +27,7 @@ namespace {
 struct RankSetup {
   const JobConfig& job;
   const TrainOptions& opt;
-  dist::Transport& world;
+  dist::JobTransport& world;
   dist::Topology topo;
   std::unique_ptr<dist::Transport> group;
   std::shared_ptr<const JobTokenizers> toks;
@@ -40,6 +41,23 @@ uint64_t tokenizers_print(const JobTokenizers& toks) {
   return h;
 }
 
+// Issue 11, "Bounded memory": credits bound what a teacher holds, whichever side is slower.
+void report_served(const RankSetup& s, const dist::TeacherServer& server, JobRankResult& res) {
+  const dist::RankRole& me = s.topo.role(s.world.rank());
+  res.max_in_flight = server.max_in_flight();
+  res.resident_first = server.resident_after_first();
+  res.resident_end = resident_bytes();
+  spdlog::info("rank {}: teacher of source \"{}\" replica {} stage {}: served {} micro-batches, at most {} in flight "
+               "to one student ([topology].prefetch = {}); resident memory {:.1f} MiB after the first, {:.1f} MiB "
+               "at the end",
+               s.world.rank(), s.job.sources.at(size_t(me.source)).name, me.replica, me.stage, res.served,
+               res.max_in_flight, s.job.topology.prefetch, double(res.resident_first) / (1 << 20),
+               double(res.resident_end) / (1 << 20));
+}
+
+// A teacher rank: serves its replica's micro-batches, then waits for the students' end message;
+// when the students stop early the message interrupts the serving (dist/job_end.hpp). Either way
+// the rank then drains what was sent to it and not received.
 JobRankResult serve_as_teacher(RankSetup& s, Sampler& sampler, dist::Timeline* tl) {
   const dist::RankRole& me = s.topo.role(s.world.rank());
   const SourceConfig& src = s.job.sources.at(size_t(me.source));
@@ -53,21 +71,26 @@ JobRankResult serve_as_teacher(RankSetup& s, Sampler& sampler, dist::Timeline* t
   const dist::StartPosition start = dist::share_start_position(s.world, {});
   JobRankResult res;
   res.student = false;
-  if (!pipeline) return res;  // CLM only: nothing to serve
-  dist::restore_start_position(sampler, start);
-  dist::TeacherServer server(s.topo, s.world, me.source, std::move(pipeline), s.segments, sampler,
-                             s.job.topology.prefetch, tl);
-  const int64_t steps = s.opt.stop_after > 0 ? s.opt.stop_after : sampler.total_steps();
-  res.served = server.serve({start.step, steps});
-  res.max_in_flight = server.max_in_flight();
-  res.resident_first = server.resident_after_first();
-  res.resident_end = resident_bytes();
-  // Issue 11, "Bounded memory": credits bound what a teacher holds, whichever side is slower.
-  spdlog::info("rank {}: teacher of source \"{}\" replica {} stage {}: served {} micro-batches, at most {} in flight "
-               "to one student ([topology].prefetch = {}); resident memory {:.1f} MiB after the first, {:.1f} MiB "
-               "at the end",
-               s.world.rank(), src.name, me.replica, me.stage, res.served, res.max_in_flight, s.job.topology.prefetch,
-               double(res.resident_first) / (1 << 20), double(res.resident_end) / (1 << 20));
+  std::optional<dist::TeacherServer> server;  // outlives the drain, which completes its sends
+  dist::watch_for_end(s.world);
+  dist::JobEnd end;
+  try {
+    if (pipeline) {  // else CLM only: nothing to serve
+      dist::restore_start_position(sampler, start);
+      server.emplace(s.topo, s.world, me.source, std::move(pipeline), s.segments, sampler, s.job.topology.prefetch, tl);
+      const int64_t steps = s.opt.stop_after > 0 ? s.opt.stop_after : sampler.total_steps();
+      res.served = server->serve({start.step, steps});
+      report_served(s, *server, res);
+    }
+    end = dist::wait_for_end(s.world);
+  } catch (const dist::JobEnded& e) {
+    end = e.end();
+    spdlog::info("rank {}: teacher of source \"{}\": the students stopped after step {}; leaving", s.world.rank(),
+                 src.name, end.step);
+  }
+  s.world.set_interrupt({});
+  s.world.drain_unreceived();
+  res.stopped = end.stopped;
   return res;
 }
 
@@ -92,17 +115,26 @@ JobRankResult train_as_student(RankSetup& s, TrainObserver* observer, dist::Time
   };
   JobRankResult res;
   res.train = train(s.job, s.opt, observer, &dp);
+  res.stopped = !res.train.stopped_by.empty();
+  if (s.world.rank() == 0) dist::announce_end(s.world, s.topo, {res.train.end_step, res.stopped});
+  s.world.drain_unreceived();
   return res;
 }
 
 }  // namespace
 
 JobRankResult run_job(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, dist::Transport* world) {
-  if (!world || world->size() == 1) return {train(job, opt, observer), true, 0, 0};
+  if (!world || world->size() == 1) {
+    JobRankResult r;
+    r.train = train(job, opt, observer);
+    r.stopped = !r.train.stopped_by.empty();
+    return r;
+  }
   if (!job.cache.dir.empty())
     fail("{}: [cache].dir is set: the MPI job is online (teachers send their rows as it runs); run offline "
          "training in one process, or remove [cache].dir", job.where("cache", "dir"));
-  RankSetup s{job, opt, *world, dist::Topology::of(job, world->size()), nullptr, nullptr, {}, {}};
+  dist::JobTransport job_world(*world);
+  RankSetup s{job, opt, job_world, dist::Topology::of(job, world->size()), nullptr, nullptr, {}, {}};
   s.group = s.topo.split(*world);
   s.topo.print_rank_map(*world);
   std::optional<Kokkos::ScopeGuard> kokkos;  // the Teacher's kernels need it

@@ -19,6 +19,9 @@ namespace fusellm {
 struct JobRankResult {
   TrainResult train;          // a student's (the teachers' is empty)
   bool student = true;
+  // The run stopped before its end on a stop signal (core/stop_signal.hpp), after a checkpoint:
+  // a student's train.stopped_by, a teacher's word from the students (dist/job_end.hpp).
+  bool stopped = false;
   int64_t served = 0;         // a teacher's micro-batches
   int64_t max_in_flight = 0;  // a teacher's most micro-batches in flight to one student
   int64_t resident_first = 0; // a teacher's resident bytes after its first micro-batch

@@ -6,7 +6,10 @@
 #include <filesystem>
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/stop_signal.hpp"
 #include "fusellm/io/file_lock.hpp"
 #include "fusellm/model/export_hf.hpp"
 #include "fusellm/optim/adamw.hpp"
@@ -94,10 +97,11 @@ class Run {
   void resume();
   StepTerms step(const StepBatches& batches);
   StepTerms forward_backward(int64_t step, const StepBatches& mine, std::span<const int64_t> ids, int64_t sequences);
-  void sum_over_students(StepTerms& t) const;
+  void sum_over_students(StepTerms& t, double& stopping) const;
   double reduce_and_clip();
   void update(int64_t step, double lr);
   void save();
+  void note_stop();
   void finish();
   [[noreturn]] void stop(int64_t step, const std::string& what) const;
   std::string look_at(int64_t step) const;
@@ -120,6 +124,9 @@ class Run {
   RunPosition at_;
   int64_t run_steps_ = 0, done_ = 0;  // this run's steps: at most, done
   int64_t micro_batch_ = 0;           // micro-batches of this run so far (their ids)
+  // A stop signal (core/stop_signal.hpp) that every student has agreed to act on after this step:
+  // the signal's number on a rank that received it, -1 on one that learned of it from another.
+  int stop_after_step_ = 0;
   // The newest checkpoint that exists and holds this run's history: the one resumed from, then
   // each one saved. What a stopped run names, so the user is never sent to one that was not written.
   std::string last_good_;
@@ -173,13 +180,27 @@ TrainResult Run::run() {
     const StepBatches batches = sampler_.next();
     if (batches.empty()) break;
     const StepTerms terms = step(batches);
-    const bool last = at_.step >= res_.total_steps || done_ >= run_steps_;
-    if (metrics) metrics->record(res_.steps.back(), terms, sampler_.epoch(), done_, last);
+    const bool end = at_.step >= res_.total_steps || done_ >= run_steps_;
+    if (metrics) metrics->record(res_.steps.back(), terms, sampler_.epoch(), done_, end || stop_after_step_ != 0);
     if (job_.checkpoint.interval > 0 && at_.step % job_.checkpoint.interval == 0) save();
+    if (stop_after_step_ != 0 && !end) {
+      note_stop();
+      break;
+    }
   }
   if (metrics) metrics->finish();
   finish();
   return res_;
+}
+
+// The students agreed on a stop signal (Run::step) and the run is not at its end: finish() writes
+// the checkpoint of this step and no export.
+void Run::note_stop() {
+  res_.stopped_by = stop_after_step_ > 0 ? signal_name(stop_after_step_) : "a stop signal (on another student)";
+  if (root())
+    spdlog::warn("train: {} after step {}: writing a checkpoint of this step and stopping (exit status {}: requeue "
+                 "the job; the next run resumes from it)",
+                 res_.stopped_by, at_.step, kExitRequeue);
 }
 
 // One optimizer step: forward and backward, reduce, clip, update; its log appended to res_.steps.
@@ -195,7 +216,13 @@ StepTerms Run::step(const StepBatches& batches) {
     ids.push_back(id);
   }
   StepTerms sum = forward_backward(step, mine, ids, batches.sequences());
-  sum_over_students(sum);
+  // Read once per step, before the students' one all-reduce of the step, so every student sees
+  // the same sum and they all stop after the same step (a signal can reach the ranks at
+  // different moments, or only some of them).
+  const int sig = stop_signal();
+  double stopping = sig != 0 ? 1 : 0;
+  sum_over_students(sum, stopping);
+  if (stopping > 0) stop_after_step_ = sig != 0 ? sig : -1;
   const double n = double(batches.sequences());
   const double loss = sum.loss / n, clm = sum.clm / n, fusion = sum.fusion / n;
   const double gnorm = reduce_and_clip();
@@ -210,12 +237,14 @@ StepTerms Run::step(const StepBatches& batches) {
   return sum;
 }
 
-// The step's loss terms over every student (each rank has its own micro-batches').
-void Run::sum_over_students(StepTerms& t) const {
+// The step's loss terms over every student (each rank has its own micro-batches'), and the
+// number of students that saw a stop signal.
+void Run::sum_over_students(StepTerms& t, double& stopping) const {
   if (!dp_) return;
-  std::array<double, 5> v{t.loss, t.clm, t.fusion, double(t.tokens), double(t.sequences)};
+  std::array<double, 6> v{t.loss, t.clm, t.fusion, double(t.tokens), double(t.sequences), stopping};
   dp_->students->all_reduce(v);
   t.loss = v[0], t.clm = v[1], t.fusion = v[2], t.tokens = int64_t(v[3]), t.sequences = int64_t(v[4]);
+  stopping = v[5];
 }
 
 // llm.c's "reduce" and the grad norm: nothing to reduce in one process; ZeRO-1's reduce-scatter
@@ -283,7 +312,7 @@ void Run::finish() {
   if (done_ > 0 && (job_.checkpoint.interval <= 0 || at_.step % job_.checkpoint.interval != 0)) save();
   res_.end_step = at_.step;
   res_.segments_read = data_.reads();
-  if (opt_.export_dir.empty() || !root()) return;
+  if (opt_.export_dir.empty() || !root() || !res_.stopped_by.empty()) return;  // stopped: not done yet
   std::vector<SafetensorsEntry> ents;
   for (const auto& p : model_.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span(), {}});
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);

@@ -61,6 +61,9 @@ struct TrainResult {
   int64_t segments_read = 0;   // segments read from the caches (streamed; 0 for CLM only)
   std::vector<StepLog> steps;  // this run's steps
   std::string last_checkpoint;
+  // Non-empty when a stop signal ended the run before its last step (core/stop_signal.hpp): the
+  // signal; the run wrote a checkpoint of its last step and no export.
+  std::string stopped_by;
   std::string metrics_path;
 };
 
