@@ -205,13 +205,14 @@ kill_leftovers() {
 
 stop_cluster() {
   local dir=$1 f
-  [[ -f $dir/slurm.conf ]] || return 0
+  # The watchdog first, also when no cluster was configured yet (`watch` came before `conf`).
   if [[ -f $dir/run/watchdog.pid ]]; then
     local w
     w=$(cat "$dir/run/watchdog.pid")
     rm -f "$dir/run/watchdog.pid"
     [[ $w == "${WATCHDOG_SELF:-}" ]] || kill -TERM "$w" 2>/dev/null || true
   fi
+  [[ -f $dir/slurm.conf ]] || return 0
   # Jobs first, so their ranks end as Slurm ends them (and the daemons are still there to do it).
   if [[ -f $dir/run/slurmctld.pid ]]; then
     # At most about 10 s in all: a hung slurmctld must not hold up the rest.
@@ -247,6 +248,8 @@ start_watchdog() {
 main() {
   [[ $# -ge 2 ]] || die "usage: slurm_cluster.sh start|stop|conf|ctld|slurmd|wait DIR [...]"
   local cmd=$1 dir spec
+  # `stop` of a directory already gone (the test removed it; its watchdog came late) does nothing.
+  if [[ $cmd == stop && ! -d $2 ]]; then return 0; fi
   dir=$(mkdir -p "$2" && cd "$2" && pwd)
   shift 2
   case $cmd in

@@ -40,7 +40,7 @@ fail() {
 TMP=$(mktemp -d /tmp/fusellm-two-nodes.XXXXXX)
 DIR=$TMP/cluster
 cleanup() {
-  "$CLUSTER" stop "$DIR" || true
+  "$CLUSTER" stop "$DIR" || echo "[test_two_nodes] stopping the cluster failed (exit $?)" >&2
   if [[ ${KEEP:-} == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -78,8 +78,8 @@ if [[ $mode == netns ]]; then
 else
   # Both slurmd on loopback, each on its own port: enough for Slurm to schedule and run the batch
   # shell (--test-only refuses nodes whose slurmd never answered: "Requested node configuration is
-  # not available"), not for an MPI job across them (one hostname, one network: Open MPI's shared
-  # memory files of the two "nodes" collide).
+  # not available"), not for an MPI job across them (one hostname and one network for both: an MPI
+  # hello across them died of SIGSEGV in MPI_Allreduce, and hung with OMPI_MCA_btl=self,tcp).
   SLURM_CLUSTER_NODES="n1=127.0.0.1 n2=127.0.0.1" "$CLUSTER" start "$DIR" >/dev/null ||
     fail "Slurm did not start two slurmd on loopback (logs: $DIR/log)"
 fi
@@ -91,28 +91,15 @@ say "Slurm up ($mode): $(sinfo -h -N -o '%N %t' | tr '\n' ' ')"
 SBATCH=(--nodes=2 --ntasks="$WORLD" --ntasks-per-node="$PER_NODE" --cpus-per-task=1
   --output="$FUSELLM_LOG_DIR/slurm-%j.out" slurm/multi_node_cpu.sbatch)
 
-# ---- the layout: sbatch --test-only and the launcher's dry run -------------------------------
-
-test_only=$(cd "$ROOT" && sbatch --test-only "${SBATCH[@]}" "${JOB[@]}" 2>&1) || fail "sbatch --test-only: $test_only"
-say "$test_only"
-[[ $test_only == *"using $WORLD processors on nodes n[1-2]"* ]] ||
-  fail "sbatch --test-only does not place $WORLD tasks on n[1-2]: $test_only"
-
-# ---- the job across both nodes ----------------------------------------------------------------
-
-if [[ $mode == layout ]]; then
-  say "PASS (layout only; the two-node run was refused by this machine, see REFUSED above)"
-  exit 0
-fi
-
 field() { scontrol show job "$1" -o | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # Submits the job with Slurm's task distribution `dist` (block: ranks 0-1 on n1, the students;
-# cyclic: one student and one teacher per node, so ZeRO-1's collectives cross the nodes too);
-# prints the job id.
+# cyclic: one student and one teacher per node, so ZeRO-1's collectives cross the nodes too) and
+# the other sbatch options given; prints the job id.
 submit() {
   local dist=$1
-  (cd "$ROOT" && sbatch --parsable --distribution="$dist" "${SBATCH[@]}" "${JOB[@]}" \
+  shift
+  (cd "$ROOT" && sbatch --parsable --distribution="$dist" "$@" "${SBATCH[@]}" "${JOB[@]}" \
     --set job.output_dir="$TMP/run-$dist") || fail "sbatch refused the job ($dist)"
 }
 
@@ -127,30 +114,63 @@ wait_done() {
   [[ $state == COMPLETED && $(field "$id" ExitCode) == 0:0 ]] ||
     fail "job $id ended $state, exit $(field "$id" ExitCode); its output:"$'\n'"$(tail -40 "$out")"
   [[ $(field "$id" NodeList) == "n[1-2]" ]] || fail "job $id ran on $(field "$id" NodeList), not n[1-2]"
-  say "job $id $state on $(field "$id" NodeList)"
 }
 
-# The rank map (rank 0 logs it; a rank's host is its MPI processor name, here its namespace's
-# hostname): PER_NODE ranks on each node, the students where the distribution puts them.
-check_rank_map() {
+# The rank map in job `id`'s output (rank 0 logs it when the job runs; the dry run prints it with
+# the node each rank lands on): its lines, after checking PER_NODE ranks on each node and the
+# students' hosts (`students`: "host n1 host n2 ").
+rank_map() {
   local id=$1 students=$2 out=$FUSELLM_LOG_DIR/slurm-$1.out map node n
-  map=$(grep -A"$WORLD" "rank map:" "$out") || fail "no rank map in $out"
-  echo "$map"
+  map=$(grep -A"$WORLD" "rank map:" "$out" | sed 's/^.*rank map:/rank map:/') || fail "no rank map in $out"
   for node in n1 n2; do
     n=$(grep -cE "^  rank [0-9]+ \(host $node\)" <<<"$map" || true)
-    ((n == PER_NODE)) || fail "job $id: the rank map has $n ranks on $node, not $PER_NODE"
+    ((n == PER_NODE)) || fail "job $id: the rank map has $n ranks on $node, not $PER_NODE:"$'\n'"$map"
   done
   [[ $(grep -E "student" <<<"$map" | grep -oE "host n[0-9]+" | tr '\n' ' ') == "$students" ]] ||
-    fail "job $id: the students are not on '$students'"
+    fail "job $id: the students are not on '$students':"$'\n'"$map"
+  echo "$map"
 }
+
+declare -A STUDENTS=([block]="host n1 host n1 " [cyclic]="host n1 host n2 ")
+
+# ---- the layout: sbatch --test-only and the launcher's dry run -------------------------------
+
+test_only=$(cd "$ROOT" && sbatch --test-only "${SBATCH[@]}" "${JOB[@]}" 2>&1) || fail "sbatch --test-only: $test_only"
+say "$test_only"
+[[ $test_only == *"using $WORLD processors on nodes n[1-2]"* ]] ||
+  fail "sbatch --test-only does not place $WORLD tasks on n[1-2]: $test_only"
+
+# The dry run is a batch job like any other (the batch shell runs on n1) whose launcher prints the
+# srun line and the rank map with each rank's node, and starts no rank.
+declare -A DRY
+for dist in block cyclic; do
+  id=$(FUSELLM_DRY_RUN=1 submit "$dist")
+  wait_done "$id"
+  grep "dry run: would launch $WORLD ranks with srun ($dist distribution): srun --mpi=pmix" \
+    "$FUSELLM_LOG_DIR/slurm-$id.out" || fail "job $id: no dry-run srun line in its output"
+  DRY[$dist]=$(rank_map "$id" "${STUDENTS[$dist]}")
+  echo "${DRY[$dist]}"
+  [[ ! -e $TMP/run-$dist ]] || fail "the dry run of job $id started the job ($TMP/run-$dist exists)"
+done
+
+if [[ $mode == layout ]]; then
+  say "PASS (layout only; two nodes in network namespaces were refused by this machine, see REFUSED above)"
+  exit 0
+fi
+
+# ---- the job across both nodes ----------------------------------------------------------------
 
 block=$(submit block)
 cyclic=$(submit cyclic)
 say "submitted jobs $block (block) and $cyclic (cyclic)"
-wait_done "$block"
-wait_done "$cyclic"
-check_rank_map "$block" "host n1 host n1 "
-check_rank_map "$cyclic" "host n1 host n2 "
+for dist in block cyclic; do
+  id=${!dist}
+  wait_done "$id"
+  map=$(rank_map "$id" "${STUDENTS[$dist]}")
+  say "job $id ($dist) COMPLETED on n[1-2]:"
+  echo "$map"
+  [[ $map == "${DRY[$dist]}" ]] || fail "job $id ($dist): the rank map differs from the dry run's:"$'\n'"${DRY[$dist]}"
+done
 
 # The same job on one node under mpirun, outside Slurm: the same weights, byte for byte.
 run1=$TMP/run-one-node
