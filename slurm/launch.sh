@@ -88,6 +88,10 @@ if [[ -z $launcher ]]; then
 fi
 bind=${FUSELLM_CPU_BIND:-cores}
 
+# Each rank first marks that it started (below: Slurm 22.05's srun exits 0 when a step fails to
+# launch), then, under mpirun with GPUs, takes its own GPU: its local index into the node's GPUs.
+# shellcheck disable=SC2016  # expanded by each rank's shell
+wrapper='r=${OMPI_COMM_WORLD_RANK:-${SLURM_PROCID:?}}; : >"$0/rank-$r" || exit 1'
 step=()
 case $launcher in
   srun)
@@ -100,7 +104,6 @@ case $launcher in
     elif [[ $bind != none ]]; then
       step+=(--cpu-bind="$bind")
     fi
-    step+=("$FUSELLM_BIN" train "$@")
     ;;
   mpirun)
     # Open MPI reads the allocation from Slurm's environment; as root it needs its two variables.
@@ -110,16 +113,16 @@ case $launcher in
     fi
     if [[ $bind != none ]]; then step+=(--map-by "slot:PE=$OMP_NUM_THREADS" --bind-to core:overload-allowed); fi
     if ((gpus > 0)); then
-      # One GPU per rank: the rank's local index into the node's GPUs.
-      # shellcheck disable=SC2016  # expanded by each rank's shell
-      step+=(bash -c 'IFS=, read -ra g <<<"${CUDA_VISIBLE_DEVICES:-}"
-        ((${#g[@]})) && export CUDA_VISIBLE_DEVICES=${g[$OMPI_COMM_WORLD_LOCAL_RANK]}
-        exec "$0" "$@"')
+      # shellcheck disable=SC2016
+      wrapper+='; IFS=, read -ra g <<<"${CUDA_VISIBLE_DEVICES:-}"
+        if ((${#g[@]})); then export CUDA_VISIBLE_DEVICES=${g[$OMPI_COMM_WORLD_LOCAL_RANK]}; fi'
     fi
-    step+=("$FUSELLM_BIN" train "$@")
     ;;
   *) die "FUSELLM_LAUNCHER must be srun or mpirun, found '$launcher'" ;;
 esac
+started=$log_dir/.ranks-$SLURM_JOB_ID.$restart
+shown="${step[*]} $FUSELLM_BIN train $*"
+step+=(bash -c "$wrapper; exec \"\$@\"" "$started" "$FUSELLM_BIN" train "$@")
 
 # FUSELLM_DRY_RUN=1: print the launch line and the rank map with the node each rank lands on
 # (slurm/rank_placement.sh; the same lines rank 0 prints when the job runs), then stop without
@@ -128,7 +131,7 @@ if [[ ${FUSELLM_DRY_RUN:-} == 1 ]]; then
   dist=block
   if [[ $launcher == srun ]]; then dist=${SLURM_DISTRIBUTION:-block}; fi
   hosts=$("$(dirname "${BASH_SOURCE[0]}")/rank_placement.sh" "$need" "$dist" | tr '\n' ' ') || die "no rank placement (above)"
-  say "dry run: would launch $need ranks with $launcher ($dist distribution): ${step[*]}"
+  say "dry run: would launch $need ranks with $launcher ($dist distribution): $shown"
   "$FUSELLM_BIN" plan "${plan_args[@]}" | awk -v hosts="$hosts" '
     BEGIN { split(hosts, h, " ") }
     /^rank map:/ { on = 1 }
@@ -170,19 +173,46 @@ if [[ -n $signalled ]]; then
   say "got SIG$signalled before launching: not starting the ranks"
   requeue
 fi
-say "launching $need ranks with $launcher, OMP_NUM_THREADS=$OMP_NUM_THREADS: ${step[*]}"
-"${step[@]}" &
-step_pid=$!
 
-# `wait` returns (status > 128) as soon as a trapped signal arrives; the step is still running
-# then, so wait again until it has really ended.
-while true; do
-  rc=0
-  wait "$step_pid" || rc=$?
-  if ((rc > 128)) && kill -0 "$step_pid" 2>/dev/null; then continue; fi
-  break
+# One run of the step; sets rc. `wait` returns (status > 128) as soon as a trapped signal arrives;
+# the step is still running then, so wait again until it has really ended.
+run_step() {
+  rm -rf "$started"
+  mkdir -p "$started"
+  say "launching $need ranks with $launcher, OMP_NUM_THREADS=$OMP_NUM_THREADS: $shown"
+  "${step[@]}" &
+  step_pid=$!
+  while true; do
+    rc=0
+    wait "$step_pid" || rc=$?
+    if ((rc > 128)) && kill -0 "$step_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  step_pid=""
+  ranks_started=$(find "$started" -name 'rank-*' | wc -l)
+  rm -rf "$started"
+}
+
+# A step whose ranks did not all start (a node's slurmd refused it: its log says why) trained
+# nothing (a step needs every rank) and is tried again, up to 3 times.
+for attempt in 1 2 3; do
+  run_step
+  if ((ranks_started == need)) || [[ -n $signalled ]]; then break; fi
+  say "only $ranks_started of the $need ranks started (the $launcher step exited $rc; launch errors above)"
+  if ((attempt < 3)); then
+    say "nothing was trained: launching again in 10 s"
+    sleep 10
+  fi
+  [[ -z $signalled ]] || break
 done
 trap - USR1 TERM
+if ((ranks_started < need)); then
+  if [[ -n $signalled ]]; then
+    say "got SIG$signalled while the ranks were starting"
+    requeue
+  fi
+  die "the $launcher step did not start all $need ranks in 3 tries: not requeueing (see the launch errors above)"
+fi
 
 case $rc in
   0) say "done: fusellm train finished (exit 0)" ;;

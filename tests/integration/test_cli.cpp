@@ -334,3 +334,35 @@ TEST(Cli, ConfigFieldsPrintsTheFieldReference) {
   EXPECT_HAS(r.out, "### `[optim]`");
   EXPECT_HAS(r.out, "| `max_steps` | integer >= 1 | unset |");
 }
+
+// `fusellm plan`: the world size the job needs (what slurm/launch.sh compares with SLURM_NTASKS),
+// the rank map the job prints at start, and launch lines that run the same job (the --set flags
+// carried, quoted for the shell); a layout the job would refuse is refused here, naming the fields.
+TEST(Cli, PlanPrintsTheWorldSizeTheRankMapAndTheLaunchLines) {
+  const std::string job = std::string(FUSELLM_SOURCE_DIR) + "/jobs/tiny.toml";
+  CmdResult r = run("plan --job " + job + " --world-size");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "3\n");
+  // 2 students + 1 (llama) + 2 replicas x 2 stages (neox) = 7.
+  const std::string sets = " --set topology.student_ranks=2 --set 'source[1].replicas=2' --set 'source[1].stages=2'";
+  r = run("plan --job " + job + sets + " --world-size");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "7\n");
+  r = run("plan --job " + job + sets);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_HAS(r.out, "needs 7 MPI ranks");
+  EXPECT_HAS(r.out, "students: 2 ranks ([topology].student_ranks)");
+  EXPECT_HAS(r.out, "source \"neox\": replicas x stages = 2 x 2 = 4 ranks");
+  EXPECT_HAS(r.out, "rank map: 7 ranks, 2 students, 2 teacher groups\n");
+  EXPECT_HAS(r.out, "  rank 1  student 1 of 2  device cpu\n");
+  EXPECT_HAS(r.out, "  rank 6  teacher  source \"neox\" replica 1 stage 1  group rank 3  device cpu\n");
+  EXPECT_HAS(r.out, "sbatch --ntasks=7 slurm/one_node.sbatch --job " + job +
+                        " --set topology.student_ranks=2 --set 'source[1].replicas=2' --set 'source[1].stages=2'\n");
+  EXPECT_HAS(r.out, "srun --mpi=pmix --kill-on-bad-exit=1 -n 7 fusellm train --job " + job);
+  EXPECT_HAS(r.out, "mpirun -np 7 fusellm train --job " + job);
+  // A layout the job refuses: 3 teacher ranks for a source of 2 replicas.
+  r = run("plan --job " + job + " --set 'topology.teacher_ranks=[3,1]' --set 'source[0].replicas=2' --world-size");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "fusellm: error: --set topology.teacher_ranks=[3,1]: [topology].teacher_ranks[0]");
+  EXPECT_EQ(run("plan --world-size").code, 2);  // --job is required
+}

@@ -37,6 +37,8 @@
 #   SLURM_CLUSTER_EXTRA        more slurm.conf lines, appended verbatim
 #   SLURM_CLUSTER_SLURMD_WRAP  a command `start` runs each slurmd under, %n replaced by the node's
 #                              name (e.g. "tests/slurm/netns.sh exec DIR %n")
+#   SLURM_CLUSTER_NODE_EXTRA   more NodeName settings, appended to every node's line (Gres=gpu:4)
+#   SLURM_CLUSTER_GRES         gres.conf's lines (e.g. fake GPUs: "Name=gpu File=DIR/dev/nvidia[0-3]")
 set -euo pipefail
 
 die() {
@@ -93,13 +95,6 @@ write_conf() {
     echo "SlurmdPidFile=$dir/run/slurmd.%n.pid"
     echo "SlurmctldLogFile=$dir/log/slurmctld.log"
     echo "SlurmdLogFile=$dir/log/slurmd.%n.log"
-    # The PMIx plugin makes each step's client directory (spmix_appdir_<uid>_<job>.<step>, named
-    # by user, job and step id only) under TmpFS (default /tmp): two test clusters both at job 1,
-    # or two slurmd of one cluster on one file system, would collide there ("Cannot create
-    # directory ...: File exists") and the step fails. One per cluster and node: TmpFS takes %n
-    # (slurm_get_tmp_fs); mpi.conf's PMIxCliTmpDirBase would override it and takes no %n (seen:
-    # "Could not open parent directory .../%n").
-    echo "TmpFS=$dir/tmp/%n"
     echo "SlurmctldDebug=info"
     echo "SlurmdDebug=info"
     # Jobs end fast in tests; the state of finished jobs is kept a while for scontrol show job.
@@ -117,12 +112,19 @@ write_conf() {
       fi
       seen+="$addr "
       names+=("$name")
-      mkdir -p "$dir/spool/$name" "$dir/tmp/$name"
-      echo "NodeName=$name NodeAddr=$addr CPUs=$cpus RealMemory=1000 State=UNKNOWN$port"
+      mkdir -p "$dir/spool/$name"
+      echo "NodeName=$name NodeAddr=$addr CPUs=$cpus RealMemory=1000 State=UNKNOWN$port${SLURM_CLUSTER_NODE_EXTRA:+ $SLURM_CLUSTER_NODE_EXTRA}"
     done
     echo "PartitionName=debug Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=INFINITE State=UP"
     if [[ -n ${SLURM_CLUSTER_EXTRA:-} ]]; then echo "$SLURM_CLUSTER_EXTRA"; fi
   } >"$dir/slurm.conf"
+  # PMIx's per-step client directories are named by user, job and step id only
+  # (/tmp/spmix_appdir_<uid>_<job>.<step>): two test clusters both at job 1 would collide
+  # ("Cannot create directory ... File exists"), so each cluster keeps its own, and each node
+  # (start_slurmd) its own within it.
+  mkdir -p "$dir/pmix"
+  echo "PMIxCliTmpDirBase=$dir/pmix" >"$dir/mpi.conf"
+  if [[ -n ${SLURM_CLUSTER_GRES:-} ]]; then echo "$SLURM_CLUSTER_GRES" >"$dir/gres.conf"; fi
 }
 
 start_ctld() {
@@ -131,10 +133,18 @@ start_ctld() {
     die "slurmctld did not start; its log: $dir/log/slurmctld.log"
 }
 
+# Each slurmd reads slurm.conf through its own directory, DIR/node/<name>/, whose mpi.conf gives the
+# node its own PMIx client directory: slurmd reads mpi.conf beside the slurm.conf it was given,
+# and nodes sharing one machine (and /tmp) would otherwise collide at their first job step.
 start_slurmd() {
   local dir=$1 node=$2
   shift 2
-  FUSELLM_SLURM_CLUSTER=$dir SLURM_CONF=$dir/slurm.conf "$@" slurmd -f "$dir/slurm.conf" -N "$node" ||
+  local conf_dir=$dir/node/$node
+  mkdir -p "$conf_dir" "$dir/pmix/$node"
+  ln -sf ../../slurm.conf "$conf_dir/slurm.conf"
+  if [[ -f $dir/gres.conf ]]; then ln -sf ../../gres.conf "$conf_dir/gres.conf"; fi
+  echo "PMIxCliTmpDirBase=$dir/pmix/$node" >"$conf_dir/mpi.conf"
+  FUSELLM_SLURM_CLUSTER=$dir SLURM_CONF=$dir/slurm.conf "$@" slurmd -f "$conf_dir/slurm.conf" -N "$node" ||
     die "slurmd of node $node did not start; its log: $dir/log/slurmd.$node.log"
 }
 

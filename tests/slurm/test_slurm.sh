@@ -56,10 +56,12 @@ submit() {
   (cd "$ROOT" && sbatch --parsable --output="$FUSELLM_LOG_DIR/slurm-%j.out" "$@") || fail "sbatch $* refused"
 }
 
-# A requeued job waits for BeginTime (AuthInfo cred_expire, 120 s) before it may run again; as
-# TOOLCHAIN.md says, about 2 s after the requeue `scontrol update StartTime=now` starts it at once
-# (sooner, the new run fails with "Job credential revoked"). This loop does that for every job of
-# the test, in the background, as a cluster with a short cred_expire would.
+# A requeued job waits for BeginTime (AuthInfo cred_expire, 120 s) before it may run again;
+# `scontrol update StartTime=now` starts it at once. Not too soon: 2 s after the requeue (as
+# TOOLCHAIN.md has it) the new run's step can still meet the old step's slurmstepd (seen here: its
+# PMIx socket, spool/<node>/stepd.slurm.pmix.<job>.0, "Address already in use"); 5 s was enough.
+# This loop does that for every job of the test, in the background, as a cluster with a short
+# cred_expire would.
 nudger() {
   declare -A since
   local id reason
@@ -67,7 +69,7 @@ nudger() {
     while read -r id reason; do
       [[ $reason == BeginTime ]] || continue
       since[$id]=$((${since[$id]:-0} + 1))
-      if ((since[$id] == 8)); then
+      if ((since[$id] == 20)); then
         scontrol update JobId="$id" StartTime=now || true
         unset "since[$id]"
       fi
@@ -174,7 +176,8 @@ case_preempt() {
   restarts=$(field "$id" Restarts)
   ((restarts >= 1)) || fail "job $id was never requeued (Restarts=$restarts): the signal came after the end?"
   expect_line "$(log_of "$id" 0)" 'got SIGUSR1'
-  expect_line "$(log_of "$id" 0)" 'exit 75\): requeueing job'
+  expect_line "$(log_of "$id" 0)" 'exit 75\)'
+  expect_line "$(log_of "$id" 0)" 'requeueing job'
   expect_line "$(log_of "$id" 1)" 'train: resumed from .*\(step [1-9][0-9]*'
   say "preempted $restarts times; $(grep -ohE 'train: resumed from .*' "$FUSELLM_LOG_DIR"/fusellm-"$id".*.log | tr '\n' ';')"
   wait "$ref_pid" || fail "the reference run failed: $(tail -5 "$TMP/ref.log")"

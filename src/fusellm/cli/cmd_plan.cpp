@@ -37,8 +37,9 @@ std::string job_words(const JobArgs& args) {
 std::string teachers_line(const JobConfig& job, const dist::Topology& t) {
   std::string line;
   for (int j = 0; j < t.sources(); ++j)
-    line += fmt::format("{}source \"{}\": {} ranks = {} replicas x {} stages", j ? "; " : "", job.sources[size_t(j)].name,
-                        t.replicas(j) * t.stages(j), t.replicas(j), t.stages(j));
+    line += fmt::format("{}source \"{}\": replicas x stages = {} x {} = {} rank{}", j ? "; " : "",
+                        job.sources[size_t(j)].name, t.replicas(j), t.stages(j), t.replicas(j) * t.stages(j),
+                        t.replicas(j) * t.stages(j) == 1 ? "" : "s");
   return line;
 }
 
@@ -48,11 +49,10 @@ void print_plan(const JobArgs& args, const JobConfig& job, const dist::Topology&
               job.job.name.c_str(), job.file.c_str(), n);
   std::printf("students: %d rank%s ([topology].student_ranks), %lld micro-batches each per step\n", t.student_ranks(),
               t.student_ranks() == 1 ? "" : "s", static_cast<long long>(job.grad_accum_steps()));
-  std::printf("teachers: %d ranks ([[source]].replicas x [[source]].stages each): %s\n", n - t.student_ranks(),
-              teachers_line(job, t).c_str());
+  std::printf("teachers: %d ranks ([topology].teacher_ranks): %s\n", n - t.student_ranks(), teachers_line(job, t).c_str());
   std::fputs(t.rank_map([](int r) { return fmt::format("rank {}", r); }).c_str(), stdout);
   const std::string words = job_words(args);
-  std::printf("launch (from the directory the job's relative paths start from):\n");
+  std::printf("launch, from this directory:\n");
   std::printf("  sbatch --ntasks=%d slurm/one_node.sbatch %s\n", n, words.c_str());
   std::printf("  srun --mpi=pmix --kill-on-bad-exit=1 -n %d fusellm train %s\n", n, words.c_str());
   std::printf("  mpirun -np %d fusellm train %s\n", n, words.c_str());
