@@ -14,9 +14,9 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config ca-certificates
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libtrilinos-kokkos-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libopenblas-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libonig-dev
-  libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils)
-# tests/slurm: a real Slurm on this machine; iproute2 (ip) makes the two-node test's namespaces.
-APT_PACKAGES+=(slurm-wlm iproute2)
+  libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils
+  slurm-wlm  # slurmctld, slurmd, sbatch, srun (with PMIx): the Slurm tests start a cluster (tests/slurm)
+  iproute2)  # ip: the two-node Slurm test's network namespaces, veths and bridge (tests/slurm/netns.sh)
 
 if [[ -z "${FUSELLM_SKIP_APT:-}" ]]; then
   missing=()

@@ -16,7 +16,8 @@
 #     launchers pass it on to every task, where SIGTERM makes srun kill the step and mpirun abort
 #     the job (seen with Slurm 22.05 and Open MPI 4.1);
 #  6. exit 75: `scontrol requeue $SLURM_JOB_ID` (the job needs --requeue), unless it already ran
-#     FUSELLM_MAX_RESTARTS times; the requeued job resumes from <[checkpoint].dir>/latest with no
+#     FUSELLM_MAX_RESTARTS times or this script got SIGTERM (the job is being ended: scancel,
+#     preemption, the time limit); the requeued job resumes from <[checkpoint].dir>/latest with no
 #     flag. Any other status is passed on and never requeued (1: an error in the input or the run).
 #
 # Environment: FUSELLM_BIN (default build/fusellm of the submit directory, else `fusellm` on
@@ -47,7 +48,10 @@ log_dir=${FUSELLM_LOG_DIR:-logs}
 mkdir -p "$log_dir"
 log=$log_dir/fusellm-$SLURM_JOB_ID.$restart.log
 # Everything from here on, this script's lines and every rank's, goes to the run's own log too.
-exec > >(tee -a "$log") 2>&1
+# tee ignores SIGTERM (an ignored signal stays ignored across exec): when Slurm ends the whole job
+# (scancel, the time limit, preemption) it signals every process of the batch step, tee included,
+# and the ranks' last lines (their checkpoint) come after that.
+exec > >(trap '' TERM INT USR1 && exec tee -a "$log") 2>&1
 say "job $SLURM_JOB_ID restart $restart (of at most $max_restarts) on ${SLURM_JOB_NODELIST:-?}: $FUSELLM_BIN train $*"
 
 # SLURM_RESTART_COUNT counts every requeue, this script's own and any other (an admin's
@@ -149,7 +153,9 @@ requeue() {
   fi
   say "requeueing job $SLURM_JOB_ID (restart $((restart + 1)) of at most $max_restarts); it resumes from the latest checkpoint"
   # Slurm ends this script as soon as the requeue is accepted: nothing may follow it.
-  scontrol requeue "$SLURM_JOB_ID" || die "scontrol requeue $SLURM_JOB_ID failed (was the job submitted with --requeue?)"
+  scontrol requeue "$SLURM_JOB_ID" ||
+    die "scontrol requeue $SLURM_JOB_ID failed: the job is ending (scancel, its time limit) or was submitted" \
+      "without --requeue; submit it again to resume from the checkpoint"
   sleep 60  # the requeue ends this script; were it not to, the job would end as failed below
   die "scontrol requeue returned but the job is still running"
 }
@@ -218,6 +224,15 @@ case $rc in
   0) say "done: fusellm train finished (exit 0)" ;;
   "$EX_REQUEUE")
     say "fusellm train stopped after a checkpoint (exit $EX_REQUEUE)"
+    # SIGTERM to this script means the job is being ended: scancel, preemption (Slurm requeues a
+    # preempted job itself where the cluster's PreemptMode is REQUEUE), the time limit. Requeueing
+    # would undo a user's scancel; only the time-limit warning (--signal=B:USR1) or a stop of the
+    # ranks alone is requeued.
+    if [[ $signalled == TERM ]]; then
+      say "not requeueing: this script got SIGTERM (scancel, preemption or the time limit);" \
+        "submit the same command again to resume from the checkpoint"
+      exit "$rc"
+    fi
     requeue
     ;;
   *) say "fusellm train exited $rc: not requeueing (see $log)" ;;

@@ -30,6 +30,7 @@
 #   SLURM_CLUSTER_CTLD_ADDR    slurmctld's address (default 127.0.0.1)
 #   SLURM_CLUSTER_CTLD_PORT    slurmctld's port (default: a free one)
 #   SLURM_CLUSTER_SLURMD_PORT  the slurmd port of nodes without their own (default: a free one)
+#   SLURM_CLUSTER_FIRST_JOB_ID the first job id (default: slurmctld's port x 1000)
 #   SLURM_CLUSTER_CPUS         CPUs each node offers (default 8: more tasks than this machine's
 #                              cores; SlurmdParameters=config_overrides lets a node claim them)
 #   SLURM_CLUSTER_CRED_EXPIRE  seconds a requeued job waits before it may start again (AuthInfo
@@ -73,6 +74,11 @@ write_conf() {
     echo "ClusterName=fusellmtest"
     echo "SlurmctldHost=localhost(${SLURM_CLUSTER_CTLD_ADDR:-127.0.0.1})"
     echo "SlurmctldPort=$ctld_port"
+    # Job ids unique across the clusters on this machine: Open MPI names its shared-memory segments
+    # after the PMIx namespace, slurm.pmix.<job>.<step>, so two clusters' job 1 on one machine
+    # would map each other's segments (seen: every rank of both jobs died of SIGSEGV in the vader
+    # transport). The ctld port is unique among running clusters.
+    echo "FirstJobId=${SLURM_CLUSTER_FIRST_JOB_ID:-$((ctld_port * 1000))}"
     echo "SlurmdPort=$slurmd_port"
     echo "SlurmUser=root"
     echo "SlurmdUser=root"

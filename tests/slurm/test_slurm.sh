@@ -36,8 +36,15 @@ fail() {
 
 TMP=$(mktemp -d /tmp/fusellm-slurm-test.XXXXXX)
 NUDGER=""
+REF_PID=""
 cleanup() {
   if [[ -n $NUDGER ]]; then kill "$NUDGER" 2>/dev/null || true; fi
+  # The reference run (timeout passes TERM on to mpirun, which ends its ranks), before its
+  # directory goes.
+  if [[ -n $REF_PID ]]; then
+    kill -TERM "$REF_PID" 2>/dev/null || true
+    wait "$REF_PID" 2>/dev/null || true
+  fi
   "$CLUSTER" stop "$TMP/cluster" || true
   if [[ ${KEEP:-} == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -114,13 +121,20 @@ expect_line() {
   grep -qE "$2" "$1" || fail "$1 has no line /$2/; it reads:"$'\n'"$(tail -30 "$1")"
 }
 
-# The uninterrupted reference: the same job under mpirun, outside Slurm.
-reference_run() {
+# The uninterrupted reference, started in the background (REF_PID): the same job under mpirun,
+# outside Slurm, from the repository root.
+start_reference() {
   local out=$1
   shift
-  env -u SLURM_CONF OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+  (cd "$ROOT" && exec env -u SLURM_CONF OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
     timeout -k 5 300 mpirun --oversubscribe -np 3 -x OMP_NUM_THREADS -x OMP_WAIT_POLICY \
-    "$FUSELLM_BIN" train --job jobs/tiny.toml --set job.output_dir="$out" "$@" >"$out.log" 2>&1
+    "$FUSELLM_BIN" train --job jobs/tiny.toml --set job.output_dir="$out" "$@" >"$out.log" 2>&1) &
+  REF_PID=$!
+}
+
+wait_reference() {
+  wait "$REF_PID" || fail "the reference run failed: $(tail -5 "$TMP/ref.log")"
+  REF_PID=""
 }
 
 same_weights() {
@@ -135,8 +149,7 @@ same_weights() {
 
 case_requeue() {
   local settings=(--set checkpoint.interval=2)
-  (cd "$ROOT" && reference_run "$TMP/ref" "${settings[@]}") &
-  local ref_pid=$!
+  start_reference "$TMP/ref" "${settings[@]}"
   # 0.4 s per micro-batch: about 35 s in all, so the requeue lands mid-run.
   local id
   id=$(FUSELLM_TEST_STUDENT_DELAY_MS=400 submit slurm/one_node.sbatch --job jobs/tiny.toml \
@@ -154,14 +167,13 @@ case_requeue() {
   expect_line "$second" 'train: resumed from .*\(step [1-9][0-9]*'
   expect_line "$second" 'fusellm-slurm: done'
   say "second run: $(grep -oE 'train: resumed from .*' "$second")"
-  wait "$ref_pid" || fail "the reference run failed: $(tail -5 "$TMP/ref.log")"
+  wait_reference
   same_weights "$TMP/ref" "$TMP/run"
 }
 
 case_preempt() {
   local settings=(--set checkpoint.interval=2 --set train.max_steps=40)
-  (cd "$ROOT" && reference_run "$TMP/ref" "${settings[@]}") &
-  local ref_pid=$!
+  start_reference "$TMP/ref" "${settings[@]}"
   # About 50 s of work uninterrupted. Slurm checks time limits every 30 s or so: SIGUSR1 "20 s
   # before the 1-minute limit" came 5 to 48 s into a run here, the limit itself at 60 to 90 s. So
   # every run is stopped (or finishes) before its limit, and the first one always mid-run.
@@ -180,7 +192,7 @@ case_preempt() {
   expect_line "$(log_of "$id" 0)" 'requeueing job'
   expect_line "$(log_of "$id" 1)" 'train: resumed from .*\(step [1-9][0-9]*'
   say "preempted $restarts times; $(grep -ohE 'train: resumed from .*' "$FUSELLM_LOG_DIR"/fusellm-"$id".*.log | tr '\n' ';')"
-  wait "$ref_pid" || fail "the reference run failed: $(tail -5 "$TMP/ref.log")"
+  wait_reference
   same_weights "$TMP/ref" "$TMP/run"
 }
 
@@ -210,18 +222,20 @@ case_bad_input() {
   # tiny.toml with its relative paths made absolute, so that it can live in the test's directory.
   sed "s|\"\.\./|\"$ROOT/|" "$ROOT/jobs/tiny.toml" >"$TMP/changed.toml"
   local changed
+  # (200 steps: far more than the test waits for, so that these jobs are still running, however
+  # slow the machine, when the test requeues them.)
   changed=$(FUSELLM_TEST_STUDENT_DELAY_MS=400 submit slurm/one_node.sbatch --job "$TMP/changed.toml" \
-    --set job.output_dir="$TMP/changed" --set checkpoint.interval=2)
+    --set job.output_dir="$TMP/changed" --set checkpoint.interval=2 --set train.max_steps=200)
   # 4. FUSELLM_MAX_RESTARTS=1 and two requeues: the third run refuses to start.
   local bounded
   bounded=$(FUSELLM_MAX_RESTARTS=1 FUSELLM_TEST_STUDENT_DELAY_MS=400 submit slurm/one_node.sbatch \
-    --job jobs/tiny.toml --set job.output_dir="$TMP/bounded")
+    --job jobs/tiny.toml --set job.output_dir="$TMP/bounded" --set train.max_steps=200)
   say "submitted: too big $big, checkpoint dir $ckpt, changed job file $changed, max restarts $bounded"
 
   expect_refused "$big" 0 'the job needs 4 MPI ranks \(\[topology\]\.student_ranks .* SLURM_NTASKS=3'
   expect_refused "$ckpt" 0 '\[checkpoint\]\.dir: cannot create the directory'
 
-  wait_line "$(log_of "$changed" 0)" '^step 3/20' 120
+  wait_line "$(log_of "$changed" 0)" '^step 3/200' 120
   sed -i 's/^lambda = 0.9/lambda = 0.5/' "$TMP/changed.toml"
   scontrol requeue "$changed"
   expect_refused "$changed" 1 'lambda'
