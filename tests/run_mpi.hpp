@@ -32,8 +32,9 @@ struct MpiApp {
   std::string args;
 };
 
-// `env`: "NAME=value ..." exported to every rank (mpirun -x NAME).
-inline CmdResult run_mpmd(const std::vector<MpiApp>& apps, int timeout_s = 240, const std::string& env = "") {
+// The mpirun command line (stdout and stderr together) of an MPMD launch under `timeout`. `env`:
+// "NAME=value ..." exported to every rank (mpirun -x NAME).
+inline std::string mpi_command(const std::vector<MpiApp>& apps, int timeout_s = 240, const std::string& env = "") {
   std::string exports;
   for (size_t b = 0; b < env.size();) {
     size_t e = env.find(' ', b);
@@ -45,10 +46,12 @@ inline CmdResult run_mpmd(const std::vector<MpiApp>& apps, int timeout_s = 240, 
   std::string contexts;
   for (const MpiApp& a : apps)
     contexts += (contexts.empty() ? " -np " : " : -np ") + std::to_string(a.ranks) + " " + FUSELLM_BINARY + " " + a.args;
-  const std::string cmd = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " + env +
-                          " timeout -k 5 " + std::to_string(timeout_s) + " mpirun --oversubscribe -x OMP_NUM_THREADS" +
-                          exports + contexts + " 2>&1";
-  return run_shell(cmd);
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " + env + " timeout -k 5 " +
+         std::to_string(timeout_s) + " mpirun --oversubscribe -x OMP_NUM_THREADS" + exports + contexts + " 2>&1";
+}
+
+inline CmdResult run_mpmd(const std::vector<MpiApp>& apps, int timeout_s = 240, const std::string& env = "") {
+  return run_shell(mpi_command(apps, timeout_s, env));
 }
 
 // Every rank runs the binary with `args`.

@@ -308,11 +308,18 @@ TEST(Cli, TrainTargetConfigErrorNamesThePathOnce) {
 // checkpoint records) carries the overridden value.
 TEST(Cli, SetOverridesAJobSettingAndErrorsNameTheFlag) {
   const std::string job = std::string(FUSELLM_SOURCE_DIR) + "/jobs/tiny.toml";
-  CmdResult r = run("config --job " + job + " --set train.max_steps=7 --set distill.lambda=0.5 --set distill.fusion=avgCE");
+  CmdResult r = run("config --job " + job +
+                    " --set train.max_steps=7 --set distill.lambda=0.5 --set distill.fusion=avgCE --set "
+                    "comm.dead_after_seconds=6");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_HAS(r.out, "\nmax_steps = 7\n");
   EXPECT_HAS(r.out, "\nlambda = 0.5\n");
   EXPECT_HAS(r.out, "\nfusion = \"avgCE\"\n");
+  EXPECT_HAS(r.out, "\n[comm]\ntimeout_seconds = 1800\nheartbeat_seconds = 5\ndead_after_seconds = 6\n");
+  r = run("config --job " + job + " --set comm.dead_after_seconds=5");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "fusellm: error: --set comm.dead_after_seconds=5: [comm].dead_after_seconds, "
+                    "[comm].heartbeat_seconds: dead_after_seconds (5) must exceed heartbeat_seconds (5)");
   for (const std::string cmd : {"train -q --no-export", "teach --source llama", "align-compat --source neox"}) {
     r = run(cmd + " --job " + job + " --set train.max_steps=ten");
     EXPECT_EQ(r.code, 1) << cmd << "\n" << r.out;

@@ -22,7 +22,7 @@
 #include <set>
 
 #include "fusellm/core/tensor.hpp"
-#include "fusellm/io/safetensors.hpp"
+#include "export_weights.hpp"
 #include "run_mpi.hpp"
 
 namespace fusellm {
@@ -47,12 +47,7 @@ std::string args(const std::string& name, const std::string& extra = "") {
                      dir_of(name), kSteps, kLimit, dir_of(name), extra);
 }
 
-std::map<std::string, Tensor> weights(const std::string& name) {
-  Checkpoint ck(dir_of(name) + "/export");
-  std::map<std::string, Tensor> w;
-  for (const auto& n : ck.names()) w.emplace(n, ck.load_f32(n));
-  return w;
-}
+std::map<std::string, Tensor> weights(const std::string& name) { return testing::export_weights(dir_of(name) + "/export"); }
 
 // max over tensors of max|a - b| / max|b| (a weight near zero has no meaningful relative
 // difference of its own); 0 when bit-identical.

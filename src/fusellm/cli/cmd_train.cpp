@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
@@ -15,8 +18,10 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/stop_signal.hpp"
 #include "fusellm/job/job_config.hpp"
+#include "fusellm/dist/mpi/heartbeat.hpp"
 #include "fusellm/dist/mpi/mpi_session.hpp"
 #include "fusellm/dist/mpi/mpi_transport.hpp"
+#include "fusellm/dist/rank_status.hpp"
 #include "fusellm/train/run_job.hpp"
 #include "fusellm/train/step_dump.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -36,6 +41,12 @@ struct TrainCli {
   bool quiet = false;
 };
 
+std::vector<std::string> hosts_of(const dist::mpi::MpiTransport& world) {
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world.size(); ++r) hosts.push_back(world.host(r));
+  return hosts;
+}
+
 // What rank 0 prints at the end of a run.
 void print_result(const TrainResult& r, const TrainOptions& opt) {
   std::printf("steps: %lld -> %lld of %lld (%lld segments, %lld packed sequences per epoch)\n",
@@ -50,6 +61,43 @@ void print_result(const TrainResult& r, const TrainOptions& opt) {
                 r.stopped_by.c_str(), (long long)r.end_step, kExitRequeue);
   else if (!opt.export_dir.empty())
     std::printf("export: %s\n", opt.export_dir.c_str());
+}
+
+// One rank's run. Under mpirun/srun: one rank of the MPI job (train/run_job.hpp), and a rank that
+// fails, from the first MPI call to the last, ends the whole job at once (MPI_Abort) naming
+// itself, so no other rank waits for it; one that stops answering is ended by the heartbeat, and
+// every wait by [comm].timeout_seconds. Returns the result and this rank's world rank.
+std::pair<JobRankResult, int> run_rank(const JobConfig& job, const TrainOptions& opt, const std::string& dump_path) {
+  const auto session = dist::mpi::MpiSession::if_launched();
+  const bool mpi_job = session && session->world_size() > 1;
+  std::unique_ptr<dist::mpi::MpiTransport> world;
+  std::optional<dist::RankStatus> status;
+  std::optional<dist::mpi::Heartbeat> heartbeat;
+  std::optional<StepDump> dump;
+  JobRankResult jr;
+  try {
+    if (mpi_job) {
+      world = dist::mpi::MpiTransport::world();
+      world->set_timeout(std::chrono::seconds(job.comm.timeout_seconds));
+      status.emplace(job, world->rank(), hosts_of(*world));
+      if (session->thread_multiple())
+        heartbeat.emplace(*status, std::chrono::seconds(job.comm.heartbeat_seconds),
+                          std::chrono::seconds(job.comm.dead_after_seconds));
+    }
+    const int rank = world ? world->rank() : 0;
+    if (!dump_path.empty()) dump.emplace(rank == 0 ? dump_path : fmt::format("{}.rank{}", dump_path, rank));
+    jr = run_job(job, opt, dump ? &*dump : nullptr, world.get());
+    if (world) world->barrier();  // the ranks leave together, the heartbeat watching until then
+    if (heartbeat) heartbeat->stop();
+  } catch (const std::exception& e) {
+    if (!mpi_job) throw;
+    // "rank 2 (teacher of source 'neox' replica 0 stage 0, host h, step 13): ..."
+    const std::string me = status ? status->me() : fmt::format("rank {}", session->world_rank());
+    std::fprintf(stderr, "fusellm: error: %s: %s\n", me.c_str(), e.what());
+    std::fflush(stderr);
+    dist::mpi::MpiSession::abort(1);
+  }
+  return {std::move(jr), world ? world->rank() : 0};
 }
 }  // namespace
 
@@ -84,30 +132,10 @@ void add_train(CLI::App& app) {
     opt.progress = !o->quiet;
     if (!o->no_export)
       opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
-    // Under mpirun/srun: one rank of the MPI job (train/run_job.hpp). A rank that fails ends the
-    // whole job at once (MPI_Abort), so no other rank waits for it.
-    const auto session = dist::mpi::MpiSession::if_launched();
-    std::unique_ptr<dist::Transport> world;
-    if (session && session->world_size() > 1) {
-      world = dist::mpi::MpiTransport::world();
-      world->set_timeout(std::chrono::seconds(600));
-    }
-    const int rank = world ? world->rank() : 0;
-    std::optional<StepDump> dump;
-    if (!o->dump.empty()) dump.emplace(rank == 0 ? o->dump : fmt::format("{}.rank{}", o->dump, rank));
-    JobRankResult jr;
-    try {
-      jr = run_job(job, opt, dump ? &*dump : nullptr, world.get());
-    } catch (const std::exception& e) {
-      if (!world) throw;
-      std::fprintf(stderr, "fusellm: error: rank %d: %s\n", rank, e.what());
-      std::fflush(stderr);
-      dist::mpi::MpiSession::abort(1);
-    }
+    const auto [jr, rank] = run_rank(job, opt, o->dump);
     if (rank == 0) print_result(jr.train, opt);
     if (jr.stopped) throw ExitStatus{kExitRequeue};
   });
 }
-
 
 }  // namespace fusellm::cli

@@ -6,6 +6,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/resident_memory.hpp"
 #include "fusellm/dist/credit.hpp"
+#include "fusellm/dist/rank_status.hpp"
 #include "fusellm/dist/rows_message.hpp"
 
 namespace fusellm::dist {
@@ -26,7 +27,7 @@ int64_t TeacherServer::serve(const ServeRange& range) {
   for (int64_t step = range.start_step, done = 0; step < total && done < range.steps; ++done) {
     const StepBatches batches = sampler_.next();
     if (batches.empty()) break;
-    ++step;
+    RankStatus::set_step(++step);  // for the messages that end the MPI job
     for (const auto& mb : batches.micro_batches) {
       if (topo_.serving_replica(source_, id) == replica_) {
         world_.check_interrupt();

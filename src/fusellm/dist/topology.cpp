@@ -112,6 +112,12 @@ int Topology::serving_replica(int source, int64_t micro_batch) const {
   return int(micro_batch % replicas_[size_t(source)]);
 }
 
+std::string Topology::role_name(int world_rank) const {
+  const RankRole& x = role(world_rank);
+  if (x.role == RankRole::Role::student) return fmt::format("student {}", x.rank_in_group);
+  return fmt::format("teacher of source '{}' replica {} stage {}", names_[size_t(x.source)], x.replica, x.stage);
+}
+
 std::string Topology::rank_map(const Transport& world) const {
   return rank_map([&world](int r) { return world.describe(r); });
 }

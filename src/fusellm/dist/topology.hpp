@@ -69,6 +69,10 @@ class Topology {
   // The replica of source j that serves micro-batch `id`: id % replicas (round robin).
   int serving_replica(int source, int64_t micro_batch) const;
 
+  // "student 0", "teacher of source 'neox' replica 0 stage 1": what a message about the rank
+  // calls it (dist/rank_status.hpp).
+  std::string role_name(int world_rank) const;
+
   // One line per world rank: "rank 3 (host node07)  teacher  source "llama" replica 1 stage 0
   // group rank 1  device cpu"; hosts from world.describe().
   std::string rank_map(const Transport& world) const;

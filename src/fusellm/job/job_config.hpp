@@ -3,7 +3,8 @@
 // JobConfig: every setting lives in a section with a documented default, none only in code.
 // A JobConfig is the aggregate of the components' sections:
 //
-//   [job], [[source]], [target], [train], [topology]   here (job/job_fields.cpp)
+//   [job], [[source]], [target], [train], [topology],
+//   [comm]                                             here (job/job_fields.cpp)
 //   [corpus], [cache]                                  data/corpus_config.hpp
 //   [distill]                                          fusion/distill_config.hpp
 //   [optim]                                            optim/optim_config.hpp
@@ -78,6 +79,17 @@ struct TopologyConfig {
   bool operator==(const TopologyConfig&) const = default;
 };
 
+// How the MPI job waits and how it notices a rank that died or stopped answering (issue 12):
+// every blocking wait of the transports (dist/transport.hpp) and the heartbeat
+// (dist/mpi/heartbeat.hpp). The defaults leave a 7B step, or a long checkpoint write, far inside
+// the timeout, while a silent rank ends the job within dead_after_seconds.
+struct CommConfig {
+  int64_t timeout_seconds = 1800;
+  int64_t heartbeat_seconds = 5;
+  int64_t dead_after_seconds = 30;
+  bool operator==(const CommConfig&) const = default;
+};
+
 // [train].dtype as the job file spells it: "fp32", "bf16".
 std::string_view train_dtype_name(DType d);
 
@@ -91,6 +103,7 @@ struct JobConfig {
   TrainConfig train;
   CheckpointConfig checkpoint;
   TopologyConfig topology;
+  CommConfig comm;
   CacheConfig cache;
 
   std::string file;  // where it was read from

@@ -224,6 +224,33 @@ JobSectionTable topology_table() {
   return t;
 }
 
+JobSectionTable comm_table() {
+  using S = CommConfig;
+  Section<S> s{"comm", "the MPI job: how long a rank waits, and how a rank that died or stopped answering is noticed"};
+  s.fields = {
+      config::integer_field("timeout_seconds", &S::timeout_seconds, 0,
+                            "Longest wait of any blocking call between ranks (a receive, a send, a collective). A "
+                            "rank that waits longer ends the job, naming the peer or the collective. It must exceed "
+                            "the longest step or checkpoint write of any rank, since a peer waits through it (a 7B "
+                            "step takes minutes). `0` waits for ever."),
+      config::integer_field("heartbeat_seconds", &S::heartbeat_seconds, 1,
+                            "Interval of the heartbeat: every rank beats to rank 0 and rank 0 to every rank, from a "
+                            "thread of its own, so a rank in a long step or checkpoint write still answers."),
+      config::integer_field("dead_after_seconds", &S::dead_after_seconds, 2,
+                            "A rank that sent no heartbeat for this long (killed, stopped, its node gone) is dead: "
+                            "the rank that noticed names it and ends the job (MPI_Abort), so no rank hangs. Must "
+                            "exceed `heartbeat_seconds`."),
+  };
+  s.check = [](const S& c, const IsSet&) {
+    if (c.dead_after_seconds <= c.heartbeat_seconds)
+      throw Conflict({"dead_after_seconds", "heartbeat_seconds"},
+                     fmt::format("dead_after_seconds ({}) must exceed heartbeat_seconds ({}): a rank is declared dead "
+                                 "only after missing at least one beat",
+                                 c.dead_after_seconds, c.heartbeat_seconds));
+  };
+  return lift(s, member(&JobConfig::comm));
+}
+
 JobSectionTable checkpoint_table() {
   JobSectionTable t = lift(checkpoint_section(), member(&JobConfig::checkpoint));
   t.finish = [](JobConfig& c, size_t, const config::FieldOrigins&, const std::string&) {
@@ -244,6 +271,7 @@ std::vector<JobSectionTable> make_sections() {
   all.push_back(train_table());
   all.push_back(checkpoint_table());
   all.push_back(topology_table());
+  all.push_back(comm_table());
   all.push_back(lift(cache_section(), member(&JobConfig::cache)));
   return all;
 }

@@ -16,6 +16,7 @@
 #include "fusellm/optim/grad_clip.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/teach/teach.hpp"
+#include "fusellm/dist/rank_status.hpp"
 #include "fusellm/dist/start_position.hpp"
 #include "fusellm/dist/zero1.hpp"
 #include "fusellm/train/checkpointing.hpp"
@@ -206,6 +207,7 @@ void Run::note_stop() {
 // One optimizer step: forward and backward, reduce, clip, update; its log appended to res_.steps.
 StepTerms Run::step(const StepBatches& batches) {
   const int64_t step = at_.step + 1;  // 1-based, as logged
+  dist::RankStatus::set_step(step);   // for the messages that end the MPI job
   // The micro-batches' ids in this run; a student of the MPI job runs the ones it owns.
   StepBatches mine;
   std::vector<int64_t> ids;

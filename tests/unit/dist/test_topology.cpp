@@ -6,6 +6,7 @@
 
 #include "error_of.hpp"
 #include "fusellm/dist/inproc/inproc_transport.hpp"
+#include "fusellm/dist/rank_status.hpp"
 #include "fusellm/dist/topology.hpp"
 
 using namespace fusellm;
@@ -133,6 +134,23 @@ TEST(Topology, RankMapNamesEveryRanksRoleAndHost) {
         << map;
     EXPECT_EQ(std::count(map.begin(), map.end(), '\n'), 6);
   });
+}
+
+// The messages that end the MPI job name a rank by its role, host and (for this rank) step.
+TEST(RankStatus, NamesRoleHostAndStep) {
+  const JobConfig job = job_of({{"a", 1, 1}, {"b", 2, 4}}, 2);  // "b": 2 replicas of 2 stages
+  const RankStatus s(job, 5, {"n0", "n0", "n1", "n1", "n2", "n2", "n3"});
+  EXPECT_EQ(s.who(0), "rank 0 (student 0, host n0)");
+  EXPECT_EQ(s.who(1), "rank 1 (student 1, host n0)");
+  EXPECT_EQ(s.who(2), "rank 2 (teacher of source 'a' replica 0 stage 0, host n1)");
+  EXPECT_EQ(s.who(4), "rank 4 (teacher of source 'b' replica 0 stage 1, host n2)");
+  EXPECT_EQ(s.who(6), "rank 6 (teacher of source 'b' replica 1 stage 1, host n3)");
+  RankStatus::set_step(13);
+  EXPECT_EQ(s.me(), "rank 5 (teacher of source 'b' replica 1 stage 0, host n2, step 13)");
+  // A world that does not fit [topology] (run_job refuses it, naming the fields): no roles.
+  const RankStatus odd(job, 1, {"n0", "n1"});
+  EXPECT_EQ(odd.who(0), "rank 0 (role unknown, host n0)");
+  RankStatus::set_step(0);
 }
 
 TEST(Topology, SplitGivesEachRankItsGroup) {

@@ -134,13 +134,17 @@ TEST_F(JobConfigTest, DefaultsAreThePapersAndPathsResolveAgainstTheJobFile) {
   EXPECT_EQ(c.checkpoint.keep, 3);
   EXPECT_EQ(c.topology.teacher_ranks, (std::vector<int64_t>{1, 2}));  // each source's replicas
   EXPECT_EQ(c.world_size(), 4);
+  EXPECT_EQ(c.comm.timeout_seconds, 1800);  // far beyond a 7B step
+  EXPECT_EQ(c.comm.heartbeat_seconds, 5);
+  EXPECT_EQ(c.comm.dead_after_seconds, 30);
   EXPECT_EQ(c.text, kJob);
 }
 
 TEST_F(JobConfigTest, ToTomlRoundTrips) {
   JobConfig c = load(replace(replace(kJob, "[optim]\n", "[optim]\nbetas = [0.8, 0.999]\nwarmup_steps = 7\nmin_lr_ratio = 0.1\n"),
                              "[distill]\n", "[distill]\nalign_compat = \"specials,dummy_prefix\"\n") +
-                     "max_steps = 20\n[cache]\ndir = \"cache\"\n[checkpoint]\nkeep = 0\n");
+                     "max_steps = 20\n[cache]\ndir = \"cache\"\n[checkpoint]\nkeep = 0\n"
+                     "[comm]\ntimeout_seconds = 60\nheartbeat_seconds = 2\ndead_after_seconds = 7\n");
   const std::string t = c.to_toml();
   // Written to another directory: the paths in it are absolute, so they still resolve.
   fs::create_directories(dir / "elsewhere");
@@ -153,6 +157,7 @@ TEST_F(JobConfigTest, ToTomlRoundTrips) {
   EXPECT_EQ(back.optim.beta2, 0.999);
   EXPECT_EQ(back.train.max_steps, 20);
   EXPECT_EQ(back.distill.align_compat.to_string(), "specials,dummy_prefix");
+  EXPECT_EQ(back.comm, (CommConfig{60, 2, 7}));
 }
 
 // [distill].align_compat: the original's alignment rules by name, "all", or "none"; onehot_compat
@@ -324,6 +329,15 @@ TEST_F(JobConfigTest, InconsistentSettingsNameEveryFieldInvolved) {
        {"[corpus].margin, [corpus].max_len", "smaller"}},
       {"lr = 1e-5\n", "lr = -1e-5\n", 21, {"[optim].lr", "> 0"}},
       {"lr = 1e-5\n", "lr = 1e-5\nbetas = [0.9, 1.0]\n", 22, {"[optim].betas", "beta2"}},
+      // A rank is dead only after it missed at least one beat.
+      {"global_batch = 8\n", "global_batch = 8\n[comm]\nheartbeat_seconds = 40\n", 26,
+       {"[comm].dead_after_seconds, [comm].heartbeat_seconds", "dead_after_seconds (30) must exceed heartbeat_seconds (40)"}},
+      {"global_batch = 8\n", "global_batch = 8\n[comm]\ndead_after_seconds = 5\n", 26,
+       {"[comm].dead_after_seconds, [comm].heartbeat_seconds", "(5) must exceed heartbeat_seconds (5)"}},
+      {"global_batch = 8\n", "global_batch = 8\n[comm]\nheartbeat_seconds = 0\n", 26,
+       {"[comm].heartbeat_seconds", "must be at least 1, found 0"}},
+      {"global_batch = 8\n", "global_batch = 8\n[comm]\ntimeout_seconds = -1\n", 26,
+       {"[comm].timeout_seconds", "must be at least 0"}},
   };
   for (const auto& c : cases) {
     const std::string m = error_of(replace(kJob, c.from, c.to));

@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cstdlib>
 
 #include "fusellm/core/error.hpp"
@@ -39,19 +41,24 @@ std::unique_ptr<MpiSession> MpiSession::if_launched() {
 MpiSession::MpiSession() {
   int initialized = 0;
   FUSELLM_MPI_CHECK(MPI_Initialized(&initialized));
+  int provided = MPI_THREAD_SINGLE;
   if (!initialized) {
-    int provided = MPI_THREAD_SINGLE;
     // Before MPI_Init_thread succeeds there is no error handler to rely on: MPI aborts on its own.
-    FUSELLM_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
+    FUSELLM_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
     owns_ = true;
-    FUSELLM_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-    if (provided < MPI_THREAD_SERIALIZED)
-      fail("MPI_Init_thread: this MPI library gives {}, fusellm needs MPI_THREAD_SERIALIZED (an MPI built with "
-           "thread support)",
-           thread_level_name(provided));
   } else {
-    FUSELLM_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    FUSELLM_MPI_CHECK(MPI_Query_thread(&provided));
   }
+  FUSELLM_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  if (owns_ && provided < MPI_THREAD_SERIALIZED)
+    fail("MPI_Init_thread: this MPI library gives {}, fusellm needs MPI_THREAD_SERIALIZED (an MPI built with "
+         "thread support)",
+         thread_level_name(provided));
+  thread_multiple_ = provided >= MPI_THREAD_MULTIPLE;
+  if (!thread_multiple_ && world_rank() == 0)
+    spdlog::warn("MPI_Init_thread: this MPI library gives {}, not MPI_THREAD_MULTIPLE: no heartbeat; a rank that "
+                 "stops answering is noticed only when a wait for it passes [comm].timeout_seconds",
+                 thread_level_name(provided));
 }
 
 MpiSession::~MpiSession() {

@@ -3,9 +3,12 @@
 // mpirun never touches MPI (no MPI_Init: Open MPI's singleton start would fork a helper daemon,
 // and as root refuse to run), so a laptop user runs the single-process job as before.
 //
-// Threads: MPI_THREAD_SERIALIZED (MPI-3.1 section 12.4.3): any thread may call MPI, one at a
-// time; the job's threads (a sender thread beside the compute) serialize their calls. OpenMP and
-// Kokkos threads never call MPI.
+// Threads: MPI_THREAD_MULTIPLE is asked for (MPI-3.1 section 12.4.3: any thread may call MPI at
+// any time), because the heartbeat (heartbeat.hpp) calls MPI from its own thread while the job's
+// thread is inside MPI or computing. The job itself needs only MPI_THREAD_SERIALIZED (its threads
+// serialize their calls; OpenMP and Kokkos threads never call MPI): a library that gives
+// SERIALIZED runs the job without the heartbeat (thread_multiple() is false), relying on the
+// transports' timeouts; one that gives less is refused.
 //
 // Errors: MPI_COMM_WORLD's error handler becomes MPI_ERRORS_RETURN, so every failed call comes
 // back as a fusellm::Error with context (mpi_check.hpp) instead of MPI aborting the job.
@@ -31,6 +34,9 @@ class MpiSession {
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
 
+  // MPI gave MPI_THREAD_MULTIPLE: a thread of its own may call MPI (the heartbeat).
+  bool thread_multiple() const { return thread_multiple_; }
+
   int world_rank() const;
   int world_size() const;
 
@@ -39,6 +45,7 @@ class MpiSession {
 
  private:
   bool owns_ = false;
+  bool thread_multiple_ = false;
 };
 
 }  // namespace fusellm::dist::mpi
