@@ -22,7 +22,8 @@
 #
 # Environment: FUSELLM_BIN (default build/fusellm of the submit directory, else `fusellm` on
 # PATH), FUSELLM_MAX_RESTARTS (default 10), FUSELLM_LAUNCHER (srun or mpirun: force one),
-# FUSELLM_CPU_BIND (cores, or none), FUSELLM_LOG_DIR (default logs).
+# FUSELLM_CPU_BIND (cores, or none), FUSELLM_LOG_DIR (default logs), FUSELLM_DRY_RUN=1 (print the
+# launch line and where each rank would run, start nothing).
 set -euo pipefail
 
 readonly EX_REQUEUE=75  # fusellm train: stopped on SIGUSR1/SIGTERM after a checkpoint
@@ -126,6 +127,23 @@ esac
 started=$log_dir/.ranks-$SLURM_JOB_ID.$restart
 shown="${step[*]} $FUSELLM_BIN train $*"
 step+=(bash -c "$wrapper; exec \"\$@\"" "$started" "$FUSELLM_BIN" train "$@")
+
+# FUSELLM_DRY_RUN=1: print the launch line and the rank map with the node each rank lands on
+# (slurm/rank_placement.sh; the same lines rank 0 prints when the job runs), then stop without
+# starting any rank: a multi-node script's layout checked before it spends an allocation.
+if [[ ${FUSELLM_DRY_RUN:-} == 1 ]]; then
+  dist=block
+  if [[ $launcher == srun ]]; then dist=${SLURM_DISTRIBUTION:-block}; fi
+  hosts=$("$(dirname "${BASH_SOURCE[0]}")/rank_placement.sh" "$need" "$dist" | tr '\n' ' ') || die "no rank placement (above)"
+  say "dry run: would launch $need ranks with $launcher ($dist distribution): $shown"
+  "$FUSELLM_BIN" plan "${plan_args[@]}" | awk -v hosts="$hosts" '
+    BEGIN { split(hosts, h, " ") }
+    /^rank map:/ { on = 1 }
+    /^launch/ { on = 0 }
+    on && /^  rank [0-9]+ / { r = $2; sub(/^  rank [0-9]+/, "  rank " r " (host " h[r + 1] ")") }
+    on { print }'
+  exit 0
+fi
 
 # Exit 75 handled: requeue the job unless it has run out of restarts.
 requeue() {

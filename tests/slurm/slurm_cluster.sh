@@ -12,14 +12,21 @@
 #   slurm_cluster.sh conf DIR                  only write DIR/slurm.conf (and make the directories)
 #   slurm_cluster.sh ctld DIR                  only start slurmctld
 #   slurm_cluster.sh slurmd DIR NODE [CMD...]  only start NODE's slurmd, under CMD if given (e.g.
-#                                              `ip netns exec ns1`: a node in a network namespace)
+#                                              `tests/slurm/netns.sh exec DIR n1`: a node in a
+#                                              network namespace; not `ip netns exec`, netns.sh
+#                                              says why)
 #   slurm_cluster.sh wait DIR                  until every node is idle (or fail after 30 s)
+#   slurm_cluster.sh watch DIR PID             only start the watchdog (before the nodes exist:
+#                                              a test that makes them first, e.g. namespaces)
+#
+# `stop` ends by running DIR/run/on_stop if it is executable: what a test made for the cluster
+# besides the daemons (tests/slurm/netns.sh's namespaces) goes with it, the watchdog's stop too.
 #
 # Clients need `export SLURM_CONF=DIR/slurm.conf` (start prints that line on stdout).
 #
 # Settings (environment):
 #   SLURM_CLUSTER_NODES        "name=addr[:port] ..." (default "localhost=127.0.0.1"); nodes that
-#                              share an address need their own port
+#                              share an address need their own port (a free one when not given)
 #   SLURM_CLUSTER_CTLD_ADDR    slurmctld's address (default 127.0.0.1)
 #   SLURM_CLUSTER_CTLD_PORT    slurmctld's port (default: a free one)
 #   SLURM_CLUSTER_SLURMD_PORT  the slurmd port of nodes without their own (default: a free one)
@@ -29,6 +36,8 @@
 #   SLURM_CLUSTER_CRED_EXPIRE  seconds a requeued job waits before it may start again (AuthInfo
 #                              cred_expire; Slurm's default 120)
 #   SLURM_CLUSTER_EXTRA        more slurm.conf lines, appended verbatim
+#   SLURM_CLUSTER_SLURMD_WRAP  a command `start` runs each slurmd under, %n replaced by the node's
+#                              name (e.g. "tests/slurm/netns.sh exec DIR %n")
 #   SLURM_CLUSTER_NODE_EXTRA   more NodeName settings, appended to every node's line (Gres=gpu:4)
 #   SLURM_CLUSTER_GRES         gres.conf's lines (e.g. fake GPUs: "Name=gpu File=DIR/dev/nvidia[0-3]")
 set -euo pipefail
@@ -59,7 +68,7 @@ write_conf() {
   local ctld_port=${SLURM_CLUSTER_CTLD_PORT:-$(free_port)}
   local slurmd_port=${SLURM_CLUSTER_SLURMD_PORT:-$(free_port)}
   local cpus=${SLURM_CLUSTER_CPUS:-8}
-  local names=() spec name addr port
+  local names=() spec name addr port seen=" "
   {
     echo "# written by tests/slurm/slurm_cluster.sh"
     echo "ClusterName=fusellmtest"
@@ -104,7 +113,10 @@ write_conf() {
       if [[ $addr == *:* ]]; then
         port=" Port=${addr#*:}"
         addr=${addr%%:*}
+      elif [[ $seen == *" $addr "* ]]; then
+        port=" Port=$(free_port)"  # a second slurmd on one address: its own port
       fi
+      seen+="$addr "
       names+=("$name")
       mkdir -p "$dir/spool/$name"
       echo "NodeName=$name NodeAddr=$addr CPUs=$cpus RealMemory=1000 State=UNKNOWN$port${SLURM_CLUSTER_NODE_EXTRA:+ $SLURM_CLUSTER_NODE_EXTRA}"
@@ -209,13 +221,14 @@ kill_leftovers() {
 
 stop_cluster() {
   local dir=$1 f
-  [[ -f $dir/slurm.conf ]] || return 0
+  # The watchdog first, also when no cluster was configured yet (`watch` came before `conf`).
   if [[ -f $dir/run/watchdog.pid ]]; then
     local w
     w=$(cat "$dir/run/watchdog.pid")
     rm -f "$dir/run/watchdog.pid"
     [[ $w == "${WATCHDOG_SELF:-}" ]] || kill -TERM "$w" 2>/dev/null || true
   fi
+  [[ -f $dir/slurm.conf ]] || return 0
   # Jobs first, so their ranks end as Slurm ends them (and the daemons are still there to do it).
   if [[ -f $dir/run/slurmctld.pid ]]; then
     # At most about 10 s in all: a hung slurmctld must not hold up the rest.
@@ -251,6 +264,8 @@ start_watchdog() {
 main() {
   [[ $# -ge 2 ]] || die "usage: slurm_cluster.sh start|stop|conf|ctld|slurmd|wait DIR [...]"
   local cmd=$1 dir spec
+  # `stop` of a directory already gone (the test removed it; its watchdog came late) does nothing.
+  if [[ $cmd == stop && ! -d $2 ]]; then return 0; fi
   dir=$(mkdir -p "$2" && cd "$2" && pwd)
   shift 2
   case $cmd in
@@ -260,16 +275,28 @@ main() {
       write_conf "$dir"
       if [[ -n $watch ]]; then start_watchdog "$dir" "$watch"; fi
       start_ctld "$dir"
-      for spec in $(nodes); do start_slurmd "$dir" "${spec%%=*}"; done
+      local wrap
+      for spec in $(nodes); do
+        wrap=${SLURM_CLUSTER_SLURMD_WRAP:+${SLURM_CLUSTER_SLURMD_WRAP//%n/${spec%%=*}}}
+        # shellcheck disable=SC2086  # the wrapper is a command line: split into words
+        start_slurmd "$dir" "${spec%%=*}" $wrap
+      done
       wait_idle "$dir"
       echo "export SLURM_CONF=$dir/slurm.conf"
       ;;
-    stop) stop_cluster "$dir" ;;
+    stop)
+      stop_cluster "$dir"
+      if [[ -x $dir/run/on_stop ]]; then "$dir/run/on_stop"; fi
+      ;;
+    watch)
+      mkdir -p "$dir"/{log,run}
+      start_watchdog "$dir" "${1:?watch needs a PID}"
+      ;;
     conf) write_conf "$dir" ;;
     ctld) start_ctld "$dir" ;;
     slurmd) start_slurmd "$dir" "$@" ;;
     wait) wait_idle "$dir" ;;
-    *) die "unknown command '$cmd' (start, stop, conf, ctld, slurmd, wait)" ;;
+    *) die "unknown command '$cmd' (start, stop, conf, ctld, slurmd, wait, watch)" ;;
   esac
 }
 
