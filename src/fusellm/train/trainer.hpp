@@ -26,6 +26,11 @@
 // <output_dir>/fusellm.lock, holding the host and pid) refuses a second run on the same output
 // directory at once; the checkpoint directory gets its own lock when it lies outside it.
 //
+// A stop signal (SIGUSR1, SIGTERM: core/stop_signal.hpp) ends the run after the step in progress:
+// the students agree on it in the step's one all-reduce (so all stop after the same step, even when
+// the signal reached only some of them or at different moments), write a checkpoint of that step
+// and no export; TrainResult::stopped_by names the signal and `fusellm train` exits 75 (requeue).
+//
 // What tests and reference replays need to see inside a run (each step's data, fault injection)
 // is a TrainObserver (train_observer.hpp), not an option.
 //
