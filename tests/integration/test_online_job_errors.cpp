@@ -110,7 +110,7 @@ TEST_F(OnlineJobErrors, ACheckpointOfAnotherJobIsRefused) {
   ASSERT_EQ(w3.code, 0) << w3.out;
 
   const CmdResult a = run_mpi(3, args("ck_one", 3, ck + one + " --set distill.alignment=em"), kTimeout);
-  expect_refused(a, {"fusellm: error: rank 0: ", one + "/step-2: written by another job",
+  expect_refused(a, {"fusellm: error: rank 0 (student 0, host ", one + "/step-2: written by another job",
                      "[distill].alignment is \"em\" now, \"mined\" in the checkpoint's job"});
   const CmdResult b = run_fusellm(args("ck_np3", 3, ck + np3 + " --set distill.top_k=5"), kTimeout);
   expect_refused(b, {np3 + "/step-2: written by another job", "[distill].top_k is 5 now, 10 in the checkpoint's job"});
@@ -121,8 +121,8 @@ TEST_F(OnlineJobErrors, ACheckpointOfAnotherJobIsRefused) {
 // the source and the micro-batch; MPI_Abort ends the teachers, which wait for credits.
 TEST_F(OnlineJobErrors, ACorruptedMessageIsRefusedByTheStudent) {
   const CmdResult r = run_mpi(3, args("corrupt", 3), kTimeout, "FUSELLM_TEST_CORRUPT_MESSAGE=2@2");
-  expect_refused(r, {"flipped byte", "fusellm: error: rank 0: rows message from rank 2 (host", "source 'neox'",
-                     "micro-batch 1", "checksum"});
+  expect_refused(r, {"flipped byte", "fusellm: error: rank 0 (student 0, host ", "): rows message from rank 2 (host",
+                     "source 'neox'", "micro-batch 1", "checksum"});
 }
 
 // What a teacher reports at the end of its run (train/run_job.cpp).
