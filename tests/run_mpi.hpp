@@ -2,6 +2,7 @@
 // Runs the fusellm binary under mpirun as a user does (TOOLCHAIN.md: as root Open MPI needs its two
 // variables; more ranks than this machine's cores need --oversubscribe), with a wall-clock limit
 // far below ctest's, so a test of the MPI job can fail but never hang.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,16 +14,25 @@
 namespace fusellm::testing {
 
 // <tmp>/<prefix>_<pid>/<name>: the directory of one run of a job; the root is made empty on the
-// first call (one prefix per test binary).
+// first call (one prefix per test binary) and removed when the binary ends with every test passed
+// (runs leave hundreds of MB of checkpoints); a failed test's runs stay for a look.
 inline std::string run_dir(const std::string& prefix, const std::string& name) {
   namespace fs = std::filesystem;
-  static const fs::path root = [&] {
-    fs::path p = fs::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return (root / name).string();
+  struct Root {
+    fs::path path;
+    explicit Root(fs::path p) : path(std::move(p)) {
+      fs::remove_all(path);
+      fs::create_directories(path);
+    }
+    Root(const Root&) = delete;
+    Root& operator=(const Root&) = delete;
+    ~Root() {
+      std::error_code ec;  // a destructor cannot throw
+      if (::testing::UnitTest::GetInstance()->Passed()) fs::remove_all(path, ec);
+    }
+  };
+  static const Root root(fs::temp_directory_path() / (prefix + "_" + std::to_string(::getpid())));
+  return (root.path / name).string();
 }
 
 // One application context of an MPMD launch (mpirun -np 2 fusellm A : -np 1 fusellm B): `ranks`

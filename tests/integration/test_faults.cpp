@@ -46,12 +46,6 @@ bool demo_present() { return fs::exists(kRepo + "/examples/demo/neox/model.safet
 
 std::string dir_of(const std::string& name) { return testing::run_dir("fusellm_faults", name); }
 
-// The runs' directories (hundreds of MB of checkpoints), once a test has passed; a failed one's
-// stay for a look.
-void remove_runs_if_passed() {
-  if (!::testing::Test::HasFailure()) fs::remove_all(fs::path(dir_of("x")).parent_path());
-}
-
 // The mpirun command of a run named `name`: its own output directory (which also finds its
 // processes), checkpoints every 2 steps.
 std::string command(const std::string& name, int ranks, const std::string& extra = "") {
@@ -172,7 +166,6 @@ TEST(Faults, KilledTeacherOrStudentEndsTheJobAndTheRestartReachesTheSameWeights)
   // Two students (-np 4; tiny.toml's two micro-batches per step give one process's weights, bit
   // for bit: test_online_job.cpp): the second student killed.
   kill_and_restart("second_student_killed", 4, 1, rng, reference, "--set topology.student_ranks=2");
-  remove_runs_if_passed();
 }
 
 // kill -STOP of a teacher rank (drawn, as the step) of a run with `extra` settings: alive to
@@ -200,7 +193,6 @@ TEST(Faults, StoppedTeacherIsNamedByTheHeartbeatAndTheJobEnds) {
   EXPECT_NE(a.out.find("sent no heartbeat for "), std::string::npos) << a.out;
   EXPECT_NE(a.out.find("it died or stopped answering; ending the job"), std::string::npos) << a.out;
   EXPECT_GE(a.exit_s, 4.0) << "ended before [comm].dead_after_seconds could pass\n" << a.out;
-  remove_runs_if_passed();
 }
 
 // The same stop with the heartbeat out of the way (dead_after_seconds far away): a rank's wait
@@ -214,7 +206,6 @@ TEST(Faults, StoppedTeacherEndsTheJobAtTheTransportTimeout) {
   EXPECT_NE(a.out.find("not done after 8.0 s (the transport's timeout)"), std::string::npos) << a.out;
   EXPECT_EQ(a.out.find("sent no heartbeat"), std::string::npos) << a.out;
   EXPECT_GE(a.exit_s, 7.0) << "ended before [comm].timeout_seconds could pass\n" << a.out;
-  remove_runs_if_passed();
 }
 
 }  // namespace
