@@ -221,7 +221,8 @@ void Unpickler::setitems(std::vector<Ref> kv) {
   d->items.insert(d->items.end(), kv.begin(), kv.end());
 }
 
-// One opcode; false at STOP.
+// One opcode; false at STOP. long: one case per opcode, as pickletools' table lists them; split,
+// the dispatch would be spread over files a reader has to join again.
 bool Unpickler::step(uint8_t op) {
   using K = Value::Kind;
   switch (op) {
