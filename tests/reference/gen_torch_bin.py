@@ -14,14 +14,19 @@ for <dtype> in f32, f16, bf16: one random tiny Llama, the same weights in all th
     short_storage.bin   data/0 holds fewer bytes than the tensor needs
     truncated.bin       a valid checkpoint cut in half
     legacy.bin          torch.save(..., _use_new_zipfile_serialization=False) (the pre-1.6 format)
+    transposed.bin      a non-contiguous tensor (a transposed view saved as it is)
+  bad/good.bin (the files above are made from it) and bad/shared.bin, which must read: views of one
+    storage at offsets 0 and 2 (torch.save keeps views; tied weights are saved this way).
   tests/fuzz/corpus/fuzz_torch_pickle/: the data.pkl of llama_f32/bin and of the shards (seeds).
 
-Run from the repository root:  python3 tests/reference/gen_torch_bin.py
+Run from the repository root:  python3 tests/reference/gen_torch_bin.py [bad]
+(bad: only the bad/ files; the rest stays as committed).
 """
 import io
 import os
 import shutil
 import struct
+import sys
 import zipfile
 
 import torch
@@ -122,6 +127,9 @@ def bad_files():
     open(os.path.join(bad, "truncated.bin"), "wb").write(whole[:len(whole) // 2])
     torch.save({"w": torch.arange(10, dtype=torch.float32)}, os.path.join(bad, "legacy.bin"),
                _use_new_zipfile_serialization=False)
+    torch.save({"t": torch.arange(6, dtype=torch.float32).view(2, 3).t()}, os.path.join(bad, "transposed.bin"))
+    w = torch.arange(10, dtype=torch.float32)
+    torch.save({"w": w, "part": w[2:6], "matrix": w.view(2, 5)}, os.path.join(bad, "shared.bin"))
 
 
 def seeds():
@@ -136,10 +144,12 @@ def seeds():
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    for tag, dtype in DTYPES.items():
-        build(tag, dtype)
+    if sys.argv[1:] != ["bad"]:
+        for tag, dtype in DTYPES.items():
+            build(tag, dtype)
     bad_files()
-    seeds()
+    if sys.argv[1:] != ["bad"]:
+        seeds()
     for dp, _, fs in sorted(os.walk(ROOT)):
         print(f"{os.path.relpath(dp, ROOT):28s} {sum(os.path.getsize(os.path.join(dp, f)) for f in fs) / 1024:7.1f} KiB")
 

@@ -81,7 +81,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Bad{"entry_out_of_bounds.bin", {"entry 'archive/data/0' is out of bounds"}},
                       Bad{"short_storage.bin", {"storage is shorter than its tensor", "'w'"}},
                       Bad{"truncated.bin", {"not a readable zip archive"}},
-                      Bad{"legacy.bin", {"legacy format", "torch.save(torch.load("}}),
+                      Bad{"legacy.bin", {"legacy format", "torch.save(torch.load("}},
+                      Bad{"transposed.bin", {"tensor 't' is not contiguous (shape [3, 2], stride [1, 3])"}}),
     [](const auto& p) { return fs::path(p.param.file).stem().string(); });
 
 TEST(TorchZipFile, TheGoodSiblingOfTheBadFilesReads) {
@@ -93,6 +94,20 @@ TEST(TorchZipFile, TheGoodSiblingOfTheBadFilesReads) {
   Tensor t(w.shape);
   convert_to_f32(w, t.span());
   for (int i = 0; i < 10; ++i) EXPECT_EQ(t[i], float(i));
+}
+
+// Views of one storage (as tied weights are saved): one storage entry, read once, at each offset.
+TEST(TorchZipFile, ViewsShareTheirStorage) {
+  const TorchZipFile f((kDir / "bad" / "shared.bin").string());
+  ASSERT_EQ(f.tensors().size(), 3u);
+  EXPECT_EQ(f.mapped_storages(), 1u);
+  const TensorInfo &w = f.tensors().at("w"), &part = f.tensors().at("part"), &m = f.tensors().at("matrix");
+  EXPECT_EQ(part.bytes.data(), w.bytes.data() + 2 * sizeof(float));
+  EXPECT_EQ(m.bytes.data(), w.bytes.data());
+  EXPECT_EQ(m.shape, (Shape{2, 5}));
+  Tensor t(part.shape);
+  convert_to_f32(part, t.span());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(t[i], float(i + 2));
 }
 
 // A directory whose pytorch_model.bin is in the legacy format: the Checkpoint error names it.
