@@ -15,8 +15,9 @@ for <dtype> in f32, f16, bf16: one random tiny Llama, the same weights in all th
     truncated.bin       a valid checkpoint cut in half
     legacy.bin          torch.save(..., _use_new_zipfile_serialization=False) (the pre-1.6 format)
     transposed.bin      a non-contiguous tensor (a transposed view saved as it is)
-  bad/good.bin (the files above are made from it) and bad/shared.bin, which must read: views of one
-    storage at offsets 0 and 2 (torch.save keeps views; tied weights are saved this way).
+  bad/good.bin (the files above are made from it), bad/shared.bin and bad/deflated.bin, which must
+    read: views of one storage at offsets 0 and 2 (torch.save keeps views; tied weights are saved
+    this way); good.bin rewritten with DEFLATE entries (valid zip, not what torch writes).
   tests/fuzz/corpus/fuzz_torch_pickle/: the data.pkl of llama_f32/bin and of the shards (seeds).
 
 Run from the repository root:  python3 tests/reference/gen_torch_bin.py [bad]
@@ -80,10 +81,12 @@ def entries(path):
         return [(i.filename, z.read(i.filename)) for i in z.infolist()]
 
 
-def write_zip(path, items):
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+def write_zip(path, items, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
         for name, data in items:
-            z.writestr(zipfile.ZipInfo(name), data)
+            info = zipfile.ZipInfo(name)
+            info.compress_type = compression
+            z.writestr(info, data)
 
 
 def small_checkpoint():
@@ -107,6 +110,7 @@ def bad_files():
         pkl = (b"\x80\x02c" + module + b"\n" + func + b"\n" + b"X\x0a\x00\x00\x00echo pwned" + b"\x85R.")
         write_zip(os.path.join(bad, f"{name}.bin"),
                   [(n, pkl if n.endswith("/data.pkl") else d) for n, d in items])
+    write_zip(os.path.join(bad, "deflated.bin"), items, zipfile.ZIP_DEFLATED)
     # A storage entry shorter than its tensor: data/0 keeps 16 of its 40 bytes.
     write_zip(os.path.join(bad, "short_storage.bin"),
               [(n, d[:16] if n == f"{prefix}/data/0" else d) for n, d in items])
