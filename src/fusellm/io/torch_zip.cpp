@@ -157,7 +157,7 @@ bool contiguous(const TorchTensorRef& t) {
   int64_t expect = 1;
   for (size_t i = t.shape.size(); i-- > 0;) {
     if (t.shape[i] != 1 && t.stride[i] != expect) return false;  // a size-1 dimension's stride is free
-    expect *= t.shape[i];
+    if (__builtin_mul_overflow(expect, t.shape[i], &expect)) return false;  // a hostile size; no such storage
   }
   return true;
 }
@@ -186,9 +186,10 @@ std::span<const std::byte> TorchZipReader::in_place(zip_uint64_t index, const st
   src_.last_read_len = 0;
   if (zip_fread(f.get(), &first, 1) != 1)
     fail("{}: entry '{}': cannot read it: {}", path_, name, zip_file_strerror(f.get()));
-  if (src_.last_read_len != 1) return {};  // libzip buffered: the caller copies instead
   const zip_uint64_t at = src_.last_read_at;
-  if (at > src_.bytes.size() || size > src_.bytes.size() - at)
+  // libzip read more than the one byte (a buffering layer), or not from the map: the caller copies.
+  if (src_.last_read_len != 1 || at >= src_.bytes.size() || src_.bytes[at] != first) return {};
+  if (size > src_.bytes.size() - at)
     fail("{}: entry '{}' is out of bounds: its {} bytes at offset {} run past the end of the file ({} bytes)", path_,
          name, size, at, src_.bytes.size());
   return src_.bytes.subspan(at, size);
