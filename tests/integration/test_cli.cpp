@@ -70,6 +70,19 @@ TEST(Cli, InfoDescribesACheckpoint) {
   EXPECT_EQ(j["family"], "gpt_neox");
   EXPECT_EQ(j["vocab_size"], 8192);
   EXPECT_EQ(j["dtypes"]["BF16"], 52);
+  EXPECT_EQ(j["format"], "safetensors");
+}
+
+// A transformers checkpoint saved with safe_serialization=False, sharded (gen_torch_bin.py).
+TEST(Cli, InfoReadsATorchZipCheckpoint) {
+  const CmdResult r =
+      run("info --json " + std::string(FUSELLM_SOURCE_DIR) + "/tests/fixtures/torch_bin/llama_bf16/bin_sharded");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = last_json_line(r.out);
+  EXPECT_EQ(j["format"], "torch zip");
+  EXPECT_EQ(j["shards"].size(), 3u);
+  EXPECT_EQ(j["dtypes"]["BF16"], 21);
+  EXPECT_EQ(j["family"], "llama");
 }
 
 TEST(Cli, TokenizeGivesIdsAndOffsets) {

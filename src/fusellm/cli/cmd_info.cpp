@@ -18,7 +18,7 @@ void add_info(CLI::App& app) {
   auto* sub = app.add_subcommand("info", "describe a Hugging Face checkpoint directory");
   auto dir = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  sub->add_option("dir", *dir, "checkpoint directory (config.json + *.safetensors)")->required();
+  sub->add_option("dir", *dir, "checkpoint directory (config.json + *.safetensors or pytorch_model*.bin)")->required();
   sub->add_flag("--json", *as_json, "print one JSON object");
   sub->callback([dir, as_json] {
     nlohmann::json out;
@@ -26,6 +26,7 @@ void add_info(CLI::App& app) {
     const auto cfg = HFConfig::load(*dir);
     out["model_type"] = cfg.get_string("model_type", "");
     const Checkpoint ckpt(*dir);
+    out["format"] = ckpt.format();
     out["shards"] = ckpt.shard_files();
     out["tensors"] = ckpt.names().size();
     out["parameters"] = ckpt.num_parameters();
@@ -61,6 +62,7 @@ void add_info(CLI::App& app) {
     std::string dt;
     for (auto& [k, v] : ckpt.dtype_counts()) dt += k + " x" + std::to_string(v) + " ";
     std::printf("dtypes       %s\n", dt.c_str());
+    std::printf("format       %s\n", ckpt.format().c_str());
     std::printf("shards       %zu:", ckpt.shard_files().size());
     for (auto& s : ckpt.shard_files()) std::printf(" %s", s.c_str());
     std::printf("\n");

@@ -1,7 +1,9 @@
-// Checkpoint: the safetensors files of a Hugging Face model directory, seen as one name -> tensor
+// Checkpoint: the weight files of a Hugging Face model directory, seen as one name -> tensor
 // table. The file is chosen as transformers does (modeling_utils.from_pretrained): model.safetensors
-// first, then model.safetensors.index.json with its shards; fusellm also accepts a directory
-// holding exactly one *.safetensors file of another name (hand-exported checkpoints).
+// first, then model.safetensors.index.json with its shards, then pytorch_model.bin and
+// pytorch_model.bin.index.json (torch zip archives, read without running their pickles); fusellm
+// also accepts a directory holding exactly one *.safetensors file of another name (hand-exported
+// checkpoints).
 #include <fmt/ranges.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/io/safetensors.hpp"
+#include "fusellm/io/torch_zip.hpp"
 
 namespace fusellm {
 
@@ -18,8 +21,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kSingle = "model.safetensors";
-constexpr const char* kIndex = "model.safetensors.index.json";
+// One single-file name and one index name per format, in transformers' order of preference.
+struct Layout {
+  const char* single;
+  const char* index;
+  std::unique_ptr<WeightFile> (*open)(const std::string& path);
+};
+template <typename File>
+std::unique_ptr<WeightFile> open_as(const std::string& path) {
+  return std::make_unique<File>(path);
+}
+constexpr Layout kLayouts[] = {
+    {"model.safetensors", "model.safetensors.index.json", open_as<SafetensorsFile>},
+    {"pytorch_model.bin", "pytorch_model.bin.index.json", open_as<TorchZipFile>},
+};
 
 // The shard names of an index, checked: weight_map must be a non-empty object of file names
 // inside the directory. Returns shard -> one tensor it should hold (for messages).
@@ -59,27 +74,31 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
 
   std::map<std::string, std::string> weight_map;  // empty unless sharded
   std::string index_path;
-  if (fs::exists(root / kSingle)) {
-    files_.push_back(std::make_unique<SafetensorsFile>((root / kSingle).string()));
-  } else if (fs::exists(root / kIndex)) {
-    index_path = (root / kIndex).string();
-    for (const auto& [shard, some_tensor] : read_weight_map(index_path, weight_map)) {
-      const fs::path p = root / shard;
-      if (!fs::is_regular_file(p, ec))
-        fail("{}: shard '{}' (listed for tensor '{}') does not exist in {}", index_path, shard, some_tensor, dir);
-      files_.push_back(std::make_unique<SafetensorsFile>(p.string()));
+  for (const Layout& l : kLayouts) {
+    if (fs::exists(root / l.single)) {
+      files_.push_back(l.open((root / l.single).string()));
+    } else if (fs::exists(root / l.index)) {
+      index_path = (root / l.index).string();
+      for (const auto& [shard, some_tensor] : read_weight_map(index_path, weight_map)) {
+        const fs::path p = root / shard;
+        if (!fs::is_regular_file(p, ec))
+          fail("{}: shard '{}' (listed for tensor '{}') does not exist in {}", index_path, shard, some_tensor, dir);
+        files_.push_back(l.open(p.string()));
+      }
     }
-  } else {
+    if (!files_.empty()) break;
+  }
+  if (files_.empty()) {
     std::vector<std::string> found;
     for (const auto& e : fs::directory_iterator(root, ec))
       if (e.path().extension() == ".safetensors" && e.is_regular_file()) found.push_back(e.path().filename());
     std::sort(found.begin(), found.end());
     if (found.empty())
-      fail("{}: no safetensors weights: expected {}, or {} with its shards, or one *.safetensors file", dir,
-           kSingle, kIndex);
+      fail("{}: no weights: expected {} or {} with its shards, {} or {} with its shards, or one *.safetensors file",
+           dir, kLayouts[0].single, kLayouts[0].index, kLayouts[1].single, kLayouts[1].index);
     if (found.size() > 1)
       fail("{}: {} safetensors files ({}) but no {} to say which tensors each holds", dir, found.size(),
-           fmt::join(found, ", "), kIndex);
+           fmt::join(found, ", "), kLayouts[0].index);
     files_.push_back(std::make_unique<SafetensorsFile>((root / found[0]).string()));
   }
 
@@ -139,6 +158,8 @@ int64_t Checkpoint::num_parameters() const {
   for (const auto& [name, info] : index_) n += numel(info->shape);
   return n;
 }
+
+std::string Checkpoint::format() const { return files_.front()->format(); }
 
 std::map<std::string, int64_t> Checkpoint::dtype_counts() const {
   std::map<std::string, int64_t> out;

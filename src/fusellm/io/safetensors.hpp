@@ -18,22 +18,16 @@
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/core/mapped_file.hpp"
 #include "fusellm/core/tensor.hpp"
+#include "fusellm/io/weight_file.hpp"
 
 namespace fusellm {
 
-struct TensorInfo {
-  std::string name;
-  DType dtype;
-  Shape shape;
-  std::span<const std::byte> bytes;  // inside the mapping
-  std::string file;                  // the .safetensors path it lives in
-};
-
-class SafetensorsFile {
+class SafetensorsFile : public WeightFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // maps and validates; throws Error
-  const std::string& path() const { return file_.path(); }
-  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::string& path() const override { return file_.path(); }
+  const std::map<std::string, TensorInfo>& tensors() const override { return tensors_; }
+  const char* format() const override { return "safetensors"; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorInfo* find(const std::string& name) const;
 
@@ -52,8 +46,10 @@ std::map<std::string, TensorInfo> parse_safetensors_header(std::span<const std::
 // Converts any float dtype (F32, F16, BF16, F64) to fp32 into `out` (numel elements).
 void convert_to_f32(const TensorInfo& t, std::span<float> out);
 
-// A checkpoint directory: model.safetensors, or the shards listed by
-// model.safetensors.index.json ("weight_map": tensor name -> shard file name).
+// A checkpoint directory, its file chosen as transformers' from_pretrained does: model.safetensors,
+// or the shards listed by model.safetensors.index.json ("weight_map": tensor name -> shard file
+// name); else pytorch_model.bin or the shards of pytorch_model.bin.index.json, read by
+// TorchZipFile (torch_zip.hpp) without running their pickles.
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& dir);  // throws Error naming the dir/file
@@ -66,10 +62,11 @@ class Checkpoint {
   std::vector<std::string> shard_files() const;  // file names, in order
   int64_t num_parameters() const;
   std::map<std::string, int64_t> dtype_counts() const;  // dtype name -> number of tensors
+  std::string format() const;  // "safetensors" or "torch zip"
 
  private:
   std::string dir_;
-  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<WeightFile>> files_;
   std::map<std::string, const TensorInfo*> index_;
 };
 

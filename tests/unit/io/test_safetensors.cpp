@@ -374,7 +374,7 @@ TEST_F(CheckpointTest, MissingOrEmptyDirectory) {
   write_bytes(dir_ / "file", "x");
   EXPECT_FAILS_WITH(Checkpoint{path("file")}, path("file"), "not a directory");
   write_bytes(dir_ / "config.json", "{}");
-  EXPECT_FAILS_WITH(Checkpoint{dir()}, dir(), "no safetensors", "model.safetensors.index.json");
+  EXPECT_FAILS_WITH(Checkpoint{dir()}, dir(), "no weights", "model.safetensors.index.json", "pytorch_model.bin.index.json");
 }
 
 TEST_F(CheckpointTest, SeveralFilesWithoutIndex) {

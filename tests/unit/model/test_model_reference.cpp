@@ -15,9 +15,14 @@
 
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/model.hpp"
+#include "unit/model/reference_cases.hpp"
 
 namespace fusellm {
 namespace {
+
+using testing::Case;
+using testing::read_cases;
+using testing::relative_error;
 
 namespace fs = std::filesystem;
 
@@ -46,51 +51,12 @@ const std::vector<std::string> kModels = {
     "gpt2_tied",         "gpt2_inner_fp16_sharded",
 };
 
-struct Case {
-  std::string name;
-  std::vector<int32_t> ids, doc_ids;
-  Tensor logits;
-};
-
-std::vector<int32_t> read_i32(const TensorInfo& t) {
-  if (t.dtype != DType::I32) throw Error(t.name + ": expected I32");
-  std::vector<int32_t> v(t.bytes.size() / 4);
-  std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
-  return v;
-}
-
-std::vector<Case> read_cases(const std::string& model) {
-  const SafetensorsFile f((kFixtures / model / "reference" / "cases.safetensors").string());
-  std::vector<Case> cases;
-  for (const auto& [name, info] : f.tensors()) {
-    const std::string suffix = ".logits";
-    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix)) continue;
-    Case c;
-    c.name = name.substr(0, name.size() - suffix.size());
-    c.logits = Tensor(info.shape);
-    convert_to_f32(info, c.logits.span());
-    c.ids = read_i32(*f.find(c.name + ".ids"));
-    if (const TensorInfo* d = f.find(c.name + ".doc_ids")) c.doc_ids = read_i32(*d);
-    cases.push_back(std::move(c));
-  }
-  return cases;
-}
-
-double relative_error(const Tensor& got, const Tensor& ref) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < ref.size(); ++i) {
-    diff = std::max(diff, double(std::fabs(got[i] - ref[i])));
-    scale = std::max(scale, double(std::fabs(ref[i])));
-  }
-  return diff / scale;
-}
-
 class ModelReference : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelReference, LogitsMatchTransformers) {
   const std::string model = GetParam();
   const auto lm = CausalLM::load((kFixtures / model).string());
-  const std::vector<Case> cases = read_cases(model);
+  const std::vector<Case> cases = read_cases(kFixtures / model / "reference" / "cases.safetensors");
   ASSERT_EQ(cases.size(), 4u) << model;
   for (const Case& c : cases) {
     const Tensor got = lm->forward(c.ids, c.doc_ids);
@@ -107,7 +73,7 @@ TEST_P(ModelReference, LogitsMatchTransformers) {
 TEST_P(ModelReference, ThreadCountDoesNotChangeLogits) {
   const std::string model = GetParam();
   const auto lm = CausalLM::load((kFixtures / model).string());
-  const std::vector<Case> cases = read_cases(model);
+  const std::vector<Case> cases = read_cases(kFixtures / model / "reference" / "cases.safetensors");
   const int n = omp_get_max_threads();
   for (const Case& c : cases) {
     omp_set_num_threads(1);
@@ -124,7 +90,7 @@ TEST_P(ModelReference, ThreadCountDoesNotChangeLogits) {
 TEST_P(ModelReference, SingleDocumentEqualsNoDocIds) {
   const std::string model = GetParam();
   const auto lm = CausalLM::load((kFixtures / model).string());
-  for (const Case& c : read_cases(model)) {
+  for (const Case& c : read_cases(kFixtures / model / "reference" / "cases.safetensors")) {
     if (c.name != "len7") continue;
     const std::vector<int32_t> same(c.ids.size(), 5);
     const Tensor a = lm->forward(c.ids), b = lm->forward(c.ids, same);
