@@ -9,20 +9,24 @@ namespace fusellm::dist {
 
 namespace {
 
-// A send of the job: its wait runs the rank's interrupt between polls.
+// A send of the job: its wait runs the rank's interrupt between polls. The message of a timeout
+// is formatted only when one happens (a send per rows message, credit and hidden state).
 class JobRequest final : public Request {
  public:
-  JobRequest(const JobTransport& t, std::unique_ptr<Request> inner, std::string what)
-      : t_(t), inner_(std::move(inner)), what_(std::move(what)) {}
+  JobRequest(const JobTransport& t, std::unique_ptr<Request> inner, int dest, Tag tag)
+      : t_(t), inner_(std::move(inner)), dest_(dest), tag_(tag) {}
   bool done() override { return inner_->done(); }
   void wait() override {
-    if (!poll_until([&] { return (t_.check_interrupt(), inner_->done()); }, t_.timeout())) throw_timeout(what_, t_.timeout());
+    if (!poll_until([&] { return (t_.check_interrupt(), inner_->done()); }, t_.timeout()))
+      throw_timeout(fmt::format("{}: send of tag {} to {}", t_.describe(t_.rank()), tag_name(tag_), t_.describe(dest_)),
+                    t_.timeout());
   }
 
  private:
   const JobTransport& t_;
   std::unique_ptr<Request> inner_;  // its destructor waits (without the interrupt) if unfinished
-  std::string what_;
+  int dest_;
+  Tag tag_;
 };
 
 }  // namespace
@@ -40,8 +44,7 @@ int JobTransport::slot(Tag tag) {
 std::unique_ptr<Request> JobTransport::isend(int dest, Tag tag, std::span<const std::byte> bytes) {
   auto req = inner_.isend(dest, tag, bytes);
   ++sent_[size_t(dest) * kTags + size_t(slot(tag))];
-  return std::make_unique<JobRequest>(*this, std::move(req),
-                                      fmt::format("{}: send of tag {} to {}", describe(rank()), tag_name(tag), describe(dest)));
+  return std::make_unique<JobRequest>(*this, std::move(req), dest, tag);
 }
 
 std::optional<std::vector<std::byte>> JobTransport::try_recv(int src, Tag tag) {
