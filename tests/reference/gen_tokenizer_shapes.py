@@ -48,7 +48,9 @@ where it differs from ids without the template's leading tokens: <s> for the Lla
 neox_json). Texts: HARD_TEXTS below (whitespace runs,
 tabs, newlines, CRLF, digits, combining marks, NFC/NFD, emoji sequences, characters only byte
 fallback can encode, control and invisible characters, the special tokens written in text, "▁" in
-text, code) and DOC_SAMPLE documents of tests/fixtures/tokenizers/docs.jsonl (held-out real text).
+text, code), DOC_SAMPLE documents of tests/fixtures/tokenizers/docs.jsonl (held-out real text) and
+N_RANDOM seeded random concatenations of FRAGMENTS (whitespace, special-token text, combining marks,
+astral and control characters next to each other).
 Every id, offset and decoded string comes from the libraries; nothing is written by hand.
 """
 import argparse
@@ -83,6 +85,7 @@ PY_TEST = Path(os.__file__).parent / "test"
 SPM_VOCAB = 2000
 NEOX_VOCAB = 2000
 DOC_SAMPLE = 60
+N_RANDOM = 120  # random concatenations of FRAGMENTS in the committed fixture (--random for more)
 
 # ---- the published files' pipeline fields (what the generated tokenizer.json must have) -----------
 LLAMA2_PIPELINE = {
@@ -163,12 +166,32 @@ def training_lines(rng):
     return lines
 
 
-def test_texts():
+# Pieces the random texts are glued from: whitespace of every kind and length, special-token text
+# and near misses, digits, marks that combine with what precedes them, astral characters.
+FRAGMENTS = [" ", "  ", "   ", " " * 7, " " * 24, " " * 26, "\t", "\t\t", "\n", "\n\n", "\r\n", "\r", " \n",
+             "\u00a0", "\u3000", "\u200b", "<s>", "</s>", "<unk>", "<|endoftext|>", "<|padding|>", "<s", "s>",
+             "<|", "▁", "▁▁", "0", "12", "345", "2024", "\u0301", "\u0308", "\u0327", "\u093f", "\u0e31",
+             "\u200d", "\ufe0f", "\U0001F3FD", "\U0001F600", "\U0001F1E9", "\U0001D518", "\U0010FFFD", "\x00",
+             "\x7f", "\u0085", "ﬁ", "Å", "e", "a", "the", "The", "ing", "int", "return", "(", ")", "{", "}",
+             ";", ",", ".", "'s", "'", '"', "-", "_", "/", "\\", "#", "日本", "語", "한", "Ж", "ß", "é"]
+
+
+def random_texts(n, rng):
+    out = []
+    for _ in range(n):
+        k = rng.randint(1, 14)
+        out.append("".join(rng.choice(FRAGMENTS) for _ in range(k)))
+    return out
+
+
+def test_texts(n_random):
     docs = [json.loads(line)["text"] for line in DOCS.read_text(encoding="utf-8").splitlines() if line]
     # a deterministic spread over the held-out set (it is sorted by source), capped in size
     step = len(docs) // DOC_SAMPLE
     sample = [d for d in docs[::step] if len(d) <= 600][:DOC_SAMPLE]
-    return [{"text": t, "kind": "hard"} for t in HARD_TEXTS] + [{"text": t, "kind": "doc"} for t in sample]
+    rand = random_texts(n_random, random.Random(SEED + 1))
+    return [{"text": t, "kind": "hard"} for t in HARD_TEXTS] + [{"text": t, "kind": "doc"} for t in sample] + \
+        [{"text": t, "kind": "random"} for t in rand]
 
 
 # ---- tokenizers -----------------------------------------------------------------------------------
@@ -294,11 +317,11 @@ def write_jsonl(path, recs):
             f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def generate(out):
+def generate(out, n_random=N_RANDOM):
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
     lines = training_lines(rng)
-    texts = test_texts()
+    texts = test_texts(n_random)
     write_jsonl(out / "texts.jsonl", texts)
     stats = {"training_lines": len(lines), "training_bytes": sum(len(x.encode()) + 1 for x in lines),
              "texts": len(texts), "shapes": {}}
@@ -346,10 +369,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(REPO / "tests/fixtures/tokenizer_shapes"))
     ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with --out")
+    ap.add_argument("--random", type=int, default=N_RANDOM,
+                    help="how many random texts (a larger set into another --out is a stress test: "
+                         "FUSELLM_TOKSHAPES_FIXTURES=dir test_tokenizer_shapes)")
     a = ap.parse_args()
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:
-            generate(Path(tmp))
+            generate(Path(tmp), a.random)
             same = []
             for p in sorted(Path(tmp).rglob("*")):
                 if p.is_file():
@@ -358,7 +384,7 @@ def main():
                     same.append(ok)
                     print(("same   " if ok else "DIFFER ") + str(p.relative_to(tmp)))
             sys.exit(0 if all(same) else 1)
-    print(json.dumps(generate(Path(a.out)), indent=1))
+    print(json.dumps(generate(Path(a.out), a.random), indent=1))
 
 
 if __name__ == "__main__":

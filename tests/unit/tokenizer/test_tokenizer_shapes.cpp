@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,7 +25,12 @@ using nlohmann::json;
 using Ids = std::vector<int32_t>;
 using Offsets = std::vector<std::pair<int64_t, int64_t>>;
 
-const std::string kDir = std::string(FUSELLM_SOURCE_DIR) + "/tests/fixtures/tokenizer_shapes";
+// FUSELLM_TOKSHAPES_FIXTURES=dir reads another fixture tree of the same layout (a stress set made with
+// gen_tokenizer_shapes.py --random N --out dir).
+const std::string kDir = [] {
+  const char* d = std::getenv("FUSELLM_TOKSHAPES_FIXTURES");
+  return d && *d ? std::string(d) : std::string(FUSELLM_SOURCE_DIR) + "/tests/fixtures/tokenizer_shapes";
+}();
 
 std::vector<json> read_jsonl(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -101,14 +107,14 @@ TEST(TokenizerShapes, Llama2TokenizerJson) {
   EXPECT_EQ(tok->vocab_size(), 2000);
   EXPECT_EQ(tok->token_to_id("<s>"), 1);
   EXPECT_EQ(tok->token_to_id("<0x0A>"), 13);
-  EXPECT_GT(check_shape(*tok, "llama2_json", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "llama2_json", 1), 100u);
 }
 
 TEST(TokenizerShapes, Llama2TokenizerModel) {
   const auto tok = fusellm::Tokenizer::load(kDir + "/llama2_model/tokenizer.model");
   EXPECT_NE(tok->describe().find("SentencePiece"), std::string::npos) << tok->describe();
   EXPECT_EQ(tok->vocab_size(), 2000);
-  EXPECT_GT(check_shape(*tok, "llama2_model", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "llama2_model", 1), 100u);
 }
 
 // OpenLLaMA ships only tokenizer.model: the directory is what a user points fusellm at.
@@ -120,7 +126,7 @@ TEST(TokenizerShapes, OpenLlamaModelDirectory) {
   EXPECT_EQ(files, (std::vector<std::string>{"expected.jsonl", "tokenizer.model"}));
   const auto tok = fusellm::Tokenizer::load(kDir + "/openllama_model");
   EXPECT_NE(tok->describe().find("SentencePiece"), std::string::npos) << tok->describe();
-  EXPECT_GT(check_shape(*tok, "openllama_model", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "openllama_model", 1), 100u);
 }
 
 TEST(TokenizerShapes, GptNeox20bTokenizerJson) {
@@ -130,7 +136,7 @@ TEST(TokenizerShapes, GptNeox20bTokenizerJson) {
   EXPECT_EQ(tok->token_to_id("<|padding|>"), 1);
   EXPECT_EQ(tok->token_to_id("  "), 2022);                       // the last space-run added token
   EXPECT_EQ(tok->token_to_id(std::string(24, ' ')), 2000);        // the first
-  EXPECT_GT(check_shape(*tok, "neox_json", 0), 100u);
+  EXPECT_GE(check_shape(*tok, "neox_json", 0), 100u);
 }
 
 }  // namespace
