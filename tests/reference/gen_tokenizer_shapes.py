@@ -18,6 +18,10 @@ Shapes (the vocabulary is trained here on local text; every other setting is the
                    transformers' LlamaConverter (LlamaTokenizerFast, legacy=True). The generator asserts
                    that every pipeline field equals LLAMA2_PIPELINE (what the published file has).
                    Expected: `tokenizers`' encode (ids, code-point offsets) and decode.
+  llama2_json_normalized_specials
+                   the same with <unk> <s> </s> normalized=true, as hf-internal-testing/llama-tokenizer
+                   and early LLaMA conversions have them: the special tokens are then matched in the
+                   normalized text (after Prepend/Replace), which changes the ids around them.
   llama2_model     the same tokenizer.model alone, read the way the original FuseLLM reads a
                    tokenizer.model: transformers' slow LlamaTokenizer (legacy=True, the default when
                    tokenizer_config.json has no `legacy`, as for Llama-2 and OpenLLaMA).
@@ -43,7 +47,9 @@ Shapes (the vocabulary is trained here on local text; every other setting is the
                    then those fields written as the published JSON has them (key sets and merges in the
                    "a b" string form included).
 
-Every text is encoded with add_special_tokens=True ("ids", "offsets") and False ("ids_plain", only
+Every text is encoded with add_special_tokens=True ("ids", "offsets"; for tokenizer.json shapes
+"decoded" = decode(ids, skip_special_tokens=True) and "decoded_keep_special" = decode(ids,
+skip_special_tokens=False) where that differs) and False ("ids_plain", only
 where it differs from ids without the template's leading tokens: <s> for the Llama shapes, none for
 neox_json). Texts: HARD_TEXTS below (whitespace runs,
 tabs, newlines, CRLF, digits, combining marks, NFC/NFD, emoji sequences, characters only byte
@@ -217,7 +223,7 @@ def slow_llama(model_dir):
     return LlamaTokenizer(vocab_file=str(model_dir / "tokenizer.model"), legacy=True)
 
 
-def convert_llama2_json(model_dir, tmp):
+def convert_llama2_json(model_dir, tmp, normalized_specials=False):
     from transformers import LlamaTokenizerFast
     # add_prefix_space must be given: left as None, the 4.46 converter drops the Prepend normalizer
     # (the converter of mid-2023, which wrote Llama-2's file, always prepended).
@@ -238,8 +244,24 @@ def convert_llama2_json(model_dir, tmp):
     j["model"] = {**LLAMA2_MODEL_OPTIONS, "vocab": m["vocab"], "merges": m["merges"]}
     assert [(a["id"], a["content"]) for a in j["added_tokens"]] == list(enumerate(LLAMA2_SPECIALS))
     j["added_tokens"] = [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for i, c in enumerate(LLAMA2_SPECIALS)]
+                          "normalized": normalized_specials, "special": True} for i, c in enumerate(LLAMA2_SPECIALS)]
     return j
+
+
+def write_llama2_json(out, name, normalized_specials, texts, tmp):
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    j = convert_llama2_json(out / "llama2_model", tmp, normalized_specials)
+    (d / "tokenizer.json").write_text(json.dumps(j, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    slow = slow_llama(out / "llama2_model")
+    recs, agree = [], Counter()
+    for t in texts:
+        r = fast_record(tok, t["text"], 1)
+        agree["fast==slow"] += r["ids"] == slow(t["text"])["input_ids"]
+        recs.append(r)
+    write_jsonl(d / "expected.jsonl", recs)
+    return {"vocab_size": tok.get_vocab_size(), **agree}
 
 
 def train_neox(lines):
@@ -271,6 +293,9 @@ def fast_record(tok, text, lead):
     p = tok.encode(text, add_special_tokens=False)
     rec = {"ids": e.ids, "offsets": [list(o) for o in e.offsets],
            "decoded": tok.decode(e.ids, skip_special_tokens=True)}
+    keep = tok.decode(e.ids, skip_special_tokens=False)
+    if keep != rec["decoded"]:
+        rec["decoded_keep_special"] = keep
     if p.ids != e.ids[lead:]:  # lead: how many tokens the shape's template prepends
         rec["ids_plain"] = p.ids
     return rec
@@ -337,21 +362,9 @@ def generate(out, n_random=N_RANDOM):
             write_jsonl(d / "expected.jsonl", [spm_record(slow, sp, t["text"], agree) for t in texts])
             stats["shapes"][name] = {"pieces": sp.get_piece_size(), **dict(sorted(agree.items()))}
 
-        print("converting llama2_json ...", file=sys.stderr)
-        d = out / "llama2_json"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "tokenizer.json").write_text(
-            json.dumps(convert_llama2_json(out / "llama2_model", tmp), ensure_ascii=False, indent=2) + "\n",
-            encoding="utf-8")
-        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
-        slow = slow_llama(out / "llama2_model")
-        recs, agree = [], Counter()
-        for t in texts:
-            r = fast_record(tok, t["text"], 1)
-            agree["fast==slow"] += r["ids"] == slow(t["text"])["input_ids"]
-            recs.append(r)
-        write_jsonl(d / "expected.jsonl", recs)
-        stats["shapes"]["llama2_json"] = {"vocab_size": tok.get_vocab_size(), **agree}
+        for name, normalized in (("llama2_json", False), ("llama2_json_normalized_specials", True)):
+            print(f"converting {name} ...", file=sys.stderr)
+            stats["shapes"][name] = write_llama2_json(out, name, normalized, texts, tmp)
 
     print("training neox_json ...", file=sys.stderr)
     d = out / "neox_json"

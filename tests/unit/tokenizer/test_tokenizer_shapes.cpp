@@ -69,7 +69,9 @@ std::string show(const Offsets& v) {
 // Every text of texts.jsonl against line i of <shape>/expected.jsonl: ids with and without the
 // template's special tokens (`lead`: how many the template prepends), offsets (where the generator
 // could compose them) and the decoding. Returns the number of texts checked; failures name the text.
-std::size_t check_shape(const fusellm::Tokenizer& tok, const std::string& shape, std::size_t lead) {
+// keep_special_decoding: also decode(ids, skip_special_tokens=false) (recorded for tokenizer.json).
+std::size_t check_shape(const fusellm::Tokenizer& tok, const std::string& shape, std::size_t lead,
+                        bool keep_special_decoding) {
   const auto texts = read_jsonl(kDir + "/texts.jsonl");
   const auto expected = read_jsonl(kDir + "/" + shape + "/expected.jsonl");
   EXPECT_FALSE(texts.empty()) << kDir << "/texts.jsonl missing: run tests/reference/gen_tokenizer_shapes.py";
@@ -97,7 +99,10 @@ std::size_t check_shape(const fusellm::Tokenizer& tok, const std::string& shape,
                           ? ex["ids_plain"].get<Ids>()
                           : Ids(ids.begin() + std::ptrdiff_t(std::min(lead, ids.size())), ids.end());
     EXPECT_EQ(show(tok.encode(text, false).ids), show(plain));
-    EXPECT_EQ(esc(tok.decode(ids, true)), esc(ex.at("decoded").get<std::string>()));
+    const std::string decoded = ex.at("decoded").get<std::string>();
+    EXPECT_EQ(esc(tok.decode(ids, true)), esc(decoded));
+    if (keep_special_decoding)
+      EXPECT_EQ(esc(tok.decode(ids, false)), esc(ex.value("decoded_keep_special", decoded)));
   }
   return n;
 }
@@ -107,14 +112,21 @@ TEST(TokenizerShapes, Llama2TokenizerJson) {
   EXPECT_EQ(tok->vocab_size(), 2000);
   EXPECT_EQ(tok->token_to_id("<s>"), 1);
   EXPECT_EQ(tok->token_to_id("<0x0A>"), 13);
-  EXPECT_GE(check_shape(*tok, "llama2_json", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "llama2_json", 1, true), 100u);
+}
+
+// The same file with <unk> <s> </s> normalized=true (hf-internal-testing/llama-tokenizer, early LLaMA
+// conversions): special-token text is matched after the normalizer has run.
+TEST(TokenizerShapes, Llama2TokenizerJsonNormalizedSpecials) {
+  const auto tok = fusellm::Tokenizer::load(kDir + "/llama2_json_normalized_specials");
+  EXPECT_GE(check_shape(*tok, "llama2_json_normalized_specials", 1, true), 100u);
 }
 
 TEST(TokenizerShapes, Llama2TokenizerModel) {
   const auto tok = fusellm::Tokenizer::load(kDir + "/llama2_model/tokenizer.model");
   EXPECT_NE(tok->describe().find("SentencePiece"), std::string::npos) << tok->describe();
   EXPECT_EQ(tok->vocab_size(), 2000);
-  EXPECT_GE(check_shape(*tok, "llama2_model", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "llama2_model", 1, false), 100u);
 }
 
 // OpenLLaMA ships only tokenizer.model: the directory is what a user points fusellm at.
@@ -126,7 +138,7 @@ TEST(TokenizerShapes, OpenLlamaModelDirectory) {
   EXPECT_EQ(files, (std::vector<std::string>{"expected.jsonl", "tokenizer.model"}));
   const auto tok = fusellm::Tokenizer::load(kDir + "/openllama_model");
   EXPECT_NE(tok->describe().find("SentencePiece"), std::string::npos) << tok->describe();
-  EXPECT_GE(check_shape(*tok, "openllama_model", 1), 100u);
+  EXPECT_GE(check_shape(*tok, "openllama_model", 1, false), 100u);
 }
 
 TEST(TokenizerShapes, GptNeox20bTokenizerJson) {
@@ -136,7 +148,7 @@ TEST(TokenizerShapes, GptNeox20bTokenizerJson) {
   EXPECT_EQ(tok->token_to_id("<|padding|>"), 1);
   EXPECT_EQ(tok->token_to_id("  "), 2022);                       // the last space-run added token
   EXPECT_EQ(tok->token_to_id(std::string(24, ' ')), 2000);        // the first
-  EXPECT_GE(check_shape(*tok, "neox_json", 0), 100u);
+  EXPECT_GE(check_shape(*tok, "neox_json", 0, true), 100u);
 }
 
 }  // namespace
