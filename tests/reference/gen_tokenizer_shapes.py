@@ -336,6 +336,21 @@ def spm_record(slow, sp, text, agree):
     return rec
 
 
+def transformers_neox_agreement(d, tok, texts):
+    """How transformers' GPTNeoXTokenizerFast (what AutoTokenizer gives for MPT-7B and Pythia) compares
+    with the file run by `tokenizers`: its update_post_processor() replaces the ByteLevel post-processor
+    with TemplateProcessing("$A:0"), so the ids are the same but the offsets are not trimmed (" " ->
+    (0, 1) instead of (1, 1)). Recorded for the README; fusellm follows the file."""
+    from transformers import GPTNeoXTokenizerFast
+    fast = GPTNeoXTokenizerFast(tokenizer_file=str(d / "tokenizer.json"))
+    agree = Counter()
+    for t in texts:
+        a, b = fast(t["text"], return_offsets_mapping=True), tok.encode(t["text"])
+        agree["transformers_ids_differ"] += a["input_ids"] != b.ids
+        agree["transformers_offsets_differ"] += [list(o) for o in a["offset_mapping"]] != [list(o) for o in b.offsets]
+    return {"transformers_post_processor": type(fast.backend_tokenizer.post_processor).__name__, **agree}
+
+
 def write_jsonl(path, recs):
     with open(path, "w", encoding="utf-8") as f:
         for r in recs:
@@ -373,7 +388,7 @@ def generate(out, n_random=N_RANDOM):
                                       encoding="utf-8")
     tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     write_jsonl(d / "expected.jsonl", [fast_record(tok, t["text"], 0) for t in texts])
-    stats["shapes"]["neox_json"] = {"vocab_size": tok.get_vocab_size()}
+    stats["shapes"]["neox_json"] = {"vocab_size": tok.get_vocab_size(), **transformers_neox_agreement(d, tok, texts)}
     (out / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return stats
 
