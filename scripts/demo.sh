@@ -69,8 +69,10 @@ export OMP_WAIT_POLICY=passive  # several processes share the cores (README, Tro
 CORES=$(nproc)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CORES}
 if [ "$NP" = auto ]; then
-  if command -v mpirun >/dev/null; then NP=4; else NP=1; fi
+  # The teachers as MPI ranks when this build has MPI and mpirun is there; else one process.
+  if command -v mpirun >/dev/null && "$BIN" version | grep -q 'mpi: on'; then NP=4; else NP=1; fi
 fi
+case $NP in 1|4) ;; *) echo "demo.sh: --np must be 1 (one process) or 4 (3 teacher ranks + 1 student)" >&2; exit 2 ;; esac
 
 # ---- progress ----------------------------------------------------------------------------------
 # Each stage has a weight (its expected seconds on 2 cores); the overall ETA scales the remaining

@@ -17,7 +17,8 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config ca-certificates
   libsentencepiece-dev libicu-dev clang libclang-rt-14-dev python3 xz-utils
   slurm-wlm  # slurmctld, slurmd, sbatch, srun (with PMIx): the Slurm tests start a cluster (tests/slurm)
   iproute2  # ip: the two-node Slurm test's network namespaces, veths and bridge (tests/slurm/netns.sh)
-  libzip-dev)  # PyTorch's zip checkpoints, pytorch_model.bin (src/fusellm/io/torch_zip.cpp)
+  libzip-dev  # PyTorch's zip checkpoints, pytorch_model.bin (src/fusellm/io/torch_zip.cpp)
+  perl jq gnuplot-nox)  # the demo: its corpus (Pod::Text, Digest::SHA), its report (JSON) and plots
 
 if [[ -z "${FUSELLM_SKIP_APT:-}" ]]; then
   missing=()
