@@ -16,7 +16,7 @@
 //     OpenBLAS's buffers, Kokkos, the safetensors mapping while it loaded, the model);
 //   baseline: VmRSS after Kokkos is up and before the model is loaded (what is not the model);
 //   sum: 4 bytes x (parameters + gradients + 2 Adam moments) + the activations the backward pass
-//     keeps, counted from the architecture as llama_train.hpp documents them: per layer x_in and
+//     keeps, counted from the architecture as decoder.hpp documents them: per layer x_in and
 //     x_mid [T, hidden], q/k/v [T, (H + 2 KV) D], the attention output [T, H D], [gate | up]
 //     [T, 2 I]; plus x_final [T, hidden] and the logits (= dlogits, in place) [T, V].
 #include <Kokkos_Core.hpp>
