@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <Kokkos_Core.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -110,6 +111,8 @@ TEST_P(TrainFamily, ClmLossFallsAndTheExportLoads) {
   EXPECT_NEAR(first, std::log(8192.0), 0.5);
   EXPECT_LT(last, first - 0.5) << "the CLM loss did not fall: " << first << " -> " << last;
   for (const auto& s : r.steps) EXPECT_EQ(s.loss, s.clm);
+  std::printf("[ %s ] %zu steps, loss %.4f -> %.4f (mean of the last 3)\n", GetParam().c_str(), r.steps.size(), first,
+              last);
 
   // `fusellm export` of the last checkpoint writes what the trainer's export wrote.
   const fs::path ckdir = dir_ / "run" / "checkpoints";
