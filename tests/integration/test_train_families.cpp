@@ -1,5 +1,5 @@
 // `fusellm train` with a GPT-NeoX, an MPT and a GPT-2 student, as the demo of issue 13 trains its
-// sources: from random init (Hugging Face's: N(0, 0.02) matrices, unit norm weights, zero biases),
+// sources: from random init (Hugging Face's from_config(): model/init_weights.hpp),
 // CLM only ([distill] fusion = "none", lambda = 1), on the demo corpus with the demo's byte-level
 // BPE tokenizer. The loss falls over a few steps; the trainer's export and `fusellm export` of the
 // last checkpoint write the family's own layout (GPT-2's Conv1D [in, out], GPT-NeoX's per-head
@@ -12,11 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/io/safetensors_writer.hpp"
 #include "fusellm/model/decoder.hpp"
+#include "fusellm/model/init_weights.hpp"
 #include "fusellm/model/trainable_model.hpp"
 #include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/train/trainer.hpp"
@@ -50,23 +50,15 @@ const std::map<std::string, nlohmann::json>& configs() {
   return c;
 }
 
-// config.json and a model.safetensors of Hugging Face's initialization (in the checkpoint's layout).
+// config.json and a model.safetensors of Hugging Face's initialization (model/init_weights.hpp,
+// what `fusellm init` writes).
 void write_random_model(const fs::path& dir, const nlohmann::json& config) {
   fs::create_directories(dir);
   std::ofstream(dir / "config.json") << config.dump(2);
   const model::Arch arch = model::read_arch(dir.string());
-  const model::DecoderParams params = model::plan_decoder_params(arch, [](const std::string&) { return false; });
-  std::vector<float> flat(size_t(params.table.total()));
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal(0.f, 0.02f);
-  for (int i = 0; i < params.table.size(); ++i) {
-    const ParamEntry& e = params.table[i];
-    const model::Slot s = params.sources[size_t(i)].slot;
-    const bool norm_w = s == model::Slot::AttnNormW || s == model::Slot::MlpNormW || s == model::Slot::FinalNormW;
-    for (int64_t k = 0; k < e.size; ++k)
-      flat[size_t(e.offset + k)] = norm_w ? 1.f : e.shape.size() == 1 ? 0.f : normal(rng);
-  }
-  write_safetensors((dir / "model.safetensors").string(), model::checkpoint_entries(arch, params, flat));
+  const model::DecoderParams params = model::plan_decoder_params(arch, model::base_prefix(arch));
+  const std::vector<float> flat = model::init_parameters(arch, params, 0.02, 11);
+  write_safetensors((dir / "model.safetensors").string(), model::fresh_checkpoint_entries(arch, params, flat));
 }
 
 class TrainFamily : public ::testing::TestWithParam<std::string> {

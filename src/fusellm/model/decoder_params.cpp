@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <utility>
 
 #include "fusellm/core/error.hpp"
 
@@ -16,10 +17,6 @@ namespace fusellm::model {
 
 namespace {
 
-bool is_layer_slot(Slot s) {
-  return !(s == Slot::TokenEmbed || s == Slot::PosEmbed || s == Slot::FinalNormW || s == Slot::FinalNormB ||
-           s == Slot::LmHead);
-}
 bool is_mlp_slot(Slot s) {
   return s == Slot::Gate || s == Slot::GateB || s == Slot::Up || s == Slot::UpB || s == Slot::Down ||
          s == Slot::DownB;
@@ -180,17 +177,23 @@ std::vector<SafetensorsEntry> checkpoint_entries(const Arch& a, const DecoderPar
   return out;
 }
 
+std::string base_prefix(const Arch& a) { return a.names->base; }
+
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck) {
   return plan_decoder_params(a, [&](const std::string& name) { return ck.has(name); });
 }
 
 DecoderParams plan_decoder_params(const Arch& a, const std::function<bool(const std::string&)>& has) {
+  return plan_decoder_params(a, name_prefix(a, has));
+}
+
+DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix) {
   if (a.heads % a.kv_heads)
     fail("{}: {} attention heads are not a multiple of {} key/value heads", a.model_type, a.heads, a.kv_heads);
   if (a.qkv_layout == QkvLayout::FusedPerHead && a.kv_heads != a.heads)
     fail("{}: per-head fused QKV needs as many KV heads as heads", a.model_type);
   DecoderParams out;
-  Planner p(a, name_prefix(a, has), out);
+  Planner p(a, prefix, out);
   DecoderRegions& R = out.regions;
   const int64_t Hd = a.hidden;
   R.embed = p.add(0, {{Slot::TokenEmbed, a.vocab}}, Hd);

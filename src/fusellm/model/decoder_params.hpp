@@ -74,6 +74,10 @@ struct LayerRange {
 // the tensor names' prefix (checkpoints of the bare base model have none) and nothing else is read.
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);
 DecoderParams plan_decoder_params(const Arch& a, const std::function<bool(const std::string&)>& has);
+// The same with the tensor names' prefix given (a model that has no checkpoint yet: init).
+DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix);
+// The base model's prefix of the family's names ("model.", "transformer.", "gpt_neox.").
+std::string base_prefix(const Arch& a);
 
 // How an entry's layout in the flat buffer differs from its tensor in the checkpoint (see above).
 enum class CheckpointLayout { Same, Transposed, PerHeadQkv };
