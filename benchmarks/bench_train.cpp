@@ -1,7 +1,7 @@
 // fusellm side of the training-step benchmark (benchmarks/run_train_bench.sh): one full optimizer
 // step per iteration on one sequence (micro batch 1), as src/fusellm/train/train_step.cpp and
-// trainer.cpp run it: zero_grad, TrainableLlama::forward, fusion::fused_classifier (gradient
-// written into the logits in place), TrainableLlama::backward, clip_grad_norm(1.0), AdamW::step.
+// trainer.cpp run it: zero_grad, TrainableModel::forward, fusion::fused_classifier (gradient
+// written into the logits in place), TrainableModel::backward, clip_grad_norm(1.0), AdamW::step.
 // fp32 on the CPU, threads = OMP_NUM_THREADS.
 //
 //   bench_train DIR [--seq 512] [--warmup 2] [--iters 10] [--fusion]
@@ -16,7 +16,7 @@
 //     OpenBLAS's buffers, Kokkos, the safetensors mapping while it loaded, the model);
 //   baseline: VmRSS after Kokkos is up and before the model is loaded (what is not the model);
 //   sum: 4 bytes x (parameters + gradients + 2 Adam moments) + the activations the backward pass
-//     keeps, counted from the architecture as llama_train.hpp documents them: per layer x_in and
+//     keeps, counted from the architecture as decoder.hpp documents them: per layer x_in and
 //     x_mid [T, hidden], q/k/v [T, (H + 2 KV) D], the attention output [T, H D], [gate | up]
 //     [T, 2 I]; plus x_final [T, hidden] and the logits (= dlogits, in place) [T, V].
 #include <Kokkos_Core.hpp>
@@ -34,7 +34,7 @@
 #include "bench_timing.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/grad_clip.hpp"
 
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   try {
     using namespace fusellm;
     const double baseline = status_mib("VmRSS");
-    model::TrainableLlama m = model::TrainableLlama::load(dir);
+    model::TrainableModel m = model::TrainableModel::load(dir);
     const double after_load = status_mib("VmRSS"), hwm_load = status_mib("VmHWM");
     const model::Arch& a = m.arch();
     const int64_t T = seq, V = a.vocab, Hd = a.hidden, I = a.intermediate;

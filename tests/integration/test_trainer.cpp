@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fusellm/core/error.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/data/corpus.hpp"
 #include "fusellm/data/distribution_cache.hpp"
 #include "fusellm/data/packer.hpp"

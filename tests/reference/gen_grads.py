@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Gradients of the FuseLLM objective on tiny Llama-family models, by PyTorch autograd, for the C++
-backward pass (tests/unit/model/test_llama_backward.cpp).
+"""Gradients of the FuseLLM objective on tiny models of every trainable family (Llama, Qwen2,
+GPT-NeoX, MPT, GPT-2), by PyTorch autograd, for the C++ backward pass
+(tests/unit/model/test_backward.cpp).
 
 Writes tests/fixtures/grads/<name>/ (config.json + model.safetensors as `save_pretrained` writes
 them) and tests/fixtures/grads/<name>/grads.safetensors holding, per case:
@@ -21,7 +22,8 @@ Packed sequences: each document runs through the model on its own (positions fro
 within the document: what the C++ doc_ids forward computes), the logits are concatenated and the
 loss taken over the whole sequence.
 
-Run from the repository root:  python3 tests/reference/gen_grads.py
+Run from the repository root:  python3 tests/reference/gen_grads.py [NAME ...]
+(no NAME: every fixture; else only those named, e.g. to add one without rewriting the others).
 """
 import os
 import shutil
@@ -30,7 +32,7 @@ import sys
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, MptConfig, Qwen2Config
 
 assert torch.__version__.split("+")[0] == "2.5.1", torch.__version__
 assert transformers.__version__ == "4.46.3", transformers.__version__
@@ -125,14 +127,51 @@ def build(name, config, seed):
     save_file(out, os.path.join(path, "grads.safetensors"))
 
 
-def main():
+def fixtures():
+    """name -> (config, seed) of every fixture."""
     common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, max_position_embeddings=128)
-    build("llama_gqa", LlamaConfig(num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
-                                   tie_word_embeddings=False, **common), 100)
-    build("llama_tied_mqa", LlamaConfig(num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-6,
-                                        rope_theta=500.0, tie_word_embeddings=True, **common), 200)
-    build("qwen2_bias", Qwen2Config(num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
-                                    tie_word_embeddings=False, use_sliding_window=False, **common), 300)
+    neox = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=128)
+    return {
+        "llama_gqa": (LlamaConfig(num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                                  tie_word_embeddings=False, **common), 100),
+        "llama_tied_mqa": (LlamaConfig(num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-6,
+                                       rope_theta=500.0, tie_word_embeddings=True, **common), 200),
+        "qwen2_bias": (Qwen2Config(num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+                                   tie_word_embeddings=False, use_sliding_window=False, **common), 300),
+        # Pythia-style: parallel residual, rotary_pct 0.25 (2 of 8 dims rotate), exact GELU, biases.
+        "neox_parallel": (GPTNeoXConfig(rotary_pct=0.25, rotary_emb_base=10000, use_parallel_residual=True,
+                                        hidden_act="gelu", layer_norm_eps=1e-5, attention_bias=True,
+                                        tie_word_embeddings=False, **neox), 400),
+        # Sequential residual, rotary_pct 0.5, tanh GELU, no attention biases.
+        "neox_sequential": (GPTNeoXConfig(rotary_pct=0.5, rotary_emb_base=1000, use_parallel_residual=False,
+                                          hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, attention_bias=False,
+                                          tie_word_embeddings=False, **neox), 500),
+        # ALiBi, LayerNorm without bias (no_bias), exact GELU, no biases, tied head.
+        "mpt_alibi": (MptConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=2, expansion_ratio=4, max_seq_len=128,
+                                layer_norm_epsilon=1e-5, no_bias=True, learned_pos_emb=False,
+                                attn_config={"alibi": True, "alibi_bias_max": 8}), 600),
+        # clip_qkv 1.5 (q/k/v ~ N(0, 1) here: a seventh of them clipped), 6 heads (interleaved
+        # slopes), untied head.
+        "mpt_clip": (MptConfig(vocab_size=64, d_model=24, n_heads=6, n_layers=2, expansion_ratio=4, max_seq_len=128,
+                               layer_norm_epsilon=1e-5, no_bias=True, learned_pos_emb=False, tie_word_embeddings=False,
+                               attn_config={"alibi": True, "alibi_bias_max": 8, "clip_qkv": 1.5}), 700),
+        # Learned positions (wpe), Conv1D weights, tied head, gelu_new, biases everywhere, the
+        # attention scale divided by the layer number.
+        "gpt2_tied": (GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=128, n_inner=48,
+                                 activation_function="gelu_new", scale_attn_by_inverse_layer_idx=True,
+                                 layer_norm_epsilon=1e-5), 800),
+    }
+
+
+def main():
+    every = fixtures()
+    names = sys.argv[1:] or list(every)
+    for name in names:
+        if name not in every:
+            sys.exit(f"unknown fixture {name} (known: {', '.join(every)})")
+        config, seed = every[name]
+        build(name, config, seed)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
 
 #include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/log.hpp"
+#include "fusellm/model/decoder.hpp"
 #include "fusellm/model/export_hf.hpp"
 #include "fusellm/job/job_config.hpp"
 
@@ -81,9 +83,22 @@ void add_export(CLI::App& app) {
            (fs::path(config_dir) / "config.json").string(), ck->path);
     const std::string tokenizer_dir = job.target.tokenizer.empty() ? config_dir : job.target.tokenizer;
 
+    // The checkpoint holds the trainer's (the decoder's) layout; the export the family's own
+    // (model/decoder_params.hpp: GPT-2's Conv1D, GPT-NeoX's per-head query_key_value).
+    const model::Arch arch = model::read_arch(config_dir);
+    std::set<std::string> names;
+    for (const NamedTensor& t : ck->model) names.insert(t.name);
+    const model::DecoderParams params =
+        model::plan_decoder_params(arch, [&](const std::string& n) { return names.count(n) > 0; });
     std::vector<SafetensorsEntry> tensors;
     tensors.reserve(ck->model.size());
-    for (const NamedTensor& t : ck->model) tensors.push_back({t.name, t.tensor.shape(), t.tensor.span()});
+    for (const NamedTensor& t : ck->model) {
+      const ParamEntry* e = params.table.find(t.name);
+      if (!e)
+        fail("{}: tensor {} is not a tensor of the target's {} model ({}/config.json)", ck->path, t.name,
+             arch.model_type, config_dir);
+      tensors.push_back(model::checkpoint_entry(arch, params, int(e - params.table.entries().data()), t.tensor.span()));
+    }
     ExportOptions opt;
     opt.dtype = a->dtype == "bf16" ? DType::BF16 : DType::F32;
     opt.max_shard_bytes = a->max_shard_bytes;

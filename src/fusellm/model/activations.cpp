@@ -101,6 +101,12 @@ void dispatch(Activation a, ConstMatView m, MatView out) {
 
 void activation(Activation a, MatView x) { dispatch<false>(a, x, x); }
 
+void activation(Activation a, ConstMatView x, MatView out) {
+  if (out.rows != x.rows || out.cols != x.cols)
+    fail("activation: input [{}, {}] and output [{}, {}] do not agree", x.rows, x.cols, out.rows, out.cols);
+  dispatch<false>(a, x, out);
+}
+
 void gated_activation(Activation a, MatView gate_up) {
   if (gate_up.cols % 2) fail("gated_activation: odd width {}", gate_up.cols);
   dispatch<true>(a, gate_up, gate_up);

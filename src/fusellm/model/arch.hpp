@@ -4,7 +4,7 @@
 //     fused QKV layout, biases), parsed from config.json;
 //   - a NameTable: its checkpoint tensor names per logical slot (llama.cpp's tensor tables);
 //   - nothing else: decoder_params.hpp lays the slots out in one flat buffer and decoder.hpp runs
-//     the one forward (and, for the Llama family, backward) pass over it.
+//     the one forward and backward pass over it.
 #include <string>
 #include <vector>
 

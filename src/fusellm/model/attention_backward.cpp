@@ -9,6 +9,10 @@
 // With grouped-query attention the H / KV query heads of a group share one K and V, so their dK
 // and dV add up (repeat_kv's backward).
 //
+// ALiBi (MptAttention: the bias slope_h (j - i) added to the scores before the softmax, as
+// attention.cpp adds it) is a constant: it enters only through the recomputed P, S = scale Q K^T +
+// slope_h (j - i) + mask, and the formulas above are unchanged.
+//
 // Memory: P is recomputed per (head, block of queries) from Q and K (FlashAttention-2's backward
 // does the same), so nothing T x T is ever stored between forward and backward: the forward
 // keeps only its output O. The mask is the forward's (attention.cpp): key j visible from query i
@@ -54,7 +58,7 @@ std::vector<int32_t> first_visible(std::span<const int32_t> doc_start, int64_t s
   return first;
 }
 
-// Rows [i0, i0 + mb) of P = masked softmax(scale Q K^T) (keys from lo, ld columns per row), 8
+// Rows [i0, i0 + mb) of P = masked softmax(scale Q K^T (+ ALiBi)) (keys from lo, ld columns per row), 8
 // lanes at a time on exp8 as the forward (attention.cpp) computes it: rows padded to whole
 // vectors, masked columns exp(-inf) = 0. Also D_i = dO_i . O_i into Drow.
 void probabilities(const Problem& p, int64_t h, int64_t i0, int64_t mb, int64_t lo, int64_t ld, float* P,
@@ -65,6 +69,11 @@ void probabilities(const Problem& p, int64_t h, int64_t i0, int64_t mb, int64_t 
     float* pr = P + r * ld;
     const int64_t c0 = p.first[i] - lo, c1 = i - lo + 1;
     const int64_t cs = c0 / 8 * 8, ce = (c1 + 7) / 8 * 8;
+    if (!p.s.alibi.empty()) {  // the forward's bias, with the forward's arithmetic
+      const float slope = p.s.alibi[h];
+      const f32x8 iota = {0, 1, 2, 3, 4, 5, 6, 7};
+      for (int64_t c = cs; c < ce; c += 8) store8(pr + c, load8(pr + c) + slope * (iota + float(lo - i + c)));
+    }
     const f32x8 inv = splat8(1.f / masked_exp_row(pr, c0, c1, ld));
     for (int64_t c = cs; c < ce; c += 8) store8(pr + c, load8(pr + c) * inv);
     const float* orow = p.out.row(i) + h * D;
@@ -127,7 +136,6 @@ void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView 
   if (qkv.cols != (H + 2 * KV) * D || out.cols != H * D || out.rows != T || dout.cols != H * D ||
       dout.rows != T || dqkv.rows != T || dqkv.cols != qkv.cols || int64_t(doc_start.size()) != T)
     fail("attention backward: shapes do not agree");
-  if (!s.alibi.empty()) fail("attention backward: ALiBi is not supported (the Llama family has none)");
   if (T == 0) return;
   const int64_t group = H / KV;
   const int64_t blocks = (T + kBlock - 1) / kBlock;

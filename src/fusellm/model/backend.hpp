@@ -46,7 +46,8 @@ class Backend {
   virtual void apply_rope(const RopeTable& t, MatView x, int64_t col0, int64_t heads, int64_t head_dim) const = 0;
   virtual void causal_attention(ConstMatView qkv, std::span<const int32_t> doc_start, const AttentionShape& s,
                                 MatView out) const = 0;
-  virtual void activation(Activation a, MatView x) const = 0;
+  virtual void activation(Activation a, MatView x) const = 0;                     // in place
+  virtual void activation(Activation a, ConstMatView x, MatView out) const = 0;  // into out
   virtual void gated_activation(Activation a, MatView gate_up) const = 0;                     // in place
   virtual void gated_activation(Activation a, ConstMatView gate_up, MatView out) const = 0;  // into out
 
@@ -56,6 +57,10 @@ class Backend {
   virtual void bias_backward(ConstMatView dy, std::span<float> db) const = 0;
   virtual void rmsnorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
                                 std::span<float> dw, bool accumulate) const = 0;
+  virtual void layernorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
+                                  std::span<float> dw, std::span<float> db, bool accumulate) const = 0;
+  virtual void activation_backward(Activation a, ConstMatView pre, MatView dh) const = 0;
+  virtual void clamp_backward(ConstMatView y, float c, MatView dy) const = 0;
   virtual void apply_rope_backward(const RopeTable& t, MatView dx, int64_t col0, int64_t heads,
                                    int64_t head_dim) const = 0;
   virtual void swiglu_backward(ConstMatView gate_up, ConstMatView dh, MatView dgate_up) const = 0;

@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
     model::causal_attention(qkv, doc_start, s, out);
   }
   void activation(Activation a, MatView x) const override { model::activation(a, x); }
+  void activation(Activation a, ConstMatView x, MatView out) const override { model::activation(a, x, out); }
   void gated_activation(Activation a, MatView gate_up) const override { model::gated_activation(a, gate_up); }
   void gated_activation(Activation a, ConstMatView gate_up, MatView out) const override {
     model::gated_activation(a, gate_up, out);
@@ -63,6 +64,14 @@ class CpuBackend final : public Backend {
                         std::span<float> dw, bool accumulate) const override {
     model::rmsnorm_backward(x, w, eps, dy, dx, dw, accumulate);
   }
+  void layernorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
+                          std::span<float> dw, std::span<float> db, bool accumulate) const override {
+    model::layernorm_backward(x, w, eps, dy, dx, dw, db, accumulate);
+  }
+  void activation_backward(Activation a, ConstMatView pre, MatView dh) const override {
+    model::activation_backward(a, pre, dh);
+  }
+  void clamp_backward(ConstMatView y, float c, MatView dy) const override { model::clamp_backward(y, c, dy); }
   void apply_rope_backward(const RopeTable& t, MatView dx, int64_t col0, int64_t heads,
                            int64_t head_dim) const override {
     model::apply_rope_backward(t, dx, col0, heads, head_dim);

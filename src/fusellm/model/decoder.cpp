@@ -54,10 +54,14 @@ MatView buffer(std::vector<float>& v, int64_t T, int64_t cols) {
 }  // namespace
 
 void check_trainable(const Arch& a) {
-  if (a.family != "llama")
-    fail("{}: the backward pass is implemented for the Llama family (llama, mistral, qwen2) only", a.model_type);
-  if (a.act != Activation::SiLU) fail("{}: training supports hidden_act silu only (LlamaMLP's SwiGLU)", a.model_type);
-  if (a.rope.rotary_dim != a.head_dim) fail("{}: training needs full-width rotary embeddings", a.model_type);
+  // The gated MLP's backward is SwiGLU's (swiglu_backward.cpp); the plain MLP's takes every
+  // activation (activation_backward.cpp).
+  if (a.gated_mlp && a.act != Activation::SiLU)
+    fail("{}: training a gated MLP supports the activation silu only (LlamaMLP's SwiGLU)", a.model_type);
+  // clamp_backward masks by the kept q/k/v, which are kept after RoPE.
+  if (a.clip_qkv > 0 && a.pos == PosKind::Rotary)
+    fail("{}: clip_qkv with rotary embeddings cannot be trained (the clamp's mask would be taken after RoPE)",
+         a.model_type);
 }
 
 Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerRange range)
@@ -179,7 +183,10 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, T, a.hidden));
   if (!a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.in), vec(W, L.in_b), p.MLP, false);
-  if (!a.gated_mlp) {
+  if (!a.gated_mlp && p.save) {  // the pre-activations stay for the backward pass
+    be.activation(a.act, p.MLP, p.H);
+    be.linear(p.H, mat(W, L.out), vec(W, L.out_b), p.X, true);
+  } else if (!a.gated_mlp) {
     be.activation(a.act, p.MLP);
     be.linear(p.MLP, mat(W, L.out), vec(W, L.out_b), p.X, true);
   } else if (p.save) {  // [gate | up] stays for the backward pass

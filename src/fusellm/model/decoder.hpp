@@ -1,6 +1,6 @@
 #pragma once
 // The decoder-only transformer: ONE forward pass for every family (teachers, inference, the
-// student), and the backward pass of the Llama family (the student), over one flat fp32 buffer
+// student), and ONE backward pass for every family (the student), over one flat fp32 buffer
 // of parameters laid out by a parameter table (decoder_params.hpp), running its operations on a
 // backend (backend.hpp; the CPU one by default).
 //
@@ -24,22 +24,28 @@
 // The save switch: forward(ids, doc_ids, &saved) runs the same operations in the same order and
 // also keeps what backward() needs, so the logits are bit for bit those of forward(ids, doc_ids).
 // Kept per layer, for T tokens: the layer input and the residual after attention [T, hidden]
-// each, q/k/v after RoPE [T, (H + 2 KV) D], the attention output [T, H D] and the MLP's
-// [gate | up] pre-activations [T, 2 I]. Recomputed in backward instead of kept: the norms'
-// outputs, act(gate) * up, and the attention probabilities (never T x T).
+// each, q/k/v after clip and RoPE [T, (H + 2 KV) D], the attention output [T, H D] and the MLP's
+// pre-activations ([gate | up] [T, 2 I], or up [T, I] for a plain MLP). Recomputed in backward
+// instead of kept: the norms' outputs, the MLP's activation, and the attention probabilities
+// (never T x T).
 //
-// Backward (Llama family: RMSNorm, full-width RoPE, SwiGLU, sequential residual; check_trainable
-// says what else is refused), layer by layer in reverse:
-//   logits = norm(x_L) W_head^T          dW_head += dz^T xn;  dx = rmsnorm_bwd(dz W_head)
-//   x_{l+1} = x_mid + down(silu(gate xn2) * up xn2),   xn2 = rmsnorm(x_mid)
-//       dW_down += dx^T h;  dh = dx W_down;  d[gate|up] = swiglu_bwd;  dW_[gate;up] += d^T xn2;
-//       dx += rmsnorm_bwd(d[gate|up] W_[gate;up])
-//   x_mid = x_l + o(attn(rope(q xn1), rope(k xn1), v xn1)),   xn1 = rmsnorm(x_l)
-//       dW_o += dx^T att;  datt = dx W_o;  dqkv = attention_bwd;  rope_bwd on dq, dk;
-//       dW_[q;k;v] += dqkv^T xn1 (+ biases: column sums);  dx += rmsnorm_bwd(dqkv W_[q;k;v])
-//   x_0 = E[ids]                         dE[ids[t]] += dx_0[t]  (+ the head's gradient when tied)
-// Each backward op lives in its own file (train_ops.hpp) with its math. Gradients are added into
-// a buffer of the parameters' layout, so several sequences add up into one batch.
+// Backward (every family; check_trainable says what is refused), layer by layer in reverse:
+//   logits = norm(x_L) W_head^T          dW_head += dz^T xn;  dx = norm_bwd(dz W_head)
+//   x_{l+1} = x_mid + down(h),  h = act(gate xn2) * up xn2  or  act(up xn2),  xn2 = norm2(x_mid)
+//       dW_down += dx^T h (+ bias: column sums);  dh = dx W_down;
+//       d[gate|up] = swiglu_bwd  or  d up = dh * act'(up xn2);  dW_[gate;up] += d^T xn2 (+ bias);
+//       dx += norm_bwd(d[gate|up] W_[gate;up])
+//   x_mid = x_l + o(attn(rope(q), rope(k), v)),  [q|k|v] = clip(xn1 W_[q;k;v]^T + b),  xn1 = norm1(x_l)
+//       dW_o += dx^T att (+ bias);  datt = dx W_o;  dqkv = attention_bwd (ALiBi: a constant bias);
+//       rope_bwd on dq, dk (the first rotary_dim of each head); clip's mask;
+//       dW_[q;k;v] += dqkv^T xn1 (+ bias);  dx += norm_bwd(dqkv W_[q;k;v])
+//   parallel residual (GPT-NeoX): x_{l+1} = x_l + o(attn(norm1 x_l)) + down(h(norm2 x_l)): both
+//       branches take dx_{l+1}, and dx_l = dx_{l+1} + norm1_bwd(...) + norm2_bwd(...)
+//   x_0 = E[ids] (+ P[positions])        dE[ids[t]] += dx_0[t] (+ the head's gradient when tied);
+//                                        dP[pos[t]] += dx_0[t]  (GPT-2's learned positions)
+// with norm = RMSNorm or LayerNorm (with or without bias). Each backward op lives in its own file
+// (train_ops.hpp) with its math. Gradients are added into a buffer of the parameters' layout, so
+// several sequences add up into one batch.
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -70,8 +76,8 @@ struct SavedActivations {
   bool valid = false;  // set by forward, cleared by whoever consumes it
 };
 
-// Error naming what the backward pass does not implement for this architecture (the Llama
-// family with SiLU and full-width rotary embeddings is what it does).
+// Error naming what the backward pass does not implement for this architecture: a gated MLP with
+// an activation other than SiLU, clip_qkv together with rotary embeddings.
 void check_trainable(const Arch& a);
 
 class Decoder final : public CausalLM {
@@ -83,6 +89,7 @@ class Decoder final : public CausalLM {
   const Arch& arch() const { return arch_; }
   const ParamTable& parameter_table() const { return params_.table; }
   const DecoderRegions& regions() const { return params_.regions; }
+  const DecoderParams& params() const { return params_; }
   std::span<float> parameters() { return weights_; }
   std::span<const float> parameters() const { return weights_; }
   // The layers this decoder holds (resolved; the whole model unless built for a stage).
@@ -118,6 +125,8 @@ class Decoder final : public CausalLM {
   void head_into(Pass& p, Tensor& logits) const;
   void layer_forward(Pass& p, int64_t l) const;
   void require_range(const char* what, int64_t first, int64_t last) const;
+  void norm_backward(Backward& b, ConstMatView x, const Region& w, const Region& bias, ConstMatView dy, MatView dx,
+                     bool accumulate) const;
   void mlp_backward(Backward& b, int64_t l) const;
   void attention_backward(Backward& b, int64_t l) const;
   AttentionShape attention_shape(int64_t layer) const;

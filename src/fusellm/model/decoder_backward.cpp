@@ -1,4 +1,4 @@
-// The decoder's backward pass (Llama family; decoder.hpp has the math), from dL/dlogits to the
+// The decoder's backward pass (every family; decoder.hpp has the math), from dL/dlogits to the
 // gradient of every parameter, added into a buffer of the parameters' layout. The fused regions
 // of that layout make [q; k; v] and [gate; up] one GEMM each here too: one weight gradient and
 // one input gradient per region. Every operation goes through the backend.
@@ -14,35 +14,61 @@ struct Decoder::Backward {
   const SavedActivations& s;
   std::span<float> grads;
   int64_t T;
-  std::vector<float> xn, dxn, dx, h, dh, dgu, datt, dqkv;
+  // dxn2: the MLP's norm-input gradient of a parallel-residual layer, added after attention's.
+  std::vector<float> xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
   MatView m(std::vector<float>& v, int64_t cols) { return {v.data(), T, cols, cols}; }
   ConstMatView saved(const std::vector<float>& v, int64_t cols) const { return {v.data(), T, cols, cols}; }
 };
 
+// dx (+)= the norm's input gradient for output gradient dy; its weight (and bias) gradients +=.
+void Decoder::norm_backward(Backward& b, ConstMatView x, const Region& w, const Region& bias, ConstMatView dy,
+                            MatView dx, bool accumulate) const {
+  const float eps = float(arch_.norm_eps);
+  if (arch_.norm == NormKind::RMSNorm)
+    b.be.rmsnorm_backward(x, vec(b.W, w), eps, dy, dx, vec(b.grads, w), accumulate);
+  else
+    b.be.layernorm_backward(x, vec(b.W, w), eps, dy, dx, vec(b.grads, w), vec(b.grads, bias), accumulate);
+}
+
 void Decoder::mlp_backward(Backward& b, int64_t l) const {
-  // x_out = x_mid + down(silu(gate) * up), [gate | up] = xn2 W_[gate;up]^T, xn2 = rmsnorm(x_mid)
+  // x_out = x_mid + down(act(gate xn2) * up xn2)  (gated)  or  x_mid + down(act(up xn2))  (plain),
+  // xn2 = norm2(x_mid); parallel residual: xn2 = norm2(x_in), and the input gradient waits in dxn2.
   const Arch& a = arch_;
   const Backend& be = b.be;
   const std::span<const float> W = b.W;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
-  const int64_t Hd = a.hidden, I = a.intermediate;
+  const int64_t Hd = a.hidden, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
   const SavedActivations::Layer& S = b.s.layers[size_t(l)];
-  const ConstMatView x_mid = b.saved(S.x_mid, Hd), gate_up = b.saved(S.gate_up, 2 * I);
-  norm(x_mid, L.mlp_norm_w, L.mlp_norm_b, b.m(b.xn, Hd));
-  be.gated_activation(a.act, gate_up, b.m(b.h, I));  // h as the forward computed it
+  const ConstMatView x_norm_in = b.saved(a.parallel_residual ? S.x_in : S.x_mid, Hd);
+  const ConstMatView pre = b.saved(S.gate_up, nin);  // [gate | up], or up's pre-activation
+  norm(x_norm_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.xn, Hd));
+  if (a.gated_mlp)
+    be.gated_activation(a.act, pre, b.m(b.h, I));  // h as the forward computed it
+  else
+    be.activation(a.act, pre, b.m(b.h, I));
   be.linear_backward_weight(b.m(b.dx, Hd), b.m(b.h, I), mat(b.grads, L.out));
   if (L.out_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.out_b));
   be.linear_backward_input(b.m(b.dx, Hd), mat(W, L.out), b.m(b.dh, I), false);
-  be.swiglu_backward(gate_up, b.m(b.dh, I), b.m(b.dgu, 2 * I));
-  be.linear_backward_weight(b.m(b.dgu, 2 * I), b.m(b.xn, Hd), mat(b.grads, L.in));
-  if (L.in_b.present()) be.bias_backward(b.m(b.dgu, 2 * I), vec(b.grads, L.in_b));
-  be.linear_backward_input(b.m(b.dgu, 2 * I), mat(W, L.in), b.m(b.dxn, Hd), false);
-  be.rmsnorm_backward(x_mid, vec(W, L.mlp_norm_w), float(a.norm_eps), b.m(b.dxn, Hd), b.m(b.dx, Hd),
-                      vec(b.grads, L.mlp_norm_w), /*accumulate=*/true);
+  MatView din = b.m(b.dh, I);  // the gradient of the [gate; up] (or up) projection's output
+  if (a.gated_mlp) {
+    be.swiglu_backward(pre, b.m(b.dh, I), b.m(b.dgu, 2 * I));
+    din = b.m(b.dgu, 2 * I);
+  } else {
+    be.activation_backward(a.act, pre, din);
+  }
+  be.linear_backward_weight(din, b.m(b.xn, Hd), mat(b.grads, L.in));
+  if (L.in_b.present()) be.bias_backward(din, vec(b.grads, L.in_b));
+  if (a.parallel_residual) {
+    be.linear_backward_input(din, mat(W, L.in), b.m(b.dxn2, Hd), false);
+    return;
+  }
+  be.linear_backward_input(din, mat(W, L.in), b.m(b.dxn, Hd), false);
+  norm_backward(b, x_norm_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
 }
 
 void Decoder::attention_backward(Backward& b, int64_t l) const {
-  // x_mid = x_in + o(attention(rope(q), rope(k), v)), [q | k | v] = xn1 W_[q;k;v]^T, xn1 = rmsnorm(x_in)
+  // x_mid = x_in + o(attention(rope(q), rope(k), v)), [q | k | v] = clip(xn1 W_[q;k;v]^T + b),
+  // xn1 = norm1(x_in)
   const Arch& a = arch_;
   const Backend& be = b.be;
   const std::span<const float> W = b.W;
@@ -54,13 +80,17 @@ void Decoder::attention_backward(Backward& b, int64_t l) const {
   if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.o_b));
   be.linear_backward_input(b.m(b.dx, Hd), mat(W, L.o), b.m(b.datt, nq), false);
   be.causal_attention_backward(qkv, att, b.m(b.datt, nq), b.s.doc_start, attention_shape(l), b.m(b.dqkv, nqkv));
-  be.apply_rope_backward(b.s.rope, b.m(b.dqkv, nqkv), 0, a.heads + a.kv_heads, a.head_dim);
+  if (a.pos == PosKind::Rotary) be.apply_rope_backward(b.s.rope, b.m(b.dqkv, nqkv), 0, a.heads + a.kv_heads, a.head_dim);
+  if (a.clip_qkv > 0) be.clamp_backward(qkv, float(a.clip_qkv), b.m(b.dqkv, nqkv));  // no RoPE: check_trainable
   norm(x_in, L.attn_norm_w, L.attn_norm_b, b.m(b.xn, Hd));
   be.linear_backward_weight(b.m(b.dqkv, nqkv), b.m(b.xn, Hd), mat(b.grads, L.qkv));
   if (L.qkv_b.present()) be.bias_backward(b.m(b.dqkv, nqkv), vec(b.grads, L.qkv_b));
   be.linear_backward_input(b.m(b.dqkv, nqkv), mat(W, L.qkv), b.m(b.dxn, Hd), false);
-  be.rmsnorm_backward(x_in, vec(W, L.attn_norm_w), float(a.norm_eps), b.m(b.dxn, Hd), b.m(b.dx, Hd),
-                      vec(b.grads, L.attn_norm_w), /*accumulate=*/true);
+  norm_backward(b, x_in, L.attn_norm_w, L.attn_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
+  // Parallel residual: x_out = x_in + attn(norm1 x_in) + mlp(norm2 x_in), so x_in also gets the
+  // MLP branch's gradient through norm2.
+  if (a.parallel_residual)
+    norm_backward(b, x_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.dxn2, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
 }
 
 void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits, std::span<float> grads) const {
@@ -77,24 +107,30 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   const Backend& be = *backend_;
   const auto pass_scope = be.begin_pass();
   const std::span<const float> W = weights_;
-  Backward b{be, W, s, grads, T, {}, {}, {}, {}, {}, {}, {}, {}};
+  Backward b{be, W, s, grads, T, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   for (auto* v : {&b.xn, &b.dxn, &b.dx}) v->resize(size_t(T * Hd));
-  b.h.resize(size_t(T * I)), b.dh.resize(size_t(T * I)), b.dgu.resize(size_t(T * 2 * I));
+  if (a.parallel_residual) b.dxn2.resize(size_t(T * Hd));
+  b.h.resize(size_t(T * I)), b.dh.resize(size_t(T * I));
+  if (a.gated_mlp) b.dgu.resize(size_t(T * 2 * I));
   b.datt.resize(size_t(T * nq)), b.dqkv.resize(size_t(T * nqkv));
 
   // Head and final norm.
   const DecoderRegions& R = params_.regions;
   const ConstMatView dz(dlogits.data(), T, V, V), x_final = b.saved(s.x_final, Hd);
   norm(x_final, R.final_norm_w, R.final_norm_b, b.m(b.xn, Hd));
-  be.linear_backward_weight(dz, b.m(b.xn, Hd), mat(grads, R.lm_head));
+  be.linear_backward_weight(dz, b.m(b.xn, Hd), mat(grads, R.lm_head));  // tied: into the embedding's
   be.linear_backward_input(dz, mat(W, R.lm_head), b.m(b.dxn, Hd), false);
-  be.rmsnorm_backward(x_final, vec(W, R.final_norm_w), float(a.norm_eps), b.m(b.dxn, Hd), b.m(b.dx, Hd),
-                      vec(grads, R.final_norm_w), false);
+  norm_backward(b, x_final, R.final_norm_w, R.final_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), false);
   for (int64_t l = a.layers - 1; l >= 0; --l) {
     mlp_backward(b, l);
     attention_backward(b, l);
   }
   be.embedding_backward(s.ids, b.m(b.dx, Hd), mat(grads, R.embed));
+  if (R.pos_embed.present()) {  // GPT-2's wpe: each token's position in its document
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t - s.doc_start[size_t(t)]);
+    be.embedding_backward(pos, b.m(b.dx, Hd), mat(grads, R.pos_embed));
+  }
 }
 
 }  // namespace fusellm::model

@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <utility>
 
 #include "fusellm/core/error.hpp"
@@ -27,9 +29,9 @@ const TensorName& entry(const Arch& a, Slot s) {
 }
 
 // Checkpoints of the bare base model (GPT2Model, ...) have no prefix.
-std::string name_prefix(const Arch& a, const Checkpoint& ck) {
+std::string name_prefix(const Arch& a, const std::function<bool(const std::string&)>& has) {
   const std::string base = a.names->base, embed = entry(a, Slot::TokenEmbed).pattern;
-  return !ck.has(base + embed) && ck.has(embed) ? std::string() : base;
+  return !has(base + embed) && has(embed) ? std::string() : base;
 }
 
 std::string tensor_name(const Arch& a, const std::string& prefix, Slot s, int64_t layer) {
@@ -98,42 +100,91 @@ LayerRegions plan_layer(const Arch& a, Planner& p, int64_t l) {
 }
 
 // GPT-NeoX's query_key_value: rows grouped per head as [q_h; k_h; v_h] (GPTNeoXAttention's
-// view(heads, 3 * head_size)); regroup to [q heads; k heads; v heads]. Works for biases too.
-void regroup_per_head_qkv(std::span<const float> in, std::span<float> out, int64_t heads, int64_t head_dim) {
+// view(heads, 3 * head_size)); regroup to [q heads; k heads; v heads] (to_decoder), or back.
+// Works for biases too.
+void regroup_per_head_qkv(std::span<const float> in, std::span<float> out, int64_t heads, int64_t head_dim,
+                          bool to_decoder) {
   const int64_t cols = int64_t(in.size()) / (3 * heads * head_dim);
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t part = 0; part < 3; ++part) {
-      const float* src = in.data() + ((h * 3 + part) * head_dim) * cols;
-      float* dst = out.data() + ((part * heads + h) * head_dim) * cols;
+      const int64_t per_head = ((h * 3 + part) * head_dim) * cols, grouped = ((part * heads + h) * head_dim) * cols;
+      const float* src = in.data() + (to_decoder ? per_head : grouped);
+      float* dst = out.data() + (to_decoder ? grouped : per_head);
       std::memcpy(dst, src, sizeof(float) * size_t(head_dim * cols));
     }
+}
+
+// in [R, C] -> out [C, R].
+void transpose(std::span<const float> in, std::span<float> out, int64_t R, int64_t C) {
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) out[size_t(c * R + r)] = in[size_t(r * C + c)];
+}
+
+// The checkpoint's shape of a table entry.
+Shape stored_shape(CheckpointLayout layout, Shape shape) {
+  if (layout == CheckpointLayout::Transposed) std::swap(shape[0], shape[1]);
+  return shape;
 }
 
 // One tensor into its place: checked against the stored shape, converted to fp32, and brought to
 // the forward's layout (GPT-2's Conv1D transposed, NeoX's per-head QKV regrouped).
 void load_tensor(const Arch& a, const Checkpoint& ck, const ParamEntry& e, Slot slot, std::span<float> dst) {
-  const bool transposed = a.conv1d && e.shape.size() == 2 && is_layer_slot(slot);
-  const bool regroup = a.qkv_layout == QkvLayout::FusedPerHead && (slot == Slot::QKV || slot == Slot::QKVB);
-  Shape stored = e.shape;
-  if (transposed) std::swap(stored[0], stored[1]);
+  const CheckpointLayout layout = checkpoint_layout(a, slot, e.shape);
+  const Shape stored = stored_shape(layout, e.shape);
   const TensorInfo& t = ck.info(e.name);
   if (t.shape != stored)
     fail("{}: tensor '{}' has shape {}, expected {}", t.file, e.name, shape_str(t.shape), shape_str(stored));
-  if (!transposed && !regroup) return convert_to_f32(t, dst);
+  if (layout == CheckpointLayout::Same) return convert_to_f32(t, dst);
   std::vector<float> tmp(dst.size());
   convert_to_f32(t, tmp);
-  if (regroup) return regroup_per_head_qkv(tmp, dst, a.heads, a.head_dim);
-  const int64_t R = stored[0], C = stored[1];
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t c = 0; c < C; ++c) dst[size_t(c * R + r)] = tmp[size_t(r * C + c)];
+  if (layout == CheckpointLayout::PerHeadQkv) return regroup_per_head_qkv(tmp, dst, a.heads, a.head_dim, true);
+  transpose(tmp, dst, stored[0], stored[1]);
 }
 
 }  // namespace
 
+CheckpointLayout checkpoint_layout(const Arch& a, Slot slot, const Shape& shape) {
+  if (a.conv1d && shape.size() == 2 && is_layer_slot(slot)) return CheckpointLayout::Transposed;
+  if (a.qkv_layout == QkvLayout::FusedPerHead && (slot == Slot::QKV || slot == Slot::QKVB))
+    return CheckpointLayout::PerHeadQkv;
+  return CheckpointLayout::Same;
+}
+
+SafetensorsEntry checkpoint_entry(const Arch& a, const DecoderParams& params, int entry, std::span<const float> value) {
+  const ParamEntry& e = params.table[entry];
+  if (int64_t(value.size()) != e.size)
+    fail("{}: {} values for a tensor of shape {}", e.name, value.size(), shape_str(e.shape));
+  const CheckpointLayout layout = checkpoint_layout(a, params.sources[size_t(entry)].slot, e.shape);
+  SafetensorsEntry out{e.name, stored_shape(layout, e.shape), {}, {}};
+  if (layout == CheckpointLayout::Same) {
+    out.data = value;
+  } else {  // converted when the writer reaches it: never a second copy of the model
+    out.produce = [layout, value, shape = e.shape, heads = a.heads, head_dim = a.head_dim](std::span<float> dst) {
+      if (layout == CheckpointLayout::PerHeadQkv) return regroup_per_head_qkv(value, dst, heads, head_dim, false);
+      transpose(value, dst, shape[0], shape[1]);
+    };
+  }
+  return out;
+}
+
+std::vector<SafetensorsEntry> checkpoint_entries(const Arch& a, const DecoderParams& params,
+                                                 std::span<const float> flat) {
+  std::vector<SafetensorsEntry> out;
+  for (int i = 0; i < params.table.size(); ++i) {
+    const ParamEntry& e = params.table[i];
+    out.push_back(checkpoint_entry(a, params, i, flat.subspan(size_t(e.offset), size_t(e.size))));
+  }
+  return out;
+}
+
 std::string base_prefix(const Arch& a) { return a.names->base; }
 
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck) {
-  return plan_decoder_params(a, name_prefix(a, ck));
+  return plan_decoder_params(a, [&](const std::string& name) { return ck.has(name); });
+}
+
+DecoderParams plan_decoder_params(const Arch& a, const std::function<bool(const std::string&)>& has) {
+  return plan_decoder_params(a, name_prefix(a, has));
 }
 
 DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix) {

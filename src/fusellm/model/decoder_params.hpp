@@ -10,16 +10,20 @@
 // a checkpoint or an export writes). Gradients live in a second buffer of the same layout, so the
 // same regions are the gradient's fused matrices.
 //
-// Entries hold the forward pass's layout, which is the checkpoint's except in two families whose
-// models are only run, never trained or saved: GPT-2's Conv1D weights are stored transposed
-// ([out, in], nn.Linear's), and GPT-NeoX's query_key_value rows regrouped from per-head
-// [q_h; k_h; v_h] to [q heads; k heads; v heads].
+// Entries hold the forward pass's layout, which is the checkpoint's except in two families:
+// GPT-2's Conv1D weights are stored transposed ([out, in], nn.Linear's), and GPT-NeoX's
+// query_key_value rows regrouped from per-head [q_h; k_h; v_h] to [q heads; k heads; v heads].
+// Training checkpoints hold the decoder's layout (they are this buffer); export converts back
+// (to_checkpoint_layout), as loading converts from the checkpoint.
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <span>
 #include <vector>
 
 #include "fusellm/core/param_table.hpp"
 #include "fusellm/io/safetensors.hpp"
+#include "fusellm/io/safetensors_writer.hpp"
 #include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
@@ -66,13 +70,24 @@ struct LayerRange {
   bool operator==(const LayerRange&) const = default;
 };
 
-// The table and regions of a family's model; `ck` gives the tensor names' prefix (checkpoints of
-// the bare base model have none) and nothing else is read.
+// The table and regions of a family's model; `ck` (or `has`, whether a tensor name exists) gives
+// the tensor names' prefix (checkpoints of the bare base model have none) and nothing else is read.
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);
+DecoderParams plan_decoder_params(const Arch& a, const std::function<bool(const std::string&)>& has);
 // The same with the tensor names' prefix given (a model that has no checkpoint yet: init).
 DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix);
 // The base model's prefix of the family's names ("model.", "transformer.", "gpt_neox.").
 std::string base_prefix(const Arch& a);
+
+// How an entry's layout in the flat buffer differs from its tensor in the checkpoint (see above).
+enum class CheckpointLayout { Same, Transposed, PerHeadQkv };
+CheckpointLayout checkpoint_layout(const Arch& a, Slot slot, const Shape& shape);
+// Entry `entry` (value: its floats, in the buffer's layout), or every entry of `flat` (a buffer
+// laid out by params.table: parameters or gradients), named and shaped as the checkpoint stores it,
+// for the safetensors writer (export): a view of `value` where the layouts agree, else converted
+// when written. `value` / `flat` must outlive the entries.
+SafetensorsEntry checkpoint_entry(const Arch& a, const DecoderParams& params, int entry, std::span<const float> value);
+std::vector<SafetensorsEntry> checkpoint_entries(const Arch& a, const DecoderParams& params, std::span<const float> flat);
 // Whether the stage holding `range` (resolved) holds table entry `entry`.
 bool holds(const Arch& a, const DecoderParams& params, LayerRange range, int entry);
 // Reads every tensor of the table that `range` holds from the checkpoint into `flat`

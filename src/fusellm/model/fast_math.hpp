@@ -79,6 +79,31 @@ FUSELLM_INLINE float masked_exp_row(float* sr, int64_t c0, int64_t c1, int64_t l
   return hsum8(sv);
 }
 
+// Applies f(c, count) to [0, n) in chunks of 8 lanes; count < 8 only for the tail.
+template <class F>
+FUSELLM_INLINE void lanes(int64_t n, F&& f) {
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) f(c, 8);
+  if (c < n) f(c, n - c);
+}
+
+// Loads count (<= 8) floats, zero-padded; stores count floats.
+FUSELLM_INLINE f32x8 load_n(const float* p, int64_t count) {
+  if (count == 8) return load8(p);
+  float t[8] = {};
+  std::memcpy(t, p, sizeof(float) * size_t(count));
+  return load8(t);
+}
+FUSELLM_INLINE void store_n(float* p, f32x8 v, int64_t count) {
+  if (count == 8) return store8(p, v);
+  float t[8];
+  store8(t, v);
+  std::memcpy(p, t, sizeof(float) * size_t(count));
+}
+
+// sigmoid(a) on 8 lanes.
+FUSELLM_INLINE f32x8 sigmoid8(f32x8 a) { return 1.f / (1.f + exp8(-a)); }
+
 // x * sigmoid(a x) = x / (1 + exp(-a x)): SiLU (a = 1), QuickGELU (a = 1.702).
 FUSELLM_INLINE f32x8 x_sigmoid8(f32x8 x, f32x8 ax) { return x / (1.f + exp8(-ax)); }
 

@@ -76,15 +76,7 @@ std::vector<SafetensorsEntry> fresh_checkpoint_entries(const Arch& a, const Deco
                                                        std::span<const float> flat) {
   if (int64_t(flat.size()) != params.table.total())
     fail("init: a buffer of {} floats for a table of {}", flat.size(), params.table.total());
-  std::vector<SafetensorsEntry> out;
-  for (int i = 0; i < params.table.size(); ++i) {
-    const ParamEntry& e = params.table[i];
-    Shape shape = e.shape;
-    // load_tensor's rule, reversed: GPT-2's layer matrices are stored [in, out].
-    if (a.conv1d && shape.size() == 2 && is_layer_slot(params.sources[size_t(i)].slot)) std::swap(shape[0], shape[1]);
-    out.push_back({e.name, shape, flat.subspan(size_t(e.offset), size_t(e.size)), {}});
-  }
-  return out;
+  return checkpoint_entries(a, params, flat);
 }
 
 }  // namespace fusellm::model

@@ -27,9 +27,9 @@ double initializer_range(const HFConfig& c);
 // The parameters of `params` initialized as above into a flat buffer of its layout.
 std::vector<float> init_parameters(const Arch& a, const DecoderParams& params, double std_dev, uint64_t seed);
 
-// The tensors of that buffer as a checkpoint stores them (names and stored shapes: GPT-2's
-// Conv1D weights [in, out]), ready for export_hf. Views into `flat`. Valid for fresh weights only:
-// the values are not brought back from the forward's layout (independent draws need not be).
+// The tensors of that buffer as a checkpoint stores them (names, stored shapes and layout: GPT-2's
+// Conv1D weights [in, out], GPT-NeoX's per-head query_key_value), ready for export_hf: views into
+// `flat`, or converted as written (decoder_params.hpp's checkpoint_entries, which export uses too).
 std::vector<SafetensorsEntry> fresh_checkpoint_entries(const Arch& a, const DecoderParams& params,
                                                        std::span<const float> flat);
 

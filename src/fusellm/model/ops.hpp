@@ -79,6 +79,8 @@ enum class Activation { SiLU, GeluErf, GeluTanh, GeluFast, QuickGelu, ReLU };
 Activation activation_from_name(const std::string& name, const std::string& where);
 // x = act(x), in place.
 void activation(Activation a, MatView x);
+// out = act(x), leaving x as it was (the backward pass needs the pre-activations).
+void activation(Activation a, ConstMatView x, MatView out);
 // Gated (SwiGLU-style, LlamaMLP): for a row [gate (n), up (n)], gate <- act(gate) * up.
 void gated_activation(Activation a, MatView gate_up);
 // The same into out [T, n], leaving [gate | up] as it was (the backward pass needs it).

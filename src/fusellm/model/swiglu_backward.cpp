@@ -5,7 +5,7 @@
 // The product h is recomputed from [gate | up] (the forward's gated_activation) rather than
 // stored: the down projection's weight gradient needs it once, and it costs one exp per element.
 // This runs 8 lanes at a time on fast_math.hpp's exp8 (std::exp does not vectorize without
-// -ffast-math); a row's tail goes through the same lanes, zero-padded.
+// -ffast-math); a row's tail goes through the same lanes, zero-padded (fast_math.hpp's lanes).
 #include <cstring>
 
 #include "fusellm/core/error.hpp"
@@ -13,35 +13,6 @@
 #include "fusellm/model/train_ops.hpp"
 
 namespace fusellm::model {
-
-namespace {
-
-// sigmoid(a) on 8 lanes.
-FUSELLM_INLINE f32x8 sigmoid8(f32x8 a) { return 1.f / (1.f + exp8(-a)); }
-
-// Applies f(c, count) to [0, n) in chunks of 8 lanes; count < 8 only for the tail.
-template <class F>
-FUSELLM_INLINE void lanes(int64_t n, F&& f) {
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8) f(c, 8);
-  if (c < n) f(c, n - c);
-}
-
-// Loads count (<= 8) floats, zero-padded; stores count floats.
-FUSELLM_INLINE f32x8 load_n(const float* p, int64_t count) {
-  if (count == 8) return load8(p);
-  float t[8] = {};
-  std::memcpy(t, p, sizeof(float) * size_t(count));
-  return load8(t);
-}
-FUSELLM_INLINE void store_n(float* p, f32x8 v, int64_t count) {
-  if (count == 8) return store8(p, v);
-  float t[8];
-  store8(t, v);
-  std::memcpy(p, t, sizeof(float) * size_t(count));
-}
-
-}  // namespace
 
 void swiglu_backward(ConstMatView gate_up, ConstMatView dh, MatView dgate_up) {
   const int64_t n = gate_up.cols / 2;

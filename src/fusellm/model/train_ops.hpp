@@ -1,10 +1,10 @@
 #pragma once
-// The CPU backward operations of the fp32 Llama-family training pass, one per file in model/
+// The CPU backward operations of the fp32 training pass (every family the decoder runs), one per file in model/
 // (llm.c's layout: the math above each function, citing the PyTorch op whose autograd it
 // reproduces), behind backend.hpp as the CPU backend's. They complement ops.hpp (the forward
-// ops): each backward takes what its forward saw (or recomputes it: RMSNorm outputs, the SwiGLU
-// product and the attention probabilities are recomputed, never stored) and the gradient of its
-// output.
+// ops): each backward takes what its forward saw (or recomputes it: norm outputs, the MLP's
+// activation and the attention probabilities are recomputed, never stored) and the gradient of
+// its output.
 // Weight and bias gradients accumulate (+=), so several sequences add up into one batch.
 #include <cstdint>
 #include <span>
@@ -24,6 +24,19 @@ void bias_backward(ConstMatView dy, std::span<float> db);
 void rmsnorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
                       std::span<float> dw, bool accumulate);
 
+// ---- layernorm_backward.cpp -------------------------------------------------------------------
+// For y = layernorm(x) * w (+ b): dx (+)= ..., dw += ..., db += ... (db empty: no bias).
+void layernorm_backward(ConstMatView x, std::span<const float> w, float eps, ConstMatView dy, MatView dx,
+                        std::span<float> dw, std::span<float> db, bool accumulate);
+
+// ---- activation_backward.cpp ------------------------------------------------------------------
+// For h = act(pre) (the plain MLP): dh <- dh * act'(pre), in place.
+void activation_backward(Activation a, ConstMatView pre, MatView dh);
+
+// ---- clamp_backward.cpp -----------------------------------------------------------------------
+// For y = clamp(x, -c, c) (MPT's clip_qkv), from y: dy <- dy * [|y| < c], in place.
+void clamp_backward(ConstMatView y, float c, MatView dy);
+
 // ---- rope_backward.cpp ------------------------------------------------------------------------
 // Gradient through apply_rope, in place: rotates by -theta.
 void apply_rope_backward(const RopeTable& t, MatView dx, int64_t col0, int64_t heads, int64_t head_dim);
@@ -41,7 +54,7 @@ void embedding_backward(std::span<const int32_t> ids, ConstMatView dx, MatView d
 // ---- attention_backward.cpp -------------------------------------------------------------------
 // qkv [T, (H + 2 KV) D] as causal_attention read it (q, k after RoPE), out [T, H D] what it
 // wrote, dout its gradient; writes dqkv [T, (H + 2 KV) D] (gradients of the post-RoPE q, k and v).
-// Masks as the forward: doc_start (packed documents) and s.sliding_window; no ALiBi.
+// Masks and bias as the forward: doc_start (packed documents), s.sliding_window, s.alibi.
 void causal_attention_backward(ConstMatView qkv, ConstMatView out, ConstMatView dout,
                                std::span<const int32_t> doc_start, const AttentionShape& s, MatView dqkv);
 

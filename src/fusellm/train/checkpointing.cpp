@@ -108,7 +108,7 @@ Resumed restore_position(const TrainCheckpoint& ck, const JobConfig& job, const 
 }
 
 std::optional<Resumed> resume_latest(const TrainCheckpointStore& store, const JobConfig& job, const LrSchedule& sched,
-                                     model::TrainableLlama& model, AdamW& adamw, Sampler& sampler) {
+                                     model::TrainableModel& model, AdamW& adamw, Sampler& sampler) {
   if (!job.checkpoint.resume) return std::nullopt;
   const std::optional<TrainCheckpoint> ck = store.load_latest();
   if (!ck) return std::nullopt;
@@ -136,7 +136,7 @@ TrainState train_state(const JobConfig& job, const LrSchedule& sched, const Samp
 }
 
 std::string save_checkpoint(const TrainCheckpointStore& store, const JobConfig& job, const LrSchedule& sched,
-                            const model::TrainableLlama& model, const AdamW& adamw, const Sampler& sampler,
+                            const model::TrainableModel& model, const AdamW& adamw, const Sampler& sampler,
                             const RunPosition& at) {
   CheckpointContents c;
   for (const auto& p : model.parameters()) c.model.push_back({p.name, p.value.shape(), p.value.span()});

@@ -11,7 +11,7 @@
 
 #include "fusellm/train/train_checkpoint.hpp"
 #include "fusellm/job/job_config.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/optim/adamw.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/job/sampler.hpp"
@@ -34,7 +34,7 @@ struct Resumed {
 // another model or of other training data; warns when its schedule or job differ from `sched`
 // and `job` (the run continues with these).
 std::optional<Resumed> resume_latest(const TrainCheckpointStore& store, const JobConfig& job, const LrSchedule& sched,
-                                     model::TrainableLlama& model, AdamW& adamw, Sampler& sampler);
+                                     model::TrainableModel& model, AdamW& adamw, Sampler& sampler);
 
 // The parts of resume_latest and save_checkpoint that a ZeRO-1 run (sharded_checkpoint.hpp)
 // shares with one process:
@@ -53,7 +53,7 @@ TrainState train_state(const JobConfig& job, const LrSchedule& sched, const Samp
 // Saves step `at.step` (atomically, `latest` pointed at it; see TrainCheckpointStore::save) and returns
 // its directory.
 std::string save_checkpoint(const TrainCheckpointStore& store, const JobConfig& job, const LrSchedule& sched,
-                            const model::TrainableLlama& model, const AdamW& adamw, const Sampler& sampler,
+                            const model::TrainableModel& model, const AdamW& adamw, const Sampler& sampler,
                             const RunPosition& at);
 
 }  // namespace fusellm

@@ -36,7 +36,7 @@
 #include "fusellm/dist/zero1.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/job/sampler.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/optim/lr_schedule.hpp"
 #include "fusellm/train/checkpointing.hpp"
 #include "fusellm/train/train_checkpoint.hpp"

@@ -103,7 +103,7 @@ StepSettings StepSettings::of(const JobConfig& job, std::vector<std::string> sou
   return s;
 }
 
-StepTerms train_step(model::TrainableLlama& model, const StepSettings& settings, int64_t step,
+StepTerms train_step(model::TrainableModel& model, const StepSettings& settings, int64_t step,
                      const StepBatches& batches, int64_t step_sequences, const MicroBatchFetch& fetch,
                      TrainObserver* observer) {
   const int64_t V = settings.vocab;

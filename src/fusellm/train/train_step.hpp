@@ -24,7 +24,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/data/packer.hpp"
 #include "fusellm/job/job_config.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/job/sampler.hpp"
 
 namespace fusellm {
@@ -70,7 +70,7 @@ class NonFiniteLoss : public Error {
 
 // step: 1-based, for the observer. step_sequences: the step's sequences on all ranks (the
 // gradient's 1 / N). NonFiniteLoss when a sequence's loss is not finite.
-StepTerms train_step(model::TrainableLlama& model, const StepSettings& settings, int64_t step,
+StepTerms train_step(model::TrainableModel& model, const StepSettings& settings, int64_t step,
                      const StepBatches& batches, int64_t step_sequences, const MicroBatchFetch& fetch,
                      TrainObserver* observer = nullptr);
 

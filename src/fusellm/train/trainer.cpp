@@ -54,12 +54,12 @@ std::vector<FileLock> claim_run_dirs(const JobConfig& job, const TrainOptions& o
   return locks;
 }
 
-model::TrainableLlama load_target(const JobConfig& job, const std::string& tdir) {
+model::TrainableModel load_target(const JobConfig& job, const std::string& tdir) {
   // The inner error names the file (tdir/config.json, a safetensors shard): the context names
   // only the job's field, not tdir again.
   const std::string what =
       job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
-  return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableLlama::load(tdir); });
+  return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir); });
 }
 
 // Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.
@@ -113,7 +113,7 @@ class Run {
   TrainObserver* observer_;
   DataParallel* dp_;  // nullptr: one process
   const std::string tdir_;
-  model::TrainableLlama model_;
+  model::TrainableModel model_;
   SegmentSource data_;
   Sampler sampler_;
   const StepSettings settings_;
@@ -315,8 +315,8 @@ void Run::finish() {
   res_.end_step = at_.step;
   res_.segments_read = data_.reads();
   if (opt_.export_dir.empty() || !root() || !res_.stopped_by.empty()) return;  // stopped: not done yet
-  std::vector<SafetensorsEntry> ents;
-  for (const auto& p : model_.parameters()) ents.push_back({p.name, p.value.shape(), p.value.span(), {}});
+  // In the checkpoint's layout (GPT-2's Conv1D, GPT-NeoX's per-head query_key_value).
+  const std::vector<SafetensorsEntry> ents = model_.checkpoint_entries();
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);
 }
 

@@ -14,7 +14,7 @@
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/decoder.hpp"
 #include "unit/model/model_inputs.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 
 namespace fusellm {
 namespace {
@@ -68,10 +68,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderTable,
 
 // The student's forward (saving activations for backward) is the teachers' forward, bit for bit.
 TEST(Decoder, SaveSwitchKeepsTheLogits) {
-  for (const char* name : {"llama_gqa", "llama_tied_mqa", "qwen2_bias"}) {
+  for (const char* name : {"llama_gqa", "llama_tied_mqa", "qwen2_bias", "neox_parallel", "neox_sequential", "mpt_alibi",
+                           "mpt_clip", "gpt2_tied"}) {
     SCOPED_TRACE(name);
     const fs::path dir = kGrads / name;
-    model::TrainableLlama student = model::TrainableLlama::load(dir.string());
+    model::TrainableModel student = model::TrainableModel::load(dir.string());
     const auto teacher = CausalLM::load(dir.string());
     const std::vector<int32_t> ids = some_ids(student.arch().vocab, 70);
     std::vector<int32_t> docs(ids.size(), 0);
@@ -81,9 +82,33 @@ TEST(Decoder, SaveSwitchKeepsTheLogits) {
   }
 }
 
+// The parameters in the checkpoint's layout (what export writes) are the checkpoint's tensors bit
+// for bit: GPT-2's Conv1D transposed back, GPT-NeoX's query_key_value regrouped per head back.
+TEST(Decoder, CheckpointEntriesAreTheCheckpoint) {
+  for (const char* name : {"llama_gqa", "neox_parallel", "mpt_clip", "gpt2_tied"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = kGrads / name;
+    model::TrainableModel m = model::TrainableModel::load(dir.string());
+    const Checkpoint ck(dir.string());
+    int n = 0;
+    for (const SafetensorsEntry& e : m.checkpoint_entries()) {
+      const Tensor want = ck.load_f32(e.name);
+      ASSERT_EQ(e.shape, want.shape()) << e.name;
+      Tensor got(e.shape);
+      if (e.produce)
+        e.produce(got.span());
+      else
+        std::copy(e.data.begin(), e.data.end(), got.data());
+      EXPECT_TRUE(bit_equal(got, want)) << e.name;
+      ++n;
+    }
+    EXPECT_EQ(n, m.parameter_table().size());
+  }
+}
+
 // The named views are the two flat buffers.
 TEST(Decoder, ParametersAreViewsOfTheFlatBuffers) {
-  model::TrainableLlama m = model::TrainableLlama::load((kGrads / "llama_gqa").string());
+  model::TrainableModel m = model::TrainableModel::load((kGrads / "llama_gqa").string());
   int64_t n = 0;
   for (const model::Parameter& p : m.parameters()) {
     const ParamEntry* e = m.parameter_table().find(p.name);
@@ -121,6 +146,7 @@ class CountingBackend final : public model::Backend {
   FORWARD(causal_attention, (model::ConstMatView q, std::span<const int32_t> ds, const model::AttentionShape& s,
                              model::MatView o), (q, ds, s, o))
   FORWARD(activation, (model::Activation a, model::MatView x), (a, x))
+  FORWARD(activation, (model::Activation a, model::ConstMatView x, model::MatView o), (a, x, o))
   FORWARD(gated_activation, (model::Activation a, model::MatView gu), (a, gu))
   FORWARD(gated_activation, (model::Activation a, model::ConstMatView gu, model::MatView o), (a, gu, o))
   FORWARD(linear_backward_input, (model::ConstMatView dy, model::ConstMatView w, model::MatView dx, bool a),
@@ -129,6 +155,11 @@ class CountingBackend final : public model::Backend {
   FORWARD(bias_backward, (model::ConstMatView dy, std::span<float> db), (dy, db))
   FORWARD(rmsnorm_backward, (model::ConstMatView x, std::span<const float> w, float e, model::ConstMatView dy,
                              model::MatView dx, std::span<float> dw, bool a), (x, w, e, dy, dx, dw, a))
+  FORWARD(layernorm_backward, (model::ConstMatView x, std::span<const float> w, float e, model::ConstMatView dy,
+                               model::MatView dx, std::span<float> dw, std::span<float> db, bool a),
+          (x, w, e, dy, dx, dw, db, a))
+  FORWARD(activation_backward, (model::Activation a, model::ConstMatView p, model::MatView dh), (a, p, dh))
+  FORWARD(clamp_backward, (model::ConstMatView y, float c, model::MatView dy), (y, c, dy))
   FORWARD(apply_rope_backward, (const model::RopeTable& t, model::MatView dx, int64_t c, int64_t h, int64_t d),
           (t, dx, c, h, d))
   FORWARD(swiglu_backward, (model::ConstMatView gu, model::ConstMatView dh, model::MatView dgu), (gu, dh, dgu))

@@ -16,7 +16,7 @@
 #include "fusellm/io/hf_config.hpp"
 #include "fusellm/io/safetensors.hpp"
 #include "fusellm/model/export_hf.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
 #include "fusellm/model/model.hpp"
 
 namespace fusellm {
@@ -25,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kSource = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures";
 
-std::vector<SafetensorsEntry> entries(const model::TrainableLlama& m) {
+std::vector<SafetensorsEntry> entries(const model::TrainableModel& m) {
   std::vector<SafetensorsEntry> e;
   for (const model::Parameter& p : m.parameters()) e.push_back({p.name, p.value.shape(), p.value.span()});
   return e;
@@ -68,7 +68,7 @@ class ExportHF : public ::testing::TestWithParam<ExportCase> {};
 TEST_P(ExportHF, LoadsWithTheSameLogits) {
   const ExportCase& c = GetParam();
   const fs::path src = kSource / "grads" / c.model;
-  model::TrainableLlama m = model::TrainableLlama::load(src.string());
+  model::TrainableModel m = model::TrainableModel::load(src.string());
   const std::string name = c.model + (c.dtype == DType::BF16 ? "_bf16" : "_f32") + (c.max_shard_bytes < 1e9 ? "_sharded" : "");
   const fs::path out = out_dir(name);
   // Tokenizer: the SentencePiece-style fixture (its vocabulary differs from the tiny model's:
@@ -121,7 +121,7 @@ INSTANTIATE_TEST_SUITE_P(Models, ExportHF,
 
 TEST(ExportHF, ReexportRemovesStaleShards) {
   const fs::path src = kSource / "grads" / "llama_gqa";
-  model::TrainableLlama m = model::TrainableLlama::load(src.string());
+  model::TrainableModel m = model::TrainableModel::load(src.string());
   const fs::path out = out_dir("reexport");
   ExportOptions opt;
   opt.max_shard_bytes = 20'000;

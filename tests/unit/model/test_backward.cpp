@@ -1,9 +1,16 @@
-// The fp32 CPU backward pass of the Llama family against PyTorch autograd: the fixtures in
+// The fp32 CPU backward pass of every trainable family against PyTorch autograd: the fixtures in
 // tests/fixtures/grads/ (made by tests/reference/gen_grads.py with torch 2.5.1 and transformers
-// 4.46.3) hold tiny checkpoints (GQA untied; MQA with tied embeddings; Qwen2 with q/k/v biases)
-// and the gradient of every parameter for the FuseLLM objective with sparse fused targets:
-// CLM only (lambda = 1), fusion only (lambda = 0), their mix (lambda = 0.9), and a packed case
-// (three documents, mix), and a long one (160 tokens, two documents: several query blocks).
+// 4.46.3) hold tiny checkpoints and the gradient of every parameter for the FuseLLM objective with
+// sparse fused targets: CLM only (lambda = 1), fusion only (lambda = 0), their mix (lambda = 0.9),
+// and a packed case (three documents, mix), and a long one (160 tokens, two documents: several
+// query blocks). One test body, instantiated per family (Cabana's one body per backend):
+//   Llama    GQA untied; MQA with tied embeddings; Qwen2 with q/k/v biases
+//   GptNeoX  parallel residual, rotary_pct 0.25, exact GELU, biases; sequential, rotary_pct 0.5,
+//            tanh GELU, no attention biases
+//   Mpt      ALiBi, LayerNorm without bias, no biases, tied; clip_qkv 1.5 with 6 heads, untied
+//   Gpt2     learned positions, Conv1D weights, tied, gelu_new, scale by inverse layer
+// Gradients are compared in the checkpoint's layout (GPT-2's Conv1D transposed, GPT-NeoX's
+// per-head query_key_value: decoder_params.hpp's checkpoint_entries), under their Hugging Face names.
 //
 // dL/dlogits is computed here by the reference formula (paper eq. 5, what the fused classifier
 // kernel computes): for a position with gold >= 0, (softmax(z) - lambda onehot(gold)
@@ -14,11 +21,14 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "fusellm/io/safetensors.hpp"
-#include "fusellm/model/llama_train.hpp"
+#include "fusellm/model/trainable_model.hpp"
+#include "fusellm/io/hf_config.hpp"
 #include "fusellm/model/model.hpp"
 
 namespace fusellm {
@@ -29,7 +39,7 @@ namespace fs = std::filesystem;
 const fs::path kFixtures = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" / "grads";
 // max |ours - ref| / max |ref|, per parameter. fp32 autograd against fp32 C++: each gradient is a
 // GEMM over T positions in another order (and FMA or not, by BLAS kernel), ~1e-6 relative to the
-// tensor's largest entry (1.7e-6 seen); 1e-4 is ~60x that, a wrong term is O(1).
+// tensor's largest entry (1.7e-6 seen on the Llama family); 1e-4 is ~60x that, a wrong term is O(1).
 constexpr double kTolerance = 1e-4;
 
 std::vector<int32_t> read_i32(const SafetensorsFile& f, const std::string& name) {
@@ -46,6 +56,16 @@ Tensor read_f32(const SafetensorsFile& f, const std::string& name) {
   Tensor out(t->shape);
   convert_to_f32(*t, out.span());
   return out;
+}
+
+// An entry for the safetensors writer as a tensor (a view copied, or produced).
+Tensor materialize(const SafetensorsEntry& e) {
+  Tensor t(e.shape);
+  if (e.produce)
+    e.produce(t.span());
+  else
+    std::copy(e.data.begin(), e.data.end(), t.data());
+  return t;
 }
 
 // The reference loss and its gradient on the logits (in place), averaged over gold >= 0.
@@ -77,11 +97,11 @@ double loss_and_grad(Tensor& logits, std::span<const int32_t> gold, std::span<co
   return loss;
 }
 
-class LlamaBackward : public ::testing::TestWithParam<std::string> {};
+class Backward : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(LlamaBackward, GradientsEqualAutograd) {
+TEST_P(Backward, GradientsEqualAutograd) {
   const fs::path dir = kFixtures / GetParam();
-  model::TrainableLlama m = model::TrainableLlama::load(dir.string());
+  model::TrainableModel m = model::TrainableModel::load(dir.string());
   const SafetensorsFile f((dir / "grads.safetensors").string());
   const auto ref_model = CausalLM::load(dir.string());
   for (const std::string cname : {"clm", "fusion", "mix", "packed", "long"}) {
@@ -106,17 +126,18 @@ TEST_P(LlamaBackward, GradientsEqualAutograd) {
     double worst = 0;
     std::string worst_name;
     int checked = 0;
-    for (const model::Parameter& p : m.parameters()) {
-      const Tensor ref = read_f32(f, cname + ".grad." + p.name);
-      ASSERT_EQ(ref.shape(), p.grad.shape()) << p.name;
+    for (const SafetensorsEntry& e :
+         model::checkpoint_entries(m.arch(), m.decoder().params(), m.gradient_buffer())) {
+      const Tensor ref = read_f32(f, cname + ".grad." + e.name), grad = materialize(e);
+      ASSERT_EQ(ref.shape(), grad.shape()) << e.name;
       double md = 0, mr = 0;
       for (int64_t i = 0; i < ref.size(); ++i) {
-        md = std::max(md, double(std::abs(p.grad[i] - ref[i])));
+        md = std::max(md, double(std::abs(grad[i] - ref[i])));
         mr = std::max(mr, double(std::abs(ref[i])));
       }
-      ASSERT_GT(mr, 0) << p.name << ": reference gradient is all zero";
-      EXPECT_LE(md / mr, kTolerance) << p.name << " max|diff| " << md << " max|ref| " << mr;
-      if (md / mr > worst) worst = md / mr, worst_name = p.name;
+      ASSERT_GT(mr, 0) << e.name << ": reference gradient is all zero";
+      EXPECT_LE(md / mr, kTolerance) << e.name << " max|diff| " << md << " max|ref| " << mr;
+      if (md / mr > worst) worst = md / mr, worst_name = e.name;
       ++checked;
     }
     // Every parameter of the fixture was checked (tied: no lm_head).
@@ -129,10 +150,13 @@ TEST_P(LlamaBackward, GradientsEqualAutograd) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaBackward, ::testing::Values("llama_gqa", "llama_tied_mqa", "qwen2_bias"));
+INSTANTIATE_TEST_SUITE_P(Llama, Backward, ::testing::Values("llama_gqa", "llama_tied_mqa", "qwen2_bias"));
+INSTANTIATE_TEST_SUITE_P(GptNeoX, Backward, ::testing::Values("neox_parallel", "neox_sequential"));
+INSTANTIATE_TEST_SUITE_P(Mpt, Backward, ::testing::Values("mpt_alibi", "mpt_clip"));
+INSTANTIATE_TEST_SUITE_P(Gpt2, Backward, ::testing::Values("gpt2_tied"));
 
-TEST(LlamaBackwardErrors, BackwardWithoutForward) {
-  model::TrainableLlama m = model::TrainableLlama::load((kFixtures / "llama_gqa").string());
+TEST(BackwardErrors, BackwardWithoutForward) {
+  model::TrainableModel m = model::TrainableModel::load((kFixtures / "llama_gqa").string());
   std::vector<float> d(10);
   EXPECT_THROW(m.backward(d), Error);
   const std::vector<int32_t> ids = {1, 2, 3};
@@ -140,9 +164,25 @@ TEST(LlamaBackwardErrors, BackwardWithoutForward) {
   EXPECT_THROW(m.backward(d), Error);  // wrong size
 }
 
-TEST(LlamaBackwardErrors, UntrainableFamily) {
-  EXPECT_THROW(model::TrainableLlama::load((fs::path(FUSELLM_SOURCE_DIR) / "tests/fixtures/models/gpt2_tied").string()),
-               Error);
+// What has no backward pass is refused by name: a gated MLP with another activation than SiLU.
+TEST(BackwardErrors, UntrainableSettingNamed) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "untrainable_gelu_llama";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(kFixtures / "llama_gqa" / "model.safetensors", dir / "model.safetensors");
+  nlohmann::json c = read_json_file((kFixtures / "llama_gqa" / "config.json").string());
+  c["hidden_act"] = "gelu";
+  std::ofstream(dir / "config.json") << c.dump(2);
+  try {
+    model::TrainableModel::load(dir.string());
+    ADD_FAILURE() << "a gated GELU MLP was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("hidden_act"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("silu"), std::string::npos) << e.what();
+  }
+  // Its forward pass runs: only training is refused.
+  EXPECT_NO_THROW(CausalLM::load(dir.string()));
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 #pragma once
-// The trainable student (model_type llama, mistral, qwen2), fp32: the one decoder (decoder.hpp)
-// with a gradient buffer of its parameters' layout and the activations of its last forward pass.
+// The trainable student, fp32, of any family the decoder runs (llama, mistral, qwen2, gpt_neox,
+// mpt, gpt2; check_trainable refuses the few settings without a backward pass): the one decoder
+// (decoder.hpp) with a gradient buffer of its parameters' layout and the activations of its last
+// forward pass.
 // Parameters and gradients are each ONE flat buffer (parameters(), gradients()), laid out by the
-// parameter table (Hugging Face names and shapes, as the checkpoint has them); parameter_views()
-// names the tensors in them, for the optimizer, checkpoints and export.
+// parameter table (Hugging Face names; the decoder's layout, which is the checkpoint's except
+// GPT-2's Conv1D weights, stored transposed, and GPT-NeoX's regrouped query_key_value:
+// decoder_params.hpp); parameters() names the tensors in them, for the optimizer and the
+// training checkpoints, and checkpoint_entries() gives them in the checkpoint's layout, for export.
 //
 // The loss is not computed here: the trainer passes the logits to the fused classifier
 // (fusion/fused_classifier.hpp: lambda * CLM + (1 - lambda) * Fusion, gradient in place) and
@@ -27,11 +31,11 @@ struct Parameter {
   TensorView grad;   // same shape, accumulated by backward()
 };
 
-class TrainableLlama {
+class TrainableModel {
  public:
   // Reads config.json and the safetensors of a checkpoint dir (any float dtype, kept in fp32).
-  static TrainableLlama load(const std::string& dir);
-  TrainableLlama(Arch arch, const Checkpoint& ck);
+  static TrainableModel load(const std::string& dir);
+  TrainableModel(Arch arch, const Checkpoint& ck);
 
   const Arch& arch() const { return decoder_->arch(); }
   const Decoder& decoder() const { return *decoder_; }
@@ -45,6 +49,9 @@ class TrainableLlama {
   const std::vector<Parameter>& parameters() const { return views_; }
   Parameter& parameter(const std::string& name);  // Error naming it when absent
   int64_t num_parameters() const { return parameter_table().total(); }
+  // Every tensor by name in the Hugging Face checkpoint's layout and shape, for export_hf (views
+  // of the parameter buffer, or converted as written; decoder_params.hpp's checkpoint_entries).
+  std::vector<SafetensorsEntry> checkpoint_entries() const;
   void zero_grad();
 
   // Logits [T, vocab] of one sequence; doc_ids as CausalLM::forward (packed documents: attention
