@@ -152,16 +152,19 @@ fuse_sets() {
   echo --set target.path="$M/base-llama" --set corpus.path="$C/fusion" \
     --set train.max_steps="$CONT_STEPS" --set optim.lr="$CONT_LR"
 }
-train_fused_online() {  # name, extra --set ...
-  local name=$1
-  shift
+# The sources of each job file: fuse (llama, neox, mpt), fuse2 (llama, neox), kd (llama).
+sources_of() { case $1 in kd) echo 1 ;; fuse2) echo 2 ;; *) echo 3 ;; esac; }
+train_fused_online() {  # job, name, extra --set ...
+  local job=$1 name=$2 n
+  shift 2
+  n=$(sources_of "$job")
   # shellcheck disable=SC2046  # fuse_sets prints words that are meant to split
-  local args=(train --job jobs/demo/fuse.toml $(fuse_sets) --set job.output_dir="$R/$name"
+  local args=(train --job "jobs/demo/$job.toml" $(fuse_sets "$n") --set job.output_dir="$R/$name"
               --set checkpoint.interval="$CURVE_EVERY" --set checkpoint.keep=100 "$@" --export "$M/$name")
   if [ "$NP" -gt 1 ]; then
     # One MPI job: a teacher rank per source, one student rank (README, "The MPI job").
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
-      mpirun --oversubscribe -np 4 "$BIN" "${args[@]}"
+      mpirun --oversubscribe -np $(( n + 1 )) "$BIN" "${args[@]}"
   else
     "$BIN" "${args[@]}"
   fi
@@ -175,14 +178,11 @@ teach_all() {  # alignment; writes the three sources' caches to $R/cache-<alignm
     i=$(( i + 1 ))
   done
 }
-train_fused_offline() {  # job (fuse, fuse2, kd), name, alignment, extra --set ...
-  local job=$1 name=$2 alignment=$3
-  shift 3
+train_fused_offline() {  # name, alignment, extra --set ...: the three sources, from their caches
+  local name=$1 alignment=$2
+  shift 2
   # shellcheck disable=SC2046
-  local n=3
-  [ "$job" = fuse2 ] && n=2
-  [ "$job" = kd ] && n=1
-  "$BIN" train --job "jobs/demo/$job.toml" $(fuse_sets $n) --set job.output_dir="$R/$name" \
+  "$BIN" train --job jobs/demo/fuse.toml $(fuse_sets 3) --set job.output_dir="$R/$name" \
     --set distill.alignment="$alignment" --cache-dir "$R/cache-$alignment" "$@" --export "$M/$name"
 }
 
@@ -229,7 +229,7 @@ plan corpus 15; plan init 5
 for s in llama neox mpt; do plan "source-$s" $(( SRC_STEPS * 2 )); done
 plan base $(( BASE_STEPS * 2 )); plan clm-only $(( CONT_STEPS * 2 ))
 plan fuse-online $(( CONT_STEPS * 4 )); plan teach-mined 40; plan teach-em 40
-plan avgce $(( CONT_STEPS * 2 )); plan em $(( CONT_STEPS * 2 )); plan kd $(( CONT_STEPS * 2 )); plan fuse-2 $(( CONT_STEPS * 2 ))
+plan avgce $(( CONT_STEPS * 2 )); plan em $(( CONT_STEPS * 2 )); plan kd $(( CONT_STEPS * 2 )); plan fuse-2 $(( CONT_STEPS * 3 ))
 plan same-arch-tune $(( TUNE_STEPS * 6 )); plan same-arch-merge 5; plan same-arch-fuse $(( CONT_STEPS * 3 ))
 plan eval 60; plan curve 20; plan report 5
 
@@ -260,13 +260,13 @@ done
 stage base $(( BASE_STEPS * 2 )) train_clm "$M/init-base-llama" "$C/fusion" base-llama "$BASE_STEPS" "$SRC_LR"
 stage clm-only $(( CONT_STEPS * 2 )) train_clm "$M/base-llama" "$C/fusion" clm-only "$CONT_STEPS" "$CONT_LR" \
   --set checkpoint.interval="$CURVE_EVERY" --set checkpoint.keep=100
-stage fuse-online $(( CONT_STEPS * 4 )) train_fused_online fuse-3
+stage fuse-online $(( CONT_STEPS * 4 )) train_fused_online fuse fuse-3
 stage teach-mined 40 teach_all mined
 stage teach-em 40 teach_all em
-stage avgce $(( CONT_STEPS * 2 )) train_fused_offline fuse avgce mined --set distill.fusion=avgCE
-stage em $(( CONT_STEPS * 2 )) train_fused_offline fuse em em
-stage kd $(( CONT_STEPS * 2 )) train_fused_offline kd kd-llama mined
-stage fuse-2 $(( CONT_STEPS * 2 )) train_fused_offline fuse2 fuse-2 mined
+stage avgce $(( CONT_STEPS * 2 )) train_fused_offline avgce mined --set distill.fusion=avgCE
+stage em $(( CONT_STEPS * 2 )) train_fused_offline em em
+stage kd $(( CONT_STEPS * 2 )) train_fused_online kd kd-llama
+stage fuse-2 $(( CONT_STEPS * 3 )) train_fused_online fuse2 fuse-2
 same_arch_tune() {
   local dom
   for dom in "${DOMAINS[@]}"; do
@@ -275,7 +275,7 @@ same_arch_tune() {
 }
 stage same-arch-tune $(( TUNE_STEPS * 6 )) same_arch_tune
 stage same-arch-merge 5 "$BIN" merge --model "$M/tuned-code" --model "$M/tuned-docs" --model "$M/tuned-legal" --out "$M/merged"
-stage same-arch-fuse $(( CONT_STEPS * 3 )) train_fused_online same-arch-fuse \
+stage same-arch-fuse $(( CONT_STEPS * 3 )) train_fused_online fuse same-arch-fuse \
   --set source[0].path="$M/tuned-code" --set source[1].path="$M/tuned-docs" --set source[2].path="$M/tuned-legal" \
   --set source[0].name=code --set source[1].name=docs --set source[2].name=legal
 stage eval 60 evaluate_all source-llama=source-llama source-neox=source-neox source-mpt=source-mpt \
