@@ -104,25 +104,32 @@ jq -n --argjson rows "$rows_json" --argjson claims "$claims_json" --argjson sett
   jq -r '.claims[] | "- \(if .holds then "holds" else "DOES NOT HOLD" end): \(.claim) (\(.values | to_entries | map("\(.key) \(.value * 1000 | round / 1000)") | join(", ")))"' "$D/table.json"
 } > "$D/table.md"
 
-# Plot data: one row per domain (code, docs, legal, average), one column per model.
-jq -r '["domain"] + [.rows[] | (if .setting == "A" then "" else "same arch: " end) + ."label"] | @tsv' "$D/table.json" > "$D/bars.tsv"
-for key in code docs legal average; do
-  jq -r --arg k "$key" '[$k] + [.rows[] | if $k == "average" then .average else .bpb[$k] end] | @tsv' "$D/table.json"
-done >> "$D/bars.tsv"
-ncols=$(( ${#ROWS[@]} + 1 ))
+# Plot data: per setting, one row per domain (code, docs, legal, average), one column per model.
+for setting in A B; do
+  jq -r --arg s "$setting" '["domain"] + [.rows[] | select(.setting == $s) | ."label"] | @tsv' "$D/table.json" > "$D/bars-$setting.tsv"
+  for key in code docs legal average; do
+    jq -r --arg k "$key" --arg s "$setting" \
+      '[$k] + [.rows[] | select(.setting == $s) | if $k == "average" then .average else .bpb[$k] end] | @tsv' "$D/table.json"
+  done >> "$D/bars-$setting.tsv"
+done
+ncols_a=$(( $(head -n1 "$D/bars-A.tsv" | awk -F'\t' '{ print NF }') ))
+ncols_b=$(( $(head -n1 "$D/bars-B.tsv" | awk -F'\t' '{ print NF }') ))
 gnuplot <<EOF
-set terminal pngcairo size 1500,650 font ",10"
+set terminal pngcairo size 1500,1100 font ",10"
 set output "$D/table.png"
 set datafile separator "\t"
-set title "Bits per UTF-8 byte on each domain's test documents (lower is better)"
 set style data histograms
 set style histogram clustered gap 2
 set style fill solid 0.85 border -1
 set key outside right top vertical font ",9"
-set ylabel "bits per byte"
-set yrange [0:*]
+set ylabel "bits per byte (lower is better)"
 set grid ytics
-plot for [i=2:$ncols] "$D/bars.tsv" using i:xtic(1) title columnheader(i)
+set multiplot layout 2,1
+set title "Different architectures and tokenizers: test BPB per domain"
+plot for [i=2:$ncols_a] "$D/bars-A.tsv" using i:xtic(1) title columnheader(i)
+set title "Same architecture (like the paper's Pythia experiment): test BPB per domain"
+plot for [i=2:$ncols_b] "$D/bars-B.tsv" using i:xtic(1) title columnheader(i)
+unset multiplot
 EOF
 if [ -s "$E/curve.tsv" ]; then
   gnuplot <<EOF
