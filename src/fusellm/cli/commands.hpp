@@ -25,4 +25,5 @@ void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
 void add_timeline(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_eval(CLI::App& app);
 }  // namespace fusellm::cli
