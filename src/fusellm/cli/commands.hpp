@@ -25,5 +25,6 @@ void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
 void add_timeline(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_eval(CLI::App& app);
 void add_init(CLI::App& app);
 }  // namespace fusellm::cli

@@ -36,23 +36,14 @@ void check_ids(const ScoreRequest& req) {
   fail("{}: token {}: log-probability {} is not finite (the logits are finite)", req.file, pos, lp);
 }
 
-// One window [start, start + len) of the text: one forward per model, then a log-prob for each
-// token after the window's first.
+// One window [start, start + len) of the text: a log-prob for each token after the window's first.
 void score_window(const ScoreRequest& req, int64_t start, int64_t len, TextScore& s,
                   const std::function<void(const TokenScore&)>& on_token) {
-  std::vector<Tensor> logits;
-  for (const NamedModel& m : req.models) logits.push_back(m.model->forward(req.ids.subspan(start, len)));
-  std::vector<std::span<const float>> rows(logits.size());
-  for (int64_t i = 1; i < len; ++i) {
-    const int64_t pos = start + i;
-    for (size_t j = 0; j < logits.size(); ++j) rows[j] = logits[j].row(i - 1);
-    // One model: weight 1, log 1 = 0, so this is that model's log softmax exactly.
-    const double lp = ensemble_log_prob(rows, req.weights, req.ids[pos]);
-    if (!std::isfinite(lp)) refuse_non_finite(req, rows, pos, lp);
-    s.nll -= lp;
-    ++s.scored;
-    if (on_token) on_token({pos, req.ids[pos], lp});
-  }
+  if (len < 2) return;  // a window of one token predicts nothing
+  ScoreRequest w = req;
+  w.ids = req.ids.subspan(size_t(start), size_t(len));
+  s.nll -= score_continuation(w, 1, on_token, start);
+  s.scored += len - 1;
 }
 
 }  // namespace
@@ -66,8 +57,30 @@ int64_t default_window(std::span<const NamedModel> models) {
   return context > 0 ? context : 2048;
 }
 
-TextScore score_ids(const ScoreRequest& req, const std::function<void(const TokenScore&)>& on_token) {
+double score_continuation(const ScoreRequest& req, int64_t first_target,
+                          const std::function<void(const TokenScore&)>& on_token, int64_t pos_offset) {
+  const int64_t n = int64_t(req.ids.size());
+  if (first_target < 1 || first_target >= n)
+    fail("{}: nothing to score: target {} of {} token(s) (a target needs a token before it)", req.file, first_target,
+         n);
   check_ids(req);
+  std::vector<Tensor> logits;
+  for (const NamedModel& m : req.models) logits.push_back(m.model->forward(req.ids.first(size_t(n - 1))));
+  std::vector<std::span<const float>> rows(logits.size());
+  double sum = 0.0;
+  for (int64_t t = first_target; t < n; ++t) {
+    for (size_t j = 0; j < logits.size(); ++j) rows[j] = logits[j].row(t - 1);
+    // One model: weight 1, log 1 = 0, so this is that model's log softmax exactly.
+    const double lp = ensemble_log_prob(rows, req.weights, req.ids[size_t(t)]);
+    if (!std::isfinite(lp)) refuse_non_finite(req, rows, t + pos_offset, lp);
+    sum += lp;
+    if (on_token) on_token({t + pos_offset, req.ids[size_t(t)], lp});
+  }
+  return sum;
+}
+
+TextScore score_ids(const ScoreRequest& req, const std::function<void(const TokenScore&)>& on_token) {
+  check_ids(req);  // first over the whole text, so an error names the id's position in it
   const int64_t window = req.window > 0 ? req.window : default_window(req.models);
   const int64_t n = int64_t(req.ids.size());
   if (n > window) spdlog::info("{} tokens > window {}: scoring in {} windows", n, window, (n + window - 1) / window);

@@ -1,8 +1,9 @@
 #pragma once
 // Scoring a text under a model, or under the paper's ensemble of models (model/ensemble.hpp):
-// per-token log-probabilities, perplexity and bits per UTF-8 byte, as lm-evaluation-harness's
-// loglikelihood_rolling computes them for its perplexity tasks (word_perplexity, byte_perplexity,
-// bits_per_byte), with non-overlapping windows.
+// per-token log-probabilities, perplexity and bits per UTF-8 byte of a text (`fusellm score`),
+// with non-overlapping windows; and the one-forward-pass continuation score that `fusellm eval`
+// builds lm-evaluation-harness's loglikelihood and loglikelihood_rolling on (eval/rolling_windows,
+// eval/multiple_choice: those follow the harness's windows and BOS/EOS prefix; score_ids does not).
 //
 // Token i's log-prob is log softmax(logits[i-1])[id_i]; the first token of the text has none
 // (unless it is a BOS the tokenizer added). Texts longer than the window are scored in
@@ -54,6 +55,14 @@ struct ScoreRequest {
 
 // The smallest context (max_positions) of the models, or 2048 when none states one.
 int64_t default_window(std::span<const NamedModel> models);
+
+// The log-probs of req.ids[t] for t >= first_target (>= 1), each given req.ids[0, t), from one
+// forward pass per model over req.ids[0, n-1): the last id is only a target, as
+// lm-evaluation-harness's HFLM._loglikelihood_tokens feeds (context + continuation)[:-1], so a
+// window of n ids needs a context of n-1 positions. Returns their sum (nats); `on_token` sees each
+// with pos = t + pos_offset. Errors as score_ids.
+double score_continuation(const ScoreRequest& req, int64_t first_target,
+                          const std::function<void(const TokenScore&)>& on_token = {}, int64_t pos_offset = 0);
 
 // Scores the text; `on_token` (optional) sees every scored token in order. Error (naming the
 // file and the model) on an id outside a model's vocabulary, a non-finite log-prob, or a text
