@@ -1,4 +1,4 @@
-// fusellm eval --model DIR [--perplexity CORPUS ...] [--choice FILE ...] [--generate FILE ...]:
+// fusellm eval --model DIR [--model DIR ...] [--perplexity CORPUS ...] [--choice FILE ...] [--generate FILE ...]:
 // evaluates a model as lm-evaluation-harness 0.4.5 does (HFLM, batch size 1, fp32), on local
 // files, and prints the results in the harness's JSON layout (stdout or --output) with a short
 // table on stderr.
@@ -23,6 +23,7 @@
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/eval/eval_model.hpp"
+#include "fusellm/model/mixture_weights.hpp"
 #include "fusellm/eval/eval_results.hpp"
 #include "fusellm/eval/task_file.hpp"
 
@@ -31,7 +32,8 @@ namespace fusellm::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model;
+  std::vector<std::string> model;
+  std::string weights;
   std::vector<std::string> perplexity, choice, generate;
   int64_t max_length = 0;
   int64_t max_gen_toks = 256;  // HFLM.max_gen_toks
@@ -90,10 +92,17 @@ void run_eval(const EvalOptions& o) {
   if (o.perplexity.empty() && o.choice.empty() && o.generate.empty())
     throw CLI::ValidationError("no task: give --perplexity, --choice or --generate");
   check_names(o);
-  const eval::EvalModel m = eval::EvalModel::load(o.model, o.max_length);
+  if (o.model.size() > 1 && !o.generate.empty())
+    throw CLI::ValidationError("--generate evaluates one model: the ensemble (several --model) scores only");
+  const std::vector<double> weights =
+      as_usage_error([&] { return mixture_weights(o.weights, o.model.size(), "--weights"); });
+  const eval::EvalModel m = eval::EvalModel::load_ensemble(o.model, weights, o.max_length);
+  std::string model_args;
+  for (size_t i = 0; i < o.model.size(); ++i) model_args += (i ? ",pretrained=" : "pretrained=") + o.model[i];
   const std::vector<eval::TaskReport> reports = run_tasks(o, m);
   const nlohmann::json config{{"model", "fusellm"},
-                              {"model_args", "pretrained=" + o.model},
+                              {"model_args", model_args},
+                              {"ensemble_weights", o.model.size() > 1 ? nlohmann::json(weights) : nlohmann::json()},
                               {"model_type", m.model->info().model_type},
                               {"max_length", m.max_length},
                               {"prefix_token_id", m.special.bos ? *m.special.bos : m.special.eos.value_or(-1)},
@@ -118,7 +127,12 @@ void add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* sub = app.add_subcommand("eval", "evaluate a model as lm-evaluation-harness does: perplexity, multiple choice, "
                                          "generation");
-  sub->add_option("--model", o->model, "Hugging Face checkpoint directory (with its tokenizer)")->required();
+  sub->add_option("--model", o->model,
+                  "Hugging Face checkpoint directory (with its tokenizer); several (one tokenizer): their ensemble, "
+                  "the paper's baseline (perplexity and multiple choice)")
+      ->required()
+      ->allow_extra_args(false);
+  sub->add_option("--weights", o->weights, "ensemble weights w1,w2,...: one per --model (default: uniform)");
   sub->add_option("--perplexity", o->perplexity,
                   "corpus: JSONL of {\"text\": ...}, a text file, or a directory (repeatable)")
       ->allow_extra_args(false);

@@ -23,6 +23,13 @@ namespace fusellm::eval {
 struct EvalModel {
   std::string dir;
   std::unique_ptr<CausalLM> model;
+  // The paper's ensemble baseline (model/ensemble.hpp): further models that share the tokenizer,
+  // whose next-token probabilities are averaged with `model`'s, weighted by `weights` (one per
+  // model, `model` first). Empty for one model. Scoring (loglikelihood, rolling windows) uses the
+  // mixture; generation refuses it.
+  std::vector<std::unique_ptr<CausalLM>> members;
+  std::vector<std::string> member_dirs;
+  std::vector<double> weights;
   std::unique_ptr<Tokenizer> tokenizer;
   SpecialTokens special;
   int64_t max_length = 0;
@@ -30,6 +37,12 @@ struct EvalModel {
   // Error naming the directory when it has no tokenizer.json or tokenizer.model; max_length <= 0:
   // the model's context (2048 when config.json states none, HFLM's _DEFAULT_MAX_LENGTH).
   static EvalModel load(const std::string& dir, int64_t max_length = 0);
+  // An ensemble: dirs[0] as load() gives it, the others' models added as members (each must
+  // have dirs[0]'s tokenizer: Error naming both otherwise); max_length the smallest context
+  // unless given. weights: one per dir, summing to 1.
+  static EvalModel load_ensemble(const std::vector<std::string>& dirs, const std::vector<double>& weights,
+                                 int64_t max_length = 0);
+  bool is_ensemble() const { return !members.empty(); }
 
   std::vector<int32_t> encode(std::string_view text) const;  // add_special_tokens=False
   std::string decode(const std::vector<int32_t>& ids) const;  // skip_special_tokens=True

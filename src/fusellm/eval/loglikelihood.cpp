@@ -9,11 +9,14 @@ namespace fusellm::eval {
 
 namespace {
 
-// Sum of the log-probs of tokens[first_target:] under the one model (eval/text_score.hpp).
+// Sum of the log-probs of tokens[first_target:] under the model, or under the ensemble's mixture
+// (eval/text_score.hpp).
 double score(const EvalModel& m, std::span<const int32_t> tokens, int64_t first_target, const std::string& where) {
-  const NamedModel named{m.model.get(), m.dir};
-  const double one = 1.0;
-  const ScoreRequest req{std::span(&named, 1), std::span(&one, 1), tokens, 0, 0, where};
+  std::vector<NamedModel> named{{m.model.get(), m.dir}};
+  for (size_t i = 0; i < m.members.size(); ++i) named.push_back({m.members[i].get(), m.member_dirs[i]});
+  const std::vector<double> one{1.0};
+  const std::span<const double> weights = m.is_ensemble() ? std::span<const double>(m.weights) : std::span(one);
+  const ScoreRequest req{named, weights, tokens, 0, 0, where};
   return score_continuation(req, first_target);
 }
 
