@@ -69,6 +69,7 @@ struct Arch {
 
   bool qkv_bias = false, o_bias = false, mlp_bias = false;
   bool tied_embeddings = false;
+  double logit_scale = 1.0;  // the logits are multiplied by it (MosaicML's MPT logit_scale)
   QkvLayout qkv_layout = QkvLayout::Separate;
   bool conv1d = false;  // 2-D weights stored [in, out] (GPT-2's Conv1D)
 

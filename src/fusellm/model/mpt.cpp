@@ -143,12 +143,27 @@ void read_norm(Arch& a, const HFConfig& c) {
 void refuse_unsupported(const HFConfig& c, const Arch& a) {
   if (!c.get_bool("no_bias", true)) c.field_error("no_bias", "false is not supported (MPT checkpoints have no biases)");
   if (c.get_bool("attention_bias", false)) c.field_error("attention_bias", "true is not supported");
-  if (c.has("logit_scale")) c.field_error("logit_scale", "is not supported (MosaicML's MPT scales the logits by it)");
   if (c.has("final_logit_softcapping")) c.field_error("final_logit_softcapping", "is not supported");
   if (c.has("block_overrides")) c.field_error("block_overrides", "is not supported (all blocks must be alike)");
   if (c.has("head_dim") && c.get_int("head_dim") != a.head_dim)
     c.field_error("head_dim", fmt::format("{} is not supported (only d_model / n_heads = {})", c.get_int("head_dim"),
                                           a.head_dim));
+}
+
+// logit_scale (MosaicML's MPTForCausalLM.__init__): null, a number, or "inv_sqrt_d_model"
+// (1 / sqrt(d_model)); forward multiplies the logits by it. transformers' MptForCausalLM ignores
+// the field; fusellm follows MosaicML.
+double read_logit_scale(const HFConfig& c, int64_t d_model) {
+  if (!c.has("logit_scale")) return 1.0;
+  const nlohmann::json& v = c.json()["logit_scale"];
+  if (v.is_string()) {
+    if (v.get<std::string>() != "inv_sqrt_d_model")
+      c.field_error("logit_scale", fmt::format("unsupported {} (a number, null or \"inv_sqrt_d_model\")", v.dump()));
+    return 1.0 / std::sqrt(double(d_model));
+  }
+  const double s = c.get_float("logit_scale");
+  if (!std::isfinite(s) || s == 0) c.field_error("logit_scale", fmt::format("{} would make every logit 0 or not finite", s));
+  return s;
 }
 
 }  // namespace
@@ -173,6 +188,7 @@ Arch mpt_arch(const HFConfig& c) {
   read_attn_config(a, c);
   read_ffn_config(a, c);
   a.tied_embeddings = c.get_bool("tie_word_embeddings", true);
+  a.logit_scale = read_logit_scale(c, a.hidden);
   a.qkv_layout = QkvLayout::Fused;
   return a;
 }
