@@ -1,43 +1,288 @@
 #!/usr/bin/env bash
-# The main command (README): installs what is missing, builds, and runs the shipped demo on the
-# two tiny checkpoints in examples/demo/ (a Llama with a SentencePiece-style BPE tokenizer and a
-# GPT-NeoX with a byte-level BPE tokenizer):
-#   1. describes them and scores a held-out sample with each (per-token log-probs, perplexity,
-#      bits per byte), next to the numbers `transformers` computed for the same weights;
-#   2. runs the FuseLLM job jobs/tiny.toml online as one MPI job (mpirun -np 3: a teacher rank per
-#      source computing top-10 rows aligned into the target's vocabulary with MinED, one student
-#      rank training the target on them; one process when mpirun is missing), `fusellm train`
-#      (20 steps of 0.9 * CLM + 0.1 * MinCE fusion, checkpoints, metrics, Hugging Face export);
-#   3. scores the sample again with the fused target.
-# About 2-3 minutes on 2 cores. Output: runs/tiny/.
-#   bash scripts/demo.sh
+# The main command (README, "Quick start"): knowledge fusion shown working on a laptop, no download.
+#
+#   bash scripts/demo.sh [--quick] [--out DIR] [--np N] [--no-setup]
+#
+# A small replication of the FuseLLM paper's experiments (Wan et al., ICLR 2024; DESIGN.md section 1):
+#   1. corpus: three domains of real text from this Debian machine (C headers, the Perl library's
+#      documentation, license texts; scripts/demo/corpus.pl), split by document into source,
+#      fusion, valid and test parts;
+#   2. sources: three models of different families AND tokenizers, each trained from fresh
+#      weights on one domain: a Llama (SentencePiece-style BPE, 2048 pieces) on licenses, a
+#      GPT-NeoX (byte-level BPE, 3095 tokens) on C headers, an MPT with ALiBi (byte-level BPE,
+#      4119 tokens) on documentation;
+#   3. the target: a Llama pretrained briefly on the mixed fusion corpus ("base"), then continually
+#      trained on the same tokens by each method of the paper's comparison: CLM only; FuseLLM
+#      (MinCE, MinED, lambda 0.9, top-10; online: the teachers run as the target trains, as one
+#      MPI job when mpirun is there); AvgCE instead of MinCE; EM instead of MinED; knowledge
+#      distillation from one source; fusion of two sources;
+#   4. a same-architecture setting like the paper's Pythia experiment: three copies of the base,
+#      each continually trained on one domain, then their ensemble (probabilities averaged),
+#      their weight merge (parameters averaged) and FuseLLM (fused into the base);
+#   5. every model scored on each domain's test documents with `fusellm eval` (bits per UTF-8
+#      byte as lm-evaluation-harness's loglikelihood_rolling computes it); the table (JSON,
+#      Markdown) and PNG plots (gnuplot) in OUT/report/.
+# Default: about 15 minutes on 2 cores; --quick (a smoke test: tiny corpus, a few steps per
+# stage) about 2-3 minutes. Each stage's log is in OUT/logs/. Output: runs/demo/ (--out).
+# Settings for a GPU node or a cluster: README, "The demo".
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+QUICK=0 OUT=$ROOT/runs/demo NP=auto SETUP=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --quick) QUICK=1; shift ;;
+    --out) OUT=$(realpath -m "$2"); shift 2 ;;
+    --np) NP=$2; shift 2 ;;
+    --no-setup) SETUP=0; shift ;;
+    *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+case $OUT in *[[:space:]]*) echo "demo.sh: --out must not contain white space: $OUT" >&2; exit 2 ;; esac
 cd "$ROOT"
-FUSELLM_TARGETS=fusellm bash scripts/setup.sh
-BIN=${FUSELLM_BUILD_DIR:-$ROOT/build}/fusellm
-D=examples/demo
-
-echo; echo "== fusellm info $D/llama"; "$BIN" info "$D/llama"
-echo; echo "== fusellm info $D/neox"; "$BIN" info "$D/neox"
-echo; echo "== fusellm tokenize (first line of the sample, both tokenizers)"
-head -n1 "$D/sample.txt" | "$BIN" tokenize --tokenizer "$D/llama"
-head -n1 "$D/sample.txt" | "$BIN" tokenize --tokenizer "$D/neox"
-echo; echo "== fusellm score --model $D/llama $D/sample.txt"
-"$BIN" score --model "$D/llama" "$D/sample.txt"
-echo "transformers on the same weights: $(cat $D/llama/reference_score.json | tr -d '\n ')"
-echo; echo "== fusellm score --model $D/neox $D/sample.txt --quiet"
-"$BIN" score --model "$D/neox" "$D/sample.txt" --quiet
-echo "transformers on the same weights: $(cat $D/neox/reference_score.json | tr -d '\n ')"
-
-echo; echo "== the FuseLLM job jobs/tiny.toml (online: the teachers run as the target trains)"
-rm -rf runs/tiny
-if command -v mpirun >/dev/null && [ "${FUSELLM_DEMO_MPI:-1}" = 1 ]; then
-  # One MPI job: 2 teacher ranks (one per source) and 1 student rank (README, "The MPI job").
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
-    mpirun --oversubscribe -np 3 "$BIN" train --job jobs/tiny.toml
-else
-  "$BIN" train --job jobs/tiny.toml  # one process: teachers and student in turn
+if [ "$SETUP" = 1 ]; then
+  echo "demo: setting up (apt packages, Kokkos, the fusellm build; logs in $OUT/logs/setup.log)"
+  mkdir -p "$OUT/logs"
+  FUSELLM_TARGETS=fusellm bash scripts/setup.sh > "$OUT/logs/setup.log" 2>&1 ||
+    { tail -n 30 "$OUT/logs/setup.log"; echo "demo: setup failed (log: $OUT/logs/setup.log)" >&2; exit 1; }
 fi
-echo; echo "== fusellm score --model runs/tiny/export $D/sample.txt --quiet (the fused target)"
-"$BIN" score --model runs/tiny/export "$D/sample.txt" --quiet
+BIN=${FUSELLM_BUILD_DIR:-$ROOT/build}/fusellm
+[ -x "$BIN" ] || { echo "demo: $BIN is not built (run without --no-setup)" >&2; exit 1; }
+for tool in perl jq gnuplot; do
+  command -v "$tool" >/dev/null || { echo "demo: '$tool' is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+# ---- sizes -------------------------------------------------------------------------------------
+# Steps of 16 sequences x 256 tokens. The continual-training runs all see the same tokens (the
+# same seed, corpus and steps): the paper's comparison at one token budget.
+if [ "$QUICK" = 1 ]; then
+  CORPUS_SCALE=0.12 SRC_STEPS=8 BASE_STEPS=6 CONT_STEPS=6 TUNE_STEPS=4 CURVE_EVERY=3
+else
+  CORPUS_SCALE=1 SRC_STEPS=${DEMO_SRC_STEPS:-60} BASE_STEPS=${DEMO_BASE_STEPS:-40}
+  CONT_STEPS=${DEMO_CONT_STEPS:-40} TUNE_STEPS=${DEMO_TUNE_STEPS:-20} CURVE_EVERY=${DEMO_CURVE_EVERY:-10}
+fi
+SRC_LR=${DEMO_SRC_LR:-3e-3} CONT_LR=${DEMO_CONT_LR:-1e-3}
+export OMP_WAIT_POLICY=passive  # several processes share the cores (README, Troubleshooting)
+CORES=$(nproc)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CORES}
+if [ "$NP" = auto ]; then
+  if command -v mpirun >/dev/null; then NP=4; else NP=1; fi
+fi
+
+# ---- progress ----------------------------------------------------------------------------------
+# Each stage has a weight (its expected seconds on 2 cores); the overall ETA scales the remaining
+# weights by how fast the finished stages went on this machine.
+declare -a STAGE_NAMES=() STAGE_WEIGHTS=()
+plan() { STAGE_NAMES+=("$1"); STAGE_WEIGHTS+=("$2"); }
+STAGE_NO=0 DONE_WEIGHT=0 T0=$(date +%s)
+TTY=0; [ -t 1 ] && TTY=1
+fmt_time() { printf '%d:%02d' $(( $1 / 60 )) $(( $1 % 60 )); }
+total_weight() { local s=0 w; for w in "${STAGE_WEIGHTS[@]}"; do s=$(( s + w )); done; echo $s; }
+
+# The fraction of a stage done, from its log: "step N/M" (train) or "N/M segments" (teach).
+stage_fraction() {
+  tr '\r' '\n' < "$1" 2>/dev/null | grep -oE '(step [0-9]+/[0-9]+|[0-9]+/[0-9]+ segments)' | tail -n1 |
+    grep -oE '[0-9]+/[0-9]+' | awk -F/ '$2 > 0 { printf "%.3f", $1 / $2; exit } END { if (NR == 0) print 0 }'
+}
+
+draw() {  # name, weight, seconds in stage, log
+  local frac elapsed=$(( $(date +%s) - T0 )) total rate eta bar n
+  frac=$(stage_fraction "$4")
+  total=$(total_weight)
+  # seconds per weight unit so far (1 before anything finished)
+  rate=$(awk -v e="$elapsed" -v d="$DONE_WEIGHT" -v w="$2" -v f="$frac" -v s="$3" \
+    'BEGIN { done = d + w * f; r = (done > 5) ? (e / done) : 1; print r }')
+  eta=$(awk -v r="$rate" -v t="$total" -v d="$DONE_WEIGHT" -v w="$2" -v f="$frac" 'BEGIN { printf "%d", r * (t - d - w * f) }')
+  n=$(awk -v f="$frac" 'BEGIN { printf "%d", f * 24 }')
+  bar=$(printf '%*s' "$n" '' | tr ' ' '#')$(printf '%*s' $(( 24 - n )) '' | tr ' ' '.')
+  printf '\r  [%s] %3d%%  %s in stage, overall %s elapsed, about %s left   ' "$bar" \
+    "$(awk -v f="$frac" 'BEGIN { printf "%d", f * 100 }')" "$(fmt_time "$3")" "$(fmt_time $elapsed)" "$(fmt_time "$eta")"
+}
+
+stage() {  # name, weight, command...
+  local name=$1 weight=$2 log pid start rc=0
+  shift 2
+  STAGE_NO=$(( STAGE_NO + 1 ))
+  log=$OUT/logs/$(printf '%02d' $STAGE_NO)-$name.log
+  echo "stage $STAGE_NO/${#STAGE_NAMES[@]}: $name"
+  start=$(date +%s)
+  "$@" > "$log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    [ "$TTY" = 1 ] && draw "$name" "$weight" $(( $(date +%s) - start )) "$log"
+    sleep 0.5
+  done
+  wait "$pid" || rc=$?
+  [ "$TTY" = 1 ] && printf '\r%*s\r' 110 ''
+  if [ "$rc" != 0 ]; then
+    echo "demo: stage '$name' failed (exit $rc); the end of its log ($log):" >&2
+    tail -n 25 "$log" >&2
+    exit 1
+  fi
+  DONE_WEIGHT=$(( DONE_WEIGHT + weight ))
+  echo "  done in $(fmt_time $(( $(date +%s) - start ))) (overall $(fmt_time $(( $(date +%s) - T0 ))))"
+}
+
+# ---- the stages --------------------------------------------------------------------------------
+M=$OUT/models C=$OUT/corpus E=$OUT/eval R=$OUT/runs
+DOMAINS=(code docs legal)
+declare -A SOURCE_DOMAIN=([llama]=legal [neox]=code [mpt]=docs)
+
+train_clm() {  # model dir, corpus dir, output name, steps, lr, [extra --set ...]
+  local model=$1 corpus=$2 name=$3 steps=$4 lr=$5
+  shift 5
+  "$BIN" train --job jobs/demo/clm.toml --set target.path="$model" --set corpus.path="$corpus" \
+    --set job.output_dir="$R/$name" --set train.max_steps="$steps" --set optim.lr="$lr" "$@" \
+    --export "$M/$name"
+}
+
+# FuseLLM continual training of the base; $1: output name; the rest: --set overrides.
+# $1: how many of the sources the job file lists (llama, neox, mpt in that order).
+fuse_sets() {
+  local i=0 s
+  for s in llama neox mpt; do
+    [ $i -lt "${1:-3}" ] && echo --set "source[$i].path=$M/source-$s"
+    i=$(( i + 1 ))
+  done
+  echo --set target.path="$M/base-llama" --set corpus.path="$C/fusion" \
+    --set train.max_steps="$CONT_STEPS" --set optim.lr="$CONT_LR"
+}
+train_fused_online() {  # name, extra --set ...
+  local name=$1
+  shift
+  # shellcheck disable=SC2046  # fuse_sets prints words that are meant to split
+  local args=(train --job jobs/demo/fuse.toml $(fuse_sets) --set job.output_dir="$R/$name"
+              --set checkpoint.interval="$CURVE_EVERY" --set checkpoint.keep=100 "$@" --export "$M/$name")
+  if [ "$NP" -gt 1 ]; then
+    # One MPI job: a teacher rank per source, one student rank (README, "The MPI job").
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+      mpirun --oversubscribe -np 4 "$BIN" "${args[@]}"
+  else
+    "$BIN" "${args[@]}"
+  fi
+}
+teach_all() {  # alignment; writes the three sources' caches to $R/cache-<alignment>
+  local s i=0
+  for s in llama neox mpt; do
+    # shellcheck disable=SC2046
+    "$BIN" teach --job jobs/demo/fuse.toml $(fuse_sets) --set distill.alignment="$1" --source "$s" \
+      --cache-dir "$R/cache-$1"
+    i=$(( i + 1 ))
+  done
+}
+train_fused_offline() {  # job (fuse, fuse2, kd), name, alignment, extra --set ...
+  local job=$1 name=$2 alignment=$3
+  shift 3
+  # shellcheck disable=SC2046
+  local n=3
+  [ "$job" = fuse2 ] && n=2
+  [ "$job" = kd ] && n=1
+  "$BIN" train --job "jobs/demo/$job.toml" $(fuse_sets $n) --set job.output_dir="$R/$name" \
+    --set distill.alignment="$alignment" --cache-dir "$R/cache-$alignment" "$@" --export "$M/$name"
+}
+
+# Scores a model (or, with several, their ensemble) on each domain's test documents.
+evaluate_all() {
+  local spec name
+  for spec in "$@"; do
+    name=${spec%%=*}
+    local models=()
+    IFS=, read -r -a dirs <<< "${spec#*=}"
+    local d
+    for d in "${dirs[@]}"; do models+=(--model "$M/$d"); done
+    local dom
+    for dom in "${DOMAINS[@]}"; do
+      "$BIN" eval "${models[@]}" --corpus "$C/test/$dom" --output "$E/$name.$dom.json"
+    done
+  done
+}
+
+# The learning curves: average validation BPB of the base and of every checkpoint of the CLM-only
+# and the FuseLLM run (exported, then scored), against the tokens the target has seen.
+curve() {
+  local run ck step dir dom sum bpb
+  for run in clm-only fuse-3; do
+    for ck in "$M/base-llama" "$R/$run"/checkpoints/step-*; do
+      step=0 dir=$ck
+      if [ "$ck" != "$M/base-llama" ]; then
+        step=${ck##*step-} dir=$OUT/tmp-curve
+        rm -rf "$dir"
+        "$BIN" export --checkpoint "$ck" --out "$dir" > /dev/null
+      fi
+      sum=0
+      for dom in "${DOMAINS[@]}"; do
+        "$BIN" eval --model "$dir" --corpus "$C/valid/$dom" --output "$E/curve.json"
+        bpb=$(jq '[.results[] | to_entries[] | select(.key | startswith("bits_per_byte")) | .value] | first' "$E/curve.json")
+        sum=$(awk -v a="$sum" -v b="$bpb" 'BEGIN { printf "%.6f", a + b }')
+      done
+      printf '%s\t%s\t%s\t%s\n' "$run" "$step" $(( step * 16 * 256 )) "$(awk -v s="$sum" 'BEGIN { printf "%.6f", s / 3 }')"
+    done | sort -t$'\t' -k2,2n >> "$E/curve.tsv"
+  done
+  rm -rf "$OUT/tmp-curve" "$E/curve.json"
+}
+plan corpus 15; plan init 5
+for s in llama neox mpt; do plan "source-$s" $(( SRC_STEPS * 2 )); done
+plan base $(( BASE_STEPS * 2 )); plan clm-only $(( CONT_STEPS * 2 ))
+plan fuse-online $(( CONT_STEPS * 4 )); plan teach-mined 40; plan teach-em 40
+plan avgce $(( CONT_STEPS * 2 )); plan em $(( CONT_STEPS * 2 )); plan kd $(( CONT_STEPS * 2 )); plan fuse-2 $(( CONT_STEPS * 2 ))
+plan same-arch-tune $(( TUNE_STEPS * 6 )); plan same-arch-merge 5; plan same-arch-fuse $(( CONT_STEPS * 3 ))
+plan eval 60; plan curve 20; plan report 5
+
+rm -rf "$OUT/corpus" "$M" "$E" "$R" "$OUT/report"
+mkdir -p "$OUT/logs" "$M" "$E" "$R"
+echo "demo: output in $OUT ($( [ "$QUICK" = 1 ] && echo quick || echo default ) mode, $CORES cores, teachers $( [ "$NP" -gt 1 ] && echo "as MPI ranks (mpirun -np $NP)" || echo "in one process"))"
+
+jq -n --argjson quick "$QUICK" --argjson cores "$CORES" --argjson np "$NP" --argjson scale "$CORPUS_SCALE" \
+  --argjson src "$SRC_STEPS" --argjson base "$BASE_STEPS" --argjson cont "$CONT_STEPS" --argjson tune "$TUNE_STEPS" \
+  --arg src_lr "$SRC_LR" --arg cont_lr "$CONT_LR" \
+  '{mode: (if $quick == 1 then "quick" else "default" end), cores: $cores, mpi_ranks: $np, corpus_scale: $scale,
+    tokens_per_step: (16 * 256), steps: {source: $src, base: $base, continual: $cont, same_arch_tune: $tune},
+    lr: {pretraining: $src_lr, continual: $cont_lr}, distill: {lambda: 0.9, top_k: 10, temperature: 1.0}}' \
+  > "$OUT/settings.json"
+stage corpus 15 perl scripts/demo/corpus.pl "$C" --scale "$CORPUS_SCALE"
+init_models() {
+  local seed=1 m
+  for m in llama neox mpt; do
+    "$BIN" init --from "examples/fusion_demo/models/$m" --out "$M/init-$m" --seed $seed
+    seed=$(( seed + 1 ))
+  done
+  "$BIN" init --from examples/fusion_demo/models/llama --out "$M/init-base-llama" --seed 10
+}
+stage init 5 init_models
+for s in llama neox mpt; do
+  stage "source-$s" $(( SRC_STEPS * 2 )) train_clm "$M/init-$s" "$C/source/${SOURCE_DOMAIN[$s]}" "source-$s" "$SRC_STEPS" "$SRC_LR"
+done
+stage base $(( BASE_STEPS * 2 )) train_clm "$M/init-base-llama" "$C/fusion" base-llama "$BASE_STEPS" "$SRC_LR"
+stage clm-only $(( CONT_STEPS * 2 )) train_clm "$M/base-llama" "$C/fusion" clm-only "$CONT_STEPS" "$CONT_LR" \
+  --set checkpoint.interval="$CURVE_EVERY" --set checkpoint.keep=100
+stage fuse-online $(( CONT_STEPS * 4 )) train_fused_online fuse-3
+stage teach-mined 40 teach_all mined
+stage teach-em 40 teach_all em
+stage avgce $(( CONT_STEPS * 2 )) train_fused_offline fuse avgce mined --set distill.fusion=avgCE
+stage em $(( CONT_STEPS * 2 )) train_fused_offline fuse em em
+stage kd $(( CONT_STEPS * 2 )) train_fused_offline kd kd-llama mined
+stage fuse-2 $(( CONT_STEPS * 2 )) train_fused_offline fuse2 fuse-2 mined
+same_arch_tune() {
+  local dom
+  for dom in "${DOMAINS[@]}"; do
+    train_clm "$M/base-llama" "$C/source/$dom" "tuned-$dom" "$TUNE_STEPS" "$CONT_LR"
+  done
+}
+stage same-arch-tune $(( TUNE_STEPS * 6 )) same_arch_tune
+stage same-arch-merge 5 "$BIN" merge --model "$M/tuned-code" --model "$M/tuned-docs" --model "$M/tuned-legal" --out "$M/merged"
+stage same-arch-fuse $(( CONT_STEPS * 3 )) train_fused_online same-arch-fuse \
+  --set source[0].path="$M/tuned-code" --set source[1].path="$M/tuned-docs" --set source[2].path="$M/tuned-legal" \
+  --set source[0].name=code --set source[1].name=docs --set source[2].name=legal
+stage eval 60 evaluate_all source-llama=source-llama source-neox=source-neox source-mpt=source-mpt \
+  base=base-llama clm-only=clm-only fuse-3=fuse-3 avgce=avgce em=em kd-llama=kd-llama fuse-2=fuse-2 \
+  tuned-code=tuned-code tuned-docs=tuned-docs tuned-legal=tuned-legal \
+  ensemble=tuned-code,tuned-docs,tuned-legal merged=merged same-arch-fuse=same-arch-fuse
+stage curve 20 curve
+stage report 5 bash scripts/demo/report.sh "$OUT"
+echo
+cat "$OUT/report/table.md"
+echo
+echo "demo: finished in $(fmt_time $(( $(date +%s) - T0 ))); table and plots in $OUT/report/ (table.json, table.md, *.png)"

@@ -26,4 +26,5 @@ void add_merge(CLI::App& app);
 void add_config(CLI::App& app);
 void add_timeline(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_init(CLI::App& app);
 }  // namespace fusellm::cli

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_config(app);
   fusellm::cli::add_timeline(app);
   fusellm::cli::add_plan(app);
+  fusellm::cli::add_init(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

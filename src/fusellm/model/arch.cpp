@@ -132,4 +132,9 @@ RopeConfig parse_rope(const HFConfig& c, int64_t rotary_dim, double theta, int64
   return r;
 }
 
+bool is_layer_slot(Slot s) {
+  return !(s == Slot::TokenEmbed || s == Slot::PosEmbed || s == Slot::FinalNormW || s == Slot::FinalNormB ||
+           s == Slot::LmHead);
+}
+
 }  // namespace fusellm::model

@@ -21,6 +21,8 @@ enum class Slot {
   MlpNormW, MlpNormB, Gate, GateB, Up, UpB, Down, DownB,
 };
 const char* slot_name(Slot s);
+// Whether the slot is a per-layer tensor (its name pattern has the layer index).
+bool is_layer_slot(Slot s);
 
 struct TensorName {
   Slot slot;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <utility>
 
 #include "fusellm/core/error.hpp"
 
@@ -14,10 +15,6 @@ namespace fusellm::model {
 
 namespace {
 
-bool is_layer_slot(Slot s) {
-  return !(s == Slot::TokenEmbed || s == Slot::PosEmbed || s == Slot::FinalNormW || s == Slot::FinalNormB ||
-           s == Slot::LmHead);
-}
 bool is_mlp_slot(Slot s) {
   return s == Slot::Gate || s == Slot::GateB || s == Slot::Up || s == Slot::UpB || s == Slot::Down ||
          s == Slot::DownB;
@@ -44,7 +41,7 @@ std::string tensor_name(const Arch& a, const std::string& prefix, Slot s, int64_
 // Adds the tensors of one region, adjacent in the buffer: [q; k; v], [gate; up], or one tensor.
 class Planner {
  public:
-  Planner(const Arch& a, const Checkpoint& ck, DecoderParams& out) : a_(a), prefix_(name_prefix(a, ck)), out_(out) {}
+  Planner(const Arch& a, std::string prefix, DecoderParams& out) : a_(a), prefix_(std::move(prefix)), out_(out) {}
 
   // The parts stacked along rows; every part has `cols` columns (1 for vectors).
   Region add(int64_t layer, std::initializer_list<std::pair<Slot, int64_t>> parts, int64_t cols) {
@@ -133,13 +130,19 @@ void load_tensor(const Arch& a, const Checkpoint& ck, const ParamEntry& e, Slot 
 
 }  // namespace
 
+std::string base_prefix(const Arch& a) { return a.names->base; }
+
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck) {
+  return plan_decoder_params(a, name_prefix(a, ck));
+}
+
+DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix) {
   if (a.heads % a.kv_heads)
     fail("{}: {} attention heads are not a multiple of {} key/value heads", a.model_type, a.heads, a.kv_heads);
   if (a.qkv_layout == QkvLayout::FusedPerHead && a.kv_heads != a.heads)
     fail("{}: per-head fused QKV needs as many KV heads as heads", a.model_type);
   DecoderParams out;
-  Planner p(a, ck, out);
+  Planner p(a, prefix, out);
   DecoderRegions& R = out.regions;
   const int64_t Hd = a.hidden;
   R.embed = p.add(0, {{Slot::TokenEmbed, a.vocab}}, Hd);

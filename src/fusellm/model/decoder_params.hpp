@@ -69,6 +69,10 @@ struct LayerRange {
 // The table and regions of a family's model; `ck` gives the tensor names' prefix (checkpoints of
 // the bare base model have none) and nothing else is read.
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);
+// The same with the tensor names' prefix given (a model that has no checkpoint yet: init).
+DecoderParams plan_decoder_params(const Arch& a, const std::string& prefix);
+// The base model's prefix of the family's names ("model.", "transformer.", "gpt_neox.").
+std::string base_prefix(const Arch& a);
 // Whether the stage holding `range` (resolved) holds table entry `entry`.
 bool holds(const Arch& a, const DecoderParams& params, LayerRange range, int entry);
 // Reads every tensor of the table that `range` holds from the checkpoint into `flat`
