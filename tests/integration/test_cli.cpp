@@ -85,6 +85,34 @@ TEST(Cli, InfoReadsATorchZipCheckpoint) {
   EXPECT_EQ(j["family"], "llama");
 }
 
+// A tied head saved by torch.save as a view of the embedding (MPT's lm_head.weight) counts once,
+// as transformers' num_parameters counts it: the .bin and the safetensors report the same number.
+TEST(Cli, InfoCountsATiedBinHeadOnce) {
+  const std::string base = std::string(FUSELLM_SOURCE_DIR) + "/tests/fixtures/torch_bin/mpt_7b_f32/";
+  const CmdResult bin = run("info --json " + base + "bin"), st = run("info --json " + base + "safetensors");
+  ASSERT_EQ(bin.code, 0) << bin.out;
+  ASSERT_EQ(st.code, 0) << st.out;
+  EXPECT_EQ(last_json_line(bin.out)["parameters"], last_json_line(st.out)["parameters"]);
+  EXPECT_EQ(last_json_line(bin.out)["checkpoint_elements"], last_json_line(st.out)["parameters"]);
+}
+
+// convert writes safetensors that load, then refuses to write into the same (now non-empty) directory.
+TEST(Cli, ConvertWritesSafetensorsOnce) {
+  const fs::path out = temp_dir("convert") / "out";
+  const std::string src = std::string(FUSELLM_SOURCE_DIR) + "/tests/fixtures/torch_bin/pythia_bf16/bin_sharded";
+  const CmdResult r = run("convert --model " + src + " --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  const CmdResult info = run("info --json " + out.string());
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_EQ(last_json_line(info.out)["format"], "safetensors");
+  EXPECT_EQ(last_json_line(info.out)["dtypes"]["BF16"], 28);
+  const CmdResult again = run("convert --model " + src + " --out " + out.string());
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_HAS(again.out, "not an empty directory");
+  fs::remove_all(out.parent_path());
+}
+
 TEST(Cli, TokenizeGivesIdsAndOffsets) {
   const CmdResult r = run("tokenize --tokenizer " + kDemo + "/llama --no-special " + kDemo + "/sample.txt");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -29,7 +29,9 @@ void add_info(CLI::App& app) {
     out["format"] = ckpt.format();
     out["shards"] = ckpt.shard_files();
     out["tensors"] = ckpt.names().size();
-    out["parameters"] = ckpt.num_parameters();
+    // Tensors in the files (tied views counted once) and the model's parameters (what
+    // transformers' num_parameters() counts: no buffers a .bin may also hold, the tied head once).
+    out["checkpoint_elements"] = ckpt.num_parameters();
     out["dtypes"] = ckpt.dtype_counts();
     // The full model load validates every tensor against config.json: info is also a check.
     const auto model = CausalLM::load(*dir);
@@ -41,6 +43,7 @@ void add_info(CLI::App& app) {
     out["heads"] = mi.num_heads;
     out["kv_heads"] = mi.num_kv_heads;
     out["max_positions"] = mi.max_positions;
+    out["parameters"] = mi.num_parameters;
     if (fs::exists(fs::path(*dir) / "tokenizer.json") || fs::exists(fs::path(*dir) / "tokenizer.model")) {
       const auto tok = Tokenizer::load(*dir);
       out["tokenizer"] = tok->describe();
@@ -54,7 +57,10 @@ void add_info(CLI::App& app) {
     }
     std::printf("checkpoint   %s\n", dir->c_str());
     std::printf("family       %s (model_type %s)\n", mi.family.c_str(), out["model_type"].get<std::string>().c_str());
-    std::printf("parameters   %lld (%.1f M)\n", (long long)ckpt.num_parameters(), ckpt.num_parameters() / 1e6);
+    std::printf("parameters   %lld (%.1f M)\n", (long long)mi.num_parameters, double(mi.num_parameters) / 1e6);
+    if (ckpt.num_parameters() != mi.num_parameters)
+      std::printf("             the files hold %lld elements: buffers the model does not use\n",
+                  (long long)ckpt.num_parameters());
     std::printf("shape        %lld layers, hidden %lld, %lld heads (%lld kv), context %lld\n",
                 (long long)mi.num_layers, (long long)mi.hidden_size, (long long)mi.num_heads,
                 (long long)mi.num_kv_heads, (long long)mi.max_positions);

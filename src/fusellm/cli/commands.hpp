@@ -16,6 +16,7 @@ void add_tokenize(CLI::App& app);
 void add_score(CLI::App& app);
 void add_version(CLI::App& app);
 void add_export(CLI::App& app);
+void add_convert(CLI::App& app);
 void add_teach(CLI::App& app);
 void add_align(CLI::App& app);
 void add_vocab_map(CLI::App& app);

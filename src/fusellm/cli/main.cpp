@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_score(app);
   fusellm::cli::add_version(app);
   fusellm::cli::add_export(app);
+  fusellm::cli::add_convert(app);
   fusellm::cli::add_teach(app);
   fusellm::cli::add_align(app);
   fusellm::cli::add_vocab_map(app);

@@ -153,9 +153,14 @@ std::vector<std::string> Checkpoint::shard_files() const {
   return out;
 }
 
+// Tensors that are views of the same bytes (a .bin's tied lm_head.weight shares the embedding's
+// storage: torch.save keeps views) count once, as transformers' num_parameters counts a tied
+// parameter once; safetensors files hold no shared tensors.
 int64_t Checkpoint::num_parameters() const {
+  std::set<std::pair<const std::byte*, size_t>> seen;
   int64_t n = 0;
-  for (const auto& [name, info] : index_) n += numel(info->shape);
+  for (const auto& [name, info] : index_)
+    if (info->bytes.empty() || seen.emplace(info->bytes.data(), info->bytes.size()).second) n += numel(info->shape);
   return n;
 }
 

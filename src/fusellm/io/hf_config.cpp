@@ -65,6 +65,7 @@ void HFConfig::field_error(const std::string& key, const std::string& what) cons
 }
 
 bool HFConfig::has(const std::string& key) const {
+  looked_at_->insert(key);
   const auto it = j_.find(key);
   return it != j_.end() && !it->is_null();
 }
@@ -126,6 +127,14 @@ std::string HFConfig::get_string(const std::string& key) const {
 
 std::string HFConfig::get_string(const std::string& key, const std::string& dflt) const {
   return has(key) ? get_string(key) : dflt;
+}
+
+std::vector<std::string> HFConfig::unread_fields() const {
+  std::vector<std::string> out;
+  if (!j_.is_object()) return out;
+  for (const auto& [key, value] : j_.items())
+    if (!looked_at_->count(key)) out.push_back(key);
+  return out;
 }
 
 int64_t HFConfig::get_int_any(std::initializer_list<const char*> keys) const {

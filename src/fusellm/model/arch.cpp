@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include "fusellm/core/error.hpp"
 
 namespace fusellm::model {
@@ -36,6 +39,49 @@ const char* slot_name(Slot s) {
     case Slot::DownB: return "MLP down bias";
   }
   return "?";
+}
+
+namespace {
+
+// transformers' PretrainedConfig fields (PretrainedConfig().to_dict() in 4.46.3) and the metadata
+// save_pretrained and the hub add: none changes a causal LM's forward pass. tie_word_embeddings is
+// not here: every family reads it.
+constexpr const char* kCommonIgnored[] = {
+    // metadata
+    "architectures", "model_type", "transformers_version", "torch_dtype", "_name_or_path", "_commit_hash",
+    "auto_map", "_attn_implementation_autoset", "attn_implementation", "_attn_implementation", "use_bfloat16",
+    "finetuning_task", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix", "task_specific_params",
+    "initializer_range", "tf_legacy_loss", "torchscript", "pruned_heads", "chunk_size_feed_forward",
+    // what a forward call returns, not what it computes
+    "return_dict", "output_hidden_states", "output_attentions", "use_cache",
+    // encoder-decoder settings (a causal LM has none)
+    "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size", "add_cross_attention",
+    "tie_encoder_decoder", "decoder_start_token_id",
+    // token ids and generation defaults (used by generate(), not by the forward pass)
+    "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "max_length", "min_length", "do_sample",
+    "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p",
+    "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens",
+};
+
+}  // namespace
+
+std::vector<std::string> unknown_fields(const HFConfig& c, std::initializer_list<IgnoredField> ignored,
+                                        const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const std::string& f : c.unread_fields()) {
+    const bool common = std::find(std::begin(kCommonIgnored), std::end(kCommonIgnored), f) != std::end(kCommonIgnored);
+    const bool listed = std::any_of(ignored.begin(), ignored.end(), [&](const IgnoredField& i) { return f == i.name; });
+    if (!common && !listed) out.push_back(prefix + f);
+  }
+  return out;
+}
+
+void refuse_common(const HFConfig& c) {
+  if (c.has("quantization_config"))
+    c.field_error("quantization_config", "quantized checkpoints (GPTQ, AWQ, bitsandbytes, ...) are not supported");
 }
 
 int64_t positive(const HFConfig& c, const std::string& key, int64_t value) {

@@ -71,11 +71,31 @@ struct Arch {
 
   bool qkv_bias = false, o_bias = false, mlp_bias = false;
   bool tied_embeddings = false;
+  double logit_scale = 1.0;  // the logits are multiplied by it (MosaicML's MPT logit_scale)
   QkvLayout qkv_layout = QkvLayout::Separate;
   bool conv1d = false;  // 2-D weights stored [in, out] (GPT-2's Conv1D)
 
   const NameTable* names = nullptr;
+  // config.json fields that the family's parser neither reads nor lists as irrelevant ("foo",
+  // "attn_config.bar"): each is logged as a warning when the model loads (read_arch).
+  std::vector<std::string> unknown_fields;
 };
+
+// A config field that does not change the forward pass, and why (dropout, initialization,
+// generation defaults, a kernel choice): a family's table of these, with the fields its parser
+// reads, is every field it knows.
+struct IgnoredField {
+  const char* name;
+  const char* why;
+};
+// The fields of `c` its parser has not read (HFConfig::unread_fields) that are in neither
+// `ignored` nor the fields every transformers PretrainedConfig has (token ids, generation
+// defaults, metadata: kCommonIgnored in arch.cpp), each prefixed by `prefix` ("attn_config.").
+std::vector<std::string> unknown_fields(const HFConfig& c, std::initializer_list<IgnoredField> ignored,
+                                        const std::string& prefix = "");
+// Fields of any family that change the computation and that no family supports (a quantized
+// checkpoint's quantization_config): Error naming the field.
+void refuse_common(const HFConfig& c);
 
 // Each family: config.json -> Arch (Errors name the file and field).
 Arch llama_arch(const HFConfig& c);

@@ -153,6 +153,11 @@ void Decoder::head_into(Pass& p, Tensor& logits) const {
   // over the largest matrix of the forward pass.
   backend_->linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), p.T, arch_.vocab, arch_.vocab},
                    /*accumulate=*/true);
+  // MosaicML's MPTForCausalLM.forward: logits *= logit_scale, after the head.
+  if (arch_.logit_scale != 1.0) {
+    const float scale = float(arch_.logit_scale);
+    for (float& v : logits.span()) v *= scale;
+  }
 }
 
 void Decoder::require_range(const char* what, int64_t first, int64_t last) const {

@@ -62,6 +62,20 @@ Arch gpt2_arch(const HFConfig& c) {
   a.scale_by_inverse_layer = c.get_bool("scale_attn_by_inverse_layer_idx", false);
   a.qkv_bias = a.o_bias = a.mlp_bias = true;
   a.tied_embeddings = c.get_bool("tie_word_embeddings", true);
+  a.unknown_fields = unknown_fields(
+      c, {
+             {"attn_pdrop", "dropout: none in evaluation"},
+             {"embd_pdrop", "dropout: none in evaluation"},
+             {"resid_pdrop", "dropout: none in evaluation"},
+             {"summary_type", "GPT2DoubleHeadsModel's summary head"},
+             {"summary_use_proj", "GPT2DoubleHeadsModel's summary head"},
+             {"summary_activation", "GPT2DoubleHeadsModel's summary head"},
+             {"summary_proj_to_labels", "GPT2DoubleHeadsModel's summary head"},
+             {"summary_first_dropout", "GPT2DoubleHeadsModel's summary head"},
+             {"reorder_and_upcast_attn", "the same attention, its product upcast to fp32 (fusellm computes in fp32)"},
+             {"n_ctx", "an old synonym of n_positions that transformers no longer reads"},
+             {"gradient_checkpointing", "training memory only"},
+         });
   a.qkv_layout = QkvLayout::Fused;
   a.conv1d = true;
   return a;

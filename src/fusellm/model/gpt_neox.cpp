@@ -69,6 +69,16 @@ Arch gpt_neox_arch(const HFConfig& c) {
   a.qkv_bias = a.o_bias = c.get_bool("attention_bias", true);
   a.tied_embeddings = c.get_bool("tie_word_embeddings", false);
   a.qkv_layout = QkvLayout::FusedPerHead;
+  a.unknown_fields = unknown_fields(
+      c, {
+             {"attention_dropout", "dropout: none in evaluation"},
+             {"hidden_dropout", "dropout: none in evaluation"},
+             {"classifier_dropout", "the sequence-classification head's dropout"},
+             // GPTNeoXConfig.__init__ (4.46.3) sets them from rotary_pct and rotary_emb_base
+             // (their defaults when absent), so a value saved in config.json never applies.
+             {"partial_rotary_factor", "overwritten by rotary_pct in GPTNeoXConfig"},
+             {"rope_theta", "overwritten by rotary_emb_base in GPTNeoXConfig"},
+         });
   return a;
 }
 

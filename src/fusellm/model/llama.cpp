@@ -76,7 +76,8 @@ Arch llama_arch(const HFConfig& c) {
   a.act = activation_from_name(c.get_string("hidden_act", "silu"), c.path() + ": field 'hidden_act'");
   if (qwen2) {
     a.qkv_bias = true;
-    if (c.get_bool("use_sliding_window", false) && c.has("sliding_window"))
+    const bool window = c.has("sliding_window");
+    if (c.get_bool("use_sliding_window", false) && window)
       a.sliding_window = positive(c, "sliding_window", c.get_int("sliding_window"));
   } else if (mistral) {
     if (!c.json().contains("sliding_window"))
@@ -89,6 +90,16 @@ Arch llama_arch(const HFConfig& c) {
   }
   a.tied_embeddings = c.get_bool("tie_word_embeddings", false);
   a.qkv_layout = QkvLayout::Separate;
+  a.unknown_fields = unknown_fields(
+      c, {
+             {"attention_dropout", "dropout: none in evaluation"},
+             // LlamaMLP / LlamaAttention with pretraining_tp > 1 split each projection into slices
+             // and sum them: the same products, only in another order.
+             {"pretraining_tp", "the same projections computed in slices"},
+             {"rope_scaling", "MistralRotaryEmbedding takes none (transformers ignores it; read for llama and qwen2)"},
+             {"max_window_layers", "transformers 4.46's eager and sdpa masks apply the window to every layer"},
+             {"use_sliding_window", "read for qwen2; mistral's window is sliding_window alone"},
+         });
   return a;
 }
 

@@ -13,12 +13,19 @@
 // max_seq_len is the context: both refuse longer inputs (MPTModel.forward asserts it,
 // transformers' ALiBi tensor has max_seq_len columns), so the forward pass does too.
 // Fields that change the computation and are not implemented are errors naming the field:
-// nothing is ignored that MosaicML's code would apply.
+// nothing is ignored that MosaicML's code would apply. Refused: attn_config.qk_ln, qk_gn,
+// prefix_lm, rope, nope true; attn_type other than multihead_attention; fused_qkv false;
+// sliding_window_size; attn_logit_softcapping; alibi false (learned positions or none);
+// no_bias false; norm_type other than (low_precision_)layernorm; block_overrides;
+// final_logit_softcapping; ffn_config other than MPTMLP with exact GELU. Applied: logit_scale,
+// clip_qkv, softmax_scale, alibi_bias_max, expansion_ratio / ffn_hidden_size, norm_eps. The
+// fields that do not change the forward pass are listed in mpt_arch (unknown_fields).
 #include <fmt/format.h>
 
 #include <cmath>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/log.hpp"
 #include "fusellm/model/arch.hpp"
 
 namespace fusellm::model {
@@ -68,7 +75,9 @@ void refuse_unless(const HFConfig& c, const std::string& key, const nlohmann::js
 // when given, else d_model * expansion_ratio, which must be an integer. Sets the width and where
 // it came from (for shape errors).
 void read_mlp_width(Arch& a, const HFConfig& c, const HFConfig& ffn) {
+  const bool has_ratio = c.has("expansion_ratio");  // looked at either way: superseded, not unknown
   if (ffn.has("ffn_hidden_size")) {
+    if (has_ratio) spdlog::info("{}: ffn_config.ffn_hidden_size supersedes expansion_ratio", c.path());
     a.intermediate = positive(ffn, "ffn_hidden_size", ffn.get_int("ffn_hidden_size"));
     a.intermediate_source = fmt::format("ffn_config.ffn_hidden_size {}", a.intermediate);
     return;
@@ -92,6 +101,9 @@ void read_ffn_config(Arch& a, const HFConfig& c) {
   refuse_unless(ffn, "ffn_act_fn", nlohmann::json{{"name", "gelu"}, {"approximate", "none"}},
                 "supported: {\"name\": \"gelu\", \"approximate\": \"none\"}, MPTMLP's default");
   read_mlp_width(a, c, ffn);
+  const auto unknown = unknown_fields(ffn, {{"fc_type", "the linear layer's implementation (torch, te): the same product"}},
+                                      "ffn_config.");
+  a.unknown_fields.insert(a.unknown_fields.end(), unknown.begin(), unknown.end());
   a.gated_mlp = false;
   a.act = Activation::GeluErf;  // MPTMLP / transformers' MptMLP: GELU(approximate="none")
 }
@@ -102,9 +114,14 @@ void read_attn_config(Arch& a, const HFConfig& c) {
   const std::string type = attn.get_string("attn_type", "multihead_attention");
   if (type != "multihead_attention")
     attn.field_error("attn_type", fmt::format("unsupported \"{}\" (supported: multihead_attention)", type));
-  // MosaicML's default is alibi false with learned positions, but every published MPT uses ALiBi,
-  // and transformers' port has nothing else: without ALiBi there is no position information here.
-  if (!attn.get_bool("alibi", true)) attn.field_error("alibi", "false is not supported (only ALiBi MPTs are)");
+  // MosaicML's default is alibi false with learned positions (wpe), but every published MPT uses
+  // ALiBi, and transformers' port has nothing else. With alibi on, MosaicML's MPTModel builds no
+  // wpe whatever learned_pos_emb says (mpt-7b's config has both true).
+  const bool learned = c.get_bool("learned_pos_emb", true);
+  if (!attn.get_bool("alibi", true))
+    attn.field_error("alibi", learned ? "false (learned position embeddings, learned_pos_emb true) is not supported: "
+                                        "only ALiBi MPTs are"
+                                      : "false with learned_pos_emb false (no position information) is not supported");
   for (const char* flag : {"qk_ln", "qk_gn", "prefix_lm", "rope", "nope"})
     if (attn.get_bool(flag, false)) attn.field_error(flag, "true is not supported");
   if (!attn.get_bool("fused_qkv", true))
@@ -122,6 +139,23 @@ void read_attn_config(Arch& a, const HFConfig& c) {
   a.alibi_bias_max = attn.get_float("alibi_bias_max", 8.0);
   if (!(a.alibi_bias_max > 0)) attn.field_error("alibi_bias_max", "expected a positive number");
   a.pos = PosKind::ALiBi;
+  const auto unknown = unknown_fields(
+      attn,
+      {
+          {"attn_pdrop", "dropout: none in evaluation"},
+          {"attn_impl", "the kernel (torch, flash, triton): the same attention"},
+          // fusellm always runs each document of a packed row on its own, which is what
+          // sequence ids give MosaicML's training; without them its inference is the same.
+          {"attn_uses_sequence_id", "fusellm always keeps a packed row's documents apart"},
+          {"kv_n_heads", "used by grouped_query_attention only, which attn_type refuses"},
+          {"rope_theta", "used with rope true only, which is refused"},
+          {"rope_impl", "used with rope true only, which is refused"},
+          {"rope_dail_config", "used with rope true only, which is refused"},
+          {"rope_hf_config", "used with rope true only, which is refused"},
+          {"model_type", "transformers' MptAttentionConfig writes an empty one"},
+      },
+      "attn_config.");
+  a.unknown_fields.insert(a.unknown_fields.end(), unknown.begin(), unknown.end());
 }
 
 // LayerNorm without bias; epsilon from norm_eps (MosaicML) or layer_norm_epsilon (transformers).
@@ -143,12 +177,27 @@ void read_norm(Arch& a, const HFConfig& c) {
 void refuse_unsupported(const HFConfig& c, const Arch& a) {
   if (!c.get_bool("no_bias", true)) c.field_error("no_bias", "false is not supported (MPT checkpoints have no biases)");
   if (c.get_bool("attention_bias", false)) c.field_error("attention_bias", "true is not supported");
-  if (c.has("logit_scale")) c.field_error("logit_scale", "is not supported (MosaicML's MPT scales the logits by it)");
   if (c.has("final_logit_softcapping")) c.field_error("final_logit_softcapping", "is not supported");
   if (c.has("block_overrides")) c.field_error("block_overrides", "is not supported (all blocks must be alike)");
   if (c.has("head_dim") && c.get_int("head_dim") != a.head_dim)
     c.field_error("head_dim", fmt::format("{} is not supported (only d_model / n_heads = {})", c.get_int("head_dim"),
                                           a.head_dim));
+}
+
+// logit_scale (MosaicML's MPTForCausalLM.__init__): null, a number, or "inv_sqrt_d_model"
+// (1 / sqrt(d_model)); forward multiplies the logits by it. transformers' MptForCausalLM ignores
+// the field; fusellm follows MosaicML.
+double read_logit_scale(const HFConfig& c, int64_t d_model) {
+  if (!c.has("logit_scale")) return 1.0;
+  const nlohmann::json& v = c.json()["logit_scale"];
+  if (v.is_string()) {
+    if (v.get<std::string>() != "inv_sqrt_d_model")
+      c.field_error("logit_scale", fmt::format("unsupported {} (a number, null or \"inv_sqrt_d_model\")", v.dump()));
+    return 1.0 / std::sqrt(double(d_model));
+  }
+  const double s = c.get_float("logit_scale");
+  if (!std::isfinite(s) || s == 0) c.field_error("logit_scale", fmt::format("{} would make every logit 0 or not finite", s));
+  return s;
 }
 
 }  // namespace
@@ -173,7 +222,25 @@ Arch mpt_arch(const HFConfig& c) {
   read_attn_config(a, c);
   read_ffn_config(a, c);
   a.tied_embeddings = c.get_bool("tie_word_embeddings", true);
+  a.logit_scale = read_logit_scale(c, a.hidden);
+  // MPTModel.forward: x * f + x.detach() * (1 - f), equal to x; only the embedding's gradient is
+  // scaled (and fusellm does not train MPT).
+  const double fraction = c.get_float("embedding_fraction", 1.0);
+  if (!(fraction > 0 && fraction <= 1))
+    c.field_error("embedding_fraction", fmt::format("expected a number in (0, 1], found {}", fraction));
   a.qkv_layout = QkvLayout::Fused;
+  const auto unknown = unknown_fields(
+      c, {
+             {"emb_pdrop", "dropout: none in evaluation"},
+             {"resid_pdrop", "dropout: none in evaluation"},
+             {"init_config", "initialization of a new model"},
+             {"init_device", "where a new model is initialized"},
+             {"verbose", "logging"},
+             {"tokenizer_name", "fusellm reads the tokenizer from the files in the directory"},
+             {"fc_type", "the linear layer's implementation (torch, te): the same product"},
+             {"use_pad_tok_in_ffn", "pad tokens only (fusellm rows hold none)"},
+         });
+  a.unknown_fields.insert(a.unknown_fields.begin(), unknown.begin(), unknown.end());
   return a;
 }
 

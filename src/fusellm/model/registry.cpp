@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "fusellm/core/error.hpp"
+#include "fusellm/core/log.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/model/decoder.hpp"
 
@@ -39,8 +40,17 @@ namespace model {
 Arch read_arch(const std::string& dir) {
   const HFConfig cfg = HFConfig::load((std::filesystem::path(dir) / "config.json").string());
   const std::string type = cfg.get_string("model_type");
-  for (const auto& [name, fn] : families())
-    if (name == type) return fn(cfg);
+  refuse_common(cfg);
+  for (const auto& [name, fn] : families()) {
+    if (name != type) continue;
+    Arch a = fn(cfg);
+    // A field no table knows may change the computation in the publisher's code: say so once.
+    for (const std::string& f : a.unknown_fields)
+      spdlog::warn("{}: field '{}' is unknown to fusellm's {} loader and not used; if it changes the computation, "
+                   "the logits will differ from its publisher's",
+                   cfg.path(), f, a.family);
+    return a;
+  }
   fail("{}: field 'model_type': unsupported model type \"{}\" (supported: {})", cfg.path(), type,
        fmt::join(CausalLM::supported_model_types(), ", "));
 }
