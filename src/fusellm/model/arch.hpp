@@ -72,6 +72,8 @@ struct Arch {
   bool qkv_bias = false, o_bias = false, mlp_bias = false;
   bool tied_embeddings = false;
   double logit_scale = 1.0;  // the logits are multiplied by it (MosaicML's MPT logit_scale)
+  // MPT's embedding_fraction: the forward value is unchanged, the embedding's gradient scaled.
+  double embedding_fraction = 1.0;
   QkvLayout qkv_layout = QkvLayout::Separate;
   bool conv1d = false;  // 2-D weights stored [in, out] (GPT-2's Conv1D)
 

@@ -62,6 +62,14 @@ void check_trainable(const Arch& a) {
   if (a.clip_qkv > 0 && a.pos == PosKind::Rotary)
     fail("{}: clip_qkv with rotary embeddings cannot be trained (the clamp's mask would be taken after RoPE)",
          a.model_type);
+  // The backward pass starts from dL/dlogits of the unscaled head and leaves the embedding's
+  // gradient whole: MosaicML's two training-only knobs are not in it.
+  if (a.logit_scale != 1.0)
+    fail("{}: field 'logit_scale' ({}): a model whose logits are scaled cannot be trained yet", a.model_type,
+         a.logit_scale);
+  if (a.embedding_fraction != 1.0)
+    fail("{}: field 'embedding_fraction' ({}): a scaled embedding gradient cannot be trained yet", a.model_type,
+         a.embedding_fraction);
 }
 
 Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerRange range)

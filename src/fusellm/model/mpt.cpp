@@ -224,10 +224,11 @@ Arch mpt_arch(const HFConfig& c) {
   a.tied_embeddings = c.get_bool("tie_word_embeddings", true);
   a.logit_scale = read_logit_scale(c, a.hidden);
   // MPTModel.forward: x * f + x.detach() * (1 - f), equal to x; only the embedding's gradient is
-  // scaled (and fusellm does not train MPT).
+  // scaled (check_trainable refuses f != 1 for training).
   const double fraction = c.get_float("embedding_fraction", 1.0);
   if (!(fraction > 0 && fraction <= 1))
     c.field_error("embedding_fraction", fmt::format("expected a number in (0, 1], found {}", fraction));
+  a.embedding_fraction = fraction;
   a.qkv_layout = QkvLayout::Fused;
   const auto unknown = unknown_fields(
       c, {
