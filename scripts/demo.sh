@@ -186,26 +186,24 @@ train_fused_offline() {  # name, alignment, extra --set ...: the three sources, 
     --set distill.alignment="$alignment" --cache-dir "$R/cache-$alignment" "$@" --export "$M/$name"
 }
 
-# Scores a model (or, with several, their ensemble) on each domain's test documents.
+# Scores a model (or, with several, their ensemble) on each domain's test documents: one
+# `fusellm eval` with a perplexity task per domain (named after its directory).
 evaluate_all() {
-  local spec name
+  local spec name d
   for spec in "$@"; do
     name=${spec%%=*}
-    local models=()
+    local models=() dirs=()
     IFS=, read -r -a dirs <<< "${spec#*=}"
-    local d
     for d in "${dirs[@]}"; do models+=(--model "$M/$d"); done
-    local dom
-    for dom in "${DOMAINS[@]}"; do
-      "$BIN" eval "${models[@]}" --corpus "$C/test/$dom" --output "$E/$name.$dom.json"
-    done
+    "$BIN" eval "${models[@]}" --perplexity "$C/test/code" --perplexity "$C/test/docs" --perplexity "$C/test/legal" \
+      --output "$E/$name.json"
   done
 }
 
 # The learning curves: average validation BPB of the base and of every checkpoint of the CLM-only
 # and the FuseLLM run (exported, then scored), against the tokens the target has seen.
 curve() {
-  local run ck step dir dom sum bpb
+  local run ck step dir bpb
   for run in clm-only fuse-3; do
     for ck in "$M/base-llama" "$R/$run"/checkpoints/step-*; do
       step=0 dir=$ck
@@ -214,13 +212,10 @@ curve() {
         rm -rf "$dir"
         "$BIN" export --checkpoint "$ck" --out "$dir" > /dev/null
       fi
-      sum=0
-      for dom in "${DOMAINS[@]}"; do
-        "$BIN" eval --model "$dir" --corpus "$C/valid/$dom" --output "$E/curve.json"
-        bpb=$(jq '[.results[] | to_entries[] | select(.key | startswith("bits_per_byte")) | .value] | first' "$E/curve.json")
-        sum=$(awk -v a="$sum" -v b="$bpb" 'BEGIN { printf "%.6f", a + b }')
-      done
-      printf '%s\t%s\t%s\t%s\n' "$run" "$step" $(( step * 16 * 256 )) "$(awk -v s="$sum" 'BEGIN { printf "%.6f", s / 3 }')"
+      "$BIN" eval --model "$dir" --perplexity "$C/valid/code" --perplexity "$C/valid/docs" \
+        --perplexity "$C/valid/legal" --output "$E/curve.json"
+      bpb=$(jq '[.results.code, .results.docs, .results.legal | .["bits_per_byte,none"]] | add / 3' "$E/curve.json")
+      printf '%s\t%s\t%s\t%s\n' "$run" "$step" $(( step * 16 * 256 )) "$bpb"
     done | sort -t$'\t' -k2,2n >> "$E/curve.tsv"
   done
   rm -rf "$OUT/tmp-curve" "$E/curve.json"

@@ -4,7 +4,8 @@
 # checked against it, and two PNG plots drawn with gnuplot:
 #   curve.png  average validation BPB against tokens seen, FuseLLM against CLM-only
 #   table.png  the test BPB of every model as grouped bars, one group per domain
-# Reads OUT/eval/<model>.<domain>.json (`fusellm eval` output, lm-evaluation-harness's layout),
+# Reads OUT/eval/<model>.json (`fusellm eval` output in lm-evaluation-harness's layout, a
+# perplexity task per domain),
 # OUT/eval/curve.tsv and OUT/settings.json; writes OUT/report/.
 #   bash scripts/demo/report.sh OUT
 set -euo pipefail
@@ -34,17 +35,17 @@ ROWS=(
   "same-arch-fuse|B|FuseLLM of the three into the base"
 )
 
-# The bits per byte of one eval file (the first "bits_per_byte,..." value in its results).
-bpb() {
-  jq -e '[.results[] | to_entries[] | select(.key | startswith("bits_per_byte")) | .value] | first' "$1" ||
-    { echo "report: no bits_per_byte in $1" >&2; exit 1; }
+# The bits per byte of one domain in a model's eval file.
+bpb() {  # file, domain
+  jq -e --arg d "$2" '.results[$d]["bits_per_byte,none"] | numbers' "$1" ||
+    { echo "report: no bits_per_byte of '$2' in $1" >&2; exit 1; }
 }
 
 rows_json=$(
   for row in "${ROWS[@]}"; do
     IFS='|' read -r name setting label <<< "$row"
     vals=()
-    for dom in "${DOMAINS[@]}"; do vals+=("$(bpb "$E/$name.$dom.json")"); done
+    for dom in "${DOMAINS[@]}"; do vals+=("$(bpb "$E/$name.json" "$dom")"); done
     jq -n --arg name "$name" --arg setting "$setting" --arg lab "$label" \
       --argjson code "${vals[0]}" --argjson docs "${vals[1]}" --argjson legal "${vals[2]}" \
       '{name: $name, setting: $setting, "label": $lab, bpb: {code: $code, docs: $docs, legal: $legal},
