@@ -61,10 +61,10 @@ done
 if [ "$QUICK" = 1 ]; then
   CORPUS_SCALE=0.12 SRC_STEPS=8 BASE_STEPS=6 CONT_STEPS=6 TUNE_STEPS=4 CURVE_EVERY=3
 else
-  CORPUS_SCALE=1 SRC_STEPS=${DEMO_SRC_STEPS:-60} BASE_STEPS=${DEMO_BASE_STEPS:-40}
-  CONT_STEPS=${DEMO_CONT_STEPS:-40} TUNE_STEPS=${DEMO_TUNE_STEPS:-20} CURVE_EVERY=${DEMO_CURVE_EVERY:-10}
+  CORPUS_SCALE=1 SRC_STEPS=${DEMO_SRC_STEPS:-160} BASE_STEPS=${DEMO_BASE_STEPS:-40}
+  CONT_STEPS=${DEMO_CONT_STEPS:-100} TUNE_STEPS=${DEMO_TUNE_STEPS:-40} CURVE_EVERY=${DEMO_CURVE_EVERY:-20}
 fi
-SRC_LR=${DEMO_SRC_LR:-3e-3} CONT_LR=${DEMO_CONT_LR:-1e-3}
+SRC_LR=${DEMO_SRC_LR:-3e-3} CONT_LR=${DEMO_CONT_LR:-2e-3}
 export OMP_WAIT_POLICY=passive  # several processes share the cores (README, Troubleshooting)
 CORES=$(nproc)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CORES}
@@ -96,7 +96,7 @@ draw() {  # name, weight, seconds in stage, log
   total=$(total_weight)
   # seconds per weight unit so far (1 before anything finished)
   rate=$(awk -v e="$elapsed" -v d="$DONE_WEIGHT" -v w="$2" -v f="$frac" -v s="$3" \
-    'BEGIN { done = d + w * f; r = (done > 5) ? (e / done) : 1; print r }')
+    'BEGIN { done = d + w * f; r = (done > 50) ? (e / done) : 0.1; print r }')
   eta=$(awk -v r="$rate" -v t="$total" -v d="$DONE_WEIGHT" -v w="$2" -v f="$frac" 'BEGIN { printf "%d", r * (t - d - w * f) }')
   n=$(awk -v f="$frac" 'BEGIN { printf "%d", f * 24 }')
   bar=$(printf '%*s' "$n" '' | tr ' ' '#')$(printf '%*s' $(( 24 - n )) '' | tr ' ' '.')
@@ -104,9 +104,10 @@ draw() {  # name, weight, seconds in stage, log
     "$(awk -v f="$frac" 'BEGIN { printf "%d", f * 100 }')" "$(fmt_time "$3")" "$(fmt_time $elapsed)" "$(fmt_time "$eta")"
 }
 
-stage() {  # name, weight, command...
-  local name=$1 weight=$2 log pid start rc=0
-  shift 2
+stage() {  # name, command... (its weight is the plan's)
+  local name=$1 weight=0 log pid start rc=0 i
+  shift
+  for i in "${!STAGE_NAMES[@]}"; do [ "${STAGE_NAMES[$i]}" = "$name" ] && weight=${STAGE_WEIGHTS[$i]}; done
   STAGE_NO=$(( STAGE_NO + 1 ))
   log=$OUT/logs/$(printf '%02d' $STAGE_NO)-$name.log
   echo "stage $STAGE_NO/${#STAGE_NAMES[@]}: $name"
@@ -220,13 +221,14 @@ curve() {
   done
   rm -rf "$OUT/tmp-curve" "$E/curve.json"
 }
-plan corpus 15; plan init 5
-for s in llama neox mpt; do plan "source-$s" $(( SRC_STEPS * 2 )); done
-plan base $(( BASE_STEPS * 2 )); plan clm-only $(( CONT_STEPS * 2 ))
-plan fuse-online $(( CONT_STEPS * 4 )); plan teach-mined 40; plan teach-em 40
-plan avgce $(( CONT_STEPS * 2 )); plan em $(( CONT_STEPS * 2 )); plan kd $(( CONT_STEPS * 2 )); plan fuse-2 $(( CONT_STEPS * 3 ))
-plan same-arch-tune $(( TUNE_STEPS * 6 )); plan same-arch-merge 5; plan same-arch-fuse $(( CONT_STEPS * 3 ))
-plan eval 60; plan curve 20; plan report 5
+# Stage weights: tenths of a second on this 2-core machine (seconds per step measured there).
+plan corpus 120; plan init 30
+plan source-llama $(( SRC_STEPS * 3 )); plan source-neox $(( SRC_STEPS * 4 )); plan source-mpt $(( SRC_STEPS * 5 ))
+plan base $(( BASE_STEPS * 3 )); plan clm-only $(( CONT_STEPS * 3 ))
+plan fuse-online $(( CONT_STEPS * 9 )); plan teach-mined 300; plan teach-em 300
+plan avgce $(( CONT_STEPS * 4 )); plan em $(( CONT_STEPS * 4 )); plan kd $(( CONT_STEPS * 5 )); plan fuse-2 $(( CONT_STEPS * 7 ))
+plan same-arch-tune $(( TUNE_STEPS * 9 )); plan same-arch-merge 20; plan same-arch-fuse $(( CONT_STEPS * 9 ))
+plan eval 400; plan curve 250; plan report 30
 
 rm -rf "$OUT/corpus" "$M" "$E" "$R" "$OUT/report"
 mkdir -p "$OUT/logs" "$M" "$E" "$R"
@@ -239,7 +241,7 @@ jq -n --argjson quick "$QUICK" --argjson cores "$CORES" --argjson np "$NP" --arg
     tokens_per_step: (16 * 256), steps: {source: $src, base: $base, continual: $cont, same_arch_tune: $tune},
     lr: {pretraining: $src_lr, continual: $cont_lr}, distill: {lambda: 0.9, top_k: 10, temperature: 1.0}}' \
   > "$OUT/settings.json"
-stage corpus 15 perl scripts/demo/corpus.pl "$C" --scale "$CORPUS_SCALE"
+stage corpus perl scripts/demo/corpus.pl "$C" --scale "$CORPUS_SCALE"
 init_models() {
   local seed=1 m
   for m in llama neox mpt; do
@@ -248,37 +250,37 @@ init_models() {
   done
   "$BIN" init --from examples/fusion_demo/models/llama --out "$M/init-base-llama" --seed 10
 }
-stage init 5 init_models
+stage init init_models
 for s in llama neox mpt; do
-  stage "source-$s" $(( SRC_STEPS * 2 )) train_clm "$M/init-$s" "$C/source/${SOURCE_DOMAIN[$s]}" "source-$s" "$SRC_STEPS" "$SRC_LR"
+  stage "source-$s" train_clm "$M/init-$s" "$C/source/${SOURCE_DOMAIN[$s]}" "source-$s" "$SRC_STEPS" "$SRC_LR"
 done
-stage base $(( BASE_STEPS * 2 )) train_clm "$M/init-base-llama" "$C/fusion" base-llama "$BASE_STEPS" "$SRC_LR"
-stage clm-only $(( CONT_STEPS * 2 )) train_clm "$M/base-llama" "$C/fusion" clm-only "$CONT_STEPS" "$CONT_LR" \
+stage base train_clm "$M/init-base-llama" "$C/fusion" base-llama "$BASE_STEPS" "$SRC_LR"
+stage clm-only train_clm "$M/base-llama" "$C/fusion" clm-only "$CONT_STEPS" "$CONT_LR" \
   --set checkpoint.interval="$CURVE_EVERY" --set checkpoint.keep=100
-stage fuse-online $(( CONT_STEPS * 4 )) train_fused_online fuse fuse-3
-stage teach-mined 40 teach_all mined
-stage teach-em 40 teach_all em
-stage avgce $(( CONT_STEPS * 2 )) train_fused_offline avgce mined --set distill.fusion=avgCE
-stage em $(( CONT_STEPS * 2 )) train_fused_offline em em
-stage kd $(( CONT_STEPS * 2 )) train_fused_online kd kd-llama
-stage fuse-2 $(( CONT_STEPS * 3 )) train_fused_online fuse2 fuse-2
+stage fuse-online train_fused_online fuse fuse-3
+stage teach-mined teach_all mined
+stage teach-em teach_all em
+stage avgce train_fused_offline avgce mined --set distill.fusion=avgCE
+stage em train_fused_offline em em
+stage kd train_fused_online kd kd-llama
+stage fuse-2 train_fused_online fuse2 fuse-2
 same_arch_tune() {
   local dom
   for dom in "${DOMAINS[@]}"; do
     train_clm "$M/base-llama" "$C/source/$dom" "tuned-$dom" "$TUNE_STEPS" "$CONT_LR"
   done
 }
-stage same-arch-tune $(( TUNE_STEPS * 6 )) same_arch_tune
-stage same-arch-merge 5 "$BIN" merge --model "$M/tuned-code" --model "$M/tuned-docs" --model "$M/tuned-legal" --out "$M/merged"
-stage same-arch-fuse $(( CONT_STEPS * 3 )) train_fused_online fuse same-arch-fuse \
+stage same-arch-tune same_arch_tune
+stage same-arch-merge "$BIN" merge --model "$M/tuned-code" --model "$M/tuned-docs" --model "$M/tuned-legal" --out "$M/merged"
+stage same-arch-fuse train_fused_online fuse same-arch-fuse \
   --set source[0].path="$M/tuned-code" --set source[1].path="$M/tuned-docs" --set source[2].path="$M/tuned-legal" \
   --set source[0].name=code --set source[1].name=docs --set source[2].name=legal
-stage eval 60 evaluate_all source-llama=source-llama source-neox=source-neox source-mpt=source-mpt \
+stage eval evaluate_all source-llama=source-llama source-neox=source-neox source-mpt=source-mpt \
   base=base-llama clm-only=clm-only fuse-3=fuse-3 avgce=avgce em=em kd-llama=kd-llama fuse-2=fuse-2 \
   tuned-code=tuned-code tuned-docs=tuned-docs tuned-legal=tuned-legal \
   ensemble=tuned-code,tuned-docs,tuned-legal merged=merged same-arch-fuse=same-arch-fuse
-stage curve 20 curve
-stage report 5 bash scripts/demo/report.sh "$OUT"
+stage curve curve
+stage report bash scripts/demo/report.sh "$OUT"
 echo
 cat "$OUT/report/table.md"
 echo

@@ -27,7 +27,7 @@ use Pod::Text;
 use Cwd ();
 
 my $MAX_DOC = 6000;
-my %BUDGET = (source => 900_000, fusion => 450_000, valid => 40_000, test => 60_000);
+my %BUDGET = (source => 900_000, fusion => 200_000, valid => 40_000, test => 60_000);
 my @SPLITS = qw(source fusion valid test);
 
 my ($out, $scale, $fallback_only, $snapshot_out) = (undef, 1.0, 0, undef);
