@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -492,7 +493,9 @@ DistributionCacheReader::DistributionCacheReader(const std::string& path, int64_
   // What the writer guarantees of each segment (teach.cpp: the teacher's CE on its own tokens).
   for (int64_t i = 0; i < S; ++i) {
     const size_t u = size_t(i);
-    if (!(std::isfinite(ce_[u]) && ce_[u] >= 0) || ce_tokens_[u] < 0 || bytes_[u] < 0)
+    // A segment with no scored token (one source token) has CE +Inf (SegmentScores::ce: reward 0).
+    const bool no_tokens = ce_tokens_[u] == 0 && ce_[u] == std::numeric_limits<double>::infinity();
+    if (!(no_tokens || (std::isfinite(ce_[u]) && ce_[u] >= 0)) || ce_tokens_[u] < 0 || bytes_[u] < 0)
       fail("{}: segment {}: CE {} over {} tokens, {} bytes: not what `fusellm teach` writes (a damaged or altered "
            "cache; delete it and run teach again)",
            path, segment_ids_[u], ce_[u], ce_tokens_[u], bytes_[u]);

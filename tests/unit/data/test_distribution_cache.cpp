@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <random>
 
 #include "fusellm/io/file_checksum.hpp"
@@ -160,6 +161,31 @@ TEST(DistributionCache, RoundTrip) {
     EXPECT_TRUE(deflate) << name;
   }
   fs::remove(path);
+}
+
+// A segment of one source token has no scored token: teach writes CE +Inf over 0 tokens (reward
+// 0, SegmentScores::ce), and the reader takes it back; +Inf over scored tokens is damage.
+TEST(DistributionCache, SegmentWithNoScoredTokenRoundTrips) {
+  const int64_t k = 2;
+  for (const bool damaged : {false, true}) {
+    const std::string path = temp_path(damaged ? "inf_damaged" : "inf_no_tokens");
+    auto segs = make_segments(3, k, 5);
+    segs[1].ce = std::numeric_limits<double>::infinity();
+    segs[1].ce_tokens = damaged ? 4 : 0;
+    {
+      DistributionCacheWriter w(path, prov(k));
+      w.append(segs);
+      w.finish(3, 0, 0);
+    }
+    if (damaged) {
+      const std::string e = error_of([&] { DistributionCacheReader r(path); });
+      EXPECT_NE(e.find("segment 1: CE inf over 4 tokens"), std::string::npos) << e;
+    } else {
+      DistributionCacheReader r(path);
+      for (const auto& s : segs) expect_same(s, r.read(s.segment), k);
+    }
+    fs::remove(path);
+  }
 }
 
 TEST(DistributionCache, ResumeAfterInterruptionEqualsUninterrupted) {
