@@ -115,6 +115,10 @@ for setting in A B; do
 done
 ncols_a=$(( $(head -n1 "$D/bars-A.tsv" | awk -F'\t' '{ print NF }') ))
 ncols_b=$(( $(head -n1 "$D/bars-B.tsv" | awk -F'\t' '{ print NF }') ))
+# The y axis starts half a bit below the smallest value (rounded down to 0.5): gnuplot's autoscale
+# would start at that value's own tick and hide its bar (Llama's 1.502 on legal, on a 1.5 axis).
+ymin() { awk -F'\t' 'NR > 1 { for (i = 2; i <= NF; i++) if (m == "" || $i < m) m = $i } END { v = int((m - 0.5) * 2) / 2; print (v < 0 ? 0 : v) }' "$1"; }
+ymin_a=$(ymin "$D/bars-A.tsv"); ymin_b=$(ymin "$D/bars-B.tsv")
 gnuplot <<EOF
 set terminal pngcairo size 1500,1100 font ",10"
 set output "$D/table.png"
@@ -127,8 +131,10 @@ set ylabel "bits per byte (lower is better)"
 set grid ytics
 set multiplot layout 2,1
 set title "Different architectures and tokenizers: test BPB per domain"
+set yrange [$ymin_a:*]
 plot for [i=2:$ncols_a] "$D/bars-A.tsv" using i:xtic(1) title columnheader(i)
 set title "Same architecture (like the paper's Pythia experiment): test BPB per domain"
+set yrange [$ymin_b:*]
 plot for [i=2:$ncols_b] "$D/bars-B.tsv" using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
