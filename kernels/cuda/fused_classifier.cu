@@ -429,8 +429,10 @@ void FusedClassifier::Impl::launch(T* z, int64_t T_, int64_t V_, const FusedTarg
   vocab = V_;
   targets = tg;
   params = p;
-  pending = true;
-  if (T_ == 0) return;
+  if (T_ == 0) {
+    pending = true;
+    return;
+  }
 
   float* clm = tg.clm_position;
   float* fus = tg.fusion_position;
@@ -478,6 +480,7 @@ void FusedClassifier::Impl::launch(T* z, int64_t T_, int64_t V_, const FusedTarg
   fused_totals_kernel<<<1, kTotalsThreads, 0, stream>>>(clm, fus, T_, d_status);
   FUSELLM_CUDA_CHECK(cudaGetLastError());
   FUSELLM_CUDA_CHECK(cudaMemcpyAsync(h_status, d_status, sizeof(Status), cudaMemcpyDeviceToHost, stream));
+  pending = true;  // only once everything is on the stream
 }
 
 FusedClassifier::FusedClassifier(cudaStream_t stream) : impl_(std::make_unique<Impl>()) {

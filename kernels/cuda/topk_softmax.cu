@@ -307,8 +307,10 @@ void TopkSoftmax::enqueue(const float* logits, int64_t T, int64_t V, const TopkP
   im.rows = T;
   im.vocab = V;
   im.source = source;
-  im.pending = true;
-  if (T == 0) return;
+  if (T == 0) {
+    im.pending = true;
+    return;
+  }
 
   FUSELLM_CUDA_CHECK(cudaMemsetAsync(im.d_bad, 0xff, sizeof(unsigned long long), im.stream));
   const TopkArgs a{logits, T, V, params.k, 1.f / params.temperature, ids, probs, tail, im.d_bad};
@@ -338,6 +340,7 @@ void TopkSoftmax::enqueue(const float* logits, int64_t T, int64_t V, const TopkP
   FUSELLM_CUDA_CHECK(cudaGetLastError());
   FUSELLM_CUDA_CHECK(cudaMemcpyAsync(im.h_bad, im.d_bad, sizeof(unsigned long long),
                                      cudaMemcpyDeviceToHost, im.stream));
+  im.pending = true;  // only once everything is on the stream
 }
 
 void TopkSoftmax::finish() {
