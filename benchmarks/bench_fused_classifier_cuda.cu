@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_buffer.hpp"
 #include "cuda/fused_classifier.cuh"
 #include "cuda/topk_softmax.cuh"
 
@@ -40,17 +41,7 @@ namespace {
 
 using namespace fusellm;
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <class T>
-using DevPtr = std::unique_ptr<T, CudaFree>;
-template <class T>
-DevPtr<T> dev_alloc(size_t n) {
-  T* p = nullptr;
-  FUSELLM_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
-  return DevPtr<T>(p);
-}
+using cuda::dev_alloc;
 
 struct Event {
   cudaEvent_t e = nullptr;

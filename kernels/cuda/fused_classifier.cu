@@ -175,6 +175,9 @@ __device__ __forceinline__ void load_chunk(uint4 (&cache)[kItems], const T* z, c
   }
 }
 
+// long: one block per row runs both passes and the fix-ups over the row held in registers
+// (cache[]); split into functions, the register array would be passed by reference across calls
+// the compiler may not inline, and a run-time-indexed register array moves to local memory.
 template <class T, int kThreads, int kItems, int kMinBlocks, bool kWriteGrad>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) fused_classifier_kernel(RowArgs<T> a) {
   constexpr int kN = Elem<T>::kN;

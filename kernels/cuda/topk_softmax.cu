@@ -75,6 +75,9 @@ __device__ __forceinline__ uint32_t warp_umax(uint32_t x) {
   return x;
 }
 
+// long: one warp per row keeps each lane's K best in registers through the scan, the warp
+// merge and the normalization; the register arrays are indexed by unrolled constants only,
+// which splitting the kernel would not guarantee.
 template <int K, bool kTail>
 __global__ void __launch_bounds__(32) topk_softmax_kernel(TopkArgs a) {
   const int lane = int(threadIdx.x);

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_buffer.hpp"
+#include "error_of.hpp"
 #include "cuda/fused_classifier.cuh"
 #include "fusellm/core/error.hpp"
 #include "kokkos/fused_classifier.hpp"
@@ -34,31 +36,10 @@ namespace {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::device_description()
 
 // ---- device buffers (RAII) --------------------------------------------------------------------------
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <class T>
-using DevPtr = std::unique_ptr<T, CudaFree>;
-
-template <class T>
-DevPtr<T> dev_alloc(size_t n) {
-  T* p = nullptr;
-  FUSELLM_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
-  return DevPtr<T>(p);
-}
-template <class T>
-DevPtr<T> to_device(const std::vector<T>& h) {
-  auto d = dev_alloc<T>(h.size());
-  if (!h.empty())
-    FUSELLM_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-template <class T>
-std::vector<T> to_host(const T* d, size_t n) {
-  std::vector<T> h(n);
-  if (n) FUSELLM_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
+using cuda::DevPtr;
+using cuda::dev_alloc;
+using cuda::to_device;
+using cuda::to_host;
 
 float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
 
@@ -273,16 +254,7 @@ void check_problem(const Problem& p, float lambda, bool mean, const std::string&
   EXPECT_EQ(e16.grad, pb.z) << name << ": the bf16 loss-only variant wrote the logits";
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown (expected one mentioning '" << parts.front() << "')";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    std::printf("    error: %s\n", msg.c_str());
-    for (const auto& s : parts) EXPECT_NE(msg.find(s), std::string::npos) << "'" << s << "' not in: " << msg;
-  }
-}
+using fusellm::testing::expect_error;
 
 // ---- tests -------------------------------------------------------------------------------------------------
 TEST(CudaFusedClassifier, RandomRowsMatchCpu) {

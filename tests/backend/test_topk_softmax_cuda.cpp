@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_buffer.hpp"
+#include "error_of.hpp"
 #include "cuda/topk_softmax.cuh"
 #include "fusellm/core/error.hpp"
 #include "kokkos/topk_softmax.hpp"
@@ -30,24 +32,10 @@ namespace {
 #define SKIP_WITHOUT_GPU()                                                                    \
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::device_description()
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <class T>
-using DevPtr = std::unique_ptr<T, CudaFree>;
-
-template <class T>
-DevPtr<T> dev_alloc(size_t n) {
-  T* p = nullptr;
-  FUSELLM_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
-  return DevPtr<T>(p);
-}
-template <class T>
-std::vector<T> to_host(const T* d, size_t n) {
-  std::vector<T> h(n);
-  if (n) FUSELLM_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
+using cuda::DevPtr;
+using cuda::dev_alloc;
+using cuda::to_device;
+using cuda::to_host;
 
 struct Out {
   std::vector<int32_t> ids;
@@ -161,16 +149,7 @@ std::vector<float> distinct_rows(std::mt19937& rng, int64_t T, int64_t V, float 
   return z;
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown (expected one mentioning '" << parts.front() << "')";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    std::printf("    error: %s\n", msg.c_str());
-    for (const auto& s : parts) EXPECT_NE(msg.find(s), std::string::npos) << "'" << s << "' not in: " << msg;
-  }
-}
+using fusellm::testing::expect_error;
 
 TEST(CudaTopkSoftmax, DistinctRowsMatchCpu) {
   SKIP_WITHOUT_GPU();
