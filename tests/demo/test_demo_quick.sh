@@ -2,7 +2,8 @@
 # The demo's quick mode end to end (scripts/demo.sh --quick), then the structure and sanity of
 # everything it writes: the corpus split, every stage's model, every eval file, the table (JSON
 # and Markdown: complete, every BPB finite and plausible), the claims, the learning curve and the
-# PNG plots (valid PNG files). Not the ML result: a quick run trains for a few steps only.
+# PNG plots (valid PNG files), and one more row from scripts/demo/variant.sh. Not the ML result:
+# a quick run trains for a few steps only.
 #   FUSELLM_BIN=build/fusellm bash tests/demo/test_demo_quick.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -66,4 +67,11 @@ for png in table curve; do
   [ "$w" -gt 100 ] || fail "$png.png: width $w"
   [ "$(tail -c 8 "$f" | head -c 4)" = IEND ] || fail "$png.png: truncated (no IEND)"
 done
+# One more row with other settings (scripts/demo/variant.sh): a line of four plausible BPB and
+# its eval file.
+line=$(FUSELLM_BIN=$BIN bash "$ROOT/scripts/demo/variant.sh" --out "$D" lambda-0.8 --set distill.lambda=0.8) ||
+  fail "variant.sh exited non-zero"
+echo "$line" | grep -qE '^lambda-0.8: code [0-9.]+ docs [0-9.]+ legal [0-9.]+ average [0-9.]+$' || fail "variant.sh printed: $line"
+jq -e '[.results[] | ."bits_per_byte,none"] | length == 3 and all(. > 0.05 and . < 16)' "$D/variants/lambda-0.8.json" \
+  > /dev/null || fail "variant.sh's eval file is incomplete or implausible"
 echo "PASS: demo --quick wrote a complete, sane report"
