@@ -114,7 +114,7 @@ find_cuda_libs() {
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [[ -d $d ]] && dirs+=("$d"); done
   sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
   for d in $sp; do
-    for l in "$d"/nvidia/*/lib "$d"/nvidia/cu13/lib; do [[ -d $l ]] && dirs+=("$l"); done
+    for l in "$d"/nvidia/*/lib; do [[ -d $l ]] && dirs+=("$l"); done
   done
   local IFS=:
   echo "${dirs[*]}"

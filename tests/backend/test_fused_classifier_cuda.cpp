@@ -24,6 +24,7 @@
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_buffer.hpp"
+#include "cuda_skip.hpp"
 #include "error_of.hpp"
 #include "cuda/fused_classifier.cuh"
 #include "fusellm/core/error.hpp"
@@ -31,9 +32,6 @@
 
 namespace fusellm {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                                    \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::device_description()
 
 // ---- device buffers (RAII) --------------------------------------------------------------------------
 using cuda::DevPtr;

@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/rmsnorm.cuh"
+#include "cuda_skip.hpp"
 
 using namespace fusellm;
 
@@ -20,7 +21,7 @@ TEST(CudaRuntime, DeviceQueryNeverThrows) {
 }
 
 TEST(CudaRMSNorm, MatchesCpuReference) {
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::device_description();
+  SKIP_WITHOUT_GPU();
   const int64_t rows = 1000, cols = 4096;
   const float eps = 1e-6f;
   std::mt19937 rng(7);

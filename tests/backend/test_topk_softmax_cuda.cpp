@@ -21,6 +21,7 @@
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_buffer.hpp"
+#include "cuda_skip.hpp"
 #include "error_of.hpp"
 #include "cuda/topk_softmax.cuh"
 #include "fusellm/core/error.hpp"
@@ -28,9 +29,6 @@
 
 namespace fusellm {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                                    \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::device_description()
 
 using cuda::DevPtr;
 using cuda::dev_alloc;
