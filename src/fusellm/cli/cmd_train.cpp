@@ -66,8 +66,10 @@ void print_result(const TrainResult& r, const TrainOptions& opt) {
 // One rank's run. Under mpirun/srun: one rank of the MPI job (train/run_job.hpp), and a rank that
 // fails, from the first MPI call to the last, ends the whole job at once (MPI_Abort) naming
 // itself, so no other rank waits for it; one that stops answering is ended by the heartbeat, and
-// every wait by [comm].timeout_seconds. Returns the result and this rank's world rank.
-std::pair<JobRankResult, int> run_rank(const JobConfig& job, const TrainOptions& opt, const std::string& dump_path) {
+// every wait by [comm].timeout_seconds. Rank 0 prints the result before the ranks leave together:
+// after a stop, every rank exits 75, and mpirun ends the ranks still running as soon as the first
+// one exits non-zero, so an output printed after the barrier could be lost. Returns the result.
+JobRankResult run_rank(const JobConfig& job, const TrainOptions& opt, const std::string& dump_path) {
   const auto session = dist::mpi::MpiSession::if_launched();
   const bool mpi_job = session && session->world_size() > 1;
   std::unique_ptr<dist::mpi::MpiTransport> world;
@@ -87,6 +89,10 @@ std::pair<JobRankResult, int> run_rank(const JobConfig& job, const TrainOptions&
     const int rank = world ? world->rank() : 0;
     if (!dump_path.empty()) dump.emplace(rank == 0 ? dump_path : fmt::format("{}.rank{}", dump_path, rank));
     jr = run_job(job, opt, dump ? &*dump : nullptr, world.get());
+    if (rank == 0) {
+      print_result(jr.train, opt);
+      std::fflush(stdout);
+    }
     if (world) world->barrier();  // the ranks leave together, the heartbeat watching until then
     if (heartbeat) heartbeat->stop();
   } catch (const std::exception& e) {
@@ -97,7 +103,7 @@ std::pair<JobRankResult, int> run_rank(const JobConfig& job, const TrainOptions&
     std::fflush(stderr);
     dist::mpi::MpiSession::abort(1);
   }
-  return {std::move(jr), world ? world->rank() : 0};
+  return jr;
 }
 }  // namespace
 
@@ -132,8 +138,7 @@ void add_train(CLI::App& app) {
     opt.progress = !o->quiet;
     if (!o->no_export)
       opt.export_dir = o->export_dir.empty() ? (std::filesystem::path(job.job.output_dir) / "export").string() : o->export_dir;
-    const auto [jr, rank] = run_rank(job, opt, o->dump);
-    if (rank == 0) print_result(jr.train, opt);
+    const JobRankResult jr = run_rank(job, opt, o->dump);
     if (jr.stopped) throw ExitStatus{kExitRequeue};
   });
 }
