@@ -14,6 +14,7 @@
 // Not yet behind the seam (a GPU backend brings them with it): where the activations and the
 // flat buffers live (host std::vector today), and the host-side preparation of a sequence
 // (document starts, positions, the RoPE cos/sin table), which a device backend uploads.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -33,6 +34,22 @@ class Backend {
     virtual ~PassScope() = default;
   };
   virtual std::unique_ptr<PassScope> begin_pass() const = 0;
+
+  // ---- memory: the ops' operands live in the backend's memory ----------------------------------
+  // Host memory for the CPU backend (the decoder's vectors are used in place), the device's for a
+  // GPU backend, where the decoder keeps its weights and buffers and copies the tokens in and the
+  // logits out. A block is freed with its object; its contents start undefined.
+  struct Memory {
+    virtual ~Memory() = default;
+    void* data = nullptr;
+    size_t bytes = 0;
+  };
+  virtual bool host_memory() const = 0;
+  virtual std::unique_ptr<Memory> allocate(size_t bytes) const = 0;
+  // host -> backend memory, in order with the ops queued so far and after.
+  virtual void copy_in(void* dst, const void* src, size_t bytes) const = 0;
+  // backend memory -> host, after every op queued so far; returns when the bytes are there.
+  virtual void copy_out(void* dst, const void* src, size_t bytes) const = 0;
 
   // ---- forward (ops.hpp has the math of each) ----------------------------------------------------
   virtual void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
@@ -72,5 +89,22 @@ class Backend {
 
 // The reference backend: the CPU ops (OpenMP + OpenBLAS), fp32.
 const Backend& cpu_backend();
+
+// A block of a backend's memory grown to fit and never shrunk, so that a steady state of passes
+// allocates nothing (no page faults on the CPU, no cudaMalloc on a GPU).
+class GrowingBuffer {
+ public:
+  template <class T>
+  T* get(const Backend& be, size_t n) {
+    if (!m_ || m_->bytes < n * sizeof(T)) {
+      m_.reset();  // the old block goes first: the peak is the new one alone
+      m_ = be.allocate((n ? n : 1) * sizeof(T));
+    }
+    return static_cast<T*>(m_->data);
+  }
+
+ private:
+  std::unique_ptr<Backend::Memory> m_;
+};
 
 }  // namespace fusellm::model

@@ -1,6 +1,8 @@
 // The CPU backend: each operation of the Backend interface is the CPU function of the same name
 // (ops.hpp, train_ops.hpp; one file per op, with its math). Nothing is computed here.
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/backend.hpp"
@@ -14,10 +16,26 @@ struct BlasOneThread final : Backend::PassScope {
   BlasThreadsGuard guard;
 };
 
+struct HostMemory final : Backend::Memory {
+  explicit HostMemory(size_t n) : block(n) {
+    data = block.data();
+    bytes = n;
+  }
+  std::vector<std::byte> block;  // zeroed: a fresh block is touched once here, as a resized vector was
+};
+
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
   std::unique_ptr<PassScope> begin_pass() const override { return std::make_unique<BlasOneThread>(); }
+  bool host_memory() const override { return true; }
+  std::unique_ptr<Memory> allocate(size_t bytes) const override { return std::make_unique<HostMemory>(bytes); }
+  void copy_in(void* dst, const void* src, size_t bytes) const override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy_out(void* dst, const void* src, size_t bytes) const override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
 
   void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
              ConstMatView pos_table, MatView x) const override {

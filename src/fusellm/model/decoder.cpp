@@ -50,6 +50,17 @@ MatView buffer(std::vector<float>& v, int64_t T, int64_t cols) {
   if (int64_t(v.size()) < T * cols) v.resize(size_t(T * cols));
   return MatView{v.data(), T, cols, cols};
 }
+MatView buffer(GrowingBuffer& g, const Backend& be, int64_t T, int64_t cols) {
+  return MatView{g.get<float>(be, size_t(T * cols)), T, cols, cols};
+}
+
+// `v` where the backend's ops read it: in place on the host, else copied into `g`.
+std::span<const int32_t> on_backend(std::span<const int32_t> v, GrowingBuffer& g, const Backend& be) {
+  if (be.host_memory()) return v;
+  int32_t* d = g.get<int32_t>(be, v.size());
+  be.copy_in(d, v.data(), v.size_bytes());
+  return {d, v.size()};
+}
 
 }  // namespace
 
@@ -77,6 +88,10 @@ Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerR
   const Arch& a = arch_;
   weights_.resize(size_t(params_.table.total()));
   load_decoder_params(a, params_, ck, weights_, range_);
+  if (!backend.host_memory()) {
+    device_weights_ = backend.allocate(weights_.size() * sizeof(float));
+    backend.copy_in(device_weights_->data, weights_.data(), weights_.size() * sizeof(float));
+  }
   if (a.pos == PosKind::ALiBi) alibi_ = alibi_slopes(a.heads, a.alibi_bias_max);
   info_.family = a.family;
   info_.model_type = a.model_type;
@@ -87,6 +102,11 @@ Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerR
   info_.num_kv_heads = a.kv_heads;
   info_.max_positions = a.max_positions;
   info_.num_parameters = params_.table.total();
+}
+
+std::span<const float> Decoder::op_weights() const {
+  if (device_weights_) return {static_cast<const float*>(device_weights_->data), weights_.size()};
+  return weights_;
 }
 
 AttentionShape Decoder::attention_shape(int64_t layer) const {
@@ -104,7 +124,7 @@ AttentionShape Decoder::attention_shape(int64_t layer) const {
 }
 
 void Decoder::norm(ConstMatView x, const Region& w, const Region& b, MatView y) const {
-  const std::span<const float> W = weights_;
+  const std::span<const float> W = op_weights();
   if (arch_.norm == NormKind::RMSNorm)
     backend_->rmsnorm(x, vec(W, w), float(arch_.norm_eps), y);
   else
@@ -112,11 +132,14 @@ void Decoder::norm(ConstMatView x, const Region& w, const Region& b, MatView y) 
 }
 
 // One forward pass's buffers: the residual stream X, the norm output XN, and the per-layer
-// activations (kept ones in `save`, the others in the workspace), and its sequence.
+// activations (kept ones in `save`, the others in the workspace), and its sequence (document
+// starts and positions where the backend reads them).
 struct Decoder::Pass {
   int64_t T = 0;
   SequenceLayout seq;
+  std::span<const int32_t> doc_start, pos;
   RopeTable rope;
+  Workspace* ws = nullptr;
   MatView X, XN, QKV, ATT, MLP, H;
   std::unique_ptr<Backend::PassScope> scope;
   std::unique_lock<std::mutex> lock;
@@ -125,42 +148,54 @@ struct Decoder::Pass {
 };
 
 // Lays out the sequence and the buffers; the residual stream is `x` [T, hidden] (nullptr: the
-// workspace's). The workspace is this decoder's unless a concurrent pass holds it.
+// workspace's; a host pointer, so only on a backend whose memory is the host's). The workspace
+// is this decoder's unless a concurrent pass holds it.
 void Decoder::open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, float* x, SavedActivations* save) const {
   const Arch& a = arch_;
+  const Backend& be = *backend_;
   p.T = T;
   p.seq = layout_sequence(a, T, doc_ids);
-  p.scope = backend_->begin_pass();
+  p.scope = be.begin_pass();
   if (a.pos == PosKind::Rotary) p.rope = rope_table(a.rope, p.seq.pos, p.seq.doc_len);
   p.lock = std::unique_lock(workspace_mutex_, std::try_to_lock);
   Workspace& ws = p.lock.owns_lock() ? workspace_ : p.private_workspace;
+  p.ws = &ws;
+  p.doc_start = on_backend(p.seq.doc_start, ws.doc_start, be);
+  p.pos = on_backend(p.seq.pos, ws.pos, be);
   const int64_t Hd = a.hidden, nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
-  p.X = x ? MatView{x, T, Hd, Hd} : buffer(ws.x, T, Hd);
-  p.XN = buffer(ws.xn, T, Hd);
+  p.X = x ? MatView{x, T, Hd, Hd} : buffer(ws.x, be, T, Hd);
+  p.XN = buffer(ws.xn, be, T, Hd);
   p.save = save;
   if (save) {
     save->layers.resize(size_t(a.layers));
-    p.H = buffer(ws.h, T, I);
+    p.H = buffer(ws.h, be, T, I);
   } else {
-    p.QKV = buffer(ws.qkv, T, nqkv), p.ATT = buffer(ws.att, T, a.heads * a.head_dim);
-    p.MLP = buffer(ws.mlp, T, a.gated_mlp ? 2 * I : I);
+    p.QKV = buffer(ws.qkv, be, T, nqkv), p.ATT = buffer(ws.att, be, T, a.heads * a.head_dim);
+    p.MLP = buffer(ws.mlp, be, T, a.gated_mlp ? 2 * I : I);
   }
 }
 
 void Decoder::embed_into(Pass& p, std::span<const int32_t> ids) const {
-  const std::span<const float> W = weights_;
+  const std::span<const float> W = op_weights();
   const DecoderRegions& R = params_.regions;
-  backend_->embed(ids, mat(W, R.embed), p.seq.pos, R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
+  backend_->embed(on_backend(ids, p.ws->ids, *backend_), mat(W, R.embed), p.pos,
+                  R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
 }
 
 void Decoder::head_into(Pass& p, Tensor& logits) const {
-  const std::span<const float> W = weights_;
+  const std::span<const float> W = op_weights();
   const DecoderRegions& R = params_.regions;
   norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
-  // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
-  // over the largest matrix of the forward pass.
-  backend_->linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), p.T, arch_.vocab, arch_.vocab},
-                   /*accumulate=*/true);
+  if (backend_->host_memory()) {
+    // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
+    // over the largest matrix of the forward pass.
+    backend_->linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), p.T, arch_.vocab, arch_.vocab},
+                     /*accumulate=*/true);
+  } else {
+    const MatView L = buffer(p.ws->logits, *backend_, p.T, arch_.vocab);
+    backend_->linear(p.XN, mat(W, R.lm_head), {}, L, /*accumulate=*/false);
+    backend_->copy_out(logits.data(), L.p, size_t(logits.size()) * sizeof(float));
+  }
   // MosaicML's MPTForCausalLM.forward: logits *= logit_scale, after the head.
   if (arch_.logit_scale != 1.0) {
     const float scale = float(arch_.logit_scale);
@@ -178,7 +213,7 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   const Arch& a = arch_;
   const Backend& be = *backend_;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
-  const std::span<const float> W = weights_;
+  const std::span<const float> W = op_weights();
   const int64_t T = p.T, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
   const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, natt = a.heads * a.head_dim;
   if (p.save) {  // this layer's kept activations are written where they are kept
@@ -190,7 +225,7 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   be.linear(p.XN, mat(W, L.qkv), vec(W, L.qkv_b), p.QKV, false);
   if (a.clip_qkv > 0) be.clamp(p.QKV, float(a.clip_qkv));
   if (a.pos == PosKind::Rotary) be.apply_rope(p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
-  be.causal_attention(p.QKV, p.seq.doc_start, attention_shape(l), p.ATT);
+  be.causal_attention(p.QKV, p.doc_start, attention_shape(l), p.ATT);
   if (a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);  // from x before the update
   be.linear(p.ATT, mat(W, L.o), vec(W, L.o_b), p.X, /*accumulate=*/true);
   if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, T, a.hidden));
@@ -214,6 +249,8 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
 Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
   const Arch& a = arch_;
   require_range("forward", 0, a.layers);
+  if (save && !backend_->host_memory())
+    fail("forward: keeping activations for a backward pass on the {} backend is not implemented yet", backend_->name());
   if (save) check_trainable(a), save->valid = false;
   check_ids(a, ids);
   const int64_t T = int64_t(ids.size());
@@ -241,8 +278,10 @@ Tensor Decoder::embed(std::span<const int32_t> ids, std::span<const int32_t> doc
   Tensor hidden({T, arch_.hidden});
   if (T == 0) return hidden;
   Pass p;
-  open_pass(p, T, doc_ids, hidden.data(), nullptr);
+  const bool host = backend_->host_memory();
+  open_pass(p, T, doc_ids, host ? hidden.data() : nullptr, nullptr);
   embed_into(p, ids);
+  if (!host) backend_->copy_out(hidden.data(), p.X.p, size_t(hidden.size()) * sizeof(float));
   return hidden;
 }
 
@@ -252,8 +291,12 @@ void Decoder::layers(Tensor& hidden, int64_t first, int64_t last, std::span<cons
     fail("layers: hidden states of shape {}, expected [T, {}]", shape_str(hidden.shape()), arch_.hidden);
   if (hidden.dim(0) == 0) return;
   Pass p;
-  open_pass(p, hidden.dim(0), doc_ids, hidden.data(), nullptr);
+  const bool host = backend_->host_memory();
+  const size_t bytes = size_t(hidden.size()) * sizeof(float);
+  open_pass(p, hidden.dim(0), doc_ids, host ? hidden.data() : nullptr, nullptr);
+  if (!host) backend_->copy_in(p.X.p, hidden.data(), bytes);
   for (int64_t l = first; l < last; ++l) layer_forward(p, l);
+  if (!host) backend_->copy_out(hidden.data(), p.X.p, bytes);
 }
 
 Tensor Decoder::head(const Tensor& hidden) const {
@@ -265,7 +308,9 @@ Tensor Decoder::head(const Tensor& hidden) const {
   if (T == 0) return logits;
   Pass p;
   // The head only reads the residual stream (norm into XN).
-  open_pass(p, T, {}, const_cast<float*>(hidden.data()), nullptr);
+  const bool host = backend_->host_memory();
+  open_pass(p, T, {}, host ? const_cast<float*>(hidden.data()) : nullptr, nullptr);
+  if (!host) backend_->copy_in(p.X.p, hidden.data(), size_t(hidden.size()) * sizeof(float));
   head_into(p, logits);
   return logits;
 }

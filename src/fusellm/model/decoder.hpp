@@ -115,8 +115,11 @@ class Decoder final : public CausalLM {
   // Activations of a forward pass that are not kept, reused between calls so that a pass does
   // not page-fault in fresh buffers (a tenth of a pass at T = 512 otherwise). A concurrent call
   // that finds it in use allocates its own.
+  // In the backend's memory; the tokens, document starts, positions and logits are copied
+  // there when it is not the host's.
   struct Workspace {
-    std::vector<float> x, xn, qkv, att, mlp, h;
+    GrowingBuffer x, xn, qkv, att, mlp, h;
+    GrowingBuffer ids, doc_start, pos, logits;
   };
   struct Pass;      // one forward pass's buffers and sequence (decoder.cpp)
   struct Backward;  // one backward pass's gradients of activations (decoder_backward.cpp)
@@ -151,6 +154,10 @@ class Decoder final : public CausalLM {
     }
   };
   std::vector<float, DefaultInit<float>> weights_;
+  // The copy the ops read when the backend's memory is not the host's (a GPU's); the backward
+  // pass and parameters() still use weights_, which is why training there is refused for now.
+  std::unique_ptr<Backend::Memory> device_weights_;
+  std::span<const float> op_weights() const;
   std::vector<float> alibi_;
   mutable std::mutex workspace_mutex_;
   mutable Workspace workspace_;

@@ -128,6 +128,10 @@ class CountingBackend final : public model::Backend {
   mutable std::map<std::string, int> calls;
   const char* name() const override { return "counting"; }
   std::unique_ptr<PassScope> begin_pass() const override { return cpu().begin_pass(); }
+  bool host_memory() const override { return cpu().host_memory(); }
+  std::unique_ptr<Memory> allocate(size_t bytes) const override { return cpu().allocate(bytes); }
+  void copy_in(void* d, const void* s, size_t n) const override { cpu().copy_in(d, s, n); }
+  void copy_out(void* d, const void* s, size_t n) const override { cpu().copy_out(d, s, n); }
 #define FORWARD(op, params, args)      \
   void op params const override {      \
     ++calls[#op];                      \
