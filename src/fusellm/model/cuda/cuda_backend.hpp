@@ -11,7 +11,8 @@
 // backend's stream; sync() waits for them (and reports an asynchronous kernel error there).
 //
 // Members are defined in cuda_backend.cpp (construction, scratch, the forward ops and the GEMMs
-// of the backward pass, through cuBLAS) and cuda_backend_backward.cpp (the other backward ops).
+// of the backward pass, through cuBLAS), cuda_backend_backward.cpp (the other backward ops) and
+// cuda_backend_memory.cpp (the memory the decoder allocates through the Backend interface).
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -35,6 +36,12 @@ class CudaBackend final : public Backend {
   std::unique_ptr<PassScope> begin_pass() const override;
   cudaStream_t stream() const;
   void sync() const;  // waits for every queued op; throws on an asynchronous error
+
+  // ---- memory (cuda_backend_memory.cpp): device memory, copies on stream() ------------------------
+  bool host_memory() const override { return false; }
+  std::unique_ptr<Memory> allocate(size_t bytes) const override;
+  void copy_in(void* dst, const void* src, size_t bytes) const override;
+  void copy_out(void* dst, const void* src, size_t bytes) const override;
 
   // ---- forward (cuda_backend.cpp) ----------------------------------------------------------------
   void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
