@@ -11,8 +11,8 @@
 #       OpenBLAS and ICU's data are most of it) and prints its size.
 #   bash scripts/gpu_check.sh slim | unslim
 #       here, around the device call: the tool sends the tracked tree too, 64 MiB in all with what
-#       is carried, and the tracked tree is about 63 MiB (tests/fixtures, examples/demo: nothing
-#       the GPU check reads). `slim` takes those out of git's index (the files stay; commit nothing
+#       is carried, and the tracked tree is about 63 MiB (tests/fixtures, examples/demo: the GPU check
+#       reads only tests/fixtures/models). `slim` takes those out of git's index (the files stay; commit nothing
 #       meanwhile) and ignores them in .git/info/exclude; `unslim` puts both back.
 #   bash scripts/gpu_check.sh run
 #       there, as the device tool's command with carry [".gpu"]: finds CUDA's libraries (the
@@ -30,7 +30,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STAGE=$ROOT/.gpu/stage   # pack's staging folder, here
 PACK=/tmp/fusellm_gpu    # where run unpacks it, there
-SLIM_PATHS=(tests/fixtures examples/demo)
+# What `slim` leaves behind: examples/demo and every fixture folder but models/ (5.8 MB, which
+# test_decoder_cuda reads: the families' reference logits).
+SLIM_PATHS=(examples/demo $(cd "$ROOT" && ls -d tests/fixtures/*/ tests/fixtures/* 2>/dev/null | sed 's|/$||' | sort -u | grep -v '^tests/fixtures/models$'))
 
 # glibc and the dynamic loader are the machine's own; CUDA's libraries come from its toolkit and
 # PyTorch's packages (same major version, 13: the SONAMEs match); libstdc++ and libgcc_s travel in
