@@ -1,7 +1,8 @@
 #pragma once
 // Device helpers shared by the CUDA row kernels of the fusion family (fused_classifier.cu,
-// topk_softmax.cu); the CUDA counterpart of kernels/kokkos/fusion_row_math.hpp, with the same
-// definitions where the results must agree bit for bit:
+// topk_softmax.cu, sequence_ce.cu, fusion.cu, apply_alignment.cu); the CUDA counterpart of
+// kernels/kokkos/fusion_row_math.hpp, with the same definitions where the results must agree bit
+// for bit:
 //
 // - order_key(v, id): the total order "larger value first, ties to the smaller id" as an unsigned
 //   64-bit integer (fusion_row_math.hpp's order_key, -0.0 folded to +0.0, key 0 never real), so
@@ -33,6 +34,7 @@ enum ErrorKind : int64_t {
   kIdOutOfRange = 3,
   kBadProb = 4,
   kNonFiniteLoss = 5,
+  kBadScore = 6,  // a source's CE score is NaN or -Inf (fusion)
 };
 __host__ __device__ inline unsigned long long error_code(int64_t row, int64_t slot, int64_t kind) {
   return static_cast<unsigned long long>(row * (int64_t(1) << 24) + (slot & 0xFFFF) * 256 + kind);
@@ -63,6 +65,21 @@ __device__ __forceinline__ float order_key_value(unsigned long long key) {
   uint32_t u = uint32_t(key >> 32);
   u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
   return __uint_as_float(u);
+}
+
+// The segment (sequence, document) holding row i, for offsets[0..n] that run from 0 to the row
+// count without decreasing (checked by the caller): the largest s < n with offsets[s] <= i, so an
+// empty segment (equal offsets) is never chosen. fusion.hpp's FuseRowsFunctor::sequence_of.
+__device__ __forceinline__ int64_t segment_of(const int64_t* offsets, int64_t n, int64_t i) {
+  int64_t lo = 0, hi = n - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (offsets[mid] <= i)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
 }
 
 // ---- element types: 16 bytes <-> kN floats ------------------------------------------------------------
