@@ -1,0 +1,56 @@
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/bf16_convert.cuh"
+#include "cuda/cuda_check.hpp"
+#include "fusellm/core/error.hpp"
+
+namespace fusellm::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond: enough blocks to fill any device
+
+// out[i] = bf16(in[i]), round to nearest even (cvt.rn.bf16.f32): c10::BFloat16's
+// round_to_nearest_even for every non-NaN value.
+__global__ void f32_to_bf16_kernel(__nv_bfloat16* __restrict__ out, const float* __restrict__ in, int64_t n) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = __float2bfloat16_rn(in[i]);
+}
+
+// out[i] = float(in[i]): the bf16 bits in the high half of an fp32, exact.
+__global__ void bf16_to_f32_kernel(float* __restrict__ out, const __nv_bfloat16* __restrict__ in, int64_t n) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = __bfloat162float(in[i]);
+}
+
+unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
+
+void check_args(const void* out, const void* in, int64_t n, const char* what) {
+  if (n < 0) fail("{}: {} elements", what, n);
+  if (n > 0 && (!out || !in)) fail("{}: a null pointer for {} elements", what, n);
+}
+
+}  // namespace
+
+void f32_to_bf16(__nv_bfloat16* out, const float* in, int64_t n, cudaStream_t stream) {
+  check_args(out, in, n, "f32_to_bf16");
+  if (n == 0) return;
+  f32_to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, in, n);
+  FUSELLM_CUDA_CHECK(cudaGetLastError());
+}
+
+void bf16_to_f32(float* out, const __nv_bfloat16* in, int64_t n, cudaStream_t stream) {
+  check_args(out, in, n, "bf16_to_f32");
+  if (n == 0) return;
+  bf16_to_f32_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, in, n);
+  FUSELLM_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fusellm::cuda
