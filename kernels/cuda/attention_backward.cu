@@ -51,9 +51,8 @@ __device__ __forceinline__ float score(const float (&q)[NPL], const float (&k)[N
 
 // s(i): the first key query i sees (its document's start, or the sliding window's).
 __device__ __forceinline__ int64_t first_visible(const int32_t* doc_start, int64_t i, int64_t window) {
-  int64_t f = doc_start[i];
-  if (window > 0) f = max(f, i - window + 1);
-  return f;
+  const int64_t f = doc_start[i];
+  return window > 0 && i - window + 1 > f ? i - window + 1 : f;
 }
 
 // Query side, one warp per (head h = blockIdx.y, query i): the row's softmax statistics (online
