@@ -145,10 +145,30 @@ void check_norm(bool layer, bool with_bias, bool accumulate, uint32_t seed) {
   if (with_bias) expect_close(db, download(d_db), kTol, what + ": db");
 }
 
+// dx written over dy (norm_backward.cuh allows it: the statistics and weight gradients read dy
+// first): RMSNorm, overwrite, against the CPU on separate buffers.
+void check_norm_in_place(uint32_t seed) {
+  const int64_t rows = 20, n = 48;
+  const float eps = 1e-6f;
+  HostMat x = random_mat(rows, n, n + 2, seed, -2.f, 2.f), dy = random_mat(rows, n, n + 3, seed + 1);
+  HostMat dx = dy;
+  std::vector<float> w = random_vec(size_t(n), seed + 2, 0.5f, 1.5f), dw(size_t(n), 0.f);
+  const DevBuf d_x = upload(x.v), d_dy = upload(dy.v), d_w = upload(w), d_dw = upload(dw);
+  auto ws = cuda::dev_alloc<char>(cuda::norm_backward_workspace_bytes(rows, n));
+  Stream s;
+  cuda::rmsnorm_backward(d_x.get(), x.ld, d_w.get(), eps, d_dy.get(), dy.ld, d_dy.get(), dy.ld, d_dw.get(), rows, n,
+                         false, ws.get(), s.s);
+  s.sync();
+  model::rmsnorm_backward(x.cview(), w, eps, dy.cview(), dx.view(), dw, false);
+  expect_close(dx.v, download(d_dy), rows, n, dx.ld, kTol, "rmsnorm in place: dx");
+  expect_close(dw, download(d_dw), kTol, "rmsnorm in place: dw");
+}
+
 TEST(CudaBackwardOps, RmsnormBackward) {
   SKIP_WITHOUT_GPU();
   check_norm(false, false, false, 11);
   check_norm(false, false, true, 21);
+  check_norm_in_place(61);
 }
 
 TEST(CudaBackwardOps, LayernormBackward) {
