@@ -15,10 +15,12 @@
 // Exactness (tests/backend/test_adamw_cuda.cpp checks it against AdamW::step): every fp32
 // operation of the CPU update is spelled out with a round-to-nearest intrinsic (__fmul_rn,
 // __fadd_rn, __fdiv_rn, __fsqrt_rn) or an explicit fmaf where the CPU calls std::fma, so nvcc
-// contracts nothing and the moments m, v and the denominator are the CPU's bits. The weight update
-// p * decay + step is two roundings, as in torch (param.mul_ then addcdiv_); a CPU build that
-// contracts it into one fma (g++ -ffp-contract=fast with -march=x86-64-v3) differs there by at
-// most an ulp of the weight per step.
+// contracts nothing: given the same gradients and coefficient, m, v and the weights are the CPU's
+// bits (a host emulation of this kernel's operations matched AdamW::step of the x86-64-v3 build
+// bit for bit over 20 steps). The weight update p * decay + step is two roundings, as in torch
+// (param.mul_ then addcdiv_); a CPU build that contracted it into one fma would differ there by
+// at most an ulp of the weight per step. The coefficient from clip_coef may differ from the CPU's
+// by an ulp when the two norms' different summation orders round to different floats.
 //
 // Host declarations only (includable from C++20 and C++17); kernels in adamw.cu.
 #include <cuda_bf16.h>

@@ -11,10 +11,12 @@
 //   - the gradient norm against the CPU's (bound below) and bit-identical between two GPU runs;
 //   - the clipping coefficient bit for bit; a NaN gradient reported at the CPU's tensor.
 //
-// Bounds. m and v are the CPU's operations in the CPU's order (adamw.cuh), so they agree to the
-// bit given the same gradients; the weights may differ by an ulp per step where the CPU build
-// contracts p * decay + step into one fma. Both are asserted within 1e-5 of the largest magnitude
-// (the number of elements that differ at all is printed). The sum of squares: the squares are exact
+// Bounds. The kernel does the CPU's operations in the CPU's order without contraction (adamw.cuh),
+// so given the same gradients and clipping coefficient m, v and the weights agree to the bit (a
+// host emulation of the kernel did, over 20 steps); a CPU build that contracts p * decay + step
+// into one fma, or a device coefficient an ulp off the CPU's, makes them differ by a few ulp. They
+// are asserted within 1e-5 of the largest magnitude, and the number of elements that differ at
+// all is printed (0 expected). The sum of squares: the squares are exact
 // in double and both sides add the same n positive terms in different orders, each within
 // (n - 1) 2^-53 of the exact sum, so they differ by at most 2 (n - 1) 2^-53 relative.
 // Skips, saying why, when the machine has no usable CUDA device (the argument checks run anyway).
