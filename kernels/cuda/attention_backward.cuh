@@ -7,7 +7,8 @@
 // and dV add up). P is recomputed from Q and K, never stored. Key j is visible from query i iff
 // s(i) <= j <= i, s(i) = max(doc_start[i], i - window + 1) (no window when sliding_window is 0);
 // doc_start must be non-decreasing with doc_start[i] <= i (packed documents, as the forward).
-// Writes every column of dqkv's rows (dQ, dK and dV are written, not accumulated).
+// Writes every column of dqkv's rows (dQ, dK and dV are written, not accumulated); dqkv must not
+// overlap qkv, out or dout (other warps still read the rows one warp writes).
 //
 // Two launches: one warp per (query head, query) computes the row's softmax statistics, D_i and
 // dQ_i, keeping (max, 1 / sum, D_i) in the workspace; then one warp per (KV head, key) sums dK_j
