@@ -321,6 +321,18 @@ TEST(Trainer, SecondRunOnTheSameOutputDirIsRefusedAtOnce) {
   EXPECT_NE(line.find("pid " + std::to_string(::getpid())), std::string::npos) << line;
 }
 
+TEST(Trainer, StudentOnCudaIsRefusedBeforeAnyWork) {
+  // [train].device = "cuda" asks for what does not exist yet (the student's backward pass and
+  // optimizer on a GPU): refused by name, not run on the CPU behind the user's back.
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  JobConfig job = load_job(fx().job("student_cuda"));
+  job.train.device = Device::kCuda;
+  const std::string msg = error_of([&] { train(job, quiet()); });
+  EXPECT_NE(msg.find("[train].device = \"cuda\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the student trains on the CPU only so far"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(fs::path(job.job.output_dir) / "metrics.jsonl"));
+}
+
 TEST(Trainer, UnwritableCheckpointDirIsFoundAtStart) {
   // Found only at the first save before. The tests run as root, which passes permission bits, so
   // the directories are ones root cannot write either: under a regular file, and in /proc.

@@ -14,9 +14,10 @@ namespace fusellm::cli {
 struct JobArgs {
   std::string job;
   std::vector<std::string> overrides;
+  std::string device;  // --device: the last override, train.device=<it>
 };
 
-// Adds --job (required unless `job_required` is false) and --set to `sub`.
+// Adds --job (required unless `job_required` is false), --set and --device to `sub`.
 void add_job_options(CLI::App* sub, JobArgs& args, bool job_required = true);
 JobConfig load_job(const JobArgs& args);
 

@@ -32,6 +32,7 @@
 #include "fusellm/ckpt/checkpoint_config.hpp"
 #include "fusellm/core/config_origins.hpp"
 #include "fusellm/core/did_you_mean.hpp"
+#include "fusellm/core/device.hpp"
 #include "fusellm/core/dtype.hpp"
 #include "fusellm/data/corpus_config.hpp"
 #include "fusellm/fusion/distill_config.hpp"
@@ -69,6 +70,7 @@ struct TrainConfig {
   std::optional<int64_t> max_steps;
   int64_t log_interval = 10;
   DType dtype = DType::F32;  // F32 or BF16 ("fp32", "bf16")
+  Device device = Device::kAuto;
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -92,6 +94,8 @@ struct CommConfig {
 
 // [train].dtype as the job file spells it: "fp32", "bf16".
 std::string_view train_dtype_name(DType d);
+// [train].device as the job file spells it: "auto", "cpu", "cuda".
+std::string_view device_name(Device d);
 
 struct JobConfig {
   JobSection job;

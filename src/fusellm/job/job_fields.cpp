@@ -14,6 +14,11 @@ const config::EnumNames<DType>& train_dtype_names() {
   return names;
 }
 
+const config::EnumNames<Device>& device_names() {
+  static const config::EnumNames<Device> names{{{Device::kAuto, "auto"}, {Device::kCpu, "cpu"}, {Device::kCuda, "cuda"}}};
+  return names;
+}
+
 using config::Conflict;
 using config::Field;
 using config::IsSet;
@@ -169,6 +174,10 @@ JobSectionTable train_table() {
       config::integer_field("log_interval", &S::log_interval, 1, "Optimizer steps between metric lines."),
       config::choice_field("dtype", &S::dtype, train_dtype_names(),
                            "Student compute type. Master weights and AdamW state are always fp32 (paper: bf16)."),
+      config::choice_field("device", &S::device, device_names(),
+                           "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
+                           "GPU when the binary has CUDA and one is found). On a GPU today: the teachers' forward "
+                           "pass; the student trains on the CPU (`cuda` refuses training)."),
   };
   return lift(s, member(&JobConfig::train));
 }
@@ -286,6 +295,8 @@ std::string cell(std::string_view s) {
 }  // namespace
 
 std::string_view train_dtype_name(DType d) { return train_dtype_names().name(d); }
+
+std::string_view device_name(Device d) { return device_names().name(d); }
 
 const JobField* JobSectionTable::find(std::string_view key) const {
   for (const auto& f : fields)

@@ -165,6 +165,7 @@ class Decoder final : public CausalLM {
 
 // config.json's model_type picks the family (registry.cpp); `range` as Decoder's.
 Arch read_arch(const std::string& dir);
-std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range = {});
+std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range = {},
+                                      const Backend& backend = cpu_backend());
 
 }  // namespace fusellm::model

@@ -55,12 +55,12 @@ Arch read_arch(const std::string& dir) {
        fmt::join(CausalLM::supported_model_types(), ", "));
 }
 
-std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range) {
+std::unique_ptr<Decoder> load_decoder(const std::string& dir, LayerRange range, const Backend& backend) {
   Arch arch = read_arch(dir);
   const std::string type = arch.model_type;
   const Checkpoint ck(dir);
   return with_context(fmt::format("loading a {} model", type),
-                      [&] { return std::make_unique<Decoder>(std::move(arch), ck, cpu_backend(), range); });
+                      [&] { return std::make_unique<Decoder>(std::move(arch), ck, backend, range); });
 }
 
 }  // namespace model

@@ -355,6 +355,10 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
+  if (job.train.device == Device::kCuda)
+    fail("{}: [train].device = \"cuda\": the student trains on the CPU only so far (its backward pass and optimizer "
+         "do not run on a GPU yet); \"auto\" runs the teachers on the GPU and the student on the CPU",
+         job.where("train", "device"));
   if (fuses_teachers(job) && !job.cache.dir.empty()) {
     if (job.distill.fusion == kernels::FusionMode::kMinCEPerPosition)
       fail("{}: [distill].fusion = \"minCE-position\" needs the teachers' per-position CE, which the distribution "

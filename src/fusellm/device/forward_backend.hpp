@@ -1,0 +1,25 @@
+#pragma once
+// Which backend a model's forward pass runs on, from [train].device / `--device` (core/device.hpp):
+// the CPU backend, or this process's GPU (model/cuda's CudaBackend, one per process). This is the
+// only place that knows both, so that the libraries above (teach, eval, the command) choose by
+// name and build the same on machines without CUDA.
+#include <string>
+
+#include "fusellm/core/device.hpp"
+#include "fusellm/model/backend.hpp"
+
+namespace fusellm::device {
+
+// kAuto -> kCuda when this binary was built with CUDA and a GPU is found, else kCpu.
+// kCuda without either -> Error saying which is missing (`what` names the setting).
+Device resolve(Device d, const std::string& what);
+
+// The backend for resolve(d): cpu_backend(), or the GPU of this process's local rank (the launcher's
+// OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, modulo the GPUs found; 0 outside a launcher),
+// created on first use and kept for the process's life.
+const model::Backend& forward_backend(Device d, const std::string& what);
+
+// For the log: "cpu", or "cuda:1 (NVIDIA H200 (sm_90, 132 SMs, 140 GiB))".
+std::string describe(Device d, const std::string& what);
+
+}  // namespace fusellm::device

@@ -1,0 +1,88 @@
+// The teachers' forward pass on the GPU ([train].device = "cuda"): `fusellm teach` of both demo
+// sources (a Llama and a GPT-NeoX, examples/demo) writes the same distribution cache on the GPU
+// as on the CPU, up to fp32 summation order: the same per-segment CE within 1e-5 relative, the
+// same top-k ids except where two probabilities are within rounding of each other, the same fp16
+// probabilities within 2 fp16 ulps. Skips without a GPU.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "backend/cuda_skip.hpp"
+#include "fusellm/data/distribution_cache.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/teach/teach.hpp"
+
+namespace fs = std::filesystem;
+using namespace fusellm;
+
+namespace {
+
+const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
+
+// A job over the demo's first documents with its cache under `dir`/cache_<device>.
+std::string job_file(const fs::path& dir, const std::string& device) {
+  const std::string p = (dir / (device + ".toml")).string();
+  std::ofstream(p) << "[job]\nname = \"t\"\noutput_dir = \"" << (dir / "run").string() << "\"\n\n"
+                   << "[[source]]\nname = \"llama\"\npath = \"" << kDemo << "/llama\"\n\n"
+                   << "[[source]]\nname = \"neox\"\npath = \"" << kDemo << "/neox\"\n\n"
+                   << "[target]\ninit_from = \"llama\"\n\n"
+                   << "[corpus]\npath = \"" << kDemo << "/corpus.jsonl\"\nmax_len = 256\nmargin = 16\n\n"
+                   << "[distill]\ntop_k = 10\nalignment = \"mined\"\n\n"
+                   << "[train]\ndevice = \"" << device << "\"\n\n"
+                   << "[cache]\ndir = \"" << (dir / ("cache_" + device)).string() << "\"\n";
+  return p;
+}
+
+TeachResult teach_source(const std::string& job, const std::string& source) {
+  TeachOptions o;
+  o.source = source;
+  o.limit = 24;
+  o.progress = false;
+  return teach(load_job(job), o);
+}
+
+// |a - b| in units of the fp16 spacing at max(|a|, |b|) (10 mantissa bits).
+double f16_ulps(float a, float b) {
+  const float m = std::max(std::fabs(a), std::fabs(b));
+  const double ulp = m > 0 ? std::ldexp(1.0, std::ilogb(m) - 10) : std::ldexp(1.0, -24);
+  return std::fabs(double(a) - double(b)) / ulp;
+}
+
+TEST(TeachCuda, TheGpuWritesTheCpusCache) {
+  SKIP_WITHOUT_GPU();
+  const fs::path dir = fs::temp_directory_path() / ("fusellm_teach_cuda_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const std::string source : {"llama", "neox"}) {
+    const TeachResult cpu = teach_source(job_file(dir, "cpu"), source);
+    const TeachResult gpu = teach_source(job_file(dir, "cuda"), source);
+    const DistributionCacheReader a(cpu.cache_path), b(gpu.cache_path);
+    ASSERT_EQ(a.segments(), b.segments()) << source;
+    ASSERT_EQ(a.rows(), b.rows()) << source;
+    int64_t slots = 0, same_id = 0;
+    double worst_ulps = 0, worst_ce = 0;
+    for (int64_t i = 0; i < a.segments(); ++i) {
+      const TeacherRows x = a.read_index(i), y = b.read_index(i);
+      ASSERT_EQ(x.target_ids, y.target_ids) << source << " segment " << i;
+      worst_ce = std::max(worst_ce, std::fabs(x.ce - y.ce) / std::max(1e-12, std::fabs(x.ce)));
+      for (int64_t t = 0; t < x.rows(); ++t)
+        for (int64_t j = 0; j < x.k; ++j, ++slots) {
+          if (x.id(t, j) != y.id(t, j)) continue;  // a near-tie ordered the other way
+          ++same_id;
+          worst_ulps = std::max(worst_ulps, f16_ulps(x.prob(t, j), y.prob(t, j)));
+        }
+    }
+    std::printf("  %s: %lld slots, %.4f%% with the same id, worst prob difference %.1f fp16 ulps, worst CE %.2e\n",
+                source.c_str(), (long long)slots, 100.0 * double(same_id) / double(slots), worst_ulps, worst_ce);
+    EXPECT_LE(worst_ce, 1e-5) << source;
+    EXPECT_LE(worst_ulps, 2.0) << source;
+    EXPECT_GE(double(same_id), 0.999 * double(slots)) << source;
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
