@@ -31,8 +31,11 @@ std::string device_description() {
 }
 
 void check(int status, const char* what, const char* file, int line) {
-  if (status != cudaSuccess)
-    fail("{}:{}: {} failed: {} ({})", file, line, what, cudaGetErrorString(cudaError_t(status)), status);
+  if (status == cudaSuccess) return;
+  // Clear the runtime's "last error" (a caught, non-sticky error must not be reported again by
+  // the next launch's cudaGetLastError check); a sticky one stays whatever we do.
+  cudaGetLastError();
+  fail("{}:{}: {} failed: {} ({})", file, line, what, cudaGetErrorString(cudaError_t(status)), status);
 }
 
 }  // namespace fusellm::cuda
