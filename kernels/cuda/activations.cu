@@ -50,18 +50,22 @@ __global__ void act_kernel(const float* in, int64_t ldi, float* out, int64_t ldo
 
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)); }
 
+template <ActKind A, bool Gated>
+void launch_as(const float* in, int64_t ldi, float* out, int64_t ldo, int64_t rows, int64_t n, cudaStream_t stream) {
+  act_kernel<A, Gated><<<blocks_for(rows * n), kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n);
+}
+
 template <bool Gated>
 void launch(ActKind a, const float* in, int64_t ldi, float* out, int64_t ldo, int64_t rows, int64_t n,
             cudaStream_t stream) {
   if (rows * n == 0) return;
-  const unsigned b = blocks_for(rows * n);
   switch (a) {
-    case ActKind::SiLU: act_kernel<ActKind::SiLU, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
-    case ActKind::GeluErf: act_kernel<ActKind::GeluErf, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
-    case ActKind::GeluTanh: act_kernel<ActKind::GeluTanh, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
-    case ActKind::GeluFast: act_kernel<ActKind::GeluFast, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
-    case ActKind::QuickGelu: act_kernel<ActKind::QuickGelu, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
-    case ActKind::ReLU: act_kernel<ActKind::ReLU, Gated><<<b, kThreads, 0, stream>>>(in, ldi, out, ldo, rows, n); break;
+    case ActKind::SiLU: launch_as<ActKind::SiLU, Gated>(in, ldi, out, ldo, rows, n, stream); break;
+    case ActKind::GeluErf: launch_as<ActKind::GeluErf, Gated>(in, ldi, out, ldo, rows, n, stream); break;
+    case ActKind::GeluTanh: launch_as<ActKind::GeluTanh, Gated>(in, ldi, out, ldo, rows, n, stream); break;
+    case ActKind::GeluFast: launch_as<ActKind::GeluFast, Gated>(in, ldi, out, ldo, rows, n, stream); break;
+    case ActKind::QuickGelu: launch_as<ActKind::QuickGelu, Gated>(in, ldi, out, ldo, rows, n, stream); break;
+    case ActKind::ReLU: launch_as<ActKind::ReLU, Gated>(in, ldi, out, ldo, rows, n, stream); break;
   }
   FUSELLM_CUDA_CHECK(cudaGetLastError());
 }

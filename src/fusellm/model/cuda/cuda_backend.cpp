@@ -152,7 +152,9 @@ CudaBackend::~CudaBackend() {
   if (impl_ && impl_->stream) cudaStreamSynchronize(impl_->stream.get());  // no throw from a destructor
 }
 
-std::unique_ptr<Backend::PassScope> CudaBackend::begin_pass() const { return std::make_unique<SetDevice>(impl_->device); }
+std::unique_ptr<Backend::PassScope> CudaBackend::begin_pass() const {
+  return std::make_unique<SetDevice>(impl_->device);
+}
 
 cudaStream_t CudaBackend::stream() const { return impl_->stream.get(); }
 
@@ -168,7 +170,7 @@ const float* CudaBackend::upload_alibi(std::span<const float> slopes) const {
   return impl_->slopes(slopes);
 }
 
-// ---- forward ---------------------------------------------------------------------------------------
+// ---- forward ------------------------------------------------------------------------------------
 
 void CudaBackend::embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
                         ConstMatView pos_table, MatView x) const {
@@ -276,7 +278,7 @@ void CudaBackend::gated_activation(Activation a, ConstMatView gate_up, MatView o
                                  stream());
 }
 
-// ---- backward: the GEMMs ----------------------------------------------------------------------------
+// ---- backward: the GEMMs ------------------------------------------------------------------------
 
 // dx [M, K] = dy [M, N] W [N, K] (+ dx): column-major dx^T [K, M] = W^T [K, N] dy^T [N, M].
 void CudaBackend::linear_backward_input(ConstMatView dy, ConstMatView w, MatView dx, bool accumulate) const {

@@ -149,7 +149,7 @@ std::vector<int32_t> doc_starts(const std::vector<int32_t>& lengths) {
   return s;
 }
 
-// ---- construction -----------------------------------------------------------------------------------
+// ---- construction -------------------------------------------------------------------------------
 
 TEST(CudaBackend, ConstructorNamesTheMissingDevice) {
   const int n = cuda::device_count();
@@ -184,7 +184,7 @@ TEST(CudaBackend, ShapeErrorsNameTheOp) {
   EXPECT_NE(message([&] { gpu().causal_attention(big, {}, s, big_out); }).find("head_dim"), std::string::npos);
 }
 
-// ---- embedding, copy, norms -----------------------------------------------------------------------------
+// ---- embedding, copy, norms ---------------------------------------------------------------------
 
 TEST(CudaBackend, EmbedWithAndWithoutLearnedPositions) {
   SKIP_WITHOUT_GPU();
@@ -246,7 +246,7 @@ TEST(CudaBackend, LayerNormWithAndWithoutBias) {
   }
 }
 
-// ---- linear and the backward GEMMs --------------------------------------------------------------------------
+// ---- linear and the backward GEMMs --------------------------------------------------------------
 
 // max over the output of sum_k |a_ik| |b_kj| + |c_ij| + |bias_j| for row-major C = A B^T (A [M, K],
 // B [N, K] as given by their element accessors): what the summation-order bound scales.
@@ -278,11 +278,13 @@ TEST(CudaBackend, LinearBiasAccumulateStrided) {
     const std::vector<float> y0 = y.ref.host;
     cpu().linear(xh, w.h(), bias ? b.h() : std::span<float>(), y.ref.h(), acc);
     gpu().linear(xd, w.d(), bias ? b.d() : std::span<float>(), y.got.d(), acc);
-    const double mag = magnitude(
-        M, N, K, [&](int64_t i, int64_t k) { return xh.row(i)[k]; }, [&](int64_t j, int64_t k) { return w.h().row(j)[k]; },
-        [&](int64_t i, int64_t j) {
-          return (acc ? std::abs(double(y0[size_t(i * y.ref.ld + j)])) : 0.0) + (bias ? std::abs(double(b.host[size_t(j)])) : 0.0);
-        });
+    auto xa = [&](int64_t i, int64_t k) { return xh.row(i)[k]; };
+    auto wb = [&](int64_t j, int64_t k) { return w.h().row(j)[k]; };
+    auto cb = [&](int64_t i, int64_t j) {
+      const double c = acc ? std::abs(double(y0[size_t(i * y.ref.ld + j)])) : 0.0;
+      return c + (bias ? std::abs(double(b.host[size_t(j)])) : 0.0);
+    };
+    const double mag = magnitude(M, N, K, xa, wb, cb);
     expect_close(std::string("linear") + (bias ? " +bias" : "") + (acc ? " +accumulate" : ""), y.ref, y.got,
                  gemm_bound(K, mag));
   }
@@ -300,9 +302,10 @@ TEST(CudaBackend, LinearBackwardInputAndWeight) {
     cpu().linear_backward_input(dyh, w.h(), dx.ref.h(), acc);
     gpu().linear_backward_input(dyd, w.d(), dx.got.d(), acc);
     // dx = dy W: element (i, k) sums over n of dy[i, n] W[n, k].
-    const double mag = magnitude(
-        M, K, N, [&](int64_t i, int64_t n) { return dyh.row(i)[n]; }, [&](int64_t k, int64_t n) { return w.h().row(n)[k]; },
-        [&](int64_t i, int64_t k) { return acc ? std::abs(double(dx0[size_t(i * dx.ref.ld + k)])) : 0.0; });
+    auto dya = [&](int64_t i, int64_t n) { return dyh.row(i)[n]; };
+    auto wb = [&](int64_t k, int64_t n) { return w.h().row(n)[k]; };
+    auto cb = [&](int64_t i, int64_t k) { return acc ? std::abs(double(dx0[size_t(i * dx.ref.ld + k)])) : 0.0; };
+    const double mag = magnitude(M, K, N, dya, wb, cb);
     expect_close(acc ? "linear_backward_input +accumulate" : "linear_backward_input", dx.ref, dx.got,
                  gemm_bound(N, mag));
   }
@@ -311,9 +314,10 @@ TEST(CudaBackend, LinearBackwardInputAndWeight) {
   cpu().linear_backward_weight(dyh, x.h(), dw.ref.h());
   gpu().linear_backward_weight(dyd, x.d(), dw.got.d());
   // dW = dy^T x: element (n, k) sums over m of dy[m, n] x[m, k].
-  const double mag = magnitude(
-      N, K, M, [&](int64_t n, int64_t m) { return dyh.row(m)[n]; }, [&](int64_t k, int64_t m) { return x.h().row(m)[k]; },
-      [&](int64_t n, int64_t k) { return std::abs(double(dw0[size_t(n * dw.ref.ld + k)])); });
+  auto dya = [&](int64_t n, int64_t m) { return dyh.row(m)[n]; };
+  auto xb = [&](int64_t k, int64_t m) { return x.h().row(m)[k]; };
+  auto cb = [&](int64_t n, int64_t k) { return std::abs(double(dw0[size_t(n * dw.ref.ld + k)])); };
+  const double mag = magnitude(N, K, M, dya, xb, cb);
   expect_close("linear_backward_weight", dw.ref, dw.got, gemm_bound(M, mag));
 }
 
@@ -336,7 +340,7 @@ TEST(CudaBackend, BiasBackwardAccumulates) {
   expect_close("bias_backward", db_ref.host, db_got.download(), 1, N, N, 2.0 * gamma(M + 1) * mag);
 }
 
-// ---- element-wise: clamp, activations ---------------------------------------------------------------------------
+// ---- element-wise: clamp, activations -----------------------------------------------------------
 
 TEST(CudaBackend, Clamp) {
   SKIP_WITHOUT_GPU();
@@ -404,7 +408,7 @@ TEST(CudaBackend, EveryGatedActivationInPlaceAndIntoOut) {
   }
 }
 
-// ---- RoPE ---------------------------------------------------------------------------------------------------------
+// ---- RoPE ---------------------------------------------------------------------------------------
 
 // The table of documents of the given lengths, as the decoder builds it.
 model::RopeTable table_for(const std::vector<int32_t>& lengths, int64_t rotary_dim, model::RopeConfig::Type type) {
@@ -468,7 +472,7 @@ TEST(CudaBackend, RopeScratchGrowsAndFollowsTheTable) {
   EXPECT_EQ(gpu().upload_alibi({}), nullptr);
 }
 
-// ---- attention -------------------------------------------------------------------------------------------------------
+// ---- attention ----------------------------------------------------------------------------------
 
 struct AttentionCase {
   std::string name;
@@ -490,16 +494,18 @@ double attention_bound(const AttentionCase& c, const Mat& qkv, float scale, cons
   for (int64_t i = 0; i < T; ++i)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h / (H / KV);
+      const float* q = qkv.host.data() + i * qkv.ld + h * D;
       for (int64_t j = 0; j <= i; ++j) {
+        const float* k = qkv.host.data() + j * qkv.ld + (H + g) * D;
         double s = 0;
-        for (int64_t d = 0; d < D; ++d)
-          s += std::abs(double(qkv.host[size_t(i * qkv.ld + h * D + d)]) * qkv.host[size_t(j * qkv.ld + (H + g) * D + d)]);
+        for (int64_t d = 0; d < D; ++d) s += std::abs(double(q[d]) * k[d]);
         qk = std::max(qk, s);
         smax = std::max(smax, scale * s + (slopes.empty() ? 0.0 : std::abs(slopes[size_t(h)]) * double(i - j)));
       }
     }
   for (int64_t j = 0; j < T; ++j)
-    for (int64_t d = 0; d < KV * D; ++d) vmax = std::max(vmax, double(std::abs(qkv.host[size_t(j * qkv.ld + (H + KV) * D + d)])));
+    for (int64_t d = 0; d < KV * D; ++d)
+      vmax = std::max(vmax, double(std::abs(qkv.host[size_t(j * qkv.ld + (H + KV) * D + d)])));
   const double delta = 2.0 * gamma(D) * scale * qk + 4.0 * kU * smax;
   return 2.0 * (delta + 5e-7) * vmax + 2.0 * gamma(T + 2) * vmax;
 }
