@@ -414,3 +414,41 @@ TEST(Cli, PlanPrintsTheWorldSizeTheRankMapAndTheLaunchLines) {
   EXPECT_HAS(r.out, "fusellm: error: --set topology.teacher_ranks=[3,1]: [topology].teacher_ranks[0]");
   EXPECT_EQ(run("plan --world-size").code, 2);  // --job is required
 }
+
+// The memory table of `fusellm plan` (dist/memory_plan.hpp; its lines are checked against
+// hand-computed sizes in tests/unit/dist/test_memory_plan.cpp): present for the tiny job with the
+// student's weights (2835584 fp32 parameters = 10.82 MiB) and total, the verdict against
+// --gpu-memory, the same numbers in --json, and the paper's job planned from the published 7B
+// shapes (--shapes) before its FILL_IN paths exist: the 7B student does not fit 40 GiB with ZeRO-1.
+TEST(Cli, PlanPrintsTheMemoryEachRankNeeds) {
+  const std::string dir = std::string(FUSELLM_SOURCE_DIR) + "/jobs/";
+  CmdResult r = run("plan --job " + dir + "tiny.toml --gpu-memory 40GiB");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_HAS(r.out, "memory per rank ([train].dtype fp32, 512 tokens per micro-batch;");
+  EXPECT_HAS(r.out, "student (rank 0):\n");
+  EXPECT_HAS(r.out, "10.82 MiB  P x w = 2835584 x 4\n");
+  EXPECT_HAS(r.out, "75.58 MiB  fits in 40.00 GiB (0.2%)\n");
+  EXPECT_HAS(r.out, "teacher \"neox\" stage 0 of 1 (rank 2):\n");
+  EXPECT_HAS(r.out, "not counted: allocator fragmentation");
+  r = run("plan --job " + dir + "tiny.toml --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["world_size"], 3);
+  EXPECT_EQ(j["roles"][0]["role"], "student");
+  EXPECT_EQ(j["roles"][0]["lines"][0]["bytes"], 2835584 * 4);
+  const std::string paper = "plan --job " + dir + "paper.toml --gpu-memory 40GiB";
+  const std::string shapes = " --shapes llama2_7b=llama2-7b --shapes openllama_7b=open-llama-7b-v2 --shapes mpt_7b=mpt-7b";
+  r = run(paper + shapes);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_HAS(r.out, "needs 11 MPI ranks");
+  EXPECT_HAS(r.out, "student (ranks 0-7):\n");
+  EXPECT_HAS(r.out, "12.55 GiB  P x w = 6738415616 x 2\n");
+  EXPECT_HAS(r.out, "does NOT fit in 40.00 GiB");
+  EXPECT_HAS(r.out, "teacher \"mpt_7b\" stage 0 of 1 (rank 10):\n");
+  // Without the shapes of one model the plan says how to give them.
+  r = run(paper + " --shapes llama2_7b=llama2-7b");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_HAS(r.out, "[[source]] 'openllama_7b' (/FILL_IN/open_llama_7b_v2)");
+  EXPECT_HAS(r.out, "--shapes openllama_7b=PRESET");
+  EXPECT_HAS(run("plan --job " + dir + "tiny.toml --gpu-memory 40Gx").out, "memory size \"40Gx\"");
+}
