@@ -181,17 +181,17 @@ TEST(CudaSequenceCE, RandomLogitsMatchCpu) {
 TEST(CudaSequenceCE, EdgeShapes) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(52);
-  check(random_input(rng, 1, 50, 1, 2.f), "N=1");
+  check(random_input(rng, 1, 50, 1, 2.f), "one row");
   Input pad = random_input(rng, 9, 20, 3, 2.f);
   for (auto& g : pad.gold) g = -1;  // nothing scored: CE 0, counts 0
   check(pad, "all padding");
   Input one = random_input(rng, 20, 31, 20, 2.f);  // many segments, most of length 0 or 1
-  check(one, "D=20");
+  check(one, "20 segments");
   Input empty;
   empty.off = {0};
-  check(empty, "N=0 D=0");
+  check(empty, "empty, no segments");
   empty.off = {0, 0, 0};
-  check(empty, "N=0 D=2");
+  check(empty, "empty, 2 segments");
   // -Inf logits (not the gold one) are allowed: they add nothing to the sum.
   Input ninf = random_input(rng, 6, 40, 2, 2.f);
   for (int64_t i = 0; i < 6; ++i)
