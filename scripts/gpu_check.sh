@@ -163,6 +163,12 @@ run_there() {
   for b in $(grep '^bench_' "$PACK/binaries.txt"); do
     step "$b" bench.log "$PACK/bin/$b"
   done
+  # A teacher's forward pass against PyTorch + transformers on a ~1B Llama (the machine's own
+  # python3, torch and transformers; python runs without the binaries' library path).
+  if grep -q '^bench_forward_cuda$' "$PACK/binaries.txt" && env -u LD_LIBRARY_PATH python3 -c 'import torch, transformers' 2>/dev/null; then
+    step "forward vs transformers (1B Llama)" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
+      PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/bench_forward_cuda.py" --bin "$PACK/bin/bench_forward_cuda"
+  fi
   # The sanitizers on the kernel tests (not NCCL's: it is its own library's business), except
   # those listed in $GPU_CHECK_SANITIZED (binaries whose kernels are unchanged since a clean run:
   # memcheck makes test_fused_classifier_cuda take 100 s); then on the micro-benchmarks of
