@@ -437,7 +437,8 @@ TEST(Cli, PlanPrintsTheMemoryEachRankNeeds) {
   EXPECT_EQ(j["roles"][0]["role"], "student");
   EXPECT_EQ(j["roles"][0]["lines"][0]["bytes"], 2835584 * 4);
   const std::string paper = "plan --job " + dir + "paper.toml --gpu-memory 40GiB";
-  const std::string shapes = " --shapes llama2_7b=llama2-7b --shapes openllama_7b=open-llama-7b-v2 --shapes mpt_7b=mpt-7b";
+  const std::string shapes =
+      " --shapes llama2_7b=llama2-7b --shapes openllama_7b=open-llama-7b-v2 --shapes mpt_7b=mpt-7b";
   r = run(paper + shapes);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_HAS(r.out, "needs 11 MPI ranks");

@@ -146,8 +146,9 @@ void run_plan(const PlanCli& o) {
   const std::map<std::string, std::string> shapes = shapes_map(o.shapes);
   // With --shapes the models may not be on this machine: plan without checking the input paths
   // (the memory plan does not depend on the options load_job(JobArgs) adds to the overrides).
-  const JobConfig job = shapes.empty() ? load_job(o.job)
-                                       : fusellm::load_job(o.job.job, {.check_paths = false, .overrides = o.job.overrides});
+  const JobConfig job = shapes.empty()
+                            ? load_job(o.job)
+                            : fusellm::load_job(o.job.job, {.check_paths = false, .overrides = o.job.overrides});
   // Topology::of checks the layout (replicas divide teacher_ranks, one entry per source) as
   // every rank of the job does at start.
   const dist::Topology t = dist::Topology::of(job, int(job.world_size()));
@@ -169,7 +170,8 @@ void run_plan(const PlanCli& o) {
 
 void add_plan(CLI::App& app) {
   auto o = std::make_shared<PlanCli>();
-  auto* sub = app.add_subcommand("plan", "the ranks a job needs (world size, rank map, memory per rank) and how to launch it");
+  auto* sub = app.add_subcommand("plan",
+                                 "the ranks a job needs (world size, rank map, memory per rank) and how to launch it");
   add_job_options(sub, o->job);
   sub->add_flag("--world-size", o->world_size_only, "print only the number of MPI ranks the job needs");
   sub->add_flag("--json", o->json, "print the world size, the roles and the memory per rank as one JSON object");

@@ -125,7 +125,8 @@ std::vector<MemoryLine> teacher_lines(const JobDims& jd, const model::Arch& a, c
   // replica id % replicas).
   const int64_t served = jd.S / std::gcd(jd.S, int64_t(replicas));
   out.push_back({"rows buffered for the students",
-                 fmt::format("prefetch (S / gcd(S, replicas)) T r = {} x {} x {} x {}", jd.prefetch, served, jd.T, jd.r),
+                 fmt::format("prefetch (S / gcd(S, replicas)) T r = {} x {} x {} x {}", jd.prefetch, served, jd.T,
+                             jd.r),
                  jd.prefetch * served * jd.T * jd.r});
   return out;
 }
@@ -277,7 +278,8 @@ JobShapes job_shapes(const JobConfig& job, const std::map<std::string, std::stri
       fail("--shapes {}={}: the job {} has no [[source]] named '{}' (nor is it \"target\")", key, spec, job.file, key);
   JobShapes s;
   for (const SourceConfig& src : job.sources)
-    s.sources.push_back(model_shapes(fmt::format("[[source]] '{}' ({})", src.name, src.path), src.name, src.path, given));
+    s.sources.push_back(
+        model_shapes(fmt::format("[[source]] '{}' ({})", src.name, src.path), src.name, src.path, given));
   if (!job.target.init_from.empty()) {
     for (size_t i = 0; i < job.sources.size(); ++i)
       if (job.sources[i].name == job.target.init_from) s.target = s.sources[i];

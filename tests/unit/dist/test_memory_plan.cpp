@@ -48,7 +48,8 @@ void expect_lines(const RoleMemory& role, const std::vector<std::pair<std::strin
   int64_t total = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(role.lines[i].what, want[i].first) << role.role;
-    EXPECT_EQ(role.lines[i].bytes, want[i].second) << role.role << ": " << want[i].first << " (" << role.lines[i].formula << ")";
+    EXPECT_EQ(role.lines[i].bytes, want[i].second)
+        << role.role << ": " << want[i].first << " (" << role.lines[i].formula << ")";
     total += want[i].second;
   }
   EXPECT_EQ(role.total(), total) << role.role;
