@@ -31,6 +31,29 @@ __device__ int64_t first_key(const int32_t* doc_start, int64_t i, int64_t window
   return window > 0 && i - window + 1 > f ? i - window + 1 : f;
 }
 
+// K's row stride in shared memory. Lanes read rows ldk floats apart: with D % 4 == 0, as float4
+// in phases of 8 lanes, conflict-free when ldk / 4 is odd (D + 4 for the usual head sizes, 64,
+// 80, 96, 128, 256); else scalar, conflict-free when ldk is odd.
+__host__ __device__ int k_stride(int D) { return D % 4 == 0 ? D + 4 : D + 1; }
+
+// q . k over D dims, summed in order d = 0, 1, ... (float4 loads when D % 4 == 0: q and k are then
+// 16-byte aligned).
+__device__ float dot_product(const float* q, const float* k, int D) {
+  float dot = 0.f;
+  if (D % 4 == 0) {
+    for (int d = 0; d < D; d += 4) {
+      const float4 qv = *reinterpret_cast<const float4*>(q + d), kv = *reinterpret_cast<const float4*>(k + d);
+      dot += qv.x * kv.x;
+      dot += qv.y * kv.y;
+      dot += qv.z * kv.z;
+      dot += qv.w * kv.w;
+    }
+  } else {
+    for (int d = 0; d < D; ++d) dot += q[d] * k[d];
+  }
+  return dot;
+}
+
 struct Params {
   const float* qkv;
   int64_t ldq;
@@ -46,18 +69,18 @@ struct Params {
 
 // model/attention.cpp, causal_attention(): block (query tile of kRows rows, head h), warp w the
 // query i = tile start + w. The block walks the keys its rows can see in tiles of 32, staged in
-// shared memory (K padded to D + 1 floats a row: lane = key reads a column without bank
-// conflicts) and shared by its 8 rows. Per tile and row: lane j scores key j (masked: -inf), then
+// shared memory and shared by its 8 rows (K's rows padded, k_stride: lane = key reads a column
+// without bank conflicts, as float4 when D % 4 == 0). Per tile and row: lane j scores key j (masked: -inf), then
 // an online softmax (running max m, normalizer l; the output rescaled by exp(m_old - m_new)) and
 // out += p_j v_j with lane = dimension (P dims per lane, d = lane + 32 k). The CPU takes the max
 // over the whole row first; the two agree up to rounding. Every row sees key i, so l > 0.
 template <int P>
 __global__ void attention_kernel(Params a) {
-  extern __shared__ float smem[];
-  const int D = a.D, ldk = D + 1;
-  float* Ks = smem;                   // [kKeys][D + 1]
-  float* Vs = Ks + kKeys * ldk;       // [kKeys][D]
-  float* Qs = Vs + kKeys * D;         // [kRows][D]
+  extern __shared__ float4 smem4[];  // float4: 16-byte aligned
+  const int D = a.D, ldk = k_stride(D);
+  float* Ks = reinterpret_cast<float*>(smem4);  // [kKeys][ldk]
+  float* Vs = Ks + kKeys * ldk;                 // [kKeys][D]
+  float* Qs = Vs + kKeys * D;                   // [kRows][D]
   const int h = blockIdx.y, g = h / (a.H / a.KV), warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t i0 = int64_t(blockIdx.x) * kRows, i_last = min64(a.T, i0 + kRows) - 1, i = i0 + warp;
   const bool active = i <= i_last;
@@ -84,9 +107,7 @@ __global__ void attention_kernel(Params a) {
     const int64_t j = j0 + lane;
     float s = -INFINITY;
     if (j >= first && j <= i) {
-      const float* k = Ks + lane * ldk;
-      float dot = 0.f;
-      for (int d = 0; d < D; ++d) dot += q[d] * k[d];
+      const float dot = dot_product(q, Ks + lane * ldk, D);
       s = a.scale * dot;
       if (a.alibi) s += slope * float(j - i);
     }
@@ -117,7 +138,7 @@ __global__ void attention_kernel(Params a) {
 
 template <int P>
 void launch(const Params& a, cudaStream_t stream) {
-  const size_t smem = sizeof(float) * size_t(kKeys * (a.D + 1) + kKeys * a.D + kRows * a.D);
+  const size_t smem = sizeof(float) * size_t(kKeys * k_stride(a.D) + kKeys * a.D + kRows * a.D);
   if (smem > 48 * 1024)  // above the default limit (head_dim > 160): opt in
     FUSELLM_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<P>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             int(smem)));
