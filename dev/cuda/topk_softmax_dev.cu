@@ -16,7 +16,8 @@
 // namely the k-th largest of the lanes' current best values (k <= 32 distinct logits are >= it,
 // so a logit below tau cannot be in the top k). A lane inserts only logits >= max(its K-th best,
 // tau); tau is refreshed (32 shuffles) after each of the first 4 batches of loads and every 4th
-// batch after, so insertions become as rare as new entries of the warp's running top k. The batch
+// batch after (and before the first batch's insertions, from the lanes' batch maxima), so
+// insertions become as rare as new entries of the warp's running top k. The batch
 // loop runs warp-uniformly (lanes past the row's end consume nothing) so the shuffles are safe.
 // With keep_tail, the online max and sum of exp(beta (z - max)) takes a batch's max first: one exp
 // per logit and one rescale per batch. Blocks hold kWarps warps, one row each (the current
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(32 * kWarps) topk_dev_kernel(TopkArgs a) {
       }
       // Slots past the row's end hold -Inf: they add nothing to the max, the non-finite check
       // (skipped for them), the insertions (skipped) or the sum of exps (exp(-Inf) = 0).
-      float bm = -FLT_MAX;
+      float bm = -INFINITY;
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const float4 q = buf[u];
@@ -160,6 +161,8 @@ __global__ void __launch_bounds__(32 * kWarps) topk_dev_kernel(TopkArgs a) {
                                max(__float_as_uint(q.z) & 0x7fffffffu, __float_as_uint(q.w) & 0x7fffffffu)));
         bm = fmaxf(bm, fmaxf(fmaxf(q.x, q.y), fmaxf(q.z, q.w)));
       }
+      // First batch: tau from the lanes' batch maxima (distinct logits), before the lists fill.
+      if (batch == 0) tau = warp_kth_largest(bm, k, lane);
       if (bm >= fmaxf(thr, tau)) {  // some logit of this lane's batch may enter its list
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
