@@ -264,7 +264,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T>
       for (int i = 0; i < kReg; ++i) cm = slot_max(cache[i], cm, static_cast<T*>(nullptr));
       if constexpr (kSm > 0) cp_async_wait_all();
 #pragma unroll
-      for (int i = 0; i < kSm; ++i) cm = slot_max(scache[i * kThreads], cm, static_cast<T*>(nullptr));
+      for (int i = 0; i < kSm; ++i) {
+        cm = slot_max(scache[i * kThreads], cm, static_cast<T*>(nullptr));
+        if ((i & 3) == 3) asm volatile("" ::: "memory");  // at most 4 shared slots in registers
+      }
       // Read the shared slots again below rather than keep them all in registers.
       asm volatile("" ::: "memory");
       if (cm > acc.m) {
@@ -284,8 +287,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T>
         }
         if constexpr (kExpOnce) cache[i] = Elem<T>::pack(f);
       }
-#pragma unroll
-      for (int i = 0; i < kSm; ++i) {
+#pragma unroll 2
+      for (int i = 0; i < kSm; ++i) {  // shared slots: a run-time index is fine
         float f[kN];
         Elem<T>::unpack(scache[i * kThreads], f);
 #pragma unroll
@@ -295,7 +298,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T>
           if constexpr (kExpOnce) f[e] = x;
         }
         if constexpr (kExpOnce) scache[i * kThreads] = Elem<T>::pack(f);
-        if ((i & 3) == 3) asm volatile("" ::: "memory");  // at most 4 shared slots in registers
       }
       acc.s += cs;
     }
@@ -335,17 +337,22 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T>
         }
       }
       const int first = (nchunks - 1) * int(kChunk) + tid;
+      auto store_grad = [&](int s, const uint4& q) {
+        float f[kN];
+        Elem<T>::unpack(q, f);
 #pragma unroll
-      for (int i = 0; i < kReg + kSm; ++i) {
+        for (int e = 0; e < kN; ++e) f[e] = kExpOnce ? ccs * f[e] : cc * Elem<T>::exp(f[e] - lse);
+        *reinterpret_cast<uint4*>(slot_ptr(s)) = Elem<T>::pack(f);
+      };
+#pragma unroll
+      for (int i = 0; i < kReg; ++i) {
         const int s = first + i * kThreads;
-        if (s >= lo && s < hi) {
-          float f[kN];
-          Elem<T>::unpack(i < kReg ? cache[i < kReg ? i : 0] : scache[(i - kReg) * kThreads], f);
-#pragma unroll
-          for (int e = 0; e < kN; ++e) f[e] = kExpOnce ? ccs * f[e] : cc * Elem<T>::exp(f[e] - lse);
-          *reinterpret_cast<uint4*>(slot_ptr(s)) = Elem<T>::pack(f);
-        }
-        if (i >= kReg && ((i - kReg) & 3) == 3) asm volatile("" ::: "memory");
+        if (s >= lo && s < hi) store_grad(s, cache[i]);
+      }
+#pragma unroll 2
+      for (int i = 0; i < kSm; ++i) {
+        const int s = first + (kReg + i) * kThreads;
+        if (s >= lo && s < hi) store_grad(s, scache[i * kThreads]);
       }
       if (ve >= 0) z[ve] = Elem<T>::from_float(cc * Elem<T>::exp(xe - lse));
       __syncthreads();  // pass 2's stores are done before the fix-ups overwrite some of them
