@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T>
       ve = tid < head_end ? tid : tail_begin + (tid - head_end);
       xe = Elem<T>::to_float(z[ve]);
     }
-    // Slot s starts at zs + s kN; only interior slots (lo <= s < hi) are dereferenced.
+    // Only interior slots (lo <= s < hi) are dereferenced, at slot_ptr(s).
     uint4 cache[kReg > 0 ? kReg : 1];
     const int nchunks = hi > 0 ? int((hi + kChunk - 1) / kChunk) : 1;
     auto slot_ptr = [&](int s) { return z + (s * kN - off); };
