@@ -281,6 +281,7 @@ int edge_checks() {
 
 // The timed problem: checks every variant once on it, then times the current kernel, each variant
 // and the copy. Returns the number of failed checks.
+// long: the checks and the timing share the problem's buffers, targets and the copy reference.
 template <class E>
 int bench_type(int64_t T, int64_t V, int64_t k, int reps, cudaStream_t s, const int32_t* gold,
                const int32_t* ids, const float* probs) {

@@ -155,11 +155,8 @@ __device__ __forceinline__ float slot_max(const uint4& q, float cm, __nv_bfloat1
   return fmaxf(cm, fmaxf(__low2float(m2), __high2float(m2)));
 }
 
-// long: one block per row runs both passes and the fix-ups over the row held in registers
-// (cache[]) and shared memory (scache); split into functions, the register array would be passed
-// by reference across calls the compiler may not inline (a run-time-indexed array goes to local
-// memory).
-//
+// The row kernel: per row lse, CLM_i, Fusion_i and dL/dz in place (the math at the top of this
+// file; kernels/kokkos/fused_classifier.hpp, FusedClassifierFunctor).
 // Slots: with off = (address of z mod 16) / sizeof(T), slot s holds row elements s kN - off + e
 // (e < kN); the interior slots [lo, hi) lie wholly inside the row and are read and written with one
 // 16-byte access (no per-slot boundary code in the unrolled loops, which would cost registers).
@@ -168,6 +165,8 @@ __device__ __forceinline__ float slot_max(const uint4& q, float cm, __nv_bfloat1
 // Slot layout of chunk c for thread t: slots c * kChunk + t + i * kThreads, i < kReg in registers
 // (cache[i]), kReg <= i < kReg + kSm in shared memory at scache[(i - kReg) * kThreads + t]
 // (consecutive threads, consecutive 16-byte words: no bank conflicts).
+// long: one block per row runs both passes and the fix-ups over the row held on chip; split
+// into functions, cache[] would cross calls the compiler may not inline (then: local memory).
 template <class T, int kThreads, int kReg, int kSm, int kMinBlocks, bool kWriteGrad>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) fc_dev_kernel(RowArgs<T> a) {
   constexpr bool kExpOnce = std::is_same<T, float>::value;

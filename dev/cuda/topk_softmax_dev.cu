@@ -85,6 +85,8 @@ __device__ __forceinline__ float warp_kth_largest(float v, int k, int lane) {
   return __shfl_sync(kFull, v, __ffs(int(who)) - 1);
 }
 
+// Per row: the k best (value, id) keys and their softmax (the math at the top of this file;
+// kernels/kokkos/topk_softmax.hpp, TopkSoftmaxFunctor).
 // long: one warp per row keeps each lane's K best in registers through the scan, the threshold
 // refreshes, the warp merge and the normalization; the register arrays are indexed by unrolled
 // constants only, which splitting the kernel would not guarantee.
