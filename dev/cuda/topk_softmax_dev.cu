@@ -22,6 +22,9 @@
 // With keep_tail, the online max and sum of exp(beta (z - max)) takes a batch's max first: one exp
 // per logit and one rescale per batch. Blocks hold kWarps warps, one row each (the current
 // kernel's 32-thread blocks cap an SM at 32 resident blocks = 32 warps).
+// Variants: 1 or 4 warps per block, 4 or 8 16-byte loads in flight per lane, and "staged": a
+// batch with a candidate goes through the lane's own shared-memory slots into one rolled
+// insertion loop, with a register cap (__launch_bounds__ min blocks) for more warps per SM.
 // k > 32: the current kernel's exact fallback (k rounds over the row), unchanged.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -90,8 +93,11 @@ __device__ __forceinline__ float warp_kth_largest(float v, int k, int lane) {
 // long: one warp per row keeps each lane's K best in registers through the scan, the threshold
 // refreshes, the warp merge and the normalization; the register arrays are indexed by unrolled
 // constants only, which splitting the kernel would not guarantee.
-template <int K, bool kTail, int kWarps, int kUnroll>
-__global__ void __launch_bounds__(32 * kWarps) topk_dev_kernel(TopkArgs a) {
+template <int K, bool kTail, int kWarps, int kUnroll, int kMinBlocks, bool kStaged>
+__global__ void __launch_bounds__(32 * kWarps, kMinBlocks) topk_dev_kernel(TopkArgs a) {
+  // kStaged: a batch with a candidate goes through this lane's own shared-memory slots and one
+  // rolled insertion loop (one copy of the insertion code instead of 4 kUnroll: fewer registers).
+  __shared__ float4 sbuf[kStaged ? kWarps * kUnroll * 32 : 1];
   const int lane = int(threadIdx.x % 32);
   const float beta = a.beta;
   const int64_t V = a.V;
@@ -165,7 +171,17 @@ __global__ void __launch_bounds__(32 * kWarps) topk_dev_kernel(TopkArgs a) {
       }
       // First batch: tau from the lanes' batch maxima (distinct logits), before the lists fill.
       if (batch == 0) tau = warp_kth_largest(bm, k, lane);
-      if (bm >= fmaxf(thr, tau)) {  // some logit of this lane's batch may enter its list
+      if (kStaged && bm >= fmaxf(thr, tau)) {
+        float4* mine = sbuf + (threadIdx.x / 32) * (kUnroll * 32) + lane;  // [u * 32]: this lane's
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) mine[u * 32] = buf[u];
+#pragma unroll 1
+        for (int j = 0; j < 4 * kUnroll; ++j) {
+          const int64_t s = b0 + lane + int64_t(j / 4) * 32;
+          if (s < full_hi)
+            insert(reinterpret_cast<const float*>(mine + (j / 4) * 32)[j % 4], int32_t(s * 4 - off + j % 4));
+        }
+      } else if (!kStaged && bm >= fmaxf(thr, tau)) {  // some logit of this batch may enter the list
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
           const int64_t s = b0 + lane + int64_t(u) * 32;
@@ -302,34 +318,34 @@ __global__ void __launch_bounds__(32) topk_softmax_rounds_kernel(TopkArgs a) {
   }
 }
 
-template <int K, int kWarps, int kUnroll>
+template <int K, int kWarps, int kUnroll, int kMinBlocks, bool kStaged>
 void launch_k(const TopkArgs& a, bool tail, cudaStream_t stream) {
   const unsigned blocks = unsigned(std::min<int64_t>((a.T + kWarps - 1) / kWarps, int64_t(1) << 30));
   if (tail)
-    topk_dev_kernel<K, true, kWarps, kUnroll><<<blocks, 32 * kWarps, 0, stream>>>(a);
+    topk_dev_kernel<K, true, kWarps, kUnroll, kMinBlocks, kStaged><<<blocks, 32 * kWarps, 0, stream>>>(a);
   else
-    topk_dev_kernel<K, false, kWarps, kUnroll><<<blocks, 32 * kWarps, 0, stream>>>(a);
+    topk_dev_kernel<K, false, kWarps, kUnroll, kMinBlocks, kStaged><<<blocks, 32 * kWarps, 0, stream>>>(a);
 }
 
-template <int kWarps, int kUnroll>
+template <int kWarps, int kUnroll, int kMinBlocks, bool kStaged>
 void launch_variant(const TopkArgs& a, bool kt, cudaStream_t stream) {
   const int k = a.k;
   if (k <= 1)
-    launch_k<1, kWarps, kUnroll>(a, kt, stream);
+    launch_k<1, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 2)
-    launch_k<2, kWarps, kUnroll>(a, kt, stream);
+    launch_k<2, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 4)
-    launch_k<4, kWarps, kUnroll>(a, kt, stream);
+    launch_k<4, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 8)
-    launch_k<8, kWarps, kUnroll>(a, kt, stream);
+    launch_k<8, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 12)
-    launch_k<12, kWarps, kUnroll>(a, kt, stream);
+    launch_k<12, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 16)
-    launch_k<16, kWarps, kUnroll>(a, kt, stream);
+    launch_k<16, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 24)
-    launch_k<24, kWarps, kUnroll>(a, kt, stream);
+    launch_k<24, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else if (k <= 32)
-    launch_k<32, kWarps, kUnroll>(a, kt, stream);
+    launch_k<32, kWarps, kUnroll, kMinBlocks, kStaged>(a, kt, stream);
   else {
     const unsigned blocks = unsigned(std::min<int64_t>(a.T, int64_t(1) << 30));
     if (kt)
@@ -344,9 +360,12 @@ struct Variant {
   void (*launch)(const TopkArgs&, bool, cudaStream_t);
 };
 const Variant kVariants[] = {
-    {"tau, 1 warp/block, 4 x 16 B/lane", &launch_variant<1, 4>},
-    {"tau, 4 warps/block, 4 x 16 B/lane", &launch_variant<4, 4>},
-    {"tau, 4 warps/block, 8 x 16 B/lane", &launch_variant<4, 8>},
+    {"tau, 1 warp/block, 4 x 16 B/lane", &launch_variant<1, 4, 1, false>},
+    {"tau, 4 warps/block, 4 x 16 B/lane", &launch_variant<4, 4, 1, false>},
+    {"tau, 4 warps/block, 8 x 16 B/lane", &launch_variant<4, 8, 1, false>},
+    // staged insertions (fewer registers: more warps per SM)
+    {"tau staged, 4 warps/block, 4 x 16 B/lane", &launch_variant<4, 4, 1, true>},
+    {"tau staged, 4 warps/block, 4 x 16 B/lane, 6 blocks/SM", &launch_variant<4, 4, 6, true>},
 };
 constexpr int kNumVariants = int(sizeof(kVariants) / sizeof(kVariants[0]));
 
