@@ -53,6 +53,7 @@ Topology Topology::of(const JobConfig& job, int world_size) {
   check_world_size(job, world_size);
   Topology t;
   t.students_ = int(job.topology.student_ranks);
+  t.teacher_device_ = std::string(device_name(job.train.device));
   for (int s = 0; s < t.students_; ++s) t.roles_.push_back({RankRole::Role::student, -1, 0, 0, s});
   for (size_t j = 0; j < job.sources.size(); ++j) {
     const int ranks = int(job.topology.teacher_ranks[j]), reps = int(job.sources[j].replicas);
@@ -129,8 +130,8 @@ std::string Topology::rank_map(const std::function<std::string(int)>& name) cons
     if (x.role == RankRole::Role::student)
       out += fmt::format("  {}  student {} of {}  device cpu\n", name(r), x.rank_in_group, students_);
     else
-      out += fmt::format("  {}  teacher  source \"{}\" replica {} stage {}  group rank {}  device cpu\n",
-                         name(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group);
+      out += fmt::format("  {}  teacher  source \"{}\" replica {} stage {}  group rank {}  device {}\n",
+                         name(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group, teacher_device_);
   }
   return out;
 }

@@ -74,7 +74,8 @@ class Topology {
   std::string role_name(int world_rank) const;
 
   // One line per world rank: "rank 3 (host node07)  teacher  source "llama" replica 1 stage 0
-  // group rank 1  device cpu"; hosts from world.describe().
+  // group rank 1  device auto"; hosts from world.describe(); a teacher's device is [train].device
+  // as set (auto: the GPU of its node when one is found there), a student's the CPU.
   std::string rank_map(const Transport& world) const;
   // The same before any rank runs (`fusellm plan`): each rank named by `name(world_rank)`.
   std::string rank_map(const std::function<std::string(int)>& name) const;
@@ -90,6 +91,7 @@ class Topology {
   std::vector<int> replicas_;       // per source
   std::vector<int> per_replica_;    // per source: ranks per replica
   int students_ = 1;
+  std::string teacher_device_ = "cpu";  // [train].device as set: the students compute on the CPU
 };
 
 }  // namespace fusellm::dist

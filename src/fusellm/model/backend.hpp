@@ -102,9 +102,21 @@ class GrowingBuffer {
     }
     return static_cast<T*>(m_->data);
   }
+  template <class T>
+  const T* data() const {
+    return m_ ? static_cast<const T*>(m_->data) : nullptr;
+  }
 
  private:
   std::unique_ptr<Backend::Memory> m_;
 };
+
+// `v` where the backend's ops read it: in place on the host, else copied into `g`.
+inline std::span<const int32_t> in_backend_memory(std::span<const int32_t> v, GrowingBuffer& g, const Backend& be) {
+  if (be.host_memory()) return v;
+  int32_t* d = g.get<int32_t>(be, v.size());
+  be.copy_in(d, v.data(), v.size_bytes());
+  return {d, v.size()};
+}
 
 }  // namespace fusellm::model

@@ -46,20 +46,8 @@ SequenceLayout layout_sequence(const Arch& a, int64_t T, std::span<const int32_t
 }
 
 // A [T, cols] matrix over a buffer grown to fit (never shrunk: the next pass reuses it).
-MatView buffer(std::vector<float>& v, int64_t T, int64_t cols) {
-  if (int64_t(v.size()) < T * cols) v.resize(size_t(T * cols));
-  return MatView{v.data(), T, cols, cols};
-}
 MatView buffer(GrowingBuffer& g, const Backend& be, int64_t T, int64_t cols) {
   return MatView{g.get<float>(be, size_t(T * cols)), T, cols, cols};
-}
-
-// `v` where the backend's ops read it: in place on the host, else copied into `g`.
-std::span<const int32_t> on_backend(std::span<const int32_t> v, GrowingBuffer& g, const Backend& be) {
-  if (be.host_memory()) return v;
-  int32_t* d = g.get<int32_t>(be, v.size());
-  be.copy_in(d, v.data(), v.size_bytes());
-  return {d, v.size()};
 }
 
 }  // namespace
@@ -160,8 +148,8 @@ void Decoder::open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, fl
   p.lock = std::unique_lock(workspace_mutex_, std::try_to_lock);
   Workspace& ws = p.lock.owns_lock() ? workspace_ : p.private_workspace;
   p.ws = &ws;
-  p.doc_start = on_backend(p.seq.doc_start, ws.doc_start, be);
-  p.pos = on_backend(p.seq.pos, ws.pos, be);
+  p.doc_start = in_backend_memory(p.seq.doc_start, ws.doc_start, be);
+  p.pos = in_backend_memory(p.seq.pos, ws.pos, be);
   const int64_t Hd = a.hidden, nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
   p.X = x ? MatView{x, T, Hd, Hd} : buffer(ws.x, be, T, Hd);
   p.XN = buffer(ws.xn, be, T, Hd);
@@ -178,7 +166,7 @@ void Decoder::open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, fl
 void Decoder::embed_into(Pass& p, std::span<const int32_t> ids) const {
   const std::span<const float> W = op_weights();
   const DecoderRegions& R = params_.regions;
-  backend_->embed(on_backend(ids, p.ws->ids, *backend_), mat(W, R.embed), p.pos,
+  backend_->embed(in_backend_memory(ids, p.ws->ids, *backend_), mat(W, R.embed), p.pos,
                   R.pos_embed.present() ? mat(W, R.pos_embed) : ConstMatView(), p.X);
 }
 
@@ -218,8 +206,8 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, natt = a.heads * a.head_dim;
   if (p.save) {  // this layer's kept activations are written where they are kept
     SavedActivations::Layer& S = p.save->layers[size_t(l)];
-    be.copy(p.X, buffer(S.x_in, T, a.hidden));
-    p.QKV = buffer(S.qkv, T, nqkv), p.ATT = buffer(S.att, T, natt), p.MLP = buffer(S.gate_up, T, nin);
+    be.copy(p.X, buffer(S.x_in, be, T, a.hidden));
+    p.QKV = buffer(S.qkv, be, T, nqkv), p.ATT = buffer(S.att, be, T, natt), p.MLP = buffer(S.gate_up, be, T, nin);
   }
   norm(p.X, L.attn_norm_w, L.attn_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.qkv), vec(W, L.qkv_b), p.QKV, false);
@@ -228,7 +216,7 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   be.causal_attention(p.QKV, p.doc_start, attention_shape(l), p.ATT);
   if (a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);  // from x before the update
   be.linear(p.ATT, mat(W, L.o), vec(W, L.o_b), p.X, /*accumulate=*/true);
-  if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, T, a.hidden));
+  if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, be, T, a.hidden));
   if (!a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.in), vec(W, L.in_b), p.MLP, false);
   if (!a.gated_mlp && p.save) {  // the pre-activations stay for the backward pass
@@ -249,8 +237,6 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
 Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
   const Arch& a = arch_;
   require_range("forward", 0, a.layers);
-  if (save && !backend_->host_memory())
-    fail("forward: keeping activations for a backward pass on the {} backend is not implemented yet", backend_->name());
   if (save) check_trainable(a), save->valid = false;
   check_ids(a, ids);
   const int64_t T = int64_t(ids.size());
@@ -260,7 +246,7 @@ Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> d
   open_pass(p, T, doc_ids, nullptr, save);
   embed_into(p, ids);
   for (int64_t l = 0; l < a.layers; ++l) layer_forward(p, l);
-  if (save) backend_->copy(p.X, buffer(save->x_final, T, a.hidden));
+  if (save) backend_->copy(p.X, buffer(save->x_final, *backend_, T, a.hidden));
   head_into(p, logits);
   if (save) {
     save->ids.assign(ids.begin(), ids.end());

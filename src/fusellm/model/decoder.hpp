@@ -64,15 +64,17 @@
 namespace fusellm::model {
 
 // What one forward pass keeps for its backward pass. Its buffers are reused by the next forward
-// pass that saves into it (no page faults for fresh ones each step).
+// pass that saves into it (no page faults for fresh ones each step). The activations are in the
+// memory of the backend of the decoder that saved them (the device's for a GPU backend); the
+// tokens, document starts and RoPE table are the host's.
 struct SavedActivations {
   struct Layer {
-    std::vector<float> x_in, qkv, att, x_mid, gate_up;
+    GrowingBuffer x_in, qkv, att, x_mid, gate_up;
   };
   std::vector<int32_t> ids, doc_start;
   RopeTable rope;
   std::vector<Layer> layers;
-  std::vector<float> x_final;
+  GrowingBuffer x_final;
   bool valid = false;  // set by forward, cleared by whoever consumes it
 };
 
@@ -109,6 +111,7 @@ class Decoder final : public CausalLM {
 
   // dlogits [T, vocab]: dL/dlogits of the forward pass that filled `saved`; adds the gradient of
   // every parameter into `grads` (parameter_table()'s layout). Needs check_trainable(arch()).
+  // Both in the backend's memory (a GPU backend: device memory, from its allocate()).
   void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads) const;
 
  private:

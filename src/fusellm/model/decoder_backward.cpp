@@ -7,17 +7,22 @@
 
 namespace fusellm::model {
 
-// The gradients of the activations, [T, .] each, and where the backward pass reads and writes.
+// The gradients of the activations, [T, .] each, and where the backward pass reads and writes,
+// all in the backend's memory.
 struct Decoder::Backward {
+  Backward(const Backend& b, std::span<const float> w, const SavedActivations& saved, std::span<float> g, int64_t t)
+      : be(b), W(w), s(saved), grads(g), T(t) {}
   const Backend& be;
   std::span<const float> W;  // the parameters
   const SavedActivations& s;
   std::span<float> grads;
   int64_t T;
+  std::span<const int32_t> doc_start;  // s.doc_start where the backend reads it
   // dxn2: the MLP's norm-input gradient of a parallel-residual layer, added after attention's.
-  std::vector<float> xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
-  MatView m(std::vector<float>& v, int64_t cols) { return {v.data(), T, cols, cols}; }
-  ConstMatView saved(const std::vector<float>& v, int64_t cols) const { return {v.data(), T, cols, cols}; }
+  GrowingBuffer xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
+  GrowingBuffer ids, pos, starts;  // the host's token ids, positions and doc_start, copied in
+  MatView m(GrowingBuffer& g, int64_t cols) { return {g.get<float>(be, size_t(T * cols)), T, cols, cols}; }
+  ConstMatView saved(const GrowingBuffer& g, int64_t cols) const { return {g.data<float>(), T, cols, cols}; }
 };
 
 // dx (+)= the norm's input gradient for output gradient dy; its weight (and bias) gradients +=.
@@ -79,7 +84,7 @@ void Decoder::attention_backward(Backward& b, int64_t l) const {
   be.linear_backward_weight(b.m(b.dx, Hd), att, mat(b.grads, L.o));
   if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.o_b));
   be.linear_backward_input(b.m(b.dx, Hd), mat(W, L.o), b.m(b.datt, nq), false);
-  be.causal_attention_backward(qkv, att, b.m(b.datt, nq), b.s.doc_start, attention_shape(l), b.m(b.dqkv, nqkv));
+  be.causal_attention_backward(qkv, att, b.m(b.datt, nq), b.doc_start, attention_shape(l), b.m(b.dqkv, nqkv));
   if (a.pos == PosKind::Rotary) be.apply_rope_backward(b.s.rope, b.m(b.dqkv, nqkv), 0, a.heads + a.kv_heads, a.head_dim);
   if (a.clip_qkv > 0) be.clamp_backward(qkv, float(a.clip_qkv), b.m(b.dqkv, nqkv));  // no RoPE: check_trainable
   norm(x_in, L.attn_norm_w, L.attn_norm_b, b.m(b.xn, Hd));
@@ -96,8 +101,7 @@ void Decoder::attention_backward(Backward& b, int64_t l) const {
 void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits, std::span<float> grads) const {
   const Arch& a = arch_;
   check_trainable(a);
-  const int64_t T = int64_t(s.ids.size()), Hd = a.hidden, V = a.vocab, I = a.intermediate;
-  const int64_t nq = a.heads * a.head_dim, nqkv = nq + 2 * a.kv_heads * a.head_dim;
+  const int64_t T = int64_t(s.ids.size()), Hd = a.hidden, V = a.vocab;
   if (!s.valid) fail("train backward: no forward pass to differentiate (call forward() first)");
   if (int64_t(dlogits.size()) != T * V)
     fail("train backward: dlogits has {} values, expected [{}, {}] = {}", dlogits.size(), T, V, T * V);
@@ -106,13 +110,9 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   if (T == 0) return;
   const Backend& be = *backend_;
   const auto pass_scope = be.begin_pass();
-  const std::span<const float> W = weights_;
-  Backward b{be, W, s, grads, T, {}, {}, {}, {}, {}, {}, {}, {}, {}};
-  for (auto* v : {&b.xn, &b.dxn, &b.dx}) v->resize(size_t(T * Hd));
-  if (a.parallel_residual) b.dxn2.resize(size_t(T * Hd));
-  b.h.resize(size_t(T * I)), b.dh.resize(size_t(T * I));
-  if (a.gated_mlp) b.dgu.resize(size_t(T * 2 * I));
-  b.datt.resize(size_t(T * nq)), b.dqkv.resize(size_t(T * nqkv));
+  const std::span<const float> W = op_weights();
+  Backward b(be, W, s, grads, T);  // the gradient buffers are allocated at their first use
+  b.doc_start = in_backend_memory(s.doc_start, b.starts, be);
 
   // Head and final norm.
   const DecoderRegions& R = params_.regions;
@@ -125,11 +125,11 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
     mlp_backward(b, l);
     attention_backward(b, l);
   }
-  be.embedding_backward(s.ids, b.m(b.dx, Hd), mat(grads, R.embed));
+  be.embedding_backward(in_backend_memory(s.ids, b.ids, be), b.m(b.dx, Hd), mat(grads, R.embed));
   if (R.pos_embed.present()) {  // GPT-2's wpe: each token's position in its document
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t - s.doc_start[size_t(t)]);
-    be.embedding_backward(pos, b.m(b.dx, Hd), mat(grads, R.pos_embed));
+    be.embedding_backward(in_backend_memory(pos, b.pos, be), b.m(b.dx, Hd), mat(grads, R.pos_embed));
   }
 }
 
