@@ -30,9 +30,10 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STAGE=$ROOT/.gpu/stage   # pack's staging folder, here
 PACK=/tmp/fusellm_gpu    # where run unpacks it, there
-# What `slim` leaves behind: examples/demo and every fixture folder but models/ (5.8 MB, which
-# test_decoder_cuda reads: the families' reference logits).
-SLIM_PATHS=(examples/demo $(cd "$ROOT" && ls -d tests/fixtures/*/ tests/fixtures/* 2>/dev/null | sed 's|/$||' | sort -u | grep -v '^tests/fixtures/models$'))
+# What `slim` leaves behind: every fixture folder but models/ and grads/ (10 MB, which
+# test_decoder_cuda reads: the families' reference logits and the trainable checkpoints);
+# examples/demo (13 MB) travels, test_teach_cuda teaches its sources.
+SLIM_PATHS=($(cd "$ROOT" && ls -d tests/fixtures/*/ tests/fixtures/* 2>/dev/null | sed 's|/$||' | sort -u | grep -Ev '^tests/fixtures/(models|grads)$'))
 
 # glibc and the dynamic loader are the machine's own; CUDA's libraries come from its toolkit and
 # PyTorch's packages (same major version, 13: the SONAMEs match); libstdc++ and libgcc_s travel in
