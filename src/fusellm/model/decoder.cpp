@@ -92,6 +92,10 @@ Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerR
   info_.num_parameters = params_.table.total();
 }
 
+void Decoder::upload_parameters() {
+  if (device_weights_) backend_->copy_in(device_weights_->data, weights_.data(), weights_.size() * sizeof(float));
+}
+
 std::span<const float> Decoder::op_weights() const {
   if (device_weights_) return {static_cast<const float*>(device_weights_->data), weights_.size()};
   return weights_;

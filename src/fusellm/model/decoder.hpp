@@ -94,6 +94,9 @@ class Decoder final : public CausalLM {
   const DecoderParams& params() const { return params_; }
   std::span<float> parameters() { return weights_; }
   std::span<const float> parameters() const { return weights_; }
+  // Copies parameters() to the backend's copy the ops read (a GPU backend's device memory) after
+  // the host's were changed (an optimizer step, a checkpoint load); nothing on the CPU.
+  void upload_parameters();
   // The layers this decoder holds (resolved; the whole model unless built for a stage).
   LayerRange range() const { return range_; }
 

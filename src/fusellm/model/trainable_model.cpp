@@ -13,21 +13,25 @@ namespace fusellm::model {
 
 // Every error names its file (config.json with the field, or the safetensors file with the
 // tensor), so no context is added here: the caller says which model of its job this is.
-TrainableModel TrainableModel::load(const std::string& dir) {
+TrainableModel TrainableModel::load(const std::string& dir, const Backend& backend) {
   Arch arch = read_arch(dir);
   // The limits of check_trainable, reported against config.json.
   if (arch.gated_mlp && arch.act != Activation::SiLU)
     HFConfig::load(dir).field_error("hidden_act", "training a gated MLP supports silu only (LlamaMLP's SwiGLU)");
   with_context(fmt::format("{}/config.json", dir), [&] { check_trainable(arch); });
   const Checkpoint ck(dir);
-  return TrainableModel(std::move(arch), ck);
+  return TrainableModel(std::move(arch), ck, backend);
 }
 
-TrainableModel::TrainableModel(Arch arch, const Checkpoint& ck) {
+TrainableModel::TrainableModel(Arch arch, const Checkpoint& ck, const Backend& backend) : backend_(&backend) {
   check_trainable(arch);
-  decoder_ = std::make_unique<Decoder>(std::move(arch), ck);
+  decoder_ = std::make_unique<Decoder>(std::move(arch), ck, backend);
   const ParamTable& table = decoder_->parameter_table();
   grads_.assign(size_t(table.total()), 0.f);
+  if (!backend.host_memory()) {
+    device_grads_ = backend.allocate(grads_.size() * sizeof(float));
+    zero_grad();
+  }
   for (int i = 0; i < table.size(); ++i)
     views_.push_back({table[i].name, table.view(decoder_->parameters(), i), table.view(grads_, i)});
 }
@@ -42,14 +46,27 @@ std::vector<SafetensorsEntry> TrainableModel::checkpoint_entries() const {
   return model::checkpoint_entries(arch(), decoder_->params(), decoder_->parameters());
 }
 
-void TrainableModel::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+void TrainableModel::zero_grad() {
+  std::fill(grads_.begin(), grads_.end(), 0.f);
+  if (device_grads_) backend_->copy_in(device_grads_->data, grads_.data(), grads_.size() * sizeof(float));
+}
 
 Tensor TrainableModel::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
+  decoder_->upload_parameters();  // the host's may have changed since (a step, a resume)
   return decoder_->forward(ids, doc_ids, &saved_);
 }
 
+// On a GPU backend the device's gradients accumulate as the host's would (zero_grad zeroes
+// both), so the host's buffer is replaced by them after each pass.
 void TrainableModel::backward(std::span<const float> dlogits) {
-  decoder_->backward(saved_, dlogits, grads_);
+  if (!device_grads_) {
+    decoder_->backward(saved_, dlogits, grads_);
+  } else {
+    float* dz = device_dlogits_.get<float>(*backend_, dlogits.size());
+    backend_->copy_in(dz, dlogits.data(), dlogits.size_bytes());
+    decoder_->backward(saved_, {dz, dlogits.size()}, {static_cast<float*>(device_grads_->data), grads_.size()});
+    backend_->copy_out(grads_.data(), device_grads_->data, grads_.size() * sizeof(float));
+  }
   saved_.valid = false;
 }
 

@@ -34,8 +34,11 @@ struct Parameter {
 class TrainableModel {
  public:
   // Reads config.json and the safetensors of a checkpoint dir (any float dtype, kept in fp32).
-  static TrainableModel load(const std::string& dir);
-  TrainableModel(Arch arch, const Checkpoint& ck);
+  // The passes run on `backend`; on a GPU backend the host buffers stay the canonical ones (the
+  // optimizer, ZeRO-1 and the checkpoints work on them, as ZeRO-Offload keeps the optimizer on
+  // the host): forward() uploads the parameters, backward() brings the gradients back.
+  static TrainableModel load(const std::string& dir, const Backend& backend = cpu_backend());
+  TrainableModel(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend());
 
   const Arch& arch() const { return decoder_->arch(); }
   const Decoder& decoder() const { return *decoder_; }
@@ -66,6 +69,10 @@ class TrainableModel {
   std::vector<float> grads_;
   std::vector<Parameter> views_;
   SavedActivations saved_;
+  // A GPU backend's: the gradients the backward pass accumulates into, and dL/dlogits.
+  const Backend* backend_ = nullptr;
+  std::unique_ptr<Backend::Memory> device_grads_;
+  GrowingBuffer device_dlogits_;
 };
 
 }  // namespace fusellm::model

@@ -5,7 +5,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/data/distribution_cache.hpp"
-#include "fusellm/device/forward_backend.hpp"
+#include "fusellm/device/compute_backend.hpp"
 #include "fusellm/fusion/sequence_ce.hpp"
 
 namespace fusellm {
@@ -53,7 +53,7 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
   // The forward pass on [train].device (the GPU of this rank under "auto" when there is one).
   const std::string device_field = fmt::format("{}: [train].device", job.where("train", "device"));
   model_ = with_context(fmt::format("{}: [[source]] '{}'", job.file, source), [&] {
-    return model::load_decoder(src->path, layers, device::forward_backend(job.train.device, device_field));
+    return model::load_decoder(src->path, layers, device::compute_backend(job.train.device, device_field));
   });
   vocab_ = model_->info().vocab_size;
   context_ = model_->info().max_positions;

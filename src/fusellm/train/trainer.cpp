@@ -10,6 +10,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/stop_signal.hpp"
+#include "fusellm/device/compute_backend.hpp"
 #include "fusellm/io/file_lock.hpp"
 #include "fusellm/model/export_hf.hpp"
 #include "fusellm/optim/adamw.hpp"
@@ -59,7 +60,9 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
   // only the job's field, not tdir again.
   const std::string what =
       job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
-  return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir); });
+  const std::string device_field = fmt::format("{}: [train].device", job.where("train", "device"));
+  const model::Backend& backend = device::compute_backend(job.train.device, device_field);
+  return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
 }
 
 // Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.
@@ -355,10 +358,6 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
-  if (job.train.device == Device::kCuda)
-    fail("{}: [train].device = \"cuda\": the student trains on the CPU only so far (its backward pass and optimizer "
-         "do not run on a GPU yet); \"auto\" runs the teachers on the GPU and the student on the CPU",
-         job.where("train", "device"));
   if (fuses_teachers(job) && !job.cache.dir.empty()) {
     if (job.distill.fusion == kernels::FusionMode::kMinCEPerPosition)
       fail("{}: [distill].fusion = \"minCE-position\" needs the teachers' per-position CE, which the distribution "

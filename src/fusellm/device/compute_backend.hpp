@@ -1,8 +1,8 @@
 #pragma once
-// Which backend a model's forward pass runs on, from [train].device / `--device` (core/device.hpp):
+// Which backend the models' passes run on, from [train].device / `--device` (core/device.hpp):
 // the CPU backend, or this process's GPU (model/cuda's CudaBackend, one per process). This is the
-// only place that knows both, so that the libraries above (teach, eval, the command) choose by
-// name and build the same on machines without CUDA.
+// only place that knows both, so that the libraries above (teach, train) choose by name and build
+// the same on machines without CUDA.
 #include <string>
 
 #include "fusellm/core/device.hpp"
@@ -17,7 +17,7 @@ Device resolve(Device d, const std::string& what);
 // The backend for resolve(d): cpu_backend(), or the GPU of this process's local rank (the launcher's
 // OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, modulo the GPUs found; 0 outside a launcher),
 // created on first use and kept for the process's life.
-const model::Backend& forward_backend(Device d, const std::string& what);
+const model::Backend& compute_backend(Device d, const std::string& what);
 
 // For the log: "cpu", or "cuda:1 (NVIDIA H200 (sm_90, 132 SMs, 140 GiB))".
 std::string describe(Device d, const std::string& what);

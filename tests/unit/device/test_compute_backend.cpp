@@ -1,4 +1,4 @@
-// [train].device's choice of backend (device/forward_backend.hpp): "cpu" is the CPU backend,
+// [train].device's choice of backend (device/compute_backend.hpp): "cpu" is the CPU backend,
 // "auto" the GPU only when one is found, and "cuda" where there is none (this machine, CI) an
 // error that names the setting and what is missing. On a machine with a GPU (the lent H200) the
 // same binary takes the GPU; test_decoder_cuda checks what runs there.
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "fusellm/core/error.hpp"
-#include "fusellm/device/forward_backend.hpp"
+#include "fusellm/device/compute_backend.hpp"
 
 #ifdef FUSELLM_HAVE_CUDA
 #include "cuda/cuda_check.hpp"
@@ -26,21 +26,21 @@ bool have_gpu() {
 
 const std::string kWhat = "job.toml:3: [train].device";
 
-TEST(ForwardBackend, CpuIsTheCpuBackend) {
+TEST(ComputeBackend, CpuIsTheCpuBackend) {
   EXPECT_EQ(device::resolve(Device::kCpu, kWhat), Device::kCpu);
-  EXPECT_EQ(&device::forward_backend(Device::kCpu, kWhat), &model::cpu_backend());
+  EXPECT_EQ(&device::compute_backend(Device::kCpu, kWhat), &model::cpu_backend());
   EXPECT_EQ(device::describe(Device::kCpu, kWhat), "cpu");
 }
 
-TEST(ForwardBackend, AutoTakesTheGpuOnlyWhenThereIsOne) {
+TEST(ComputeBackend, AutoTakesTheGpuOnlyWhenThereIsOne) {
   EXPECT_EQ(device::resolve(Device::kAuto, kWhat), have_gpu() ? Device::kCuda : Device::kCpu);
-  const model::Backend& b = device::forward_backend(Device::kAuto, kWhat);
+  const model::Backend& b = device::compute_backend(Device::kAuto, kWhat);
   EXPECT_STREQ(b.name(), have_gpu() ? "cuda" : "cpu");
   EXPECT_EQ(b.host_memory(), !have_gpu());
   if (have_gpu()) EXPECT_EQ(device::describe(Device::kAuto, kWhat).rfind("cuda:", 0), 0u);
 }
 
-TEST(ForwardBackend, CudaWithoutAGpuNamesTheSettingAndWhatIsMissing) {
+TEST(ComputeBackend, CudaWithoutAGpuNamesTheSettingAndWhatIsMissing) {
   if (have_gpu()) GTEST_SKIP() << "a GPU is present: \"cuda\" is valid here";
   try {
     device::resolve(Device::kCuda, kWhat);
@@ -54,7 +54,7 @@ TEST(ForwardBackend, CudaWithoutAGpuNamesTheSettingAndWhatIsMissing) {
     EXPECT_NE(msg.find("built without CUDA"), std::string::npos) << msg;
 #endif
   }
-  EXPECT_THROW(device::forward_backend(Device::kCuda, kWhat), Error);
+  EXPECT_THROW(device::compute_backend(Device::kCuda, kWhat), Error);
 }
 
 }  // namespace

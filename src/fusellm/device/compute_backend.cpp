@@ -1,6 +1,6 @@
-// The backend choice (forward_backend.hpp). With CUDA (FUSELLM_HAVE_CUDA), the GPU of the local
+// The backend choice (compute_backend.hpp). With CUDA (FUSELLM_HAVE_CUDA), the GPU of the local
 // rank, as torchrun's LOCAL_RANK or Megatron-LM's `torch.cuda.set_device(local_rank)` choose it.
-#include "fusellm/device/forward_backend.hpp"
+#include "fusellm/device/compute_backend.hpp"
 
 #include <cstdlib>
 #include <memory>
@@ -27,6 +27,7 @@ int gpus() {
 #endif
 }
 
+#ifdef FUSELLM_HAVE_CUDA
 int local_rank() {
   for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"})
     if (const char* v = std::getenv(var); v && *v) return std::atoi(v);
@@ -34,6 +35,7 @@ int local_rank() {
 }
 
 int my_gpu() { return gpus() > 0 ? local_rank() % gpus() : 0; }
+#endif
 
 }  // namespace
 
@@ -49,7 +51,7 @@ Device resolve(Device d, const std::string& what) {
   return d;
 }
 
-const model::Backend& forward_backend(Device d, const std::string& what) {
+const model::Backend& compute_backend(Device d, const std::string& what) {
   if (resolve(d, what) == Device::kCpu) return model::cpu_backend();
 #ifdef FUSELLM_HAVE_CUDA
   static std::once_flag once;
