@@ -176,8 +176,8 @@ JobSectionTable train_table() {
                            "Student compute type. Master weights and AdamW state are always fp32 (paper: bf16)."),
       config::choice_field("device", &S::device, device_names(),
                            "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
-                           "GPU when the binary has CUDA and one is found). On a GPU today: the teachers' forward "
-                           "pass; the student trains on the CPU (`cuda` refuses training)."),
+                           "GPU when the binary has CUDA and one is found). On a GPU: the teachers' forward pass, "
+                           "the student's forward and backward passes (fp32); the optimizer step stays on the host."),
   };
   return lift(s, member(&JobConfig::train));
 }
