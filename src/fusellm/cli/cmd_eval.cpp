@@ -22,6 +22,7 @@
 #include "fusellm/cli/commands.hpp"
 #include "fusellm/cli/input.hpp"
 #include "fusellm/core/error.hpp"
+#include "fusellm/device/compute_backend.hpp"
 #include "fusellm/eval/eval_model.hpp"
 #include "fusellm/model/mixture_weights.hpp"
 #include "fusellm/eval/eval_results.hpp"
@@ -41,6 +42,7 @@ struct EvalOptions {
   int64_t limit = -1;
   std::string output;
   bool log_samples = false;
+  std::string device = "auto";
 };
 
 template <class Doc, class F>
@@ -96,7 +98,9 @@ void run_eval(const EvalOptions& o) {
     throw CLI::ValidationError("--generate evaluates one model: the ensemble (several --model) scores only");
   const std::vector<double> weights =
       as_usage_error([&] { return mixture_weights(o.weights, o.model.size(), "--weights"); });
-  const eval::EvalModel m = eval::EvalModel::load_ensemble(o.model, weights, o.max_length);
+  const Device device = o.device == "cpu" ? Device::kCpu : o.device == "cuda" ? Device::kCuda : Device::kAuto;
+  const model::Backend& backend = device::compute_backend(device, "--device");
+  const eval::EvalModel m = eval::EvalModel::load_ensemble(o.model, weights, o.max_length, backend);
   std::string model_args;
   for (size_t i = 0; i < o.model.size(); ++i) model_args += (i ? ",pretrained=" : "pretrained=") + o.model[i];
   const std::vector<eval::TaskReport> reports = run_tasks(o, m);
@@ -107,7 +111,7 @@ void run_eval(const EvalOptions& o) {
                               {"max_length", m.max_length},
                               {"prefix_token_id", m.special.bos ? *m.special.bos : m.special.eos.value_or(-1)},
                               {"batch_size", 1},
-                              {"device", "cpu"},
+                              {"device", device::describe(device, "--device")},
                               {"dtype", "float32"},
                               {"limit", o.limit >= 0 ? nlohmann::json(o.limit) : nlohmann::json()}};
   const std::string json =
@@ -151,6 +155,8 @@ void add_eval(CLI::App& app) {
   sub->add_option("--limit", o->limit, "at most this many documents per task")->check(at_least(1, "0 scores nothing"));
   sub->add_option("-o,--output", o->output, "write the results JSON here (default: stdout)");
   sub->add_flag("--log-samples", o->log_samples, "add per-document details under \"samples\"");
+  sub->add_option("--device", o->device, "where the models compute: auto (the GPU when one is found), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->callback([o] { run_eval(*o); });
 }
 

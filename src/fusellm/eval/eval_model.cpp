@@ -4,10 +4,11 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/eval/text_score.hpp"
+#include "fusellm/model/decoder.hpp"
 
 namespace fusellm::eval {
 
-EvalModel EvalModel::load(const std::string& dir, int64_t max_length) {
+EvalModel EvalModel::load(const std::string& dir, int64_t max_length, const model::Backend& backend) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(dir)) fail("{}: not a model directory", dir);
   if (!fs::exists(fs::path(dir) / "tokenizer.json") && !fs::exists(fs::path(dir) / "tokenizer.model"))
@@ -17,7 +18,7 @@ EvalModel EvalModel::load(const std::string& dir, int64_t max_length) {
   EvalModel m;
   m.dir = dir;
   m.tokenizer = Tokenizer::load(dir);
-  m.model = CausalLM::load(dir);
+  m.model = model::load_decoder(dir, {}, backend);
   m.special = special_tokens(dir, *m.tokenizer);
   const int64_t context = m.model->info().max_positions;
   m.max_length = max_length > 0 ? max_length : context > 0 ? context : 2048;
@@ -25,17 +26,17 @@ EvalModel EvalModel::load(const std::string& dir, int64_t max_length) {
 }
 
 EvalModel EvalModel::load_ensemble(const std::vector<std::string>& dirs, const std::vector<double>& weights,
-                                   int64_t max_length) {
+                                   int64_t max_length, const model::Backend& backend) {
   if (dirs.empty()) fail("eval: no model");
   if (weights.size() != dirs.size()) fail("eval: {} weights for {} models", weights.size(), dirs.size());
-  EvalModel m = load(dirs[0], max_length);
+  EvalModel m = load(dirs[0], max_length, backend);
   if (dirs.size() == 1) return m;
   // A text with words, digits, spaces and punctuation: tokenizers that differ encode it differently.
   const std::string probe = "The quick brown fox, 42 times:\n  int main(void) { return 0; }";
   const Encoding first = m.tokenizer->encode(probe, true);
   int64_t context = m.model->info().max_positions;
   for (size_t i = 1; i < dirs.size(); ++i) {
-    EvalModel other = load(dirs[i], max_length);
+    EvalModel other = load(dirs[i], max_length, backend);
     check_same_tokenizer(*m.tokenizer, dirs[0], *other.tokenizer, dirs[i], first, probe);
     const int64_t c = other.model->info().max_positions;
     if (c > 0 && (context <= 0 || c < context)) context = c;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fusellm/eval/special_tokens.hpp"
+#include "fusellm/model/backend.hpp"
 #include "fusellm/model/model.hpp"
 #include "fusellm/tokenizer/tokenizer.hpp"
 
@@ -36,12 +37,14 @@ struct EvalModel {
 
   // Error naming the directory when it has no tokenizer.json or tokenizer.model; max_length <= 0:
   // the model's context (2048 when config.json states none, HFLM's _DEFAULT_MAX_LENGTH).
-  static EvalModel load(const std::string& dir, int64_t max_length = 0);
+  // The forward passes run on `backend` (device/compute_backend.hpp picks it from --device).
+  static EvalModel load(const std::string& dir, int64_t max_length = 0,
+                        const model::Backend& backend = model::cpu_backend());
   // An ensemble: dirs[0] as load() gives it, the others' models added as members (each must
   // have dirs[0]'s tokenizer: Error naming both otherwise); max_length the smallest context
   // unless given. weights: one per dir, summing to 1.
   static EvalModel load_ensemble(const std::vector<std::string>& dirs, const std::vector<double>& weights,
-                                 int64_t max_length = 0);
+                                 int64_t max_length = 0, const model::Backend& backend = model::cpu_backend());
   bool is_ensemble() const { return !members.empty(); }
 
   std::vector<int32_t> encode(std::string_view text) const;  // add_special_tokens=False
