@@ -326,6 +326,7 @@ TEST(Trainer, CudaWithoutAGpuIsRefusedBeforeAnyWork) {
   // [train].device = "cuda" where there is no GPU (or no CUDA in the build): refused by name, not
   // run on the CPU behind the user's back. (test_train_cuda runs it where there is one.)
   if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();  // so that nothing but the device can be what is refused
   JobConfig job = load_job(fx().job("student_cuda"));
   job.train.device = Device::kCuda;
   if (device::resolve(Device::kAuto, "") == Device::kCuda) GTEST_SKIP() << "a GPU is present";

@@ -358,6 +358,8 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
+  // A device that is not there is refused before anything else is looked at.
+  device::resolve(job.train.device, fmt::format("{}: [train].device", job.where("train", "device")));
   if (fuses_teachers(job) && !job.cache.dir.empty()) {
     if (job.distill.fusion == kernels::FusionMode::kMinCEPerPosition)
       fail("{}: [distill].fusion = \"minCE-position\" needs the teachers' per-position CE, which the distribution "
