@@ -13,12 +13,11 @@
 
 #include <cstdint>
 
+#include "cuda/act_kind.cuh"
+
 namespace fusellm::cuda {
 
-// The activations, in model::Activation's order (the backend maps one to the other by name).
-enum class ActivationKind : int { SiLU = 0, GeluErf, GeluTanh, GeluFast, QuickGelu, ReLU };
-
-void activation_backward(ActivationKind a, const float* pre, int64_t ldpre, float* dh, int64_t lddh, int64_t rows,
+void activation_backward(ActKind a, const float* pre, int64_t ldpre, float* dh, int64_t lddh, int64_t rows,
                          int64_t cols, cudaStream_t stream);
 
 }  // namespace fusellm::cuda

@@ -10,10 +10,9 @@
 
 #include <cstdint>
 
-namespace fusellm::cuda {
+#include "cuda/act_kind.cuh"
 
-// The order of model::Activation (ops.hpp); the backend maps one to the other by name.
-enum class ActKind : int { SiLU, GeluErf, GeluTanh, GeluFast, QuickGelu, ReLU };
+namespace fusellm::cuda {
 
 void activation_forward(ActKind a, const float* x, int64_t ldx, float* out, int64_t ldo, int64_t rows, int64_t cols,
                         cudaStream_t stream);

@@ -183,10 +183,10 @@ TEST(CudaBackwardOps, LayernormBackward) {
 TEST(CudaBackwardOps, ActivationBackwardEveryActivation) {
   SKIP_WITHOUT_GPU();
   using model::Activation;
-  const std::pair<Activation, cuda::ActivationKind> all[] = {
-      {Activation::SiLU, cuda::ActivationKind::SiLU},         {Activation::GeluErf, cuda::ActivationKind::GeluErf},
-      {Activation::GeluTanh, cuda::ActivationKind::GeluTanh}, {Activation::GeluFast, cuda::ActivationKind::GeluFast},
-      {Activation::QuickGelu, cuda::ActivationKind::QuickGelu}, {Activation::ReLU, cuda::ActivationKind::ReLU}};
+  const std::pair<Activation, cuda::ActKind> all[] = {
+      {Activation::SiLU, cuda::ActKind::SiLU},         {Activation::GeluErf, cuda::ActKind::GeluErf},
+      {Activation::GeluTanh, cuda::ActKind::GeluTanh}, {Activation::GeluFast, cuda::ActKind::GeluFast},
+      {Activation::QuickGelu, cuda::ActKind::QuickGelu}, {Activation::ReLU, cuda::ActKind::ReLU}};
   const int64_t rows = 33, n = 75;
   uint32_t seed = 100;
   for (const auto& [a, k] : all) {

@@ -30,6 +30,7 @@
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
 #include "fusellm/core/error.hpp"
+#include "fusellm/model/cuda/act_kind.hpp"
 
 namespace fusellm::model {
 
@@ -77,18 +78,6 @@ int64_t pitch(int64_t rows, int64_t cols, int64_t ld) {
 }
 int64_t pitch(ConstMatView v) { return pitch(v.rows, v.cols, v.ld); }
 int64_t pitch(MatView v) { return pitch(v.rows, v.cols, v.ld); }
-
-cuda::ActKind act_kind(Activation a) {
-  switch (a) {
-    case Activation::SiLU: return cuda::ActKind::SiLU;
-    case Activation::GeluErf: return cuda::ActKind::GeluErf;
-    case Activation::GeluTanh: return cuda::ActKind::GeluTanh;
-    case Activation::GeluFast: return cuda::ActKind::GeluFast;
-    case Activation::QuickGelu: return cuda::ActKind::QuickGelu;
-    case Activation::ReLU: return cuda::ActKind::ReLU;
-  }
-  fail("cuda backend: unknown activation {}", int(a));
-}
 
 struct SetDevice final : Backend::PassScope {
   explicit SetDevice(int device) { FUSELLM_CUDA_CHECK(cudaSetDevice(device)); }

@@ -20,6 +20,7 @@
 #include "cuda/rope_backward.cuh"
 #include "cuda/swiglu_backward.cuh"
 #include "fusellm/core/error.hpp"
+#include "fusellm/model/cuda/act_kind.hpp"
 #include "fusellm/model/cuda/cuda_backend.hpp"
 
 namespace fusellm::model {
@@ -41,18 +42,6 @@ class StreamScratch {
   void* p_ = nullptr;
   cudaStream_t stream_;
 };
-
-cuda::ActivationKind kind_of(Activation a) {
-  switch (a) {
-    case Activation::SiLU: return cuda::ActivationKind::SiLU;
-    case Activation::GeluErf: return cuda::ActivationKind::GeluErf;
-    case Activation::GeluTanh: return cuda::ActivationKind::GeluTanh;
-    case Activation::GeluFast: return cuda::ActivationKind::GeluFast;
-    case Activation::QuickGelu: return cuda::ActivationKind::QuickGelu;
-    case Activation::ReLU: return cuda::ActivationKind::ReLU;
-  }
-  fail("activation_backward (cuda): unknown activation {}", int(a));
-}
 
 // The norms' shared check: x, dy, dx [rows, n], w and dw n values (db n or none).
 void check_norm(const char* op, ConstMatView x, size_t w, ConstMatView dy, MatView dx, size_t dw, size_t db) {
@@ -85,7 +74,7 @@ void CudaBackend::activation_backward(Activation a, ConstMatView pre, MatView dh
   if (pre.rows != dh.rows || pre.cols != dh.cols)
     fail("activation_backward (cuda): pre-activations [{}, {}] and gradient [{}, {}] do not agree", pre.rows,
          pre.cols, dh.rows, dh.cols);
-  cuda::activation_backward(kind_of(a), pre.p, pre.ld, dh.p, dh.ld, pre.rows, pre.cols, stream());
+  cuda::activation_backward(act_kind(a), pre.p, pre.ld, dh.p, dh.ld, pre.rows, pre.cols, stream());
 }
 
 void CudaBackend::clamp_backward(ConstMatView y, float c, MatView dy) const {
