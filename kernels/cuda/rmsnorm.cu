@@ -9,20 +9,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;  // 8 warps = 256 threads
 
-__global__ void rmsnorm_forward_kernel(float* __restrict__ y, const float* __restrict__ x,
-                                       const float* __restrict__ w, int64_t rows, int64_t cols, float eps) {
-  const int lane = threadIdx.x % kWarp;
-  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
-  if (row >= rows) return;
-  const float* xr = x + row * cols;
-  float* yr = y + row * cols;
-  float ss = 0.f;
-  for (int64_t c = lane; c < cols; c += kWarp) ss += xr[c] * xr[c];
-  for (int off = kWarp / 2; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  const float inv = rsqrtf(ss / float(cols) + eps);
-  for (int64_t c = lane; c < cols; c += kWarp) yr[c] = xr[c] * inv * w[c];
-}
-
 // y = w * (x * inv), inv = 1 / sqrt(mean(x^2) + eps): model/rmsnorm.cpp, rmsnorm(), with its
 // rounding steps. One warp per row; each lane reads and writes the same columns, so y may be x.
 __global__ void rmsnorm_strided_kernel(const float* x, int64_t ldx, const float* __restrict__ w, float eps,
@@ -49,10 +35,7 @@ void rmsnorm_forward_strided(const float* x, int64_t ldx, const float* w, float 
 }
 
 void rmsnorm_forward(float* y, const float* x, const float* w, int64_t rows, int64_t cols, float eps) {
-  if (rows == 0) return;
-  const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  rmsnorm_forward_kernel<<<blocks, kRowsPerBlock * kWarp>>>(y, x, w, rows, cols, eps);
-  FUSELLM_CUDA_CHECK(cudaGetLastError());
+  rmsnorm_forward_strided(x, cols, w, eps, y, cols, rows, cols, nullptr);
 }
 
 }  // namespace fusellm::cuda

@@ -10,13 +10,13 @@
 
 namespace fusellm::cuda {
 
-// Device pointers; launches on the default stream. Throws fusellm::Error on a CUDA error.
-void rmsnorm_forward(float* y, const float* x, const float* w, int64_t rows, int64_t cols, float eps);
-
-// The same for the decoder's backend (model/cuda/cuda_backend.cpp): strided rows (x and y with
-// leading dimensions ldx, ldy; y may be x), queued on `stream`, with the CPU's rounding steps
-// (inv = 1 / sqrt(ss / n + eps), y = w * (x * inv)).
+// Strided rows (x and y with leading dimensions ldx, ldy; y may be x), queued on `stream`, with the
+// CPU's rounding steps (inv = 1 / sqrt(ss / n + eps), y = w * (x * inv)): the decoder's backend's
+// (model/cuda/cuda_backend.cpp). Device pointers; throws fusellm::Error on a CUDA error.
 void rmsnorm_forward_strided(const float* x, int64_t ldx, const float* w, float eps, float* y, int64_t ldy,
                              int64_t rows, int64_t cols, cudaStream_t stream);
+
+// The same over contiguous rows, on the default stream.
+void rmsnorm_forward(float* y, const float* x, const float* w, int64_t rows, int64_t cols, float eps);
 
 }  // namespace fusellm::cuda
