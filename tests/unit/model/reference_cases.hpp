@@ -14,6 +14,15 @@
 
 namespace fusellm::testing {
 
+// The fixtures of tests/fixtures/models/ (gen_models.py), every one of which the CPU and the GPU
+// forward tests run (test_model_reference checks that none on disk is missing here).
+inline const std::vector<std::string> kReferenceModels = {
+    "llama_gqa",         "llama_bias_tied_bf16", "qwen2_dynamic_sharded", "mistral_swa_fp16",
+    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "mpt_mosaicml_bias5_ffn120",
+    "mpt_mosaicml_bias12_ratio3", "neox_parallel", "neox_sequential_bf16", "neox_dynamic",
+    "gpt2_tied",         "gpt2_inner_fp16_sharded",
+};
+
 struct Case {
   std::string name;
   std::vector<int32_t> ids, doc_ids;

@@ -44,12 +44,7 @@ constexpr double kTolerance = 1e-4;
 // mpt_mosaicml_*: alibi_bias_max and expansion_ratio other than 8 and 4, whose reference is
 // transformers' MptForCausalLM computing them as MosaicML's MPT code does (gen_models.py's
 // mosaicml_mpt; transformers' own port ignores both fields).
-const std::vector<std::string> kModels = {
-    "llama_gqa",         "llama_bias_tied_bf16", "qwen2_dynamic_sharded", "mistral_swa_fp16",
-    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "mpt_mosaicml_bias5_ffn120",
-    "mpt_mosaicml_bias12_ratio3", "neox_parallel", "neox_sequential_bf16", "neox_dynamic",
-    "gpt2_tied",         "gpt2_inner_fp16_sharded",
-};
+const std::vector<std::string>& kModels = testing::kReferenceModels;
 
 class ModelReference : public ::testing::TestWithParam<std::string> {};
 

@@ -35,12 +35,7 @@ const fs::path kFixtures = fs::path(FUSELLM_SOURCE_DIR) / "tests" / "fixtures" /
 constexpr double kToTransformers = 1e-4;
 constexpr double kToCpu = 1e-4;
 
-const std::vector<std::string> kModels = {
-    "llama_gqa",         "llama_bias_tied_bf16", "qwen2_dynamic_sharded", "mistral_swa_fp16",
-    "llama3_rope",       "mpt_alibi",            "mpt_clip_untied_fp16",  "mpt_mosaicml_bias5_ffn120",
-    "mpt_mosaicml_bias12_ratio3", "neox_parallel", "neox_sequential_bf16", "neox_dynamic",
-    "gpt2_tied",         "gpt2_inner_fp16_sharded",
-};
+const std::vector<std::string>& kModels = testing::kReferenceModels;
 
 const model::CudaBackend& gpu() {
   static const model::CudaBackend backend(0);
