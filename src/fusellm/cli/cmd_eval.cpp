@@ -24,6 +24,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/device/compute_backend.hpp"
 #include "fusellm/eval/eval_model.hpp"
+#include "fusellm/job/job_config.hpp"
 #include "fusellm/model/mixture_weights.hpp"
 #include "fusellm/eval/eval_results.hpp"
 #include "fusellm/eval/task_file.hpp"
@@ -98,7 +99,7 @@ void run_eval(const EvalOptions& o) {
     throw CLI::ValidationError("--generate evaluates one model: the ensemble (several --model) scores only");
   const std::vector<double> weights =
       as_usage_error([&] { return mixture_weights(o.weights, o.model.size(), "--weights"); });
-  const Device device = o.device == "cpu" ? Device::kCpu : o.device == "cuda" ? Device::kCuda : Device::kAuto;
+  const Device device = device_from_name(o.device);  // one of them: --device's check
   const model::Backend& backend = device::compute_backend(device, "--device");
   const eval::EvalModel m = eval::EvalModel::load_ensemble(o.model, weights, o.max_length, backend);
   std::string model_args;

@@ -94,8 +94,9 @@ struct CommConfig {
 
 // [train].dtype as the job file spells it: "fp32", "bf16".
 std::string_view train_dtype_name(DType d);
-// [train].device as the job file spells it: "auto", "cpu", "cuda".
+// [train].device as the job file spells it: "auto", "cpu", "cuda"; and back (BadValue listing them).
 std::string_view device_name(Device d);
+Device device_from_name(std::string_view name);
 
 struct JobConfig {
   JobSection job;
@@ -129,6 +130,8 @@ struct JobConfig {
     const std::string w = origins.where(section, key, index);
     return w.empty() ? file : w;
   }
+  // "<where>: [train].device", what an error about the device names (device/compute_backend.hpp).
+  std::string device_setting() const { return where("train", "device") + ": [train].device"; }
 
   // The complete job as TOML: every field, defaults included, paths resolved, --set overrides
   // applied. Parsing it gives back the same settings; a checkpoint stores it, so a run says

@@ -298,6 +298,8 @@ std::string_view train_dtype_name(DType d) { return train_dtype_names().name(d);
 
 std::string_view device_name(Device d) { return device_names().name(d); }
 
+Device device_from_name(std::string_view name) { return device_names().parse(name); }
+
 const JobField* JobSectionTable::find(std::string_view key) const {
   for (const auto& f : fields)
     if (f.key == key) return &f;

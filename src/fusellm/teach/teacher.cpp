@@ -51,9 +51,8 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
   topk_.keep_tail = job.distill.keep_tail;
 
   // The forward pass on [train].device (the GPU of this rank under "auto" when there is one).
-  const std::string device_field = fmt::format("{}: [train].device", job.where("train", "device"));
   model_ = with_context(fmt::format("{}: [[source]] '{}'", job.file, source), [&] {
-    return model::load_decoder(src->path, layers, device::compute_backend(job.train.device, device_field));
+    return model::load_decoder(src->path, layers, device::compute_backend(job.train.device, job.device_setting()));
   });
   vocab_ = model_->info().vocab_size;
   context_ = model_->info().max_positions;

@@ -60,8 +60,7 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
   // only the job's field, not tdir again.
   const std::string what =
       job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
-  const std::string device_field = fmt::format("{}: [train].device", job.where("train", "device"));
-  const model::Backend& backend = device::compute_backend(job.train.device, device_field);
+  const model::Backend& backend = device::compute_backend(job.train.device, job.device_setting());
   return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
 }
 
@@ -359,7 +358,7 @@ TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* 
   if (job.train.dtype != DType::F32)
     fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
   // A device that is not there is refused before anything else is looked at.
-  device::resolve(job.train.device, fmt::format("{}: [train].device", job.where("train", "device")));
+  device::resolve(job.train.device, job.device_setting());
   if (fuses_teachers(job) && !job.cache.dir.empty()) {
     if (job.distill.fusion == kernels::FusionMode::kMinCEPerPosition)
       fail("{}: [distill].fusion = \"minCE-position\" needs the teachers' per-position CE, which the distribution "
