@@ -431,6 +431,26 @@ TEST(Trainer, MicroBatchEqualsOnePassPerSequence) {
   }
 }
 
+// [train].recompute_every: the trainer's student runs its layers again in the backward pass
+// (decoder.hpp) and ends with the same bits as keeping every activation.
+TEST(Trainer, RecomputationEndsWithTheSameWeights) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  const JobConfig keep = load_job(edited_job("rc0", {}));
+  const JobConfig rerun = load_job(edited_job("rc1", {{"global_batch = 2", "global_batch = 2\nrecompute_every = 1"}}));
+  ASSERT_EQ(rerun.train.recompute_every, 1);
+  TrainOptions o = quiet();
+  o.max_steps = 3;
+  const TrainResult a = train(keep, o), b = train(rerun, o);
+  ASSERT_EQ(a.steps.size(), 3u);
+  ASSERT_EQ(b.steps.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a.steps[i].loss, b.steps[i].loss) << i;
+    EXPECT_EQ(a.steps[i].grad_norm, b.steps[i].grad_norm) << i;
+  }
+  EXPECT_EQ(weights_of(keep.checkpoint.dir), weights_of(rerun.checkpoint.dir));
+}
+
 // A checkpoint's sampler position means something only for the data it was written with: resuming
 // on other data (here: fewer segments) is refused, naming the checkpoint, and the data is kept.
 TEST(Trainer, ResumeOnOtherDataIsRefused) {

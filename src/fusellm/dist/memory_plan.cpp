@@ -33,13 +33,14 @@ struct Dims {
 // What every role's lines share: the job's sizes.
 struct JobDims {
   int64_t w = 4, a = 4;  // bytes of a weight, of an activation
-  int64_t T = 0, Ts = 0, k = 0, r = 0, prefetch = 0, S = 1, K = 0;
+  int64_t T = 0, Ts = 0, k = 0, r = 0, prefetch = 0, S = 1, K = 0, recompute = 0;
   bool bf16 = false, fuses = false;
   static JobDims of(const JobConfig& job) {
     JobDims d;
     d.bf16 = job.train.dtype == DType::BF16;
     d.w = d.a = d.bf16 ? 2 : 4;
     d.T = job.train.micro_batch * job.corpus.max_len;
+    d.recompute = job.train.recompute_every;
     d.Ts = job.corpus.max_segment_tokens();
     d.k = job.distill.top_k;
     // rows_message.hpp: ids 4 k, probs 2 k, target id 4, status 1; position CE 4 with MinCE per position.
@@ -55,6 +56,20 @@ struct JobDims {
 
 int64_t parameters(const model::Arch& a) {
   return model::plan_decoder_params(a, model::base_prefix(a)).table.total();
+}
+
+MemoryLine saved_activations_line(const JobDims& j, const Dims& m) {
+  const int64_t R = j.recompute > 0 ? m.L / j.recompute : 0, kept = m.L - R;
+  if (R == 0)
+    return {"saved activations",
+            fmt::format("a T (L (2h + Q + H D + G) + h) = {} x {} x ({} x ({} + {} + {} + {}) + {})", j.a, j.T, m.L,
+                        2 * m.h, m.Q, m.H * m.D, m.G, m.h),
+            j.a * j.T * (m.L * (2 * m.h + m.Q + m.H * m.D + m.G) + m.h)};
+  return {"saved activations",
+          fmt::format("a T ((L - R) (2h + Q + H D + G) + R h + h), R = floor(L / {}) = {}: {} x {} x ({} x ({} + {} + "
+                      "{} + {}) + {} x {} + {})",
+                      j.recompute, R, j.a, j.T, kept, 2 * m.h, m.Q, m.H * m.D, m.G, R, m.h, m.h),
+          j.a * j.T * (kept * (2 * m.h + m.Q + m.H * m.D + m.G) + R * m.h + m.h)};
 }
 
 // The student: every line of a data-parallel rank training the target with ZeRO-1.
@@ -74,12 +89,14 @@ std::vector<MemoryLine> student_lines(const JobDims& j, const model::Arch& targe
                              j.bf16 ? "master weights, " : "", j.S),
                  per * shard});
   // decoder.hpp's SavedActivations: per layer x_in [T, h], qkv [T, Q], att [T, H D], x_mid [T, h],
-  // gate_up [T, G]; then x_final [T, h].
-  const int64_t per_token = m.L * (2 * m.h + m.Q + m.H * m.D + m.G) + m.h;
-  out.push_back({"saved activations",
-                 fmt::format("a T (L (2h + Q + H D + G) + h) = {} x {} x ({} x ({} + {} + {} + {}) + {})", j.a, j.T,
-                             m.L, 2 * m.h, m.Q, m.H * m.D, m.G, m.h),
-                 j.a * j.T * per_token});
+  // gate_up [T, G]; then x_final [T, h]. With [train].recompute_every = N, R = floor(L / N) layers
+  // keep x_in alone and run again in backward, in one layer's buffers (decoder.hpp's Recomputed:
+  // the layer's five and x, xn [T, h], h [T, I]).
+  out.push_back(saved_activations_line(j, m));
+  if (j.recompute > 0 && m.L / j.recompute > 0)
+    out.push_back({"recomputed layer", fmt::format("a T (4h + Q + H D + G + I) = {} x {} x ({} + {} + {} + {} + {})",
+                                                   j.a, j.T, 4 * m.h, m.Q, m.H * m.D, m.G, m.I),
+                   j.a * j.T * (4 * m.h + m.Q + m.H * m.D + m.G + m.I)});
   // One [T, V] fp32 buffer: the fused classifier writes dL/dz over the logits (train_step.hpp).
   out.push_back({"logits and their gradient", fmt::format("4 T V = 4 x {} x {}", j.T, m.V), 4 * j.T * m.V});
   // Credits (teacher_server.hpp): at most `prefetch` micro-batches per source not yet consumed.

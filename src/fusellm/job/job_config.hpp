@@ -71,6 +71,7 @@ struct TrainConfig {
   int64_t log_interval = 10;
   DType dtype = DType::F32;  // F32 or BF16 ("fp32", "bf16")
   Device device = Device::kAuto;
+  int64_t recompute_every = 0;  // activation recomputation: every N-th layer (0: none)
   bool operator==(const TrainConfig&) const = default;
 };
 

@@ -178,6 +178,11 @@ JobSectionTable train_table() {
                            "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
                            "GPU when the binary has CUDA and one is found). On a GPU: the teachers' forward pass, "
                            "the student's forward and backward passes (fp32); the optimizer step stays on the host."),
+      config::integer_field("recompute_every", &S::recompute_every, 0,
+                            "Activation recomputation: every N-th layer of the student keeps only its input and runs "
+                            "its forward pass again in the backward pass (1: every layer, Megatron-LM's full "
+                            "recomputation, about a third more compute; 0: keep every layer's activations). The "
+                            "gradients are the same bits either way; `fusellm plan` shows the memory saved."),
   };
   return lift(s, member(&JobConfig::train));
 }

@@ -126,17 +126,22 @@ void Decoder::norm(ConstMatView x, const Region& w, const Region& b, MatView y) 
 // One forward pass's buffers: the residual stream X, the norm output XN, and the per-layer
 // activations (kept ones in `save`, the others in the workspace), and its sequence (document
 // starts and positions where the backend reads them).
+// `keep`: where layer_forward writes the layer's kept activations (nullptr: not saving), all of
+// them, or with `keep_input_only` (a layer recomputed in backward) x_in alone.
 struct Decoder::Pass {
   int64_t T = 0;
   SequenceLayout seq;
   std::span<const int32_t> doc_start, pos;
-  RopeTable rope;
+  RopeTable rope_table;
+  const RopeTable* rope = &rope_table;
   Workspace* ws = nullptr;
   MatView X, XN, QKV, ATT, MLP, H;
   std::unique_ptr<Backend::PassScope> scope;
   std::unique_lock<std::mutex> lock;
   Workspace private_workspace;
   SavedActivations* save = nullptr;
+  SavedActivations::Layer* keep = nullptr;
+  bool keep_input_only = false;
 };
 
 // Lays out the sequence and the buffers; the residual stream is `x` [T, hidden] (nullptr: the
@@ -148,22 +153,19 @@ void Decoder::open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, fl
   p.T = T;
   p.seq = layout_sequence(a, T, doc_ids);
   p.scope = be.begin_pass();
-  if (a.pos == PosKind::Rotary) p.rope = rope_table(a.rope, p.seq.pos, p.seq.doc_len);
+  if (a.pos == PosKind::Rotary) p.rope_table = rope_table(a.rope, p.seq.pos, p.seq.doc_len);
   p.lock = std::unique_lock(workspace_mutex_, std::try_to_lock);
   Workspace& ws = p.lock.owns_lock() ? workspace_ : p.private_workspace;
   p.ws = &ws;
   p.doc_start = in_backend_memory(p.seq.doc_start, ws.doc_start, be);
   p.pos = in_backend_memory(p.seq.pos, ws.pos, be);
-  const int64_t Hd = a.hidden, nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, I = a.intermediate;
+  const int64_t Hd = a.hidden, I = a.intermediate;
   p.X = x ? MatView{x, T, Hd, Hd} : buffer(ws.x, be, T, Hd);
   p.XN = buffer(ws.xn, be, T, Hd);
   p.save = save;
   if (save) {
     save->layers.resize(size_t(a.layers));
     p.H = buffer(ws.h, be, T, I);
-  } else {
-    p.QKV = buffer(ws.qkv, be, T, nqkv), p.ATT = buffer(ws.att, be, T, a.heads * a.head_dim);
-    p.MLP = buffer(ws.mlp, be, T, a.gated_mlp ? 2 * I : I);
   }
 }
 
@@ -208,34 +210,56 @@ void Decoder::layer_forward(Pass& p, int64_t l) const {
   const std::span<const float> W = op_weights();
   const int64_t T = p.T, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
   const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, natt = a.heads * a.head_dim;
-  if (p.save) {  // this layer's kept activations are written where they are kept
-    SavedActivations::Layer& S = p.save->layers[size_t(l)];
-    be.copy(p.X, buffer(S.x_in, be, T, a.hidden));
-    p.QKV = buffer(S.qkv, be, T, nqkv), p.ATT = buffer(S.att, be, T, natt), p.MLP = buffer(S.gate_up, be, T, nin);
-  }
+  // The kept activations are written where they are kept, the others in the workspace.
+  SavedActivations::Layer* S = p.keep_input_only ? nullptr : p.keep;
+  if (p.keep) be.copy(p.X, buffer(p.keep->x_in, be, T, a.hidden));
+  p.QKV = buffer(S ? S->qkv : p.ws->qkv, be, T, nqkv), p.ATT = buffer(S ? S->att : p.ws->att, be, T, natt);
+  p.MLP = buffer(S ? S->gate_up : p.ws->mlp, be, T, nin);
   norm(p.X, L.attn_norm_w, L.attn_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.qkv), vec(W, L.qkv_b), p.QKV, false);
   if (a.clip_qkv > 0) be.clamp(p.QKV, float(a.clip_qkv));
-  if (a.pos == PosKind::Rotary) be.apply_rope(p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
+  if (a.pos == PosKind::Rotary) be.apply_rope(*p.rope, p.QKV, 0, a.heads + a.kv_heads, a.head_dim);  // q, k heads
   be.causal_attention(p.QKV, p.doc_start, attention_shape(l), p.ATT);
   if (a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);  // from x before the update
   be.linear(p.ATT, mat(W, L.o), vec(W, L.o_b), p.X, /*accumulate=*/true);
-  if (p.save) be.copy(p.X, buffer(p.save->layers[size_t(l)].x_mid, be, T, a.hidden));
+  if (S) be.copy(p.X, buffer(S->x_mid, be, T, a.hidden));
   if (!a.parallel_residual) norm(p.X, L.mlp_norm_w, L.mlp_norm_b, p.XN);
   be.linear(p.XN, mat(W, L.in), vec(W, L.in_b), p.MLP, false);
-  if (!a.gated_mlp && p.save) {  // the pre-activations stay for the backward pass
+  // Saving, the activation goes into H (a layer recomputed in backward too: the same operations
+  // as keeping it, so the same bits on to the next layer).
+  const bool saving = p.keep != nullptr;
+  if (!a.gated_mlp && saving) {  // the pre-activations stay for the backward pass
     be.activation(a.act, p.MLP, p.H);
     be.linear(p.H, mat(W, L.out), vec(W, L.out_b), p.X, true);
   } else if (!a.gated_mlp) {
     be.activation(a.act, p.MLP);
     be.linear(p.MLP, mat(W, L.out), vec(W, L.out_b), p.X, true);
-  } else if (p.save) {  // [gate | up] stays for the backward pass
+  } else if (saving) {  // [gate | up] stays for the backward pass
     be.gated_activation(a.act, p.MLP, p.H);
     be.linear(p.H, mat(W, L.out), vec(W, L.out_b), p.X, true);
   } else {  // act(gate) * up in the gate half, read with the row stride of [gate | up]
     be.gated_activation(a.act, p.MLP);
     be.linear(ConstMatView(p.MLP.p, T, I, nin), mat(W, L.out), vec(W, L.out_b), p.X, true);
   }
+}
+
+// The forward pass of layer l once more, from the x_in `s` kept (a layer SavedActivations::
+// recomputes), with the same operations in the same order as the pass that saved it, writing
+// every activation the backward pass reads into r.layer. doc_start: in the backend's memory.
+void Decoder::rerun_layer(const SavedActivations& s, int64_t l, std::span<const int32_t> doc_start,
+                          Recomputed& r) const {
+  const Backend& be = *backend_;
+  const int64_t T = int64_t(s.ids.size()), Hd = arch_.hidden;
+  Pass p;
+  p.T = T;
+  p.rope = &s.rope;
+  p.doc_start = doc_start;
+  p.X = buffer(r.x, be, T, Hd);
+  p.XN = buffer(r.xn, be, T, Hd);
+  p.H = buffer(r.h, be, T, arch_.intermediate);
+  p.keep = &r.layer;
+  be.copy(ConstMatView(s.layers[size_t(l)].x_in.data<float>(), T, Hd, Hd), p.X);
+  layer_forward(p, l);
 }
 
 Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
@@ -249,13 +273,17 @@ Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> d
   Pass p;
   open_pass(p, T, doc_ids, nullptr, save);
   embed_into(p, ids);
-  for (int64_t l = 0; l < a.layers; ++l) layer_forward(p, l);
+  for (int64_t l = 0; l < a.layers; ++l) {
+    p.keep = save ? &save->layers[size_t(l)] : nullptr;
+    p.keep_input_only = save && save->recomputes(l);
+    layer_forward(p, l);
+  }
   if (save) backend_->copy(p.X, buffer(save->x_final, *backend_, T, a.hidden));
   head_into(p, logits);
   if (save) {
     save->ids.assign(ids.begin(), ids.end());
     save->doc_start = std::move(p.seq.doc_start);
-    save->rope = std::move(p.rope);
+    save->rope = std::move(p.rope_table);
     save->valid = true;
   }
   return logits;

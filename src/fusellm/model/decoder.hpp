@@ -67,6 +67,13 @@ namespace fusellm::model {
 // pass that saves into it (no page faults for fresh ones each step). The activations are in the
 // memory of the backend of the decoder that saved them (the device's for a GPU backend); the
 // tokens, document starts and RoPE table are the host's.
+//
+// Activation recomputation (Megatron-LM's full recomputation per layer, torchtitan's
+// activation_checkpoint every N-th layer): with recompute_every = N > 0, every N-th layer
+// (1-based: layers N-1, 2N-1, ...) keeps only its input x_in; the backward pass runs that layer's
+// forward again from x_in, with the same operations in the same order, just before the layer's
+// backward, so the gradients are those of keeping everything. N = 1 keeps [T, hidden] per layer
+// instead of [T, 2 hidden + Q + H D + G] for one more forward pass of the layers.
 struct SavedActivations {
   struct Layer {
     GrowingBuffer x_in, qkv, att, x_mid, gate_up;
@@ -75,7 +82,9 @@ struct SavedActivations {
   RopeTable rope;
   std::vector<Layer> layers;
   GrowingBuffer x_final;
-  bool valid = false;  // set by forward, cleared by whoever consumes it
+  int64_t recompute_every = 0;  // set by the owner before forward(); 0: keep every layer
+  bool valid = false;           // set by forward, cleared by whoever consumes it
+  bool recomputes(int64_t layer) const { return recompute_every > 0 && (layer + 1) % recompute_every == 0; }
 };
 
 // Error naming what the backward pass does not implement for this architecture: a gated MLP with
@@ -133,11 +142,18 @@ class Decoder final : public CausalLM {
   void embed_into(Pass& p, std::span<const int32_t> ids) const;
   void head_into(Pass& p, Tensor& logits) const;
   void layer_forward(Pass& p, int64_t l) const;
+  // A layer that kept only x_in, run again from it (decoder.cpp), and the buffers it runs in.
+  struct Recomputed {
+    SavedActivations::Layer layer;
+    GrowingBuffer x, xn, h;
+  };
+  void rerun_layer(const SavedActivations& s, int64_t l, std::span<const int32_t> doc_start, Recomputed& r) const;
+  const SavedActivations::Layer& recompute_layer(Backward& b, int64_t l) const;
   void require_range(const char* what, int64_t first, int64_t last) const;
   void norm_backward(Backward& b, ConstMatView x, const Region& w, const Region& bias, ConstMatView dy, MatView dx,
                      bool accumulate) const;
-  void mlp_backward(Backward& b, int64_t l) const;
-  void attention_backward(Backward& b, int64_t l) const;
+  void mlp_backward(Backward& b, const SavedActivations::Layer& S, int64_t l) const;
+  void attention_backward(Backward& b, const SavedActivations::Layer& S, int64_t l) const;
   AttentionShape attention_shape(int64_t layer) const;
   void norm(ConstMatView x, const Region& w, const Region& b, MatView y) const;
 

@@ -21,6 +21,7 @@ struct Decoder::Backward {
   // dxn2: the MLP's norm-input gradient of a parallel-residual layer, added after attention's.
   GrowingBuffer xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
   GrowingBuffer ids, pos, starts;  // the host's token ids, positions and doc_start, copied in
+  Recomputed recomputed;  // a layer's activations run again (SavedActivations::recompute_every)
   MatView m(GrowingBuffer& g, int64_t cols) { return {g.get<float>(be, size_t(T * cols)), T, cols, cols}; }
   ConstMatView saved(const GrowingBuffer& g, int64_t cols) const { return {g.data<float>(), T, cols, cols}; }
 };
@@ -35,7 +36,14 @@ void Decoder::norm_backward(Backward& b, ConstMatView x, const Region& w, const 
     b.be.layernorm_backward(x, vec(b.W, w), eps, dy, dx, vec(b.grads, w), vec(b.grads, bias), accumulate);
 }
 
-void Decoder::mlp_backward(Backward& b, int64_t l) const {
+// Layer l's kept activations: the forward pass's, or run again (SavedActivations::recomputes).
+const SavedActivations::Layer& Decoder::recompute_layer(Backward& b, int64_t l) const {
+  if (!b.s.recomputes(l)) return b.s.layers[size_t(l)];
+  rerun_layer(b.s, l, b.doc_start, b.recomputed);
+  return b.recomputed.layer;
+}
+
+void Decoder::mlp_backward(Backward& b, const SavedActivations::Layer& S, int64_t l) const {
   // x_out = x_mid + down(act(gate xn2) * up xn2)  (gated)  or  x_mid + down(act(up xn2))  (plain),
   // xn2 = norm2(x_mid); parallel residual: xn2 = norm2(x_in), and the input gradient waits in dxn2.
   const Arch& a = arch_;
@@ -43,7 +51,6 @@ void Decoder::mlp_backward(Backward& b, int64_t l) const {
   const std::span<const float> W = b.W;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
   const int64_t Hd = a.hidden, I = a.intermediate, nin = a.gated_mlp ? 2 * I : I;
-  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
   const ConstMatView x_norm_in = b.saved(a.parallel_residual ? S.x_in : S.x_mid, Hd);
   const ConstMatView pre = b.saved(S.gate_up, nin);  // [gate | up], or up's pre-activation
   norm(x_norm_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.xn, Hd));
@@ -71,7 +78,7 @@ void Decoder::mlp_backward(Backward& b, int64_t l) const {
   norm_backward(b, x_norm_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
 }
 
-void Decoder::attention_backward(Backward& b, int64_t l) const {
+void Decoder::attention_backward(Backward& b, const SavedActivations::Layer& S, int64_t l) const {
   // x_mid = x_in + o(attention(rope(q), rope(k), v)), [q | k | v] = clip(xn1 W_[q;k;v]^T + b),
   // xn1 = norm1(x_in)
   const Arch& a = arch_;
@@ -79,7 +86,6 @@ void Decoder::attention_backward(Backward& b, int64_t l) const {
   const std::span<const float> W = b.W;
   const LayerRegions& L = params_.regions.layers[size_t(l)];
   const int64_t Hd = a.hidden, nq = a.heads * a.head_dim, nqkv = nq + 2 * a.kv_heads * a.head_dim;
-  const SavedActivations::Layer& S = b.s.layers[size_t(l)];
   const ConstMatView att = b.saved(S.att, nq), qkv = b.saved(S.qkv, nqkv), x_in = b.saved(S.x_in, Hd);
   be.linear_backward_weight(b.m(b.dx, Hd), att, mat(b.grads, L.o));
   if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.o_b));
@@ -122,8 +128,9 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   be.linear_backward_input(dz, mat(W, R.lm_head), b.m(b.dxn, Hd), false);
   norm_backward(b, x_final, R.final_norm_w, R.final_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), false);
   for (int64_t l = a.layers - 1; l >= 0; --l) {
-    mlp_backward(b, l);
-    attention_backward(b, l);
+    const SavedActivations::Layer& S = recompute_layer(b, l);
+    mlp_backward(b, S, l);
+    attention_backward(b, S, l);
   }
   be.embedding_backward(in_backend_memory(s.ids, b.ids, be), b.m(b.dx, Hd), mat(grads, R.embed));
   if (R.pos_embed.present()) {  // GPT-2's wpe: each token's position in its document

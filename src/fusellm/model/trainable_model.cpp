@@ -51,6 +51,11 @@ void TrainableModel::zero_grad() {
   if (device_grads_) backend_->copy_in(device_grads_->data, grads_.data(), grads_.size() * sizeof(float));
 }
 
+void TrainableModel::set_recompute_every(int64_t n) {
+  if (n < 0) fail("recompute_every = {}: expected 0 (keep every layer's activations) or a positive layer count", n);
+  saved_.recompute_every = n;
+}
+
 Tensor TrainableModel::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
   decoder_->upload_parameters();  // the host's may have changed since (a step, a resume)
   return decoder_->forward(ids, doc_ids, &saved_);

@@ -56,6 +56,9 @@ class TrainableModel {
   // of the parameter buffer, or converted as written; decoder_params.hpp's checkpoint_entries).
   std::vector<SafetensorsEntry> checkpoint_entries() const;
   void zero_grad();
+  // Activation recomputation (SavedActivations::recompute_every; [train].recompute_every): every
+  // N-th layer keeps only its input and runs again in backward(); 0 keeps every layer's.
+  void set_recompute_every(int64_t n);
 
   // Logits [T, vocab] of one sequence; doc_ids as CausalLM::forward (packed documents: attention
   // within a document, positions from 0). Keeps the activations for backward().

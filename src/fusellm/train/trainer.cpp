@@ -61,7 +61,10 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
   const std::string what =
       job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
   const model::Backend& backend = device::compute_backend(job.train.device, job.device_setting());
-  return with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
+  model::TrainableModel m =
+      with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
+  m.set_recompute_every(job.train.recompute_every);
+  return m;
 }
 
 // Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.

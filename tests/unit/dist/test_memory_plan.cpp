@@ -171,6 +171,25 @@ TEST(MemoryPlan, Bf16AndClmOnly) {
   EXPECT_NE(error_of([&] { (void)st.line("logits"); }).find("no line \"logits\""), std::string::npos);
 }
 
+// Activation recomputation ([train].recompute_every = N): floor(L / N) layers keep x_in [T, h]
+// alone, and one layer's buffers hold the one being run again (decoder.hpp's Recomputed).
+TEST(MemoryPlan, RecomputationKeepsTheInputsOnly) {
+  const int64_t a = 4, Q = (H + 2 * KV) * D, full = 2 * h + Q + H * D + 2 * I, rerun = 4 * h + Q + H * D + 2 * I + I;
+  for (const int64_t every : {1, 2, 3, 5}) {
+    SCOPED_TRACE(every);
+    const JobConfig job = tiny({"train.recompute_every=" + std::to_string(every)});
+    const MemoryPlan plan = plan_memory(job, job_shapes(job));
+    const RoleMemory& st = plan.roles[0];
+    const int64_t R = L / every;  // L = 4: 4, 2, 1, 0 layers run again
+    EXPECT_EQ(st.line("saved activations").bytes, a * T * ((L - R) * full + R * h + h));
+    if (R > 0)
+      EXPECT_EQ(st.line("recomputed layer").bytes, a * T * rerun);
+    else
+      EXPECT_NE(error_of([&] { (void)st.line("recomputed layer"); }), "");
+  }
+  EXPECT_NE(error_of([] { (void)tiny({"train.recompute_every=-1"}); }).find("recompute_every"), std::string::npos);
+}
+
 // The paper's setting: a 7B student (Llama-2 7B) with ZeRO-1 over 8 ranks at bf16, sequence 2048,
 // one micro-batch of one sequence, three 7B teachers on one rank each.
 TEST(MemoryPlan, PaperSettingOn40GiB) {

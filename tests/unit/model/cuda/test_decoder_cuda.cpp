@@ -102,6 +102,24 @@ std::unique_ptr<model::Backend::Memory> on_gpu(const std::vector<float>& v) {
   return m;
 }
 
+// Per tensor, max |gpu - cpu| / max |cpu|: the CPU's bound against autograd (1e-4, ~60x what is
+// seen); cuBLAS and the attention kernels sum in other orders, ~1e-6. Returns the worst.
+double expect_gradients_near(const ParamTable& table, const std::vector<float>& gpu_g, const std::vector<float>& cpu_g,
+                             const std::string& what) {
+  double worst = 0;
+  for (const ParamEntry& e : table.entries()) {
+    double diff = 0, scale = 0;
+    for (int64_t i = e.offset; i < e.offset + e.size; ++i) {
+      diff = std::max(diff, double(std::fabs(gpu_g[size_t(i)] - cpu_g[size_t(i)])));
+      scale = std::max(scale, double(std::fabs(cpu_g[size_t(i)])));
+    }
+    const double err = scale > 0 ? diff / scale : diff;
+    worst = std::max(worst, err);
+    EXPECT_LE(err, 1e-4) << what << " " << e.name;
+  }
+  return worst;
+}
+
 TEST_P(DecoderBackwardCuda, GradientsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   const fs::path dir = kGrads / GetParam();
@@ -114,28 +132,23 @@ TEST_P(DecoderBackwardCuda, GradientsMatchTheCpu) {
   std::normal_distribution<float> nd(0.f, 1e-2f);
   std::vector<float> dlogits(size_t(T * V)), grads_cpu(size_t(P), 0.f), zeros(size_t(P), 0.f);
   for (float& x : dlogits) x = nd(rng);
-  model::SavedActivations sc, sg;
-  const Tensor lc = c.forward(ids, docs, &sc), lg = g.forward(ids, docs, &sg);
-  EXPECT_LE(relative_error(lg, lc), kToCpu) << "forward with save";
+  model::SavedActivations sc;
+  const Tensor lc = c.forward(ids, docs, &sc);
   c.backward(sc, dlogits, grads_cpu);
-  const auto dz = on_gpu(dlogits), dg = on_gpu(zeros);
-  g.backward(sg, {static_cast<const float*>(dz->data), dlogits.size()}, {static_cast<float*>(dg->data), size_t(P)});
-  std::vector<float> grads_gpu(static_cast<size_t>(P));
-  gpu().copy_out(grads_gpu.data(), dg->data, grads_gpu.size() * sizeof(float));
-  // Per tensor, max |gpu - cpu| / max |cpu|: the CPU's bound against autograd (1e-4, ~60x what is
-  // seen); cuBLAS and the attention kernels sum in other orders, ~1e-6.
-  double worst = 0;
-  for (const ParamEntry& e : c.parameter_table().entries()) {
-    double diff = 0, scale = 0;
-    for (int64_t i = e.offset; i < e.offset + e.size; ++i) {
-      diff = std::max(diff, double(std::fabs(grads_gpu[size_t(i)] - grads_cpu[size_t(i)])));
-      scale = std::max(scale, double(std::fabs(grads_cpu[size_t(i)])));
-    }
-    const double err = scale > 0 ? diff / scale : diff;
-    worst = std::max(worst, err);
-    EXPECT_LE(err, 1e-4) << GetParam() << " " << e.name;
+  // Keeping every activation, and recomputing every layer in backward (decoder.hpp).
+  for (const int64_t every : {0, 1}) {
+    model::SavedActivations sg;
+    sg.recompute_every = every;
+    const Tensor lg = g.forward(ids, docs, &sg);
+    EXPECT_LE(relative_error(lg, lc), kToCpu) << "forward with save, recompute_every " << every;
+    const auto dz = on_gpu(dlogits), dg = on_gpu(zeros);
+    g.backward(sg, {static_cast<const float*>(dz->data), dlogits.size()}, {static_cast<float*>(dg->data), size_t(P)});
+    std::vector<float> grads_gpu(static_cast<size_t>(P));
+    gpu().copy_out(grads_gpu.data(), dg->data, grads_gpu.size() * sizeof(float));
+    const double worst = expect_gradients_near(c.parameter_table(), grads_gpu, grads_cpu, GetParam());
+    std::printf("  %-18s recompute_every %lld: gradients vs CPU: worst tensor %.2e\n", GetParam().c_str(),
+                (long long)every, worst);
   }
-  std::printf("  %-18s gradients vs CPU: worst tensor %.2e\n", GetParam().c_str(), worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderBackwardCuda, ::testing::ValuesIn(kTrainable),
