@@ -5,6 +5,7 @@
 // (both are fp32; they differ in summation order, ~1e-6 a pass, which 20 AdamW steps carry
 // forward; the bound for bf16 is 1e-2). Skips without a GPU.
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,16 +46,19 @@ std::string write_job(const fs::path& dir) {
   return p;
 }
 
-TrainResult run_on(const std::string& job_file, const fs::path& dir, Device device) {
+TrainResult run_on(const std::string& job_file, const fs::path& dir, Device device, DType dtype) {
   JobConfig job = load_job(job_file);
   job.train.device = device;
-  job.job.output_dir = (dir / (device == Device::kCuda ? "run_cuda" : "run_cpu")).string();
+  job.train.dtype = dtype;
+  job.job.output_dir = (dir / fmt::format("run_{}_{}", device_name(device), train_dtype_name(dtype))).string();
   job.checkpoint.dir = job.job.output_dir + "/checkpoints";
   TrainOptions o;
   o.progress = false;
   return train(job, o);
 }
 
+// fp32, and [train].dtype = "bf16" (the passes read bf16-rounded weights on both devices; the
+// arithmetic is fp32 on both, so the same bound).
 TEST(TrainCuda, TwentyStepsMatchTheCpuRun) {
   SKIP_WITHOUT_GPU();
   ASSERT_TRUE(fs::exists(kDemo + "/llama/model.safetensors")) << "examples/demo missing";
@@ -62,18 +66,22 @@ TEST(TrainCuda, TwentyStepsMatchTheCpuRun) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string job = write_job(dir);
-  const TrainResult cpu = run_on(job, dir, Device::kCpu), gpu = run_on(job, dir, Device::kCuda);
-  ASSERT_EQ(cpu.steps.size(), 20u);
-  ASSERT_EQ(gpu.steps.size(), cpu.steps.size());
-  double worst = 0;
-  for (size_t i = 0; i < cpu.steps.size(); ++i) {
-    const double a = cpu.steps[i].loss, b = gpu.steps[i].loss;
-    const double rel = std::fabs(a - b) / std::max(1e-12, std::fabs(a));
-    worst = std::max(worst, rel);
-    EXPECT_LE(rel, 1e-3) << "step " << i + 1 << ": cpu " << a << ", cuda " << b;
-    std::printf("  step %2zu  loss cpu %.6f  cuda %.6f  (%.1e)\n", i + 1, a, b, rel);
+  for (const DType dtype : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(train_dtype_name(dtype));
+    const TrainResult cpu = run_on(job, dir, Device::kCpu, dtype), gpu = run_on(job, dir, Device::kCuda, dtype);
+    ASSERT_EQ(cpu.steps.size(), 20u);
+    ASSERT_EQ(gpu.steps.size(), cpu.steps.size());
+    double worst = 0;
+    for (size_t i = 0; i < cpu.steps.size(); ++i) {
+      const double a = cpu.steps[i].loss, b = gpu.steps[i].loss;
+      const double rel = std::fabs(a - b) / std::max(1e-12, std::fabs(a));
+      worst = std::max(worst, rel);
+      EXPECT_LE(rel, 1e-3) << "step " << i + 1 << ": cpu " << a << ", cuda " << b;
+      std::printf("  step %2zu  loss cpu %.6f  cuda %.6f  (%.1e)\n", i + 1, a, b, rel);
+    }
+    std::printf("  %s, 20 steps: worst relative loss difference %.2e\n", std::string(train_dtype_name(dtype)).c_str(),
+                worst);
   }
-  std::printf("  20 steps: worst relative loss difference %.2e\n", worst);
   fs::remove_all(dir);
 }
 

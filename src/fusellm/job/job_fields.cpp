@@ -173,11 +173,14 @@ JobSectionTable train_table() {
                                      "Stop after this many optimizer steps. The schedule then ends here too."),
       config::integer_field("log_interval", &S::log_interval, 1, "Optimizer steps between metric lines."),
       config::choice_field("dtype", &S::dtype, train_dtype_names(),
-                           "Student compute type. Master weights and AdamW state are always fp32 (paper: bf16)."),
+                           "The student's weights as its forward and backward passes read them: `fp32`, or `bf16` (the "
+                           "fp32 master rounded to bfloat16 before each pass, Megatron-LM's bf16 model copy; the "
+                           "arithmetic stays fp32 on the CPU and the GPU for now). Master weights, gradients and "
+                           "AdamW state are fp32 either way (paper: bf16)."),
       config::choice_field("device", &S::device, device_names(),
                            "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
                            "GPU when the binary has CUDA and one is found). On a GPU: the teachers' forward pass, "
-                           "the student's forward and backward passes (fp32); the optimizer step stays on the host."),
+                           "the student's forward and backward passes; the optimizer step stays on the host."),
       config::integer_field("recompute_every", &S::recompute_every, 0,
                             "Activation recomputation: every N-th layer of the student keeps only its input and runs "
                             "its forward pass again in the backward pass (1: every layer, Megatron-LM's full "

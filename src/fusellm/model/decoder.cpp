@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "fusellm/core/dtype.hpp"
 #include "fusellm/core/error.hpp"
 
 namespace fusellm::model {
@@ -93,11 +94,28 @@ Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerR
 }
 
 void Decoder::upload_parameters() {
-  if (device_weights_) backend_->copy_in(device_weights_->data, weights_.data(), weights_.size() * sizeof(float));
+  const float* from = weights_.data();
+  if (weight_dtype_ == DType::BF16) {
+    rounded_.resize(weights_.size());
+    const int64_t n = int64_t(weights_.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) rounded_[size_t(i)] = bf16_to_f32(f32_to_bf16(weights_[size_t(i)]));
+    from = rounded_.data();
+  }
+  if (device_weights_) backend_->copy_in(device_weights_->data, from, weights_.size() * sizeof(float));
+}
+
+void Decoder::set_weight_dtype(DType d) {
+  if (d != DType::F32 && d != DType::BF16)
+    fail("{} model: weights in {} are not supported (fp32 or bf16)", arch_.model_type, dtype_name(d));
+  weight_dtype_ = d;
+  if (d == DType::F32) rounded_ = {};
+  upload_parameters();
 }
 
 std::span<const float> Decoder::op_weights() const {
   if (device_weights_) return {static_cast<const float*>(device_weights_->data), weights_.size()};
+  if (weight_dtype_ == DType::BF16) return rounded_;
   return weights_;
 }
 

@@ -104,8 +104,16 @@ class Decoder final : public CausalLM {
   std::span<float> parameters() { return weights_; }
   std::span<const float> parameters() const { return weights_; }
   // Copies parameters() to the backend's copy the ops read (a GPU backend's device memory) after
-  // the host's were changed (an optimizer step, a checkpoint load); nothing on the CPU.
+  // the host's were changed (an optimizer step, a checkpoint load); nothing on the CPU in fp32.
   void upload_parameters();
+  // The precision of the weights the ops read ([train].dtype): F32, parameters() as they are;
+  // BF16, a copy of them rounded to bfloat16 (round to nearest even, torch's .to(torch.bfloat16)),
+  // Megatron-LM's bf16 model copy beside the fp32 master: parameters() stays the fp32 master that
+  // the optimizer updates, and upload_parameters() rounds it into the copy (on the host for the
+  // CPU backend, uploaded for a GPU one). The arithmetic stays fp32 (bf16 values, fp32 products
+  // and sums) on both backends today. Other types: Error.
+  void set_weight_dtype(DType d);
+  DType weight_dtype() const { return weight_dtype_; }
   // The layers this decoder holds (resolved; the whole model unless built for a stage).
   LayerRange range() const { return range_; }
 
@@ -179,6 +187,8 @@ class Decoder final : public CausalLM {
   // The copy the ops read when the backend's memory is not the host's (a GPU's); the backward
   // pass and parameters() still use weights_, which is why training there is refused for now.
   std::unique_ptr<Backend::Memory> device_weights_;
+  DType weight_dtype_ = DType::F32;
+  std::vector<float> rounded_;  // the bf16-valued copy on the host (weight_dtype_ BF16)
   std::span<const float> op_weights() const;
   std::vector<float> alibi_;
   mutable std::mutex workspace_mutex_;

@@ -59,6 +59,9 @@ class TrainableModel {
   // Activation recomputation (SavedActivations::recompute_every; [train].recompute_every): every
   // N-th layer keeps only its input and runs again in backward(); 0 keeps every layer's.
   void set_recompute_every(int64_t n);
+  // [train].dtype: the weights the passes read, fp32 or rounded to bf16 from the fp32 master
+  // (Decoder::set_weight_dtype); parameters() stay fp32, the optimizer's.
+  void set_weight_dtype(DType d) { decoder_->set_weight_dtype(d); }
 
   // Logits [T, vocab] of one sequence; doc_ids as CausalLM::forward (packed documents: attention
   // within a document, positions from 0). Keeps the activations for backward().

@@ -64,6 +64,7 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
   model::TrainableModel m =
       with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
   m.set_recompute_every(job.train.recompute_every);
+  m.set_weight_dtype(job.train.dtype);
   return m;
 }
 
@@ -358,8 +359,6 @@ std::string target_dir(const JobConfig& job) {
 TrainResult train(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer, DataParallel* dp) {
   std::optional<Kokkos::ScopeGuard> kokkos;  // first: outlives every View below
   if (!Kokkos::is_initialized() && !opt.init_kokkos) fail("train: Kokkos is not initialized");
-  if (job.train.dtype != DType::F32)
-    fail("{}: [train].dtype = \"{}\": this trainer runs fp32 only", job.file, train_dtype_name(job.train.dtype));
   // A device that is not there is refused before anything else is looked at.
   device::resolve(job.train.device, job.device_setting());
   if (fuses_teachers(job) && !job.cache.dir.empty()) {
