@@ -7,7 +7,7 @@
 #   bash scripts/gpu_check.sh pack [BUILD_DIR]
 #       here, after a build with -DFUSELLM_CUDA=ON: packs the CUDA test and benchmark binaries and
 #       the shared libraries they load, minus glibc and CUDA's own (the ldd closure), stripped and
-#       xz-compressed, as .gpu/pack.tar.xz (ignored by git; the device tool carries it; about 24 MB:
+#       xz-compressed, as .gpu/pack.tar.xz (ignored by git; the device tool carries it; about 30 MB:
 #       OpenBLAS and ICU's data are most of it) and prints its size.
 #   bash scripts/gpu_check.sh slim | unslim
 #       here, around the device call: the tool sends the tracked tree too, 64 MiB in all with what
@@ -16,9 +16,10 @@
 #       meanwhile) and ignores them in .git/info/exclude; `unslim` puts both back.
 #   bash scripts/gpu_check.sh run
 #       there, as the device tool's command with carry [".gpu"]: finds CUDA's libraries (the
-#       toolkit's and the ones in python3's site-packages), runs every binary, then
-#       compute-sanitizer memcheck and racecheck on the kernel tests, then the benchmarks; logs in
-#       $OUT (one file per step) and a table of the results printed last.
+#       toolkit's and the ones in python3's site-packages), runs every binary, then the benchmarks
+#       against PyTorch + transformers (benchmarks/bench_forward_cuda.py, bench_train_cuda.py) and
+#       the online job (bench_online_cuda.py), then compute-sanitizer memcheck and racecheck on the
+#       kernel tests; logs in $OUT (one file per step) and a table of the results printed last.
 #
 # A device call, from the repository root here:
 #   bash scripts/gpu_check.sh pack && bash scripts/gpu_check.sh slim
@@ -170,6 +171,18 @@ run_there() {
     step "forward vs transformers (1B Llama)" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
       PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/bench_forward_cuda.py" --bin "$PACK/bin/bench_forward_cuda"
   fi
+  # The student's training step against transformers' (bf16 and fp32) on the same Llama, with MFU
+  # against the bf16 matrix-product rate measured in the same run (about 60 s).
+  if grep -q '^bench_train_cuda$' "$PACK/binaries.txt" && env -u LD_LIBRARY_PATH python3 -c 'import torch, transformers' 2>/dev/null; then
+    step "train step vs transformers (1B Llama)" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
+      PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/bench_train_cuda.py" --bin "$PACK/bin/bench_train_cuda"
+  fi
+  # The online job, one teacher and the student sharing the GPU: one process (no MPI launcher
+  # travels), against the student alone from the teacher's cache (python's standard library only).
+  if grep -q '^fusellm$' "$PACK/binaries.txt" && command -v python3 >/dev/null; then
+    step "online job, teacher + student on one GPU" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
+      PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/bench_online_cuda.py" --fusellm "$PACK/bin/fusellm" --device cuda
+  fi
   # The sanitizers on the kernel tests (not NCCL's: it is its own library's business), except
   # those listed in $GPU_CHECK_SANITIZED (binaries whose kernels are unchanged since a clean run:
   # memcheck makes test_fused_classifier_cuda take 100 s); then on the micro-benchmarks of
@@ -191,7 +204,7 @@ run_there() {
   {
     echo; echo "== gpu_check results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null))"
     printf '%s\n' "${RESULTS[@]}"
-    echo "-- benchmark lines:"; grep -E 'ratio|GB/s|TFLOP|tokens/s' "$OUT/bench.log" 2>/dev/null
+    echo "-- benchmark lines:"; grep -E 'ratio|GB/s|TFLOP|tokens/s|MFU|share' "$OUT/bench.log" 2>/dev/null
     echo "-- test counts:"; grep -E '^\[  (PASSED|FAILED|SKIPPED)  \]' "$OUT/tests.log" 2>/dev/null
   } | tee "$OUT/summary.txt"
 }

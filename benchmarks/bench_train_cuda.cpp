@@ -1,0 +1,184 @@
+// The student's training step on the GPU, as the trainer runs it today (issue 15's training
+// benchmark): one model directory loaded as fusellm's student (TrainableModel on the CudaBackend,
+// fp32, the host buffers canonical: ZeRO-Offload's split), one sequence of T random tokens, and per
+// step what src/fusellm/train/train_step.cpp and trainer.cpp do in one process:
+//
+//   zero_grad    the host gradient buffer zeroed and uploaded (TrainableModel::zero_grad)
+//   forward      the parameters uploaded, the forward pass keeping its activations, the logits
+//                [T, V] downloaded (TrainableModel::forward)
+//   loss         the fused classifier on the host, CLM only (lambda 1, mean over the labelled
+//                positions), dL/dlogits written into the logits (train_step's sequence_loss)
+//   backward     dL/dlogits uploaded, the backward pass, the gradients downloaded
+//   optimizer    clip_grad_norm(1.0) and AdamW (0.9, 0.95, 1e-8, wd 0.1) on the host flat buffers
+//                (then the model is told its parameters changed, as trainer.cpp's update does)
+//
+// The parameter upload happens inside forward() (the host's parameters may have changed since the
+// last pass), so it is also timed alone (the same bytes from the same host buffer into a scratch
+// device buffer) and reported both ways: forward less it, optimizer plus it.
+// Each phase ends with the device idle (forward and backward end in a download, which waits; a
+// sync follows zero_grad's upload). The median of REPS steps after WARMUP steps, on the same
+// tokens (gold: the next token, the last position unlabelled, as LlamaForCausalLM shifts labels).
+//
+//   bench_train_cuda MODEL_DIR T REPS [--warmup N] [--dtype f32] [--device cuda|cpu]
+//
+// --device cpu runs the same loop on the CPU backend (nothing to upload): a check of this program
+// and its driver on a machine without a GPU, at a small size.
+//
+// Driven by benchmarks/bench_train_cuda.py, which makes the ~1B Llama, times PyTorch +
+// transformers on it in the same run and prints the ratios and MFU. Without arguments (as
+// scripts/gpu_check.sh's loop over bench_*_cuda calls it) it says so and exits 0.
+#include <Kokkos_Core.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_timing.hpp"
+#include "fusellm/core/error.hpp"
+#include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/model/cuda/cuda_backend.hpp"
+#include "fusellm/model/trainable_model.hpp"
+#include "fusellm/optim/adamw.hpp"
+#include "fusellm/optim/grad_clip.hpp"
+
+namespace {
+
+using fusellm::bench::Clock;
+using fusellm::bench::median;
+using fusellm::bench::seconds_since;
+
+struct Options {
+  std::string dir;
+  int64_t tokens = 0;
+  int reps = 0, warmup = 1;
+  std::string dtype = "f32";  // the student's training dtype; bf16 training is not built yet
+  std::string device = "cuda";
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  o.dir = argv[1];
+  o.tokens = std::atoll(argv[2]);
+  o.reps = std::atoi(argv[3]);
+  for (int i = 4; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--warmup" && i + 1 < argc) o.warmup = std::atoi(argv[++i]);
+    else if (a == "--dtype" && i + 1 < argc) o.dtype = argv[++i];
+    else if (a == "--device" && i + 1 < argc) o.device = argv[++i];
+    else fusellm::fail("bench_train_cuda: unknown argument '{}'", a);
+  }
+  if (o.tokens < 2 || o.reps < 1 || o.warmup < 0) fusellm::fail("bench_train_cuda: T >= 2, REPS >= 1, --warmup >= 0");
+  // The one place a new dtype is accepted: TrainableModel trains in fp32 today.
+  if (o.dtype != "f32") fusellm::fail("bench_train_cuda: --dtype {}: only f32 (the student trains in fp32 today)", o.dtype);
+  if (o.device != "cuda" && o.device != "cpu") fusellm::fail("bench_train_cuda: --device {}: cuda or cpu", o.device);
+  return o;
+}
+
+// After the optimizer step: TrainableModel::parameters_changed() where the model has it (the next
+// forward() uploads the parameters only after it); before it, every forward() uploads them.
+template <class Model>
+void parameters_changed(Model& m) {
+  if constexpr (requires { m.parameters_changed(); }) m.parameters_changed();
+}
+
+// Seconds of each phase of each measured step.
+struct Phases {
+  std::vector<double> zero, forward, loss, backward, optimizer, step;
+};
+
+// The median time of copying the parameter buffer to the device, as TrainableModel::forward does
+// before each pass (pageable host memory, the backend's stream); 0 without a GPU.
+double parameter_upload_seconds(const fusellm::model::CudaBackend* gpu, std::span<const float> params) {
+  if (!gpu) return 0;
+  const auto scratch = gpu->allocate(params.size_bytes());
+  std::vector<double> s;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    gpu->copy_in(scratch->data, params.data(), params.size_bytes());
+    gpu->sync();
+    s.push_back(seconds_since(t0));
+  }
+  return median(s);
+}
+
+int run(const Options& o) {
+  using namespace fusellm;
+  std::optional<model::CudaBackend> gpu;
+  if (o.device == "cuda") gpu.emplace(0);
+  const model::Backend& backend = gpu ? static_cast<const model::Backend&>(*gpu) : model::cpu_backend();
+  const auto t_load = Clock::now();
+  model::TrainableModel m = model::TrainableModel::load(o.dir, backend);
+  const double load_s = seconds_since(t_load);
+  const int64_t T = o.tokens, V = m.arch().vocab;
+  std::mt19937 rng(1);
+  std::vector<int32_t> ids(static_cast<size_t>(T)), gold(static_cast<size_t>(T));
+  for (int32_t& id : ids) id = int32_t(rng() % uint32_t(V));
+  for (int64_t i = 0; i < T; ++i) gold[size_t(i)] = i + 1 < T ? ids[size_t(i + 1)] : -1;
+  const fusion::HostRows targets("clm", T, 1);  // CLM only: one empty slot per row, as train_step passes
+  fusion::FusedClassifierParams fcp;
+  fcp.lambda = 1.0f;
+  fcp.reduction = fusion::LossReduction::kMean;
+  std::vector<ParamGrad> pg;
+  for (auto& p : m.parameters()) pg.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+  AdamW adamw({0.9, 0.95, 1e-8, 0.1});
+
+  Phases ph;
+  double first_loss = 0, last_loss = 0, gnorm = 0;
+  for (int it = 0; it < o.warmup + o.reps; ++it) {
+    const auto t0 = Clock::now();
+    m.zero_grad();
+    if (gpu) gpu->sync();
+    const double t_zero = seconds_since(t0);
+    Tensor logits = m.forward(ids);
+    const double t_fwd = seconds_since(t0);
+    const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
+    const double t_loss = seconds_since(t0);
+    m.backward(logits.span());
+    const double t_bwd = seconds_since(t0);
+    gnorm = clip_grad_norm(pg, 1.0);
+    const std::string bad = adamw.step(pg, 1e-5);
+    parameters_changed(m);
+    const double t_all = seconds_since(t0);
+    if (!std::isfinite(r.loss) || !std::isfinite(gnorm) || !bad.empty())
+      fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, r.loss, gnorm, bad);
+    (it == 0 ? first_loss : last_loss) = r.loss;
+    if (it < o.warmup) continue;
+    ph.zero.push_back(t_zero), ph.forward.push_back(t_fwd - t_zero), ph.loss.push_back(t_loss - t_fwd);
+    ph.backward.push_back(t_bwd - t_loss), ph.optimizer.push_back(t_all - t_bwd), ph.step.push_back(t_all);
+  }
+  const double up = parameter_upload_seconds(gpu ? &*gpu : nullptr, m.parameter_buffer());
+  const double step = median(ph.step), fwd = median(ph.forward), opt = median(ph.optimizer);
+  const auto ms = [](double s) { return s * 1e3; };
+  std::printf("fusellm %s %s train phases (median ms): forward %.1f (%.1f less the parameter upload), loss %.1f "
+              "(host fused classifier), backward %.1f (incl. dlogits upload and gradient download), zero_grad %.1f "
+              "(host fill + upload), optimizer %.1f (host clip + AdamW) + parameter upload %.1f = %.1f\n",
+              o.device.c_str(), o.dtype.c_str(), ms(fwd), ms(fwd - up), ms(median(ph.loss)), ms(median(ph.backward)), ms(median(ph.zero)),
+              ms(opt), ms(up), ms(opt + up));
+  std::printf("fusellm %s %s train step: %lld parameters, T=%lld, load %.1f s, loss %.4f -> %.4f, grad_norm %.3f, "
+              "median %.1f ms of %d, %.0f tokens/s\n",
+              o.device.c_str(), o.dtype.c_str(), (long long)m.num_parameters(), (long long)T, load_s, first_loss, last_loss, gnorm,
+              ms(step), o.reps, double(T) / step);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::printf("bench_train_cuda: MODEL_DIR T REPS [--warmup N] [--dtype f32] [--device cuda|cpu] (run by benchmarks/bench_train_cuda.py); "
+                "nothing to do\n");
+    return 0;
+  }
+  Kokkos::ScopeGuard kokkos;  // the host fused classifier: OpenMP with OMP_NUM_THREADS
+  try {
+    return run(parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
