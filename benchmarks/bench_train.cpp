@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
       gnorm = clip_grad_norm(pg, 1.0);
       const double t_clip = since(t0);
       adamw.step(pg, lr);
+      m.parameters_changed();
       const double t_all = since(t0), c_all = cpu_seconds() - c0;
       loss = r.loss;
       if (it >= warmup) {

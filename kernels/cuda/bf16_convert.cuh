@@ -13,5 +13,10 @@ namespace fusellm::cuda {
 
 void f32_to_bf16(__nv_bfloat16* out, const float* in, int64_t n, cudaStream_t stream = nullptr);
 void bf16_to_f32(float* out, const __nv_bfloat16* in, int64_t n, cudaStream_t stream = nullptr);
+// A row-major [rows, cols] fp32 view (leading dimension in_ld) into a bf16 one (out_ld), the same
+// rounding: the operands of the bf16 GEMMs (CudaBackend with GemmMath::kBf16), repacked with a
+// leading dimension cuBLASLt's tensor-core kernels take. The padding of out's rows is not written.
+void f32_to_bf16_2d(__nv_bfloat16* out, int64_t out_ld, const float* in, int64_t in_ld, int64_t rows, int64_t cols,
+                    cudaStream_t stream = nullptr);
 
 }  // namespace fusellm::cuda

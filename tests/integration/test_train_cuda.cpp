@@ -1,9 +1,9 @@
 // fusellm train with [train].device = "cuda" (issue 15): the student's forward and backward
 // passes on the GPU (the optimizer on the host, model/trainable_model.hpp), the teachers' forward
 // on the GPU too (online, in one process), 20 steps of the FuseLLM loss (MinCE, lambda 0.9, two
-// micro-batches a step) against the same job on the CPU: every step's loss within 1e-3 relative
-// (both are fp32; they differ in summation order, ~1e-6 a pass, which 20 AdamW steps carry
-// forward; the issue's bound for bf16 is 1e-2). Skips without a GPU.
+// micro-batches a step) against the same job on the CPU: in fp32 every step's loss within 1e-3
+// relative (they differ in summation order, ~1e-6 a pass, which 20 AdamW steps carry forward); in
+// bf16 within the issue's bf16 bound, 1e-2. Skips without a GPU.
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -57,8 +57,9 @@ TrainResult run_on(const std::string& job_file, const fs::path& dir, Device devi
   return train(job, o);
 }
 
-// fp32, and [train].dtype = "bf16" (the passes read bf16-rounded weights on both devices; the
-// arithmetic is fp32 on both, so the same bound).
+// fp32 (bound 1e-3), and [train].dtype = "bf16": bf16-rounded weights on both devices, the GPU's
+// GEMMs on tensor cores with bf16 operands (GemmMath::kBf16), the CPU's in fp32: the bf16 bound,
+// 1e-2 (METHOD.md).
 TEST(TrainCuda, TwentyStepsMatchTheCpuRun) {
   SKIP_WITHOUT_GPU();
   ASSERT_TRUE(fs::exists(kDemo + "/llama/model.safetensors")) << "examples/demo missing";
@@ -76,7 +77,7 @@ TEST(TrainCuda, TwentyStepsMatchTheCpuRun) {
       const double a = cpu.steps[i].loss, b = gpu.steps[i].loss;
       const double rel = std::fabs(a - b) / std::max(1e-12, std::fabs(a));
       worst = std::max(worst, rel);
-      EXPECT_LE(rel, 1e-3) << "step " << i + 1 << ": cpu " << a << ", cuda " << b;
+      EXPECT_LE(rel, dtype == DType::BF16 ? 1e-2 : 1e-3) << "step " << i + 1 << ": cpu " << a << ", cuda " << b;
       std::printf("  step %2zu  loss cpu %.6f  cuda %.6f  (%.1e)\n", i + 1, a, b, rel);
     }
     std::printf("  %s, 20 steps: worst relative loss difference %.2e\n", std::string(train_dtype_name(dtype)).c_str(),

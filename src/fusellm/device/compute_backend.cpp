@@ -51,15 +51,19 @@ Device resolve(Device d, const std::string& what) {
   return d;
 }
 
-const model::Backend& compute_backend(Device d, const std::string& what) {
+const model::Backend& compute_backend(Device d, const std::string& what, DType gemm) {
   if (resolve(d, what) == Device::kCpu) return model::cpu_backend();
 #ifdef FUSELLM_HAVE_CUDA
-  static std::once_flag once;
-  static std::unique_ptr<model::CudaBackend> gpu;
-  std::call_once(once, [] { gpu = std::make_unique<model::CudaBackend>(my_gpu()); });
-  return *gpu;
+  static std::once_flag once32, once16;
+  static std::unique_ptr<model::CudaBackend> fp32, bf16;
+  if (gemm == DType::BF16) {
+    std::call_once(once16, [] { bf16 = std::make_unique<model::CudaBackend>(my_gpu(), model::GemmMath::kBf16); });
+    return *bf16;
+  }
+  std::call_once(once32, [] { fp32 = std::make_unique<model::CudaBackend>(my_gpu()); });
+  return *fp32;
 #else
-  fail("{}: unreachable without CUDA", what);
+  fail("{} (GEMMs in {}): unreachable without CUDA", what, dtype_name(gemm));
 #endif
 }
 

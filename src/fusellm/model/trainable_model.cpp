@@ -57,7 +57,7 @@ void TrainableModel::set_recompute_every(int64_t n) {
 }
 
 Tensor TrainableModel::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
-  decoder_->upload_parameters();  // the host's may have changed since (a step, a resume)
+  if (!uploaded_) decoder_->upload_parameters(), uploaded_ = true;  // a step, a resume since the last
   return decoder_->forward(ids, doc_ids, &saved_);
 }
 

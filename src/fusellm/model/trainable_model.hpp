@@ -36,7 +36,8 @@ class TrainableModel {
   // Reads config.json and the safetensors of a checkpoint dir (any float dtype, kept in fp32).
   // The passes run on `backend`; on a GPU backend the host buffers stay the canonical ones (the
   // optimizer, ZeRO-1 and the checkpoints work on them, as ZeRO-Offload keeps the optimizer on
-  // the host): forward() uploads the parameters, backward() brings the gradients back.
+  // the host): forward() uploads the parameters after parameters_changed(), backward() brings the
+  // gradients back.
   static TrainableModel load(const std::string& dir, const Backend& backend = cpu_backend());
   TrainableModel(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend());
 
@@ -63,6 +64,12 @@ class TrainableModel {
   // (Decoder::set_weight_dtype); parameters() stay fp32, the optimizer's.
   void set_weight_dtype(DType d) { decoder_->set_weight_dtype(d); }
 
+  // Says that parameter_buffer() was written (an optimizer step, a checkpoint load): the next
+  // forward() copies it to where the passes read it (a GPU's memory; on the host, the bf16-rounded
+  // copy of [train].dtype = "bf16"), as Megatron-LM copies its fp32 main parameters into the model
+  // after each step. Without it the passes keep reading the weights of the last copy.
+  void parameters_changed() { uploaded_ = false; }
+
   // Logits [T, vocab] of one sequence; doc_ids as CausalLM::forward (packed documents: attention
   // within a document, positions from 0). Keeps the activations for backward().
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {});
@@ -79,6 +86,7 @@ class TrainableModel {
   const Backend* backend_ = nullptr;
   std::unique_ptr<Backend::Memory> device_grads_;
   GrowingBuffer device_dlogits_;
+  bool uploaded_ = true;  // the passes read parameter_buffer()'s values (Decoder uploads at construction)
 };
 
 }  // namespace fusellm::model

@@ -60,7 +60,7 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
   // only the job's field, not tdir again.
   const std::string what =
       job.target.init_from.empty() ? "[target]" : fmt::format("[target] (init_from '{}')", job.target.init_from);
-  const model::Backend& backend = device::compute_backend(job.train.device, job.device_setting());
+  const model::Backend& backend = device::compute_backend(job.train.device, job.device_setting(), job.train.dtype);
   model::TrainableModel m =
       with_context(fmt::format("{}: {}", job.file, what), [&] { return model::TrainableModel::load(tdir, backend); });
   m.set_recompute_every(job.train.recompute_every);
@@ -167,6 +167,7 @@ void Run::resume() {
   std::optional<Resumed> r = zero1_ ? resume_sharded(store_, job_, sched_, *zero1_, sampler_)
                                     : resume_latest(store_, job_, sched_, model_, adamw_, sampler_);
   if (r) {
+    model_.parameters_changed();
     last_good_ = r->path;
     at_ = r->position;
     res_.start_step = at_.step;
@@ -301,6 +302,7 @@ StepTerms Run::forward_backward(int64_t step, const StepBatches& mine, std::span
 void Run::update(int64_t step, double lr) {
   const std::string bad = zero1_ ? zero1_->step(lr) : adamw_.step(grads_, lr);
   if (zero1_) zero1_->gather_params();
+  model_.parameters_changed();
   if (!bad.empty())
     fail("train: step {}: the update at learning rate {:g} made the weights or AdamW moments of {} Inf or NaN; "
          "stopped, no checkpoint of this step was written. Look at {} = {:g} (lower it), then {} = {:g} and {} = "

@@ -70,6 +70,21 @@ TEST_P(WeightDtype, Bf16WeightsComputeWhatTorchsBf16CheckpointComputes) {
 
 INSTANTIATE_TEST_SUITE_P(TorchBin, WeightDtype, ::testing::Values("llama", "llama2_7b", "open_llama_7b_v2", "pythia"));
 
+// The bf16 copy is made again when the master was written and the writer said so
+// (TrainableModel::parameters_changed, which the trainer calls after each update and a resume).
+TEST(WeightDtype, TheCopyFollowsTheMasterAfterParametersChanged) {
+  model::TrainableModel m = model::TrainableModel::load(kDir + "llama_f32/safetensors");
+  m.set_weight_dtype(DType::BF16);
+  const Pass before = run(m);
+  for (float& w : m.parameter_buffer()) w *= 1.5f;
+  EXPECT_TRUE(same_bits(run(m).logits.span(), before.logits.span())) << "the copy changed without being told";
+  m.parameters_changed();
+  const Pass after = run(m);
+  EXPECT_FALSE(same_bits(after.logits.span(), before.logits.span()));
+  m.set_weight_dtype(DType::F32);  // fp32 on the CPU: the passes read the master itself
+  EXPECT_FALSE(same_bits(run(m).logits.span(), after.logits.span()));
+}
+
 TEST(WeightDtypeErrors, OnlyFp32AndBf16) {
   model::TrainableModel m = model::TrainableModel::load(kDir + "llama_f32/safetensors");
   EXPECT_NE(testing::error_of([&] { m.set_weight_dtype(DType::F16); }).find("not supported"), std::string::npos);

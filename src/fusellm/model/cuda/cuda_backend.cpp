@@ -9,24 +9,30 @@
 // is computed as the column-major C^T = op(B)^T op(A)^T: the operands swap places and keep their
 // own transposition flags, m and n swap, and every ld is passed as it is. fp32 throughout:
 // cublasSgemm under CUBLAS_DEFAULT_MATH, which never uses TF32 for it, so the results differ from
-// OpenBLAS's by the summation order only.
+// OpenBLAS's by the summation order only. GemmMath::kBf16 runs the same three products through
+// cuBLASLt on bf16 copies of the operands (kernels/cuda/gemm_lt.hpp states its row-major API).
 #include "fusellm/model/cuda/cuda_backend.hpp"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "cuda/activations.cuh"
 #include "cuda/attention.cuh"
+#include "cuda/bf16_convert.cuh"
 #include "cuda/bias.cuh"
 #include "cuda/cublas_check.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_buffer.hpp"
 #include "cuda/embedding.cuh"
+#include "cuda/gemm_lt.hpp"
 #include "cuda/layernorm.cuh"
+#include "cuda/matrix_add.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
 #include "fusellm/core/error.hpp"
@@ -67,6 +73,23 @@ struct Upload {
           cudaMemcpyAsync(dev.get(), v.data(), v.size_bytes(), cudaMemcpyHostToDevice, stream));
     last.assign(v.begin(), v.end());
     valid = true;
+    return dev.get();
+  }
+};
+
+// A device buffer grown to fit and never shrunk (a bf16 GEMM's repacked operand, its fp32 result):
+// a steady state of passes allocates nothing. Growth waits for kernels that may read the old block.
+template <class T>
+struct Scratch {
+  cuda::DevPtr<T> dev;
+  size_t capacity = 0;
+  T* get(size_t n, cudaStream_t stream) {
+    if (capacity < n) {
+      FUSELLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+      dev.reset();
+      dev = cuda::dev_alloc<T>(n);
+      capacity = n;
+    }
     return dev.get();
   }
 };
@@ -112,6 +135,39 @@ struct CudaBackend::Impl {
     FUSELLM_CUBLAS_CHECK(cublasSgemm(cublas.get(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                      int(m), int(n), int(k), &alpha, a, int(lda), b, int(ldb), &beta, c, int(ldc)));
   }
+  // ---- GemmMath::kBf16 -------------------------------------------------------------------------------
+  GemmMath math = GemmMath::kFp32;
+  std::optional<cuda::LtGemm> lt;
+  // One product at a time: its operands' and result's scratch are shared, and the ops of several
+  // threads on one backend would otherwise interleave between the repacking and the GEMM.
+  std::mutex gemm_mutex;
+  Scratch<__nv_bfloat16> a16, b16;
+  Scratch<float> out32;
+
+  // v rounded to bf16 in `s`, with a leading dimension of a multiple of 8 elements (16 bytes).
+  cuda::LtIn bf16(ConstMatView v, Scratch<__nv_bfloat16>& s) {
+    const int64_t ld = (std::max<int64_t>(v.cols, 1) + 7) / 8 * 8;
+    __nv_bfloat16* p = s.get(size_t(std::max<int64_t>(v.rows, 1) * ld), stream.get());
+    cuda::f32_to_bf16_2d(p, ld, v.p, pitch(v), v.rows, v.cols, stream.get());
+    return {p, v.rows, v.cols, ld};
+  }
+  // run(out, accumulate) computes the product into `out` (+ out when accumulate): y itself when
+  // cuBLASLt can write it (16-byte aligned, ld a multiple of 4 floats), else a zeroed scratch that
+  // matrix_add then stores into (or adds to) y.
+  template <class Run>
+  void into(MatView y, bool accumulate, Run&& run) {
+    const int64_t ld = pitch(y);
+    if (reinterpret_cast<uintptr_t>(y.p) % 16 == 0 && ld % 4 == 0) {
+      run(cuda::LtMat<float>{y.p, y.rows, y.cols, ld}, accumulate);
+      return;
+    }
+    const int64_t sld = (y.cols + 3) / 4 * 4;
+    float* s = out32.get(size_t(y.rows * sld), stream.get());
+    FUSELLM_CUDA_CHECK(cudaMemsetAsync(s, 0, size_t(y.rows * sld) * sizeof(float), stream.get()));
+    run(cuda::LtMat<float>{s, y.rows, y.cols, sld}, true);
+    cuda::matrix_add(y.p, ld, s, sld, y.rows, y.cols, accumulate, stream.get());
+  }
+
   void zero(MatView v) {
     if (v.rows && v.cols)
       FUSELLM_CUDA_CHECK(cudaMemset2DAsync(v.p, size_t(pitch(v)) * sizeof(float), 0, size_t(v.cols) * sizeof(float),
@@ -119,7 +175,7 @@ struct CudaBackend::Impl {
   }
 };
 
-CudaBackend::CudaBackend(int device) : impl_(std::make_unique<Impl>()) {
+CudaBackend::CudaBackend(int device, GemmMath math) : impl_(std::make_unique<Impl>()) {
   const int n = cuda::device_count();
   if (n == 0) fail("CudaBackend: no usable CUDA device: {}", cuda::device_description());
   if (device < 0 || device >= n) fail("CudaBackend: device {} does not exist ({} CUDA devices)", device, n);
@@ -133,6 +189,8 @@ CudaBackend::CudaBackend(int device) : impl_(std::make_unique<Impl>()) {
   cublasHandle_t h = nullptr;
   FUSELLM_CUBLAS_CHECK(cublasCreate(&h));
   impl_->cublas.reset(h);
+  impl_->math = math;
+  if (math == GemmMath::kBf16) impl_->lt.emplace();
   FUSELLM_CUBLAS_CHECK(cublasSetStream(h, s));
   FUSELLM_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
 }
@@ -146,6 +204,8 @@ std::unique_ptr<Backend::PassScope> CudaBackend::begin_pass() const {
 }
 
 cudaStream_t CudaBackend::stream() const { return impl_->stream.get(); }
+
+GemmMath CudaBackend::gemm_math() const { return impl_->math; }
 
 void CudaBackend::sync() const { FUSELLM_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
@@ -206,6 +266,11 @@ void CudaBackend::linear(ConstMatView x, ConstMatView w, std::span<const float> 
   if (M == 0 || N == 0) return;
   if (K == 0) {
     if (!accumulate) impl_->zero(y);
+  } else if (impl_->lt) {
+    std::lock_guard lock(impl_->gemm_mutex);
+    const cuda::LtIn xb = impl_->bf16(x, impl_->a16), wb = impl_->bf16(w, impl_->b16);
+    impl_->into(y, accumulate,
+                [&](cuda::LtMat<float> out, bool acc) { impl_->lt->forward(xb, wb, nullptr, out, acc, stream()); });
   } else {
     impl_->gemm(true, false, N, M, K, w.p, pitch(w), x.p, pitch(x), accumulate ? 1.f : 0.f, y.p, pitch(y));
   }
@@ -279,6 +344,13 @@ void CudaBackend::linear_backward_input(ConstMatView dy, ConstMatView w, MatView
     if (!accumulate) impl_->zero(dx);
     return;
   }
+  if (impl_->lt) {
+    std::lock_guard lock(impl_->gemm_mutex);
+    const cuda::LtIn dyb = impl_->bf16(dy, impl_->a16), wb = impl_->bf16(w, impl_->b16);
+    impl_->into(dx, accumulate,
+                [&](cuda::LtMat<float> out, bool acc) { impl_->lt->backward_input(dyb, wb, out, acc, stream()); });
+    return;
+  }
   impl_->gemm(false, false, dx.cols, dx.rows, dy.cols, w.p, pitch(w), dy.p, pitch(dy), accumulate ? 1.f : 0.f,
               dx.p, pitch(dx));
 }
@@ -289,6 +361,12 @@ void CudaBackend::linear_backward_weight(ConstMatView dy, ConstMatView x, MatVie
     fail("linear_backward_weight: shapes dy [{}, {}], x [{}, {}], dW [{}, {}] do not agree", dy.rows, dy.cols,
          x.rows, x.cols, dw.rows, dw.cols);
   if (dy.rows == 0 || dw.rows == 0 || dw.cols == 0) return;
+  if (impl_->lt) {  // dW += ...: cuBLASLt's backward_weight always accumulates
+    std::lock_guard lock(impl_->gemm_mutex);
+    const cuda::LtIn dyb = impl_->bf16(dy, impl_->a16), xb = impl_->bf16(x, impl_->b16);
+    impl_->into(dw, true, [&](cuda::LtMat<float> out, bool) { impl_->lt->backward_weight(dyb, xb, out, stream()); });
+    return;
+  }
   impl_->gemm(false, true, dw.cols, dw.rows, dy.rows, x.p, pitch(x), dy.p, pitch(dy), 1.f, dw.p, pitch(dw));
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The decoder's Backend (model/backend.hpp) on an NVIDIA GPU: the same op list as the CPU
 // backend (cpu_backend.cpp, the reference), each op a kernel of kernels/cuda or a cuBLAS call,
-// fp32 (the bf16 path comes with the device-resident decoder). llama.cpp's split: the graph stays
+// fp32, or with the GEMMs on tensor cores in bf16 (GemmMath). llama.cpp's split: the graph stays
 // in decoder.cpp, this file says how each op runs on the GPU.
 //
 // Memory contract: every MatView and every std::span of floats or int32s handed to an op points
@@ -23,11 +23,22 @@
 
 namespace fusellm::model {
 
+// How the linear layers' GEMMs (linear and the two backward GEMMs) compute:
+//   kFp32  cublasSgemm without TF32: OpenBLAS's results up to the summation order;
+//   kBf16  tensor cores through cuBLASLt (kernels/cuda/gemm_lt.hpp): both operands rounded to
+//          bf16 (round to nearest even, repacked with a leading dimension the tensor-core kernels
+//          take), products accumulated in fp32, an fp32 result (written in place where cuBLASLt
+//          can, else into scratch and added by kernels/cuda/matrix_add). What autocast's bf16
+//          matmul computes with fp32 outputs; everything else (norms, attention, activations,
+//          the residual stream) stays fp32.
+enum class GemmMath { kFp32, kBf16 };
+
 class CudaBackend final : public Backend {
  public:
-  // Uses GPU `device`, a stream and a cuBLAS handle of its own. Throws fusellm::Error naming the
-  // failed call when there is no such device.
-  explicit CudaBackend(int device = 0);
+  // Uses GPU `device`, a stream and a cuBLAS handle of its own (and a cuBLASLt one for kBf16).
+  // Throws fusellm::Error naming the failed call when there is no such device.
+  explicit CudaBackend(int device = 0, GemmMath math = GemmMath::kFp32);
+  GemmMath gemm_math() const;
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;

@@ -12,6 +12,7 @@
 // GEMMs, attention), each side's rounding error is bounded by gamma_n = n u / (1 - n u) times
 // the sum of the magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 3.1), so the
 // two differ by at most twice that; the bounds below are built from it and stated where used.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 
 #include "backend/cuda_skip.hpp"
 #include "cuda/device_buffer.hpp"
+#include "fusellm/core/dtype.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/model/backend.hpp"
 #include "fusellm/model/cuda/cuda_backend.hpp"
@@ -319,6 +321,93 @@ TEST(CudaBackend, LinearBackwardInputAndWeight) {
   auto cb = [&](int64_t n, int64_t k) { return std::abs(double(dw0[size_t(n * dw.ref.ld + k)])); };
   const double mag = magnitude(N, K, M, dya, xb, cb);
   expect_close("linear_backward_weight", dw.ref, dw.got, gemm_bound(M, mag));
+}
+
+// ---- GemmMath::kBf16: the three GEMMs on tensor cores -------------------------------------------
+// The reference is the CPU's fp32 GEMM on the operands rounded to bf16 (torch's rounding,
+// core/dtype.hpp): each product of two bf16 values is exact in fp32, so the two differ by the
+// summation only; cuBLASLt's tensor cores may truncate instead of rounding while they accumulate,
+// which doubles the unit roundoff: twice gemm_bound. Outputs whose leading dimension is a multiple
+// of 4 floats are written by cuBLASLt in place, the others (ld + 2) through the scratch and
+// matrix_add: both are checked, as are the padding around every output (untouched), strided
+// operands (the gate half of [gate | up], a column slice of dy) and accumulation.
+
+const model::CudaBackend& gpu_bf16() {
+  static const model::CudaBackend backend(0, model::GemmMath::kBf16);
+  return backend;
+}
+
+// A host copy of m's buffer with every value rounded to bf16, viewed as m is.
+struct Rounded {
+  std::vector<float> v;
+  int64_t rows, cols, ld;
+  explicit Rounded(const Mat& m) : v(m.host), rows(m.rows), cols(m.cols), ld(m.ld) {
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  }
+  ConstMatView h(int64_t c0 = 0, int64_t n = -1) const { return {v.data() + c0, rows, n < 0 ? cols : n, ld}; }
+};
+
+TEST(CudaBackendBf16, LinearOnTensorCores) {
+  SKIP_WITHOUT_GPU();
+  EXPECT_EQ(gpu_bf16().gemm_math(), model::GemmMath::kBf16);
+  std::mt19937 rng(21);
+  const int64_t M = 33, K = 40, N = 24;
+  Mat gate_up(M, 2 * K, rng), w(N, K, K + 3, rng);
+  const Rounded gu16(gate_up), w16(w);
+  Vec b(N, rng);
+  const ConstMatView xh = gu16.h(0, K), xd(gate_up.dev.get(), M, K, 2 * K);
+  for (int variant = 0; variant < 8; ++variant) {
+    const bool bias = variant & 1, acc = variant & 2;
+    const int64_t ld = variant & 4 ? N + 2 : N;  // in place, or through the scratch
+    Pair y(M, N, ld, 22);
+    const std::vector<float> y0 = y.ref.host;
+    cpu().linear(xh, w16.h(), bias ? b.h() : std::span<float>(), y.ref.h(), acc);
+    gpu_bf16().linear(xd, w.d(), bias ? b.d() : std::span<float>(), y.got.d(), acc);
+    gpu_bf16().sync();
+    auto xa = [&](int64_t i, int64_t k) { return xh.row(i)[k]; };
+    auto wb = [&](int64_t j, int64_t k) { return w16.h().row(j)[k]; };
+    auto cb = [&](int64_t i, int64_t j) {
+      const double c = acc ? std::abs(double(y0[size_t(i * ld + j)])) : 0.0;
+      return c + (bias ? std::abs(double(b.host[size_t(j)])) : 0.0);
+    };
+    expect_close(fmt::format("bf16 linear{}{} ld {}", bias ? " +bias" : "", acc ? " +accumulate" : "", ld), y.ref,
+                 y.got, 2 * gemm_bound(K, magnitude(M, N, K, xa, wb, cb)));
+  }
+}
+
+TEST(CudaBackendBf16, BackwardGemmsOnTensorCores) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  const int64_t M = 29, N = 36, K = 20;
+  Mat dy_buf(M, N + 8, rng), w(N, K, K + 1, rng), x(M, K, K + 2, rng);
+  const Rounded dy16(dy_buf), w16(w), x16(x);
+  const ConstMatView dyh = dy16.h(8, N);
+  const MatView dyd = dy_buf.d_cols(8, N);
+  for (const int64_t ld : {K, K + 3})
+    for (bool acc : {false, true}) {
+      Pair dx(M, K, ld, 24);
+      const std::vector<float> dx0 = dx.ref.host;
+      cpu().linear_backward_input(dyh, w16.h(), dx.ref.h(), acc);
+      gpu_bf16().linear_backward_input(dyd, w.d(), dx.got.d(), acc);
+      gpu_bf16().sync();
+      auto dya = [&](int64_t i, int64_t n) { return dyh.row(i)[n]; };
+      auto wb = [&](int64_t k, int64_t n) { return w16.h().row(n)[k]; };
+      auto cb = [&](int64_t i, int64_t k) { return acc ? std::abs(double(dx0[size_t(i * ld + k)])) : 0.0; };
+      expect_close(fmt::format("bf16 linear_backward_input{} ld {}", acc ? " +accumulate" : "", ld), dx.ref, dx.got,
+                   2 * gemm_bound(N, magnitude(M, K, N, dya, wb, cb)));
+    }
+  for (const int64_t ld : {K, K + 1}) {  // dW accumulates
+    Pair dw(N, K, ld, 25);
+    const std::vector<float> dw0 = dw.ref.host;
+    cpu().linear_backward_weight(dyh, x16.h(), dw.ref.h());
+    gpu_bf16().linear_backward_weight(dyd, x.d(), dw.got.d());
+    gpu_bf16().sync();
+    auto dya = [&](int64_t n, int64_t m) { return dyh.row(m)[n]; };
+    auto xb = [&](int64_t k, int64_t m) { return x16.h().row(m)[k]; };
+    auto cb = [&](int64_t n, int64_t k) { return std::abs(double(dw0[size_t(n * ld + k)])); };
+    expect_close(fmt::format("bf16 linear_backward_weight ld {}", ld), dw.ref, dw.got,
+                 2 * gemm_bound(M, magnitude(N, K, M, dya, xb, cb)));
+  }
 }
 
 TEST(CudaBackend, BiasBackwardAccumulates) {

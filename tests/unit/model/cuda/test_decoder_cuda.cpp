@@ -42,7 +42,39 @@ const model::CudaBackend& gpu() {
   return backend;
 }
 
+// GemmMath::kBf16: the linear layers' GEMMs on tensor cores with bf16 operands (cuda_backend.hpp).
+// Bound as METHOD.md gives it for bf16 operands: ||got - ref|| / ||ref|| <= 1e-2.
+constexpr double kBf16 = 1e-2;
+
+const model::CudaBackend& gpu_bf16() {
+  static const model::CudaBackend backend(0, model::GemmMath::kBf16);
+  return backend;
+}
+
+double norm_relative(std::span<const float> got, std::span<const float> ref) {
+  double d = 0, r = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    d += (double(got[i]) - double(ref[i])) * (double(got[i]) - double(ref[i]));
+    r += double(ref[i]) * double(ref[i]);
+  }
+  return r > 0 ? std::sqrt(d / r) : std::sqrt(d);
+}
+
 class DecoderCuda : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DecoderCuda, Bf16GemmsWithinTheBf16Tolerance) {
+  SKIP_WITHOUT_GPU();
+  const fs::path dir = kFixtures / GetParam();
+  const Checkpoint ck(dir.string());
+  const model::Decoder on_gpu(model::read_arch(dir.string()), ck, gpu_bf16());
+  for (const Case& c : read_cases(dir / "reference" / "cases.safetensors")) {
+    const Tensor got = on_gpu.forward(c.ids, c.doc_ids);
+    ASSERT_EQ(got.shape(), c.logits.shape()) << c.name;
+    const double err = norm_relative(got.span(), c.logits.span());
+    EXPECT_LE(err, kBf16) << GetParam() << " case " << c.name;
+    std::printf("  %-26s %-8s bf16 GEMMs vs transformers fp32: %.2e\n", GetParam().c_str(), c.name.c_str(), err);
+  }
+}
 
 TEST_P(DecoderCuda, LogitsMatchTransformersAndTheCpu) {
   SKIP_WITHOUT_GPU();
@@ -120,35 +152,73 @@ double expect_gradients_near(const ParamTable& table, const std::vector<float>& 
   return worst;
 }
 
+// Two packed documents of seeded random tokens and a seeded random dL/dlogits (T = 48), and the
+// CPU decoder's logits and gradients on them: what the GPU's passes are compared with.
+struct CpuBackward {
+  std::vector<int32_t> ids, docs;
+  std::vector<float> dlogits, grads;
+  Tensor logits;
+  CpuBackward(const model::Decoder& c, uint32_t seed, int64_t first_doc) {
+    const int64_t T = 48, V = c.arch().vocab;
+    std::mt19937 rng(seed);
+    for (int64_t t = 0; t < T; ++t) ids.push_back(int32_t(rng() % uint32_t(V))), docs.push_back(t < first_doc ? 0 : 1);
+    std::normal_distribution<float> nd(0.f, 1e-2f);
+    dlogits.resize(size_t(T * V));
+    for (float& x : dlogits) x = nd(rng);
+    grads.assign(size_t(c.parameter_table().total()), 0.f);
+    model::SavedActivations s;
+    logits = c.forward(ids, docs, &s);
+    c.backward(s, dlogits, grads);
+  }
+  // The same forward (saving into s; its logits into `out`) and backward on g, in its backend's memory.
+  std::vector<float> on(const model::Decoder& g, model::SavedActivations& s, Tensor& out) const {
+    out = g.forward(ids, docs, &s);
+    const auto dz = on_gpu(dlogits), dg = on_gpu(std::vector<float>(grads.size(), 0.f));
+    g.backward(s, {static_cast<const float*>(dz->data), dlogits.size()}, {static_cast<float*>(dg->data), grads.size()});
+    std::vector<float> got(grads.size());
+    gpu().copy_out(got.data(), dg->data, got.size() * sizeof(float));
+    return got;
+  }
+};
+
 TEST_P(DecoderBackwardCuda, GradientsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   const fs::path dir = kGrads / GetParam();
   const Checkpoint ck(dir.string());
   const model::Decoder g(model::read_arch(dir.string()), ck, gpu()), c(model::read_arch(dir.string()), ck);
-  const int64_t T = 48, V = c.arch().vocab, P = c.parameter_table().total();
-  std::mt19937 rng(7);
-  std::vector<int32_t> ids(static_cast<size_t>(T)), docs(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) ids[size_t(t)] = int32_t(rng() % uint32_t(V)), docs[size_t(t)] = t < 20 ? 0 : 1;
-  std::normal_distribution<float> nd(0.f, 1e-2f);
-  std::vector<float> dlogits(size_t(T * V)), grads_cpu(size_t(P), 0.f), zeros(size_t(P), 0.f);
-  for (float& x : dlogits) x = nd(rng);
-  model::SavedActivations sc;
-  const Tensor lc = c.forward(ids, docs, &sc);
-  c.backward(sc, dlogits, grads_cpu);
+  const CpuBackward ref(c, 7, 20);
   // Keeping every activation, and recomputing every layer in backward (decoder.hpp).
   for (const int64_t every : {0, 1}) {
     model::SavedActivations sg;
     sg.recompute_every = every;
-    const Tensor lg = g.forward(ids, docs, &sg);
-    EXPECT_LE(relative_error(lg, lc), kToCpu) << "forward with save, recompute_every " << every;
-    const auto dz = on_gpu(dlogits), dg = on_gpu(zeros);
-    g.backward(sg, {static_cast<const float*>(dz->data), dlogits.size()}, {static_cast<float*>(dg->data), size_t(P)});
-    std::vector<float> grads_gpu(static_cast<size_t>(P));
-    gpu().copy_out(grads_gpu.data(), dg->data, grads_gpu.size() * sizeof(float));
-    const double worst = expect_gradients_near(c.parameter_table(), grads_gpu, grads_cpu, GetParam());
+    Tensor lg;
+    const std::vector<float> grads_gpu = ref.on(g, sg, lg);
+    EXPECT_LE(relative_error(lg, ref.logits), kToCpu) << "forward with save, recompute_every " << every;
+    const double worst = expect_gradients_near(c.parameter_table(), grads_gpu, ref.grads, GetParam());
     std::printf("  %-18s recompute_every %lld: gradients vs CPU: worst tensor %.2e\n", GetParam().c_str(),
                 (long long)every, worst);
   }
+}
+
+// The backward pass with bf16 GEMMs against the CPU's fp32 gradients, per tensor by the norm.
+TEST_P(DecoderBackwardCuda, Bf16GemmGradientsWithinTheBf16Tolerance) {
+  SKIP_WITHOUT_GPU();
+  const fs::path dir = kGrads / GetParam();
+  const Checkpoint ck(dir.string());
+  const model::Decoder g(model::read_arch(dir.string()), ck, gpu_bf16()), c(model::read_arch(dir.string()), ck);
+  const CpuBackward ref(c, 9, 30);
+  model::SavedActivations sg;
+  Tensor lg;
+  const std::vector<float> grads_gpu = ref.on(g, sg, lg);
+  EXPECT_LE(norm_relative(lg.span(), ref.logits.span()), kBf16) << "forward with save";
+  double worst = 0;
+  for (const ParamEntry& e : c.parameter_table().entries()) {
+    const size_t o = size_t(e.offset), n = size_t(e.size);
+    const double err = norm_relative({grads_gpu.data() + o, n}, {ref.grads.data() + o, n});
+    worst = std::max(worst, err);
+    EXPECT_LE(err, kBf16) << GetParam() << " " << e.name;
+  }
+  std::printf("  %-18s bf16 GEMM gradients vs CPU fp32: worst tensor %.2e\n", GetParam().c_str(), worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderBackwardCuda, ::testing::ValuesIn(kTrainable),
