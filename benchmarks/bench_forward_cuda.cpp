@@ -1,5 +1,6 @@
 // Teacher forward throughput on the GPU: one model directory, loaded as fusellm loads a teacher
-// with [train].device = "cuda" (the one decoder on the CudaBackend, fp32), a sequence of T random
+// with [train].device = "cuda" (the one decoder on the CudaBackend, fp32; with "bf16" as the 4th
+// argument, its GEMMs on tensor cores: GemmMath::kBf16), a sequence of T random
 // tokens, the median wall time of REPS forward passes (logits copied to the host included, as a
 // teacher needs them there). Driven by bench_forward_cuda.py, which makes the ~1B Llama, times
 // PyTorch + transformers on it in the same run, and prints the ratio. Without arguments (as
@@ -20,14 +21,15 @@ using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::printf("bench_forward_cuda: MODEL_DIR T REPS (run by benchmarks/bench_forward_cuda.py); nothing to do\n");
+    std::printf("bench_forward_cuda: MODEL_DIR T REPS [fp32|bf16] (run by benchmarks/bench_forward_cuda.py); nothing to do\n");
     return 0;
   }
   using namespace fusellm;
   const std::string dir = argv[1];
   const int64_t T = std::atoll(argv[2]);
   const int reps = std::atoi(argv[3]);
-  const model::CudaBackend gpu(0);
+  const bool bf16 = argc > 4 && std::string(argv[4]) == "bf16";  // the GEMMs on tensor cores
+  const model::CudaBackend gpu(0, bf16 ? model::GemmMath::kBf16 : model::GemmMath::kFp32);
   const auto t0 = Clock::now();
   const Checkpoint ck(dir);
   const model::Decoder d(model::read_arch(dir), ck, gpu);
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
   }
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
-  std::printf("fusellm cuda fp32 forward: %lld parameters, T=%lld, load %.1f s, median %.1f ms of %d, %.0f tokens/s\n",
-              (long long)d.info().num_parameters, (long long)T, load_s, med, reps, double(T) / (med / 1e3));
+  std::printf("fusellm cuda %s-GEMM forward: %lld parameters, T=%lld, load %.1f s, median %.1f ms of %d, %.0f tokens/s\n",
+              bf16 ? "bf16" : "fp32", (long long)d.info().num_parameters, (long long)T, load_s, med, reps, double(T) / (med / 1e3));
   return 0;
 }

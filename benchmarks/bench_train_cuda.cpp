@@ -19,7 +19,7 @@
 // sync follows zero_grad's upload). The median of REPS steps after WARMUP steps, on the same
 // tokens (gold: the next token, the last position unlabelled, as LlamaForCausalLM shifts labels).
 //
-//   bench_train_cuda MODEL_DIR T REPS [--warmup N] [--dtype f32] [--device cuda|cpu]
+//   bench_train_cuda MODEL_DIR T REPS [--warmup N] [--dtype f32|bf16] [--device cuda|cpu]
 //
 // --device cpu runs the same loop on the CPU backend (nothing to upload): a check of this program
 // and its driver on a machine without a GPU, at a small size.
@@ -56,7 +56,7 @@ struct Options {
   std::string dir;
   int64_t tokens = 0;
   int reps = 0, warmup = 1;
-  std::string dtype = "f32";  // the student's training dtype; bf16 training is not built yet
+  std::string dtype = "f32";  // [train].dtype: f32, or bf16 (bf16 weights; on the GPU, bf16 GEMMs)
   std::string device = "cuda";
 };
 
@@ -73,17 +73,9 @@ Options parse(int argc, char** argv) {
     else fusellm::fail("bench_train_cuda: unknown argument '{}'", a);
   }
   if (o.tokens < 2 || o.reps < 1 || o.warmup < 0) fusellm::fail("bench_train_cuda: T >= 2, REPS >= 1, --warmup >= 0");
-  // The one place a new dtype is accepted: TrainableModel trains in fp32 today.
-  if (o.dtype != "f32") fusellm::fail("bench_train_cuda: --dtype {}: only f32 (the student trains in fp32 today)", o.dtype);
+  if (o.dtype != "f32" && o.dtype != "bf16") fusellm::fail("bench_train_cuda: --dtype {}: f32 or bf16", o.dtype);
   if (o.device != "cuda" && o.device != "cpu") fusellm::fail("bench_train_cuda: --device {}: cuda or cpu", o.device);
   return o;
-}
-
-// After the optimizer step: TrainableModel::parameters_changed() where the model has it (the next
-// forward() uploads the parameters only after it); before it, every forward() uploads them.
-template <class Model>
-void parameters_changed(Model& m) {
-  if constexpr (requires { m.parameters_changed(); }) m.parameters_changed();
 }
 
 // Seconds of each phase of each measured step.
@@ -109,10 +101,12 @@ double parameter_upload_seconds(const fusellm::model::CudaBackend* gpu, std::spa
 int run(const Options& o) {
   using namespace fusellm;
   std::optional<model::CudaBackend> gpu;
-  if (o.device == "cuda") gpu.emplace(0);
+  const bool bf16 = o.dtype == "bf16";
+  if (o.device == "cuda") gpu.emplace(0, bf16 ? model::GemmMath::kBf16 : model::GemmMath::kFp32);
   const model::Backend& backend = gpu ? static_cast<const model::Backend&>(*gpu) : model::cpu_backend();
   const auto t_load = Clock::now();
   model::TrainableModel m = model::TrainableModel::load(o.dir, backend);
+  m.set_weight_dtype(bf16 ? DType::BF16 : DType::F32);  // as the trainer's load_target
   const double load_s = seconds_since(t_load);
   const int64_t T = o.tokens, V = m.arch().vocab;
   std::mt19937 rng(1);
@@ -142,7 +136,7 @@ int run(const Options& o) {
     const double t_bwd = seconds_since(t0);
     gnorm = clip_grad_norm(pg, 1.0);
     const std::string bad = adamw.step(pg, 1e-5);
-    parameters_changed(m);
+    m.parameters_changed();  // the next forward() uploads them (the trainer's Run::update)
     const double t_all = seconds_since(t0);
     if (!std::isfinite(r.loss) || !std::isfinite(gnorm) || !bad.empty())
       fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, r.loss, gnorm, bad);
@@ -170,7 +164,7 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::printf("bench_train_cuda: MODEL_DIR T REPS [--warmup N] [--dtype f32] [--device cuda|cpu] (run by benchmarks/bench_train_cuda.py); "
+    std::printf("bench_train_cuda: MODEL_DIR T REPS [--warmup N] [--dtype f32|bf16] [--device cuda|cpu] (run by benchmarks/bench_train_cuda.py); "
                 "nothing to do\n");
     return 0;
   }

@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--reps", type=int, default=5, help="transformers' measured steps")
     ap.add_argument("--cpp-reps", type=int, default=3, help="fusellm's measured steps (each a few seconds: host AdamW)")
-    ap.add_argument("--dtype", default="f32", help="fusellm's training dtype (f32 only today)")
+    ap.add_argument("--dtypes", default="f32,bf16", help="fusellm's training dtypes to run ([train].dtype), comma-separated")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--tiny", action="store_true", help="a 2-layer model and T = 64 (checking the script on a CPU)")
     a = ap.parse_args()
@@ -164,18 +164,21 @@ def main():
         del model
         if a.device == "cuda":
             torch.cuda.empty_cache()
-        rc, out = run_cpp_half([a.bin, d, str(a.tokens), str(a.cpp_reps), "--dtype", a.dtype, "--device", a.device])
-        ours = tokens_per_s(out)
-        m = re.search(r"median ([0-9.]+) ms of", out)
-        if rc != 0 or ours is None or not m:
-            print(f"bench_train_cuda failed (exit {rc})")
-            return 1
-    ours_s = float(m.group(1)) / 1e3
+        ours = {}
+        for dtype in a.dtypes.split(","):
+            rc, out = run_cpp_half([a.bin, d, str(a.tokens), str(a.cpp_reps), "--dtype", dtype, "--device", a.device])
+            tps = tokens_per_s(out)
+            m = re.search(r"median ([0-9.]+) ms of", out)
+            if rc != 0 or tps is None or not m:
+                print(f"bench_train_cuda --dtype {dtype} failed (exit {rc})")
+                return 1
+            ours[dtype] = (tps, float(m.group(1)) / 1e3)
     mfu_line("transformers fp32 train", hf32, flops, bf16_rate, fp32_rate)
     mfu_line("transformers bf16 train", hf16, flops, bf16_rate, fp32_rate)
-    mfu_line(f"fusellm {a.device} {a.dtype} train", ours_s, flops, bf16_rate, fp32_rate)
-    print(f"ratio fusellm {a.dtype} train / transformers fp32 = {ours / (a.tokens / hf32):.3f}x; "
-          f"/ transformers bf16 = {ours / (a.tokens / hf16):.3f}x (tokens/s)")
+    for dtype, (tps, seconds) in ours.items():
+        mfu_line(f"fusellm {a.device} {dtype} train", seconds, flops, bf16_rate, fp32_rate)
+        print(f"ratio fusellm {dtype} train / transformers fp32 = {tps / (a.tokens / hf32):.3f}x; "
+              f"/ transformers bf16 = {tps / (a.tokens / hf16):.3f}x (tokens/s)")
     return 0
 
 
