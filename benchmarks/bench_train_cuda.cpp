@@ -133,6 +133,7 @@ int run(const Options& o) {
     const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
     const double t_loss = seconds_since(t0);
     m.backward(logits.span());
+    m.gradients_to_host();  // as train_step does once per step
     const double t_bwd = seconds_since(t0);
     gnorm = clip_grad_norm(pg, 1.0);
     const std::string bad = adamw.step(pg, 1e-5);

@@ -50,6 +50,11 @@ class Backend {
   virtual void copy_in(void* dst, const void* src, size_t bytes) const = 0;
   // backend memory -> host, after every op queued so far; returns when the bytes are there.
   virtual void copy_out(void* dst, const void* src, size_t bytes) const = 0;
+  // dst[0, bytes) = 0, in order with the ops queued so far.
+  virtual void zero(void* dst, size_t bytes) const = 0;
+  // y[i] = x[i] + y[i], one fp32 add per element (a gradient summed over micro-batches); both in
+  // the backend's memory, not overlapping.
+  virtual void add(std::span<const float> x, std::span<float> y) const = 0;
 
   // ---- forward (ops.hpp has the math of each) ----------------------------------------------------
   virtual void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,

@@ -36,6 +36,15 @@ class CpuBackend final : public Backend {
   void copy_out(void* dst, const void* src, size_t bytes) const override {
     if (bytes) std::memcpy(dst, src, bytes);
   }
+  void zero(void* dst, size_t bytes) const override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
+  void add(std::span<const float> x, std::span<float> y) const override {
+    if (x.size() != y.size()) fail("add: {} values into {}", x.size(), y.size());
+    const int64_t n = int64_t(y.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) y[size_t(i)] = x[size_t(i)] + y[size_t(i)];
+  }
 
   void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,
              ConstMatView pos_table, MatView x) const override {

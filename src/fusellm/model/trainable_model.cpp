@@ -48,7 +48,29 @@ std::vector<SafetensorsEntry> TrainableModel::checkpoint_entries() const {
 
 void TrainableModel::zero_grad() {
   std::fill(grads_.begin(), grads_.end(), 0.f);
-  if (device_grads_) backend_->copy_in(device_grads_->data, grads_.data(), grads_.size() * sizeof(float));
+  if (device_grads_) backend_->zero(device_grads_->data, grads_.size() * sizeof(float));
+}
+
+std::span<float> TrainableModel::backend_gradients() {
+  if (device_grads_) return {static_cast<float*>(device_grads_->data), grads_.size()};
+  return grads_;
+}
+
+void TrainableModel::set_gradient_aside() {
+  const std::span<float> g = backend_gradients();
+  float* kept = aside_.get<float>(*backend_, g.size());
+  backend_->copy(ConstMatView(g.data(), 1, int64_t(g.size()), int64_t(g.size())),
+                 MatView{kept, 1, int64_t(g.size()), int64_t(g.size())});
+  backend_->zero(g.data(), g.size_bytes());
+}
+
+void TrainableModel::add_gradient_aside() {
+  const std::span<float> g = backend_gradients();
+  backend_->add({aside_.data<float>(), g.size()}, g);
+}
+
+void TrainableModel::gradients_to_host() {
+  if (device_grads_) backend_->copy_out(grads_.data(), device_grads_->data, grads_.size() * sizeof(float));
 }
 
 void TrainableModel::set_recompute_every(int64_t n) {
@@ -62,15 +84,14 @@ Tensor TrainableModel::forward(std::span<const int32_t> ids, std::span<const int
 }
 
 // On a GPU backend the device's gradients accumulate as the host's would (zero_grad zeroes
-// both), so the host's buffer is replaced by them after each pass.
+// both) and stay there until gradients_to_host().
 void TrainableModel::backward(std::span<const float> dlogits) {
   if (!device_grads_) {
     decoder_->backward(saved_, dlogits, grads_);
   } else {
     float* dz = device_dlogits_.get<float>(*backend_, dlogits.size());
     backend_->copy_in(dz, dlogits.data(), dlogits.size_bytes());
-    decoder_->backward(saved_, {dz, dlogits.size()}, {static_cast<float*>(device_grads_->data), grads_.size()});
-    backend_->copy_out(grads_.data(), device_grads_->data, grads_.size() * sizeof(float));
+    decoder_->backward(saved_, {dz, dlogits.size()}, backend_gradients());
   }
   saved_.valid = false;
 }

@@ -57,6 +57,16 @@ class TrainableModel {
   // of the parameter buffer, or converted as written; decoder_params.hpp's checkpoint_entries).
   std::vector<SafetensorsEntry> checkpoint_entries() const;
   void zero_grad();
+  // One optimizer step's gradient summed over micro-batches as torch accumulates .grad and the
+  // data-parallel students sum it: g = (g_0 + g_1) + g_2 ..., each micro-batch's gradient computed
+  // into zeroes and then added to the sum so far. Before the backward() of every micro-batch
+  // after the first: set_gradient_aside() (the sum so far kept, the gradient zeroed); after it:
+  // add_gradient_aside() (g = kept + g). In the backend's memory: on a GPU nothing crosses PCIe.
+  void set_gradient_aside();
+  void add_gradient_aside();
+  // gradient_buffer() holds the gradients once this returns (a GPU backend's copied to the host;
+  // nothing to do on the CPU). backward() leaves them in the backend's memory.
+  void gradients_to_host();
   // Activation recomputation (SavedActivations::recompute_every; [train].recompute_every): every
   // N-th layer keeps only its input and runs again in backward(); 0 keeps every layer's.
   void set_recompute_every(int64_t n);
@@ -74,7 +84,7 @@ class TrainableModel {
   // within a document, positions from 0). Keeps the activations for backward().
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {});
   // dlogits [T, vocab]: dL/dlogits of the last forward(); adds every parameter's gradient into
-  // the gradient buffer and marks the kept activations used.
+  // the gradients (in the backend's memory: gradients_to_host()) and marks the kept activations used.
   void backward(std::span<const float> dlogits);
 
  private:
@@ -85,6 +95,8 @@ class TrainableModel {
   // A GPU backend's: the gradients the backward pass accumulates into, and dL/dlogits.
   const Backend* backend_ = nullptr;
   std::unique_ptr<Backend::Memory> device_grads_;
+  std::span<float> backend_gradients();  // where backward() adds: device_grads_ or grads_
+  GrowingBuffer aside_;  // set_gradient_aside()'s sum so far, in the backend's memory
   GrowingBuffer device_dlogits_;
   bool uploaded_ = true;  // the passes read parameter_buffer()'s values (Decoder uploads at construction)
 };

@@ -81,12 +81,6 @@ void sequence_loss(std::span<float> z, const PackedSequence& ps, int64_t seq, co
   ++terms.sequences;
 }
 
-// g[i] = earlier[i] + g[i]: the step's gradient so far plus this micro-batch's.
-void add_into(std::span<float> g, std::span<const float> earlier) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < g.size(); ++i) g[i] = earlier[i] + g[i];
-}
-
 }  // namespace
 
 bool fuses_teachers(const JobConfig& job) {
@@ -113,12 +107,8 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
   // Each micro-batch's gradient is computed on its own, then added to the earlier ones' (as torch
   // accumulates .grad): g = (g_0 + g_1) + g_2 ..., so that data-parallel students holding one
   // micro-batch each sum exactly what one process sums (dist/zero1.hpp).
-  std::vector<float> earlier;
   for (size_t m = 0; m < batches.micro_batches.size(); ++m) {
-    if (m > 0) {
-      earlier.assign(model.gradient_buffer().begin(), model.gradient_buffer().end());
-      model.zero_grad();
-    }
+    if (m > 0) model.set_gradient_aside();
     const std::vector<int64_t>& seqs = batches.micro_batches[m];
     const std::vector<PackedSequence> batch = fetch(m, seqs);
     const Concatenated in = concatenate(batch);
@@ -134,8 +124,9 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
       sequence_loss(z, ps, seqs[b], targets, settings, scale, terms);
     }
     model.backward(logits.span());
-    if (m > 0) add_into(model.gradient_buffer(), earlier);
+    if (m > 0) model.add_gradient_aside();
   }
+  model.gradients_to_host();
   return terms;
 }
 

@@ -132,6 +132,8 @@ class CountingBackend final : public model::Backend {
   std::unique_ptr<Memory> allocate(size_t bytes) const override { return cpu().allocate(bytes); }
   void copy_in(void* d, const void* s, size_t n) const override { cpu().copy_in(d, s, n); }
   void copy_out(void* d, const void* s, size_t n) const override { cpu().copy_out(d, s, n); }
+  void zero(void* d, size_t n) const override { cpu().zero(d, n); }
+  void add(std::span<const float> x, std::span<float> y) const override { cpu().add(x, y); }
 #define FORWARD(op, params, args)      \
   void op params const override {      \
     ++calls[#op];                      \

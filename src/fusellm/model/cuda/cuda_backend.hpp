@@ -53,6 +53,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Memory> allocate(size_t bytes) const override;
   void copy_in(void* dst, const void* src, size_t bytes) const override;
   void copy_out(void* dst, const void* src, size_t bytes) const override;
+  void zero(void* dst, size_t bytes) const override;
+  void add(std::span<const float> x, std::span<float> y) const override;
 
   // ---- forward (cuda_backend.cpp) ----------------------------------------------------------------
   void embed(std::span<const int32_t> ids, ConstMatView table, std::span<const int32_t> positions,

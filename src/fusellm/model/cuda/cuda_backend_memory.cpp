@@ -5,6 +5,8 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda/cuda_check.hpp"
+#include "cuda/matrix_add.cuh"
+#include "fusellm/core/error.hpp"
 #include "fusellm/model/cuda/cuda_backend.hpp"
 
 namespace fusellm::model {
@@ -36,6 +38,17 @@ void CudaBackend::copy_in(void* dst, const void* src, size_t bytes) const {
 void CudaBackend::copy_out(void* dst, const void* src, size_t bytes) const {
   if (bytes) FUSELLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
   sync();  // the bytes are the host's once this returns; an earlier kernel's error surfaces here
+}
+
+void CudaBackend::zero(void* dst, size_t bytes) const {
+  if (bytes) FUSELLM_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream()));
+}
+
+// matrix_add's y = y + x over one row: the same bits as x + y.
+void CudaBackend::add(std::span<const float> x, std::span<float> y) const {
+  if (x.size() != y.size()) fail("add: {} values into {}", x.size(), y.size());
+  const int64_t n = int64_t(y.size());
+  cuda::matrix_add(y.data(), n, x.data(), n, n ? 1 : 0, n, /*accumulate=*/true, stream());
 }
 
 }  // namespace fusellm::model

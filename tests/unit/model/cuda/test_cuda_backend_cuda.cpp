@@ -410,6 +410,20 @@ TEST(CudaBackendBf16, BackwardGemmsOnTensorCores) {
   }
 }
 
+// The memory ops of the gradient accumulation (TrainableModel::set_gradient_aside): zero a range
+// (the rest untouched), and y = x + y, the CPU's bits (one fp32 add).
+TEST(CudaBackend, ZeroAndAddAsTheCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(31);
+  Pair y(1, 1000, 1000, 32);
+  Mat x(1, 1000, rng);
+  cpu().zero(y.ref.host.data() + 100, 300 * sizeof(float));
+  gpu().zero(y.got.dev.get() + 100, 300 * sizeof(float));
+  cpu().add(x.host, y.ref.host);
+  gpu().add({x.dev.get(), x.host.size()}, {y.got.dev.get(), y.ref.host.size()});
+  expect_close("zero then add", y.ref, y.got, 0.0);
+}
+
 TEST(CudaBackend, BiasBackwardAccumulates) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(16);
