@@ -46,9 +46,12 @@ std::vector<SafetensorsEntry> TrainableModel::checkpoint_entries() const {
   return model::checkpoint_entries(arch(), decoder_->params(), decoder_->parameters());
 }
 
+// On a GPU the host's copy is left as it is: gradients_to_host() overwrites all of it.
 void TrainableModel::zero_grad() {
-  std::fill(grads_.begin(), grads_.end(), 0.f);
-  if (device_grads_) backend_->zero(device_grads_->data, grads_.size() * sizeof(float));
+  if (device_grads_)
+    backend_->zero(device_grads_->data, grads_.size() * sizeof(float));
+  else
+    std::fill(grads_.begin(), grads_.end(), 0.f);
 }
 
 std::span<float> TrainableModel::backend_gradients() {

@@ -56,6 +56,8 @@ class TrainableModel {
   // Every tensor by name in the Hugging Face checkpoint's layout and shape, for export_hf (views
   // of the parameter buffer, or converted as written; decoder_params.hpp's checkpoint_entries).
   std::vector<SafetensorsEntry> checkpoint_entries() const;
+  // Zeroes the gradients where backward() adds them (the host's buffer on the CPU, the device's
+  // on a GPU: the host's is then stale until gradients_to_host()).
   void zero_grad();
   // One optimizer step's gradient summed over micro-batches as torch accumulates .grad and the
   // data-parallel students sum it: g = (g_0 + g_1) + g_2 ..., each micro-batch's gradient computed
