@@ -103,6 +103,12 @@ class Decoder final : public CausalLM {
   const DecoderParams& params() const { return params_; }
   std::span<float> parameters() { return weights_; }
   std::span<const float> parameters() const { return weights_; }
+  // A GPU backend's copy of the parameters, the one the ops read (an optimizer on the device
+  // writes it in place: parameters() is then stale until copied back); empty on the host.
+  std::span<float> device_parameters() {
+    if (!device_weights_) return {};
+    return {static_cast<float*>(device_weights_->data), weights_.size()};
+  }
   // Copies parameters() to the backend's copy the ops read (a GPU backend's device memory) after
   // the host's were changed (an optimizer step, a checkpoint load); nothing on the CPU in fp32.
   void upload_parameters();

@@ -69,6 +69,14 @@ class TrainableModel {
   // gradient_buffer() holds the gradients once this returns (a GPU backend's copied to the host;
   // nothing to do on the CPU). backward() leaves them in the backend's memory.
   void gradients_to_host();
+  // A GPU backend's parameters (Decoder::device_parameters) and gradients, for an optimizer that
+  // runs there (device/device_optimizer.hpp); empty on the host.
+  std::span<float> device_parameters() { return decoder_->device_parameters(); }
+  std::span<float> device_gradients() {
+    if (!device_grads_) return {};
+    return {static_cast<float*>(device_grads_->data), grads_.size()};
+  }
+  const Backend& backend() const { return *backend_; }
   // Activation recomputation (SavedActivations::recompute_every; [train].recompute_every): every
   // N-th layer keeps only its input and runs again in backward(); 0 keeps every layer's.
   void set_recompute_every(int64_t n);

@@ -126,7 +126,6 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
     model.backward(logits.span());
     if (m > 0) model.add_gradient_aside();
   }
-  model.gradients_to_host();
   return terms;
 }
 

@@ -11,7 +11,8 @@
 //   backward into zeroed gradients, added to the earlier micro-batches' (g = (g_0 + g_1) + g_2 ...,
 //   as torch accumulates .grad; one micro-batch per data-parallel student then sums the same);
 //
-// It zeroes the gradients first and leaves the step's gradient in the model: reducing it across
+// It zeroes the gradients first and leaves the step's gradient in the model, in its backend's
+// memory (a GPU's: TrainableModel::gradients_to_host brings it to the host): reducing it across
 // ranks, clipping and the update are the caller's (trainer.cpp), as is anything that needs the
 // step's place in the run. A rank of a data-parallel job runs it on its own micro-batches with
 // step_sequences = the whole step's sequences, and sums the returned terms across ranks.

@@ -11,6 +11,7 @@
 #include "fusellm/core/error.hpp"
 #include "fusellm/core/stop_signal.hpp"
 #include "fusellm/device/compute_backend.hpp"
+#include "fusellm/device/device_optimizer.hpp"
 #include "fusellm/io/file_lock.hpp"
 #include "fusellm/model/export_hf.hpp"
 #include "fusellm/optim/adamw.hpp"
@@ -128,6 +129,9 @@ class Run {
   const TrainCheckpointStore store_;
   std::vector<ParamGrad> grads_;   // one process: every tensor
   std::optional<dist::Zero1> zero1_;  // a student of the MPI job: its shard
+  // One process with the student on a GPU: the optimizer there too (adamw_ then holds the host's
+  // copy of its state, filled before a checkpoint).
+  std::unique_ptr<device::DeviceOptimizer> on_device_;
   RunPosition at_;
   int64_t run_steps_ = 0, done_ = 0;  // this run's steps: at most, done
   int64_t micro_batch_ = 0;           // micro-batches of this run so far (their ids)
@@ -158,6 +162,7 @@ Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer,
   else
     for (auto& p : model_.parameters())
       grads_.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
+  if (!dp_) on_device_ = device::DeviceOptimizer::make(model_, adamw_.options());
   resume();
 }
 
@@ -168,6 +173,7 @@ void Run::resume() {
                                     : resume_latest(store_, job_, sched_, model_, adamw_, sampler_);
   if (r) {
     model_.parameters_changed();
+    if (on_device_) on_device_->from_host(adamw_);
     last_good_ = r->path;
     at_ = r->position;
     res_.start_step = at_.step;
@@ -259,6 +265,8 @@ void Run::sum_over_students(StepTerms& t, double& stopping) const {
 // llm.c's "reduce" and the grad norm: nothing to reduce in one process; ZeRO-1's reduce-scatter
 // into the shards, then the norm over all of them, on a student of the MPI job.
 double Run::reduce_and_clip() {
+  if (on_device_) return on_device_->clip(job_.optim.clip);
+  model_.gradients_to_host();
   if (!zero1_) {
     reduce_gradients(grads_);
     return clip_grad_norm(grads_, job_.optim.clip);
@@ -300,9 +308,11 @@ StepTerms Run::forward_backward(int64_t step, const StepBatches& mine, std::span
 // AdamW at `lr`. The loss of the next step would notice overflowed weights only after this step's
 // checkpoint (and, at the last step, the export) had been written full of Inf: the update checks itself.
 void Run::update(int64_t step, double lr) {
-  const std::string bad = zero1_ ? zero1_->step(lr) : adamw_.step(grads_, lr);
+  const std::string bad = zero1_      ? zero1_->step(lr)
+                          : on_device_ ? on_device_->step(lr)
+                                       : adamw_.step(grads_, lr);
   if (zero1_) zero1_->gather_params();
-  model_.parameters_changed();
+  if (!on_device_) model_.parameters_changed();  // on a GPU the step refreshed the passes' copy itself
   if (!bad.empty())
     fail("train: step {}: the update at learning rate {:g} made the weights or AdamW moments of {} Inf or NaN; "
          "stopped, no checkpoint of this step was written. Look at {} = {:g} (lower it), then {} = {:g} and {} = "
@@ -312,6 +322,7 @@ void Run::update(int64_t step, double lr) {
 }
 
 void Run::save() {
+  if (on_device_) on_device_->to_host(adamw_);
   res_.last_checkpoint = zero1_ ? save_sharded(store_, job_, sched_, *zero1_, sampler_, at_)
                                 : save_checkpoint(store_, job_, sched_, model_, adamw_, sampler_, at_);
   last_good_ = res_.last_checkpoint;
@@ -324,6 +335,7 @@ void Run::finish() {
   res_.segments_read = data_.reads();
   if (opt_.export_dir.empty() || !root() || !res_.stopped_by.empty()) return;  // stopped: not done yet
   // In the checkpoint's layout (GPT-2's Conv1D, GPT-NeoX's per-head query_key_value).
+  if (on_device_) on_device_->to_host(adamw_);
   const std::vector<SafetensorsEntry> ents = model_.checkpoint_entries();
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);
 }
