@@ -1,23 +1,20 @@
-// The student's training step on the GPU, as the trainer runs it today (issue 15's training
-// benchmark): one model directory loaded as fusellm's student (TrainableModel on the CudaBackend,
-// fp32, the host buffers canonical: ZeRO-Offload's split), one sequence of T random tokens, and per
-// step what src/fusellm/train/train_step.cpp and trainer.cpp do in one process:
+// The student's training step on the GPU, as the one-process trainer runs it (issue 15's training
+// benchmark): one model directory loaded as fusellm's student (TrainableModel on the CudaBackend;
+// --dtype bf16: bf16 weights and the GEMMs on tensor cores, GemmMath::kBf16), one sequence of T
+// random tokens, and per step what src/fusellm/train/train_step.cpp and trainer.cpp do:
 //
-//   zero_grad    the host gradient buffer zeroed and uploaded (TrainableModel::zero_grad)
-//   forward      the parameters uploaded, the forward pass keeping its activations, the logits
-//                [T, V] downloaded (TrainableModel::forward)
+//   zero_grad    the gradients zeroed where they are (a device memset)
+//   forward      the forward pass keeping its activations, the logits [T, V] downloaded
 //   loss         the fused classifier on the host, CLM only (lambda 1, mean over the labelled
 //                positions), dL/dlogits written into the logits (train_step's sequence_loss)
-//   backward     dL/dlogits uploaded, the backward pass, the gradients downloaded
-//   optimizer    clip_grad_norm(1.0) and AdamW (0.9, 0.95, 1e-8, wd 0.1) on the host flat buffers
-//                (then the model is told its parameters changed, as trainer.cpp's update does)
+//   backward     dL/dlogits uploaded, the backward pass (the gradients stay on the GPU)
+//   optimizer    on the GPU: device::DeviceOptimizer's norm, clip and AdamW (0.9, 0.95, 1e-8,
+//                wd 0.1), which also refreshes the weights the passes read; on the CPU backend:
+//                clip_grad_norm and AdamW on the host (Run::reduce_and_clip, Run::update)
 //
-// The parameter upload happens inside forward() (the host's parameters may have changed since the
-// last pass), so it is also timed alone (the same bytes from the same host buffer into a scratch
-// device buffer) and reported both ways: forward less it, optimizer plus it.
-// Each phase ends with the device idle (forward and backward end in a download, which waits; a
-// sync follows zero_grad's upload). The median of REPS steps after WARMUP steps, on the same
-// tokens (gold: the next token, the last position unlabelled, as LlamaForCausalLM shifts labels).
+// Each phase ends with the device idle. The median of REPS steps
+// after WARMUP steps, on the same tokens (gold: the next token, the last position unlabelled, as
+// LlamaForCausalLM shifts labels).
 //
 //   bench_train_cuda MODEL_DIR T REPS [--warmup N] [--dtype f32|bf16] [--device cuda|cpu]
 //
@@ -41,6 +38,7 @@
 #include "bench_timing.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/device/device_optimizer.hpp"
 #include "fusellm/model/cuda/cuda_backend.hpp"
 #include "fusellm/model/trainable_model.hpp"
 #include "fusellm/optim/adamw.hpp"
@@ -83,19 +81,20 @@ struct Phases {
   std::vector<double> zero, forward, loss, backward, optimizer, step;
 };
 
-// The median time of copying the parameter buffer to the device, as TrainableModel::forward does
-// before each pass (pageable host memory, the backend's stream); 0 without a GPU.
-double parameter_upload_seconds(const fusellm::model::CudaBackend* gpu, std::span<const float> params) {
-  if (!gpu) return 0;
-  const auto scratch = gpu->allocate(params.size_bytes());
-  std::vector<double> s;
-  for (int r = 0; r < 3; ++r) {
-    const auto t0 = Clock::now();
-    gpu->copy_in(scratch->data, params.data(), params.size_bytes());
-    gpu->sync();
-    s.push_back(seconds_since(t0));
+// Run::reduce_and_clip and Run::update of the one-process trainer: on the GPU, the device
+// optimizer; on the host, the gradients brought there, clip_grad_norm and AdamW::step, and the
+// parameters marked for the next forward's upload.
+std::string optimizer_step(fusellm::model::TrainableModel& m, fusellm::device::DeviceOptimizer* on_gpu,
+                           std::span<const fusellm::ParamGrad> pg, fusellm::AdamW& adamw, double& gnorm) {
+  if (on_gpu) {
+    gnorm = on_gpu->clip(1.0);
+    return on_gpu->step(1e-5);
   }
-  return median(s);
+  m.gradients_to_host();
+  gnorm = fusellm::clip_grad_norm(pg, 1.0);
+  std::string bad = adamw.step(pg, 1e-5);
+  m.parameters_changed();
+  return bad;
 }
 
 int run(const Options& o) {
@@ -120,6 +119,8 @@ int run(const Options& o) {
   std::vector<ParamGrad> pg;
   for (auto& p : m.parameters()) pg.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
   AdamW adamw({0.9, 0.95, 1e-8, 0.1});
+  // On the GPU the optimizer runs there, as the trainer runs it (device/device_optimizer.hpp).
+  const std::unique_ptr<device::DeviceOptimizer> on_gpu = device::DeviceOptimizer::make(m, adamw.options());
 
   Phases ph;
   double first_loss = 0, last_loss = 0, gnorm = 0;
@@ -133,31 +134,29 @@ int run(const Options& o) {
     const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
     const double t_loss = seconds_since(t0);
     m.backward(logits.span());
-    m.gradients_to_host();  // as train_step does once per step
+    if (gpu) gpu->sync();
     const double t_bwd = seconds_since(t0);
-    gnorm = clip_grad_norm(pg, 1.0);
-    const std::string bad = adamw.step(pg, 1e-5);
-    m.parameters_changed();  // the next forward() uploads them (the trainer's Run::update)
+    const std::string bad = optimizer_step(m, on_gpu.get(), pg, adamw, gnorm);
     const double t_all = seconds_since(t0);
     if (!std::isfinite(r.loss) || !std::isfinite(gnorm) || !bad.empty())
-      fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, r.loss, gnorm, bad);
+      fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, r.loss, gnorm,
+           bad);
     (it == 0 ? first_loss : last_loss) = r.loss;
     if (it < o.warmup) continue;
     ph.zero.push_back(t_zero), ph.forward.push_back(t_fwd - t_zero), ph.loss.push_back(t_loss - t_fwd);
     ph.backward.push_back(t_bwd - t_loss), ph.optimizer.push_back(t_all - t_bwd), ph.step.push_back(t_all);
   }
-  const double up = parameter_upload_seconds(gpu ? &*gpu : nullptr, m.parameter_buffer());
   const double step = median(ph.step), fwd = median(ph.forward), opt = median(ph.optimizer);
   const auto ms = [](double s) { return s * 1e3; };
-  std::printf("fusellm %s %s train phases (median ms): forward %.1f (%.1f less the parameter upload), loss %.1f "
-              "(host fused classifier), backward %.1f (incl. dlogits upload and gradient download), zero_grad %.1f "
-              "(host fill + upload), optimizer %.1f (host clip + AdamW) + parameter upload %.1f = %.1f\n",
-              o.device.c_str(), o.dtype.c_str(), ms(fwd), ms(fwd - up), ms(median(ph.loss)), ms(median(ph.backward)), ms(median(ph.zero)),
-              ms(opt), ms(up), ms(opt + up));
+  std::printf("fusellm %s %s train phases (median ms): forward %.1f, loss %.1f (host fused classifier), backward "
+              "%.1f (incl. the dlogits upload), zero_grad %.1f, optimizer %.1f (on the GPU: device_optimizer; on the "
+              "host: gradient download, clip, AdamW)\n",
+              o.device.c_str(), o.dtype.c_str(), ms(fwd), ms(median(ph.loss)), ms(median(ph.backward)),
+              ms(median(ph.zero)), ms(opt));
   std::printf("fusellm %s %s train step: %lld parameters, T=%lld, load %.1f s, loss %.4f -> %.4f, grad_norm %.3f, "
               "median %.1f ms of %d, %.0f tokens/s\n",
-              o.device.c_str(), o.dtype.c_str(), (long long)m.num_parameters(), (long long)T, load_s, first_loss, last_loss, gnorm,
-              ms(step), o.reps, double(T) / step);
+              o.device.c_str(), o.dtype.c_str(), (long long)m.num_parameters(), (long long)T, load_s, first_loss,
+              last_loss, gnorm, ms(step), o.reps, double(T) / step);
   return 0;
 }
 
@@ -165,8 +164,8 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::printf("bench_train_cuda: MODEL_DIR T REPS [--warmup N] [--dtype f32|bf16] [--device cuda|cpu] (run by benchmarks/bench_train_cuda.py); "
-                "nothing to do\n");
+    std::printf("bench_train_cuda: MODEL_DIR T REPS [--warmup N] [--dtype f32|bf16] [--device cuda|cpu] (run by "
+                "benchmarks/bench_train_cuda.py); nothing to do\n");
     return 0;
   }
   Kokkos::ScopeGuard kokkos;  // the host fused classifier: OpenMP with OMP_NUM_THREADS
