@@ -190,8 +190,9 @@ class Decoder final : public CausalLM {
     }
   };
   std::vector<float, DefaultInit<float>> weights_;
-  // The copy the ops read when the backend's memory is not the host's (a GPU's); the backward
-  // pass and parameters() still use weights_, which is why training there is refused for now.
+  // The copy the ops read (forward and backward) when the backend's memory is not the host's (a
+  // GPU's): weights_ uploaded (upload_parameters), or written in place by an optimizer on the
+  // device (device_parameters()).
   std::unique_ptr<Backend::Memory> device_weights_;
   DType weight_dtype_ = DType::F32;
   std::vector<float> rounded_;  // the bf16-valued copy on the host (weight_dtype_ BF16)
