@@ -236,6 +236,13 @@ void CudaBackend::copy(ConstMatView src, MatView dst) const {
   if (src.rows != dst.rows || src.cols != dst.cols)
     fail("copy: [{}, {}] into [{}, {}]", src.rows, src.cols, dst.rows, dst.cols);
   if (src.rows == 0 || src.cols == 0) return;
+  // Contiguous on both sides: one linear copy (cudaMemcpy2D's pitches are limited to
+  // cudaDevAttrMaxPitch, about 2 GiB, which a 1 x P view of a 1B-parameter buffer exceeds).
+  if ((src.rows == 1 || src.ld == src.cols) && (dst.rows == 1 || dst.ld == dst.cols)) {
+    FUSELLM_CUDA_CHECK(cudaMemcpyAsync(dst.p, src.p, size_t(src.rows * src.cols) * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream()));
+    return;
+  }
   FUSELLM_CUDA_CHECK(cudaMemcpy2DAsync(dst.p, size_t(pitch(dst)) * sizeof(float), src.p,
                                        size_t(pitch(src)) * sizeof(float), size_t(src.cols) * sizeof(float),
                                        size_t(src.rows), cudaMemcpyDeviceToDevice, stream()));
