@@ -195,17 +195,15 @@ void Decoder::embed_into(Pass& p, std::span<const int32_t> ids) const {
 }
 
 void Decoder::head_into(Pass& p, Tensor& logits) const {
-  const std::span<const float> W = op_weights();
-  const DecoderRegions& R = params_.regions;
-  norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
   if (backend_->host_memory()) {
+    const DecoderRegions& R = params_.regions;
+    norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
     // The logits tensor starts zeroed: accumulating into it spares OpenBLAS's own zeroing pass
     // over the largest matrix of the forward pass.
-    backend_->linear(p.XN, mat(W, R.lm_head), {}, MatView{logits.data(), p.T, arch_.vocab, arch_.vocab},
-                     /*accumulate=*/true);
+    backend_->linear(p.XN, mat(op_weights(), R.lm_head), {},
+                     MatView{logits.data(), p.T, arch_.vocab, arch_.vocab}, /*accumulate=*/true);
   } else {
-    const MatView L = buffer(p.ws->logits, *backend_, p.T, arch_.vocab);
-    backend_->linear(p.XN, mat(W, R.lm_head), {}, L, /*accumulate=*/false);
+    const MatView L = head_in_backend(p, p.ws->logits);
     backend_->copy_out(logits.data(), L.p, size_t(logits.size()) * sizeof(float));
   }
   // MosaicML's MPTForCausalLM.forward: logits *= logit_scale, after the head.
@@ -213,6 +211,15 @@ void Decoder::head_into(Pass& p, Tensor& logits) const {
     const float scale = float(arch_.logit_scale);
     for (float& v : logits.span()) v *= scale;
   }
+}
+
+// The final norm (into XN) and the LM head's GEMM into a [T, vocab] buffer of the backend's memory.
+MatView Decoder::head_in_backend(Pass& p, GrowingBuffer& into) const {
+  const DecoderRegions& R = params_.regions;
+  norm(p.X, R.final_norm_w, R.final_norm_b, p.XN);
+  const MatView L = buffer(into, *backend_, p.T, arch_.vocab);
+  backend_->linear(p.XN, mat(op_weights(), R.lm_head), {}, L, /*accumulate=*/false);
+  return L;
 }
 
 void Decoder::require_range(const char* what, int64_t first, int64_t last) const {
@@ -290,21 +297,48 @@ Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> d
   if (T == 0) return layout_sequence(a, T, doc_ids), logits;
   Pass p;
   open_pass(p, T, doc_ids, nullptr, save);
+  if (save)
+    run_saving(p, ids, *save);
+  else
+    run_layers(p, ids);
+  head_into(p, logits);
+  return logits;
+}
+
+std::span<float> Decoder::forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                             SavedActivations& save) const {
+  require_range("forward", 0, arch_.layers);
+  check_trainable(arch_);  // logit_scale 1: the head's output is the logits
+  save.valid = false;
+  check_ids(arch_, ids);
+  const int64_t T = int64_t(ids.size());
+  if (T == 0) return layout_sequence(arch_, T, doc_ids), std::span<float>();
+  Pass p;
+  open_pass(p, T, doc_ids, nullptr, &save);
+  run_saving(p, ids, save);
+  const MatView L = head_in_backend(p, save.logits);
+  return {L.p, size_t(T * arch_.vocab)};
+}
+
+// The embedding and the layers, keeping what backward() needs in `save` (the layers'
+// activations, x_final, the tokens, document starts and RoPE table).
+void Decoder::run_saving(Pass& p, std::span<const int32_t> ids, SavedActivations& save) const {
+  run_layers(p, ids);
+  backend_->copy(p.X, buffer(save.x_final, *backend_, p.T, arch_.hidden));
+  save.ids.assign(ids.begin(), ids.end());
+  save.doc_start = p.seq.doc_start;
+  save.rope = p.rope_table;
+  save.valid = true;
+}
+
+// The embedding and every layer, each layer's activations kept as p.save says.
+void Decoder::run_layers(Pass& p, std::span<const int32_t> ids) const {
   embed_into(p, ids);
-  for (int64_t l = 0; l < a.layers; ++l) {
-    p.keep = save ? &save->layers[size_t(l)] : nullptr;
-    p.keep_input_only = save && save->recomputes(l);
+  for (int64_t l = 0; l < arch_.layers; ++l) {
+    p.keep = p.save ? &p.save->layers[size_t(l)] : nullptr;
+    p.keep_input_only = p.save && p.save->recomputes(l);
     layer_forward(p, l);
   }
-  if (save) backend_->copy(p.X, buffer(save->x_final, *backend_, T, a.hidden));
-  head_into(p, logits);
-  if (save) {
-    save->ids.assign(ids.begin(), ids.end());
-    save->doc_start = std::move(p.seq.doc_start);
-    save->rope = std::move(p.rope_table);
-    save->valid = true;
-  }
-  return logits;
 }
 
 Tensor Decoder::embed(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) const {

@@ -82,6 +82,7 @@ struct SavedActivations {
   RopeTable rope;
   std::vector<Layer> layers;
   GrowingBuffer x_final;
+  GrowingBuffer logits;  // Decoder::forward_in_backend's [T, vocab], and dL/dlogits over them
   int64_t recompute_every = 0;  // set by the owner before forward(); 0: keep every layer
   bool valid = false;           // set by forward, cleared by whoever consumes it
   bool recomputes(int64_t layer) const { return recompute_every > 0 && (layer + 1) % recompute_every == 0; }
@@ -129,6 +130,11 @@ class Decoder final : public CausalLM {
     return forward(ids, doc_ids, nullptr);
   }
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const;
+  // forward(ids, doc_ids, &save) with the logits left in the backend's memory, in save.logits
+  // ([T, vocab]; the same values), for a loss computed there (a GPU's fused classifier): no copy
+  // to the host. Returns them.
+  std::span<float> forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                      SavedActivations& save) const;
   // The pieces of forward() (see above); doc_ids as forward's. embed needs range().first == 0,
   // head range().last == layers, layers a sub-range of range().
   Tensor embed(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const;  // [T, hidden]
@@ -155,6 +161,9 @@ class Decoder final : public CausalLM {
   void open_pass(Pass& p, int64_t T, std::span<const int32_t> doc_ids, float* x, SavedActivations* save) const;
   void embed_into(Pass& p, std::span<const int32_t> ids) const;
   void head_into(Pass& p, Tensor& logits) const;
+  MatView head_in_backend(Pass& p, GrowingBuffer& into) const;  // the head's GEMM into `into`
+  void run_saving(Pass& p, std::span<const int32_t> ids, SavedActivations& save) const;
+  void run_layers(Pass& p, std::span<const int32_t> ids) const;
   void layer_forward(Pass& p, int64_t l) const;
   // A layer that kept only x_in, run again from it (decoder.cpp), and the buffers it runs in.
   struct Recomputed {

@@ -86,6 +86,17 @@ Tensor TrainableModel::forward(std::span<const int32_t> ids, std::span<const int
   return decoder_->forward(ids, doc_ids, &saved_);
 }
 
+std::span<float> TrainableModel::forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids) {
+  if (!uploaded_) decoder_->upload_parameters(), uploaded_ = true;
+  return decoder_->forward_in_backend(ids, doc_ids, saved_);
+}
+
+void TrainableModel::backward_in_backend() {
+  const size_t n = saved_.ids.size() * size_t(arch().vocab);
+  decoder_->backward(saved_, {saved_.logits.data<float>(), n}, backend_gradients());
+  saved_.valid = false;
+}
+
 // On a GPU backend the device's gradients accumulate as the host's would (zero_grad zeroes
 // both) and stay there until gradients_to_host().
 void TrainableModel::backward(std::span<const float> dlogits) {

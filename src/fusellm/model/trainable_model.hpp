@@ -96,6 +96,11 @@ class TrainableModel {
   // dlogits [T, vocab]: dL/dlogits of the last forward(); adds every parameter's gradient into
   // the gradients (in the backend's memory: gradients_to_host()) and marks the kept activations used.
   void backward(std::span<const float> dlogits);
+  // The same two passes with the logits kept in the backend's memory, for a loss computed there
+  // (device/device_loss.hpp): forward_in_backend returns them ([T, vocab]); the loss writes
+  // dL/dlogits over them; backward_in_backend() then runs the backward pass from there.
+  std::span<float> forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {});
+  void backward_in_backend();
 
  private:
   std::unique_ptr<Decoder> decoder_;  // on the heap: the views point into its buffer

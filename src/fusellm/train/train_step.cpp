@@ -54,31 +54,52 @@ fusion::HostRows targets_of(const PackedSequence& ps, const StepSettings& s, Ste
   return std::move(f.rows);
 }
 
-// One sequence's loss on its logits z [T, V]: dL/dz written into z, scaled by `scale`.
+// The totals of one sequence's loss, checked and added to the step's terms.
+void add_terms(double loss, double clm, double fusion, const PackedSequence& ps, int64_t seq, bool fusing,
+               StepTerms& terms) {
+  if (!std::isfinite(clm)) throw NonFiniteLoss(fmt::format("the CLM loss is {} (sequence {})", clm, seq));
+  if (fusing && !std::isfinite(fusion))
+    throw NonFiniteLoss(fmt::format("the Fusion loss is {} (sequence {})", fusion, seq));
+  terms.loss += loss;
+  terms.clm += clm;
+  terms.fusion += fusion;
+  terms.tokens += ps.tokens();
+  ++terms.sequences;
+}
+
+// The classifiers refuse NaN/Inf logits or a non-finite position loss themselves: their error as
+// the step's NonFiniteLoss.
+template <class F>
+auto classify(F&& f, int64_t seq, bool fusing) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw NonFiniteLoss(
+        fmt::format("the {} loss is not finite (sequence {}: {})", fusing ? "CLM (and Fusion)" : "CLM", seq, e.what()));
+  }
+}
+
+// One sequence's loss on its logits z [T, V]: dL/dz written into z, scaled by `scale`. z is the
+// host's (the Kokkos classifier), or with `on_device` the backend's (the GPU's classifier).
 void sequence_loss(std::span<float> z, const PackedSequence& ps, int64_t seq, const fusion::HostRows& targets,
-                   const StepSettings& s, float scale, StepTerms& terms) {
+                   const StepSettings& s, float scale, StepTerms& terms, device::DeviceLoss* on_device) {
   const bool fusing = s.fusion.has_value();
+  if (on_device) {
+    const device::SequenceLoss r = classify(
+        [&] {
+          return on_device->sequence(z, s.vocab, ps.gold, {targets.ids.data(), targets.ids.size()},
+                                     {targets.probs.data(), targets.probs.size()}, targets.k(), float(s.lambda), scale);
+        },
+        seq, fusing);
+    return add_terms(r.loss, r.clm, r.fusion, ps, seq, fusing, terms);
+  }
   fusion::FusedClassifierParams fcp;
   fcp.lambda = float(s.lambda);
   fcp.reduction = fusion::LossReduction::kMean;
-  // The classifier refuses NaN/Inf logits or a non-finite position loss itself.
-  const auto r = [&] {
-    try {
-      return fusion::fused_classifier(z, ps.tokens(), s.vocab, ps.gold, targets, fcp);
-    } catch (const Error& e) {
-      throw NonFiniteLoss(fmt::format("the {} loss is not finite (sequence {}: {})", fusing ? "CLM (and Fusion)" : "CLM",
-                                      seq, e.what()));
-    }
-  }();
-  if (!std::isfinite(r.clm)) throw NonFiniteLoss(fmt::format("the CLM loss is {} (sequence {})", r.clm, seq));
-  if (fusing && !std::isfinite(r.fusion))
-    throw NonFiniteLoss(fmt::format("the Fusion loss is {} (sequence {})", r.fusion, seq));
+  const auto r = classify([&] { return fusion::fused_classifier(z, ps.tokens(), s.vocab, ps.gold, targets, fcp); }, seq,
+                          fusing);
   for (float& g : z) g *= scale;
-  terms.loss += r.loss;
-  terms.clm += r.clm;
-  terms.fusion += r.fusion;
-  terms.tokens += ps.tokens();
-  ++terms.sequences;
+  add_terms(r.loss, r.clm, r.fusion, ps, seq, fusing, terms);
 }
 
 }  // namespace
@@ -99,7 +120,8 @@ StepSettings StepSettings::of(const JobConfig& job, std::vector<std::string> sou
 
 StepTerms train_step(model::TrainableModel& model, const StepSettings& settings, int64_t step,
                      const StepBatches& batches, int64_t step_sequences, const MicroBatchFetch& fetch,
-                     TrainObserver* observer) {
+                     TrainObserver* observer, device::DeviceLoss* loss_on_device) {
+  device::DeviceLoss* const on_device = observer ? nullptr : loss_on_device;
   const int64_t V = settings.vocab;
   const float scale = 1.0f / float(step_sequences);
   StepTerms terms;
@@ -112,18 +134,25 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
     const std::vector<int64_t>& seqs = batches.micro_batches[m];
     const std::vector<PackedSequence> batch = fetch(m, seqs);
     const Concatenated in = concatenate(batch);
-    Tensor logits = model.forward(in.ids, in.doc_ids);
-    if (observer) observer->on_logits(step, m, logits.span(), V);
+    // The logits stay where the passes run when the loss can run there too (an observer reads
+    // them on the host).
+    Tensor host_logits;
+    if (!on_device) host_logits = model.forward(in.ids, in.doc_ids);
+    const std::span<float> logits = on_device ? model.forward_in_backend(in.ids, in.doc_ids) : host_logits.span();
+    if (observer) observer->on_logits(step, m, logits, V);
     int64_t off = 0;
     for (size_t b = 0; b < batch.size(); ++b) {
       const PackedSequence& ps = batch[b];
-      const std::span<float> z = logits.span().subspan(size_t(off * V), size_t(ps.tokens() * V));
+      const std::span<float> z = logits.subspan(size_t(off * V), size_t(ps.tokens() * V));
       off += ps.tokens();
       const fusion::HostRows targets = targets_of(ps, settings, terms);
       if (observer) observer->on_sequence(step, ps, targets);
-      sequence_loss(z, ps, seqs[b], targets, settings, scale, terms);
+      sequence_loss(z, ps, seqs[b], targets, settings, scale, terms, on_device);
     }
-    model.backward(logits.span());
+    if (on_device)
+      model.backward_in_backend();
+    else
+      model.backward(logits);
     if (m > 0) model.add_gradient_aside();
   }
   return terms;

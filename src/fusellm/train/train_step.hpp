@@ -24,6 +24,7 @@
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/data/packer.hpp"
+#include "fusellm/device/device_loss.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/model/trainable_model.hpp"
 #include "fusellm/job/sampler.hpp"
@@ -70,9 +71,11 @@ class NonFiniteLoss : public Error {
 };
 
 // step: 1-based, for the observer. step_sequences: the step's sequences on all ranks (the
-// gradient's 1 / N). NonFiniteLoss when a sequence's loss is not finite.
+// gradient's 1 / N). NonFiniteLoss when a sequence's loss is not finite. loss_on_device: the
+// loss computed where the logits are (a GPU: device/device_loss.hpp), the logits never on the
+// host; not used with an observer, which reads the logits on the host.
 StepTerms train_step(model::TrainableModel& model, const StepSettings& settings, int64_t step,
                      const StepBatches& batches, int64_t step_sequences, const MicroBatchFetch& fetch,
-                     TrainObserver* observer = nullptr);
+                     TrainObserver* observer = nullptr, device::DeviceLoss* loss_on_device = nullptr);
 
 }  // namespace fusellm

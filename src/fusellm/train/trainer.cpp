@@ -132,6 +132,7 @@ class Run {
   // One process with the student on a GPU: the optimizer there too (adamw_ then holds the host's
   // copy of its state, filled before a checkpoint).
   std::unique_ptr<device::DeviceOptimizer> on_device_;
+  std::unique_ptr<device::DeviceLoss> loss_on_device_;  // the student on a GPU: the loss there
   RunPosition at_;
   int64_t run_steps_ = 0, done_ = 0;  // this run's steps: at most, done
   int64_t micro_batch_ = 0;           // micro-batches of this run so far (their ids)
@@ -163,6 +164,7 @@ Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer,
     for (auto& p : model_.parameters())
       grads_.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
   if (!dp_) on_device_ = device::DeviceOptimizer::make(model_, adamw_.options());
+  loss_on_device_ = device::DeviceLoss::make(model_);
   resume();
 }
 
@@ -297,7 +299,7 @@ StepTerms Run::forward_backward(int64_t step, const StepBatches& mine, std::span
     return batch;
   };
   try {
-    StepTerms terms = train_step(model_, settings_, step, mine, sequences, fetch, observer_);
+    StepTerms terms = train_step(model_, settings_, step, mine, sequences, fetch, observer_, loss_on_device_.get());
     busy_until_now();
     return terms;
   } catch (const NonFiniteLoss& e) {
