@@ -4,10 +4,11 @@
 // random tokens, and per step what src/fusellm/train/train_step.cpp and trainer.cpp do:
 //
 //   zero_grad    the gradients zeroed where they are (a device memset)
-//   forward      the forward pass keeping its activations, the logits [T, V] downloaded
-//   loss         the fused classifier on the host, CLM only (lambda 1, mean over the labelled
-//                positions), dL/dlogits written into the logits (train_step's sequence_loss)
-//   backward     dL/dlogits uploaded, the backward pass (the gradients stay on the GPU)
+//   forward      the forward pass keeping its activations and its logits [T, V] on the GPU
+//   loss         the fused classifier on the GPU (device::DeviceLoss), CLM only (lambda 1, mean
+//                over the labelled positions), dL/dlogits written over the logits (train_step's
+//                sequence_loss); on the CPU backend the Kokkos classifier
+//   backward     the backward pass from there (the gradients stay on the GPU)
 //   optimizer    on the GPU: device::DeviceOptimizer's norm, clip and AdamW (0.9, 0.95, 1e-8,
 //                wd 0.1), which also refreshes the weights the passes read; on the CPU backend:
 //                clip_grad_norm and AdamW on the host (Run::reduce_and_clip, Run::update)
@@ -38,6 +39,7 @@
 #include "bench_timing.hpp"
 #include "fusellm/core/error.hpp"
 #include "fusellm/fusion/fused_classifier.hpp"
+#include "fusellm/device/device_loss.hpp"
 #include "fusellm/device/device_optimizer.hpp"
 #include "fusellm/model/cuda/cuda_backend.hpp"
 #include "fusellm/model/trainable_model.hpp"
@@ -121,6 +123,10 @@ int run(const Options& o) {
   AdamW adamw({0.9, 0.95, 1e-8, 0.1});
   // On the GPU the optimizer runs there, as the trainer runs it (device/device_optimizer.hpp).
   const std::unique_ptr<device::DeviceOptimizer> on_gpu = device::DeviceOptimizer::make(m, adamw.options());
+  // And the loss (device/device_loss.hpp): the logits stay on the GPU.
+  const std::unique_ptr<device::DeviceLoss> loss_on_gpu = device::DeviceLoss::make(m);
+  const std::vector<int32_t> no_ids(static_cast<size_t>(T), -1);  // CLM only: one empty slot per row
+  const std::vector<float> no_probs(static_cast<size_t>(T), 0.f);
 
   Phases ph;
   double first_loss = 0, last_loss = 0, gnorm = 0;
@@ -129,28 +135,38 @@ int run(const Options& o) {
     m.zero_grad();
     if (gpu) gpu->sync();
     const double t_zero = seconds_since(t0);
-    Tensor logits = m.forward(ids);
-    const double t_fwd = seconds_since(t0);
-    const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
-    const double t_loss = seconds_since(t0);
-    m.backward(logits.span());
-    if (gpu) gpu->sync();
+    double loss = 0, t_fwd = 0, t_loss = 0;
+    if (loss_on_gpu) {  // train_step's path on a GPU
+      const std::span<float> z = m.forward_in_backend(ids);
+      gpu->sync();
+      t_fwd = seconds_since(t0);
+      loss = loss_on_gpu->sequence(z, V, gold, no_ids, no_probs, 1, 1.f, 1.f).loss;
+      t_loss = seconds_since(t0);
+      m.backward_in_backend();
+      gpu->sync();
+    } else {
+      Tensor logits = m.forward(ids);
+      t_fwd = seconds_since(t0);
+      loss = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp).loss;
+      t_loss = seconds_since(t0);
+      m.backward(logits.span());
+    }
     const double t_bwd = seconds_since(t0);
     const std::string bad = optimizer_step(m, on_gpu.get(), pg, adamw, gnorm);
     const double t_all = seconds_since(t0);
-    if (!std::isfinite(r.loss) || !std::isfinite(gnorm) || !bad.empty())
-      fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, r.loss, gnorm,
+    if (!std::isfinite(loss) || !std::isfinite(gnorm) || !bad.empty())
+      fail("bench_train_cuda: step {}: loss {}, gradient norm {}, non-finite after the update: '{}'", it, loss, gnorm,
            bad);
-    (it == 0 ? first_loss : last_loss) = r.loss;
+    (it == 0 ? first_loss : last_loss) = loss;
     if (it < o.warmup) continue;
     ph.zero.push_back(t_zero), ph.forward.push_back(t_fwd - t_zero), ph.loss.push_back(t_loss - t_fwd);
     ph.backward.push_back(t_bwd - t_loss), ph.optimizer.push_back(t_all - t_bwd), ph.step.push_back(t_all);
   }
   const double step = median(ph.step), fwd = median(ph.forward), opt = median(ph.optimizer);
   const auto ms = [](double s) { return s * 1e3; };
-  std::printf("fusellm %s %s train phases (median ms): forward %.1f, loss %.1f (host fused classifier), backward "
-              "%.1f (incl. the dlogits upload), zero_grad %.1f, optimizer %.1f (on the GPU: device_optimizer; on the "
-              "host: gradient download, clip, AdamW)\n",
+  std::printf("fusellm %s %s train phases (median ms): forward %.1f, loss %.1f (the fused classifier: on the GPU, "
+              "device_loss; on the host, Kokkos), backward %.1f, zero_grad %.1f, optimizer %.1f (on the GPU: "
+              "device_optimizer; on the host: gradient download, clip, AdamW)\n",
               o.device.c_str(), o.dtype.c_str(), ms(fwd), ms(median(ph.loss)), ms(median(ph.backward)),
               ms(median(ph.zero)), ms(opt));
   std::printf("fusellm %s %s train step: %lld parameters, T=%lld, load %.1f s, loss %.4f -> %.4f, grad_norm %.3f, "
