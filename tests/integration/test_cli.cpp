@@ -402,7 +402,7 @@ TEST(Cli, PlanPrintsTheWorldSizeTheRankMapAndTheLaunchLines) {
   EXPECT_HAS(r.out, "students: 2 ranks ([topology].student_ranks)");
   EXPECT_HAS(r.out, "source \"neox\": replicas x stages = 2 x 2 = 4 ranks");
   EXPECT_HAS(r.out, "rank map: 7 ranks, 2 students, 2 teacher groups\n");
-  EXPECT_HAS(r.out, "  rank 1  student 1 of 2  device cpu\n");
+  EXPECT_HAS(r.out, "  rank 1  student 1 of 2  device auto\n");
   EXPECT_HAS(r.out, "  rank 6  teacher  source \"neox\" replica 1 stage 1  group rank 3  device auto\n");
   EXPECT_HAS(r.out, "sbatch --ntasks=7 slurm/one_node.sbatch --job " + job +
                         " --set topology.student_ranks=2 --set 'source[1].replicas=2' --set 'source[1].stages=2'\n");

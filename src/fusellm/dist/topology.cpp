@@ -53,7 +53,7 @@ Topology Topology::of(const JobConfig& job, int world_size) {
   check_world_size(job, world_size);
   Topology t;
   t.students_ = int(job.topology.student_ranks);
-  t.teacher_device_ = std::string(device_name(job.train.device));
+  t.device_ = std::string(device_name(job.train.device));
   for (int s = 0; s < t.students_; ++s) t.roles_.push_back({RankRole::Role::student, -1, 0, 0, s});
   for (size_t j = 0; j < job.sources.size(); ++j) {
     const int ranks = int(job.topology.teacher_ranks[j]), reps = int(job.sources[j].replicas);
@@ -128,10 +128,10 @@ std::string Topology::rank_map(const std::function<std::string(int)>& name) cons
   for (int r = 0; r < world_size(); ++r) {
     const RankRole& x = roles_[size_t(r)];
     if (x.role == RankRole::Role::student)
-      out += fmt::format("  {}  student {} of {}  device cpu\n", name(r), x.rank_in_group, students_);
+      out += fmt::format("  {}  student {} of {}  device {}\n", name(r), x.rank_in_group, students_, device_);
     else
       out += fmt::format("  {}  teacher  source \"{}\" replica {} stage {}  group rank {}  device {}\n",
-                         name(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group, teacher_device_);
+                         name(r), names_[size_t(x.source)], x.replica, x.stage, x.rank_in_group, device_);
   }
   return out;
 }

@@ -91,7 +91,7 @@ class Topology {
   std::vector<int> replicas_;       // per source
   std::vector<int> per_replica_;    // per source: ranks per replica
   int students_ = 1;
-  std::string teacher_device_ = "cpu";  // [train].device as set: the students compute on the CPU
+  std::string device_ = "cpu";  // [train].device as set: where every rank computes (resolved on each node)
 };
 
 }  // namespace fusellm::dist

@@ -127,7 +127,7 @@ TEST(Topology, RankMapNamesEveryRanksRoleAndHost) {
   InprocWorld::run(5, [&](Transport& world) {
     if (world.rank() != 0) return;
     const std::string map = t.rank_map(world);
-    EXPECT_NE(map.find(world.describe(0) + "  student 0 of 2  device cpu"), std::string::npos) << map;
+    EXPECT_NE(map.find(world.describe(0) + "  student 0 of 2  device auto"), std::string::npos) << map;
     EXPECT_NE(map.find(world.describe(2) + "  teacher  source \"a\" replica 0 stage 0  group rank 0"), std::string::npos)
         << map;
     EXPECT_NE(map.find(world.describe(4) + "  teacher  source \"b\" replica 1 stage 0  group rank 1"), std::string::npos)
