@@ -18,7 +18,8 @@
 #       there, as the device tool's command with carry [".gpu"]: finds CUDA's libraries (the
 #       toolkit's and the ones in python3's site-packages), runs every binary, then the benchmarks
 #       against PyTorch + transformers (benchmarks/bench_forward_cuda.py, bench_train_cuda.py) and
-#       the online job (bench_online_cuda.py), then compute-sanitizer memcheck and racecheck on the
+#       the online job (bench_online_cuda.py), fusellm plan's memory against the tiny job's measured
+#       peak (check_plan_memory.py), then compute-sanitizer memcheck and racecheck on the
 #       kernel tests; logs in $OUT (one file per step) and a table of the results printed last.
 #
 # A device call, from the repository root here:
@@ -182,6 +183,12 @@ run_there() {
   if grep -q '^fusellm$' "$PACK/binaries.txt" && command -v python3 >/dev/null; then
     step "online job, teacher + student on one GPU" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
       PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/bench_online_cuda.py" --fusellm "$PACK/bin/fusellm" --device cuda
+  fi
+  # fusellm plan's memory against the peak device memory of the tiny job run in one process on the
+  # GPU (nvidia-smi's per-process figure, sampled): issue 15 item 5's check of the plan.
+  if grep -q '^fusellm$' "$PACK/binaries.txt" && command -v python3 >/dev/null; then
+    step "plan memory vs measured (tiny job)" bench.log env -u LD_LIBRARY_PATH FUSELLM_LD_LIBRARY_PATH="$LD_LIBRARY_PATH" \
+      PYTHONUNBUFFERED=1 python3 "$ROOT/benchmarks/check_plan_memory.py" --fusellm "$PACK/bin/fusellm" --device cuda
   fi
   # The sanitizers on the kernel tests (not NCCL's: it is its own library's business), except
   # those listed in $GPU_CHECK_SANITIZED (binaries whose kernels are unchanged since a clean run:

@@ -26,10 +26,14 @@ class CudaOptimizer final : public DeviceOptimizer {
  public:
   CudaOptimizer(model::TrainableModel& m, const model::CudaBackend& be, const AdamWOptions& o)
       : m_(m), be_(be), hyper_(cuda::adamw_hyper(o)), P_(m.parameter_table().total()) {
-    master_ = cuda::dev_alloc<float>(size_t(P_));
     m1_ = cuda::dev_alloc<float>(size_t(P_));
     m2_ = cuda::dev_alloc<float>(size_t(P_));
-    if (m.decoder().weight_dtype() == DType::BF16) bf16_ = cuda::dev_alloc<__nv_bfloat16>(size_t(P_));
+    // fp32: the passes' copy is the master itself (updated in place); bf16: a master of its own,
+    // the passes' copy its rounding.
+    if (m.decoder().weight_dtype() == DType::BF16) {
+      own_master_ = cuda::dev_alloc<float>(size_t(P_));
+      bf16_ = cuda::dev_alloc<__nv_bfloat16>(size_t(P_));
+    }
     const std::vector<int64_t> b = cuda::no_decay_bounds(m.parameter_table());
     bounds_ = cuda::to_device(b);
     n_bounds_ = int64_t(b.size());
@@ -54,7 +58,7 @@ class CudaOptimizer final : public DeviceOptimizer {
     ++t_;
     be_.copy_in(bad_.get(), &kAllFinite, sizeof kAllFinite);
     cuda::AdamWRange r;
-    r.params = master_.get(), r.grads = m_.device_gradients().data(), r.m = m1_.get(), r.v = m2_.get();
+    r.params = master(), r.grads = m_.device_gradients().data(), r.m = m1_.get(), r.v = m2_.get();
     r.params_bf16 = bf16_.get(), r.offset = 0, r.n = P_;
     r.no_decay_bounds = bounds_.get(), r.n_bounds = n_bounds_, r.first_nonfinite = bad_.get();
     cuda::adamw_step(r, cuda::adamw_scalars(hyper_, lr, t_), coef_.get(), 1.f, be_.stream());
@@ -66,7 +70,7 @@ class CudaOptimizer final : public DeviceOptimizer {
 
   void to_host(AdamW& host) override {
     const std::span<float> p = m_.parameter_buffer();
-    be_.copy_out(p.data(), master_.get(), p.size_bytes());
+    be_.copy_out(p.data(), master(), p.size_bytes());
     std::vector<float> m1(static_cast<size_t>(P_)), m2(static_cast<size_t>(P_));
     be_.copy_out(m1.data(), m1_.get(), m1.size() * sizeof(float));
     be_.copy_out(m2.data(), m2_.get(), m2.size() * sizeof(float));
@@ -79,7 +83,7 @@ class CudaOptimizer final : public DeviceOptimizer {
 
   void from_host(const AdamW& host) override {
     const std::span<float> p = m_.parameter_buffer();
-    be_.copy_in(master_.get(), p.data(), p.size_bytes());
+    be_.copy_in(master(), p.data(), p.size_bytes());
     be_.zero(m1_.get(), size_t(P_) * sizeof(float));
     be_.zero(m2_.get(), size_t(P_) * sizeof(float));
     for (const ParamEntry& e : m_.parameter_table().entries())
@@ -91,20 +95,17 @@ class CudaOptimizer final : public DeviceOptimizer {
         be_.copy_in(m2_.get() + e.offset, s->v.data(), s->v.size() * sizeof(float));
       }
     t_ = host.steps();
-    m_.parameters_changed();  // the passes' copy from the host's weights at the next forward
+    if (bf16_) m_.parameters_changed();  // the passes' copy rounded from the host's at the next forward
     be_.sync();               // the host vectors above may go once this returns
   }
 
  private:
-  // The weights the passes read (Decoder::device_parameters): the master, or its bf16 rounding
-  // that adamw_step wrote beside it.
+  float* master() { return own_master_ ? own_master_.get() : m_.device_parameters().data(); }
+
+  // The weights the passes read (Decoder::device_parameters) in bf16 mode: the rounding of the
+  // master that adamw_step wrote beside it (in fp32 they are the master, already updated).
   void refresh_passes_copy() {
-    const std::span<float> op = m_.device_parameters();
-    if (bf16_)
-      cuda::bf16_to_f32(op.data(), bf16_.get(), P_, be_.stream());
-    else
-      FUSELLM_CUDA_CHECK(
-          cudaMemcpyAsync(op.data(), master_.get(), op.size_bytes(), cudaMemcpyDeviceToDevice, be_.stream()));
+    if (bf16_) cuda::bf16_to_f32(m_.device_parameters().data(), bf16_.get(), P_, be_.stream());
   }
 
   std::string tensor_at(int64_t flat) const {
@@ -117,7 +118,7 @@ class CudaOptimizer final : public DeviceOptimizer {
   const model::CudaBackend& be_;
   cuda::AdamWHyper hyper_;
   int64_t P_ = 0, t_ = 0, n_bounds_ = 0;
-  cuda::DevPtr<float> master_, m1_, m2_, coef_;
+  cuda::DevPtr<float> own_master_, m1_, m2_, coef_;
   cuda::DevPtr<__nv_bfloat16> bf16_;
   cuda::DevPtr<int64_t> bounds_;
   cuda::DevPtr<double> ws_, sq_, norm_;

@@ -212,6 +212,8 @@ const std::vector<std::string>& not_counted() {
       "the tokenizers, the vocabulary mapping and the aligner's DTW workspace (at most 256 MiB)",
       "message headers (96 bytes + 60 per segment), token ids, RoPE tables (a few bytes per token)",
       "the process itself (code, libraries, the host's copies while loading)",
+      "with [train].dtype bf16 on a GPU today: the weights the passes read are held as fp32 values (4 bytes, "
+      "not the 2 counted) beside their bf16 copy (2 bytes), and the GEMMs' bf16 operand scratch",
   };
   return n;
 }
