@@ -1,6 +1,7 @@
 #pragma once
-// The trainable student, fp32, of any family the decoder runs (llama, mistral, qwen2, gpt_neox,
-// mpt, gpt2; check_trainable refuses the few settings without a backward pass): the one decoder
+// The trainable student (an fp32 master; the passes may read it rounded to bf16: set_weight_dtype),
+// of any family the decoder runs (llama, mistral, qwen2, gpt_neox, mpt, gpt2; check_trainable
+// refuses the few settings without a backward pass): the one decoder
 // (decoder.hpp) with a gradient buffer of its parameters' layout and the activations of its last
 // forward pass.
 // Parameters and gradients are each ONE flat buffer (parameters(), gradients()), laid out by the
@@ -10,8 +11,9 @@
 // training checkpoints, and checkpoint_entries() gives them in the checkpoint's layout, for export.
 //
 // The loss is not computed here: the trainer passes the logits to the fused classifier
-// (fusion/fused_classifier.hpp: lambda * CLM + (1 - lambda) * Fusion, gradient in place) and
-// hands the result back to backward(). This library does not depend on Kokkos.
+// (fusion/fused_classifier.hpp on the host, device/device_loss.hpp on a GPU: lambda * CLM +
+// (1 - lambda) * Fusion, gradient in place) and hands the result back to backward() (or
+// backward_in_backend()). This library does not depend on Kokkos.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -34,10 +36,11 @@ struct Parameter {
 class TrainableModel {
  public:
   // Reads config.json and the safetensors of a checkpoint dir (any float dtype, kept in fp32).
-  // The passes run on `backend`; on a GPU backend the host buffers stay the canonical ones (the
-  // optimizer, ZeRO-1 and the checkpoints work on them, as ZeRO-Offload keeps the optimizer on
-  // the host): forward() uploads the parameters after parameters_changed(), backward() brings the
-  // gradients back.
+  // The passes run on `backend`. On a GPU backend the host's parameter buffer is what the CPU
+  // optimizer, ZeRO-1 and the checkpoints work on: forward() uploads it after parameters_changed();
+  // the gradients stay in device memory until gradients_to_host(). An optimizer on the device
+  // (device/device_optimizer.hpp) updates device_parameters() in place instead and fills the
+  // host's buffer only for a checkpoint.
   static TrainableModel load(const std::string& dir, const Backend& backend = cpu_backend());
   TrainableModel(Arch arch, const Checkpoint& ck, const Backend& backend = cpu_backend());
 
