@@ -287,14 +287,22 @@ void Decoder::rerun_layer(const SavedActivations& s, int64_t l, std::span<const 
   layer_forward(p, l);
 }
 
+// What every whole forward pass checks first; false for an empty sequence (its doc_ids checked too),
+// which has nothing to run.
+bool Decoder::begin_forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                            SavedActivations* save) const {
+  require_range("forward", 0, arch_.layers);
+  if (save) check_trainable(arch_), save->valid = false;
+  check_ids(arch_, ids);
+  if (!ids.empty()) return true;
+  layout_sequence(arch_, 0, doc_ids);
+  return false;
+}
+
 Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const {
-  const Arch& a = arch_;
-  require_range("forward", 0, a.layers);
-  if (save) check_trainable(a), save->valid = false;
-  check_ids(a, ids);
+  if (!begin_forward(ids, doc_ids, save)) return Tensor({0, arch_.vocab});
   const int64_t T = int64_t(ids.size());
-  Tensor logits({T, a.vocab});
-  if (T == 0) return layout_sequence(a, T, doc_ids), logits;
+  Tensor logits({T, arch_.vocab});
   Pass p;
   open_pass(p, T, doc_ids, nullptr, save);
   if (save)
@@ -307,12 +315,9 @@ Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> d
 
 std::span<float> Decoder::forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
                                              SavedActivations& save) const {
-  require_range("forward", 0, arch_.layers);
-  check_trainable(arch_);  // logit_scale 1: the head's output is the logits
-  save.valid = false;
-  check_ids(arch_, ids);
+  // check_trainable (logit_scale 1): the head's output is the logits.
+  if (!begin_forward(ids, doc_ids, &save)) return {};
   const int64_t T = int64_t(ids.size());
-  if (T == 0) return layout_sequence(arch_, T, doc_ids), std::span<float>();
   Pass p;
   open_pass(p, T, doc_ids, nullptr, &save);
   run_saving(p, ids, save);
@@ -321,13 +326,14 @@ std::span<float> Decoder::forward_in_backend(std::span<const int32_t> ids, std::
 }
 
 // The embedding and the layers, keeping what backward() needs in `save` (the layers'
-// activations, x_final, the tokens, document starts and RoPE table).
+// activations, x_final, the tokens, document starts and RoPE table; the last two moved out of
+// the pass, whose head reads neither).
 void Decoder::run_saving(Pass& p, std::span<const int32_t> ids, SavedActivations& save) const {
   run_layers(p, ids);
   backend_->copy(p.X, buffer(save.x_final, *backend_, p.T, arch_.hidden));
   save.ids.assign(ids.begin(), ids.end());
-  save.doc_start = p.seq.doc_start;
-  save.rope = p.rope_table;
+  save.doc_start = std::move(p.seq.doc_start);
+  save.rope = std::move(p.rope_table);
   save.valid = true;
 }
 
