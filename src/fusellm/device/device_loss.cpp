@@ -5,7 +5,6 @@
 #include "fusellm/core/error.hpp"
 
 #ifdef FUSELLM_HAVE_CUDA
-#include "cuda/device_buffer.hpp"
 #include "cuda/fused_classifier.cuh"
 #include "cuda/scale.cuh"
 #include "fusellm/model/cuda/cuda_backend.hpp"
@@ -15,22 +14,6 @@ namespace fusellm::device {
 
 #ifdef FUSELLM_HAVE_CUDA
 namespace {
-
-// A device copy of host values, grown to fit and never shrunk.
-template <class T>
-struct Staged {
-  cuda::DevPtr<T> dev;
-  size_t capacity = 0;
-  const T* put(std::span<const T> v, const model::CudaBackend& be) {
-    if (capacity < v.size()) {
-      be.sync();  // nothing queued may still read the old block
-      dev = cuda::dev_alloc<T>(v.size());
-      capacity = v.size();
-    }
-    be.copy_in(dev.get(), v.data(), v.size_bytes());
-    return dev.get();
-  }
-};
 
 class CudaLoss final : public DeviceLoss {
  public:
@@ -46,9 +29,9 @@ class CudaLoss final : public DeviceLoss {
            "k = {}", z.size(), T, target_ids.size(), target_probs.size(), T, vocab, k);
     if (T == 0) return {};
     cuda::FusedTargets t;
-    t.gold = gold_.put(gold, be_);
-    t.target_ids = ids_.put(target_ids, be_);
-    t.target_probs = probs_.put(target_probs, be_);
+    t.gold = model::in_backend_memory(gold, gold_, be_).data();
+    t.target_ids = model::in_backend_memory(target_ids, ids_, be_).data();
+    t.target_probs = model::in_backend_memory(target_probs, probs_, be_).data();
     t.k = k;
     classifier_.enqueue(z.data(), T, vocab, t, {lambda, cuda::LossReduction::kMean});
     const cuda::FusedLossTotals r = classifier_.finish();
@@ -59,8 +42,7 @@ class CudaLoss final : public DeviceLoss {
  private:
   const model::CudaBackend& be_;
   cuda::FusedClassifier classifier_;
-  Staged<int32_t> gold_, ids_;
-  Staged<float> probs_;
+  model::GrowingBuffer gold_, ids_, probs_;  // the host's gold ids and targets, copied in
 };
 
 }  // namespace

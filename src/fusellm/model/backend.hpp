@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "fusellm/model/ops.hpp"
 
@@ -117,11 +118,15 @@ class GrowingBuffer {
 };
 
 // `v` where the backend's ops read it: in place on the host, else copied into `g`.
-inline std::span<const int32_t> in_backend_memory(std::span<const int32_t> v, GrowingBuffer& g, const Backend& be) {
+template <class T>
+std::span<const T> in_backend_memory(std::span<const T> v, GrowingBuffer& g, const Backend& be) {
   if (be.host_memory()) return v;
-  int32_t* d = g.get<int32_t>(be, v.size());
+  T* d = g.get<T>(be, v.size());
   be.copy_in(d, v.data(), v.size_bytes());
   return {d, v.size()};
+}
+inline std::span<const int32_t> in_backend_memory(const std::vector<int32_t>& v, GrowingBuffer& g, const Backend& be) {
+  return in_backend_memory(std::span<const int32_t>(v), g, be);
 }
 
 }  // namespace fusellm::model

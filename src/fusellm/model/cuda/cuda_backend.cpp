@@ -49,36 +49,9 @@ struct CublasDestroy {
   void operator()(cublasHandle_t h) const { cublasDestroy(h); }
 };
 
-// A device copy of host floats, grown to fit and never shrunk. The last upload's host values are
-// kept: the decoder hands every layer the same RoPE table and ALiBi slopes, which then cost a
-// host comparison instead of a copy.
-struct Upload {
-  cuda::DevPtr<float> dev;
-  size_t capacity = 0;
-  std::vector<float> last;
-  bool valid = false;
-
-  const float* put(std::span<const float> v, cudaStream_t stream) {
-    if (valid && std::equal(v.begin(), v.end(), last.begin(), last.end())) return dev.get();
-    valid = false;
-    if (capacity < v.size()) {
-      // Kernels queued before may still read the old block: let them finish before freeing it.
-      FUSELLM_CUDA_CHECK(cudaStreamSynchronize(stream));
-      dev.reset();
-      dev = cuda::dev_alloc<float>(v.size());
-      capacity = v.size();
-    }
-    if (!v.empty())
-      FUSELLM_CUDA_CHECK(
-          cudaMemcpyAsync(dev.get(), v.data(), v.size_bytes(), cudaMemcpyHostToDevice, stream));
-    last.assign(v.begin(), v.end());
-    valid = true;
-    return dev.get();
-  }
-};
-
-// A device buffer grown to fit and never shrunk (a bf16 GEMM's repacked operand, its fp32 result):
-// a steady state of passes allocates nothing. Growth waits for kernels that may read the old block.
+// A device buffer grown to fit and never shrunk (a bf16 GEMM's repacked operand, its fp32 result,
+// an upload): a steady state of passes allocates nothing. Growth waits for kernels that may read
+// the old block.
 template <class T>
 struct Scratch {
   cuda::DevPtr<T> dev;
@@ -91,6 +64,25 @@ struct Scratch {
       capacity = n;
     }
     return dev.get();
+  }
+};
+
+// A device copy of host floats in a Scratch. The last upload's host values are kept: the decoder
+// hands every layer the same RoPE table and ALiBi slopes, which then cost a host comparison
+// instead of a copy.
+struct Upload {
+  Scratch<float> buf;
+  std::vector<float> last;
+  bool valid = false;
+
+  const float* put(std::span<const float> v, cudaStream_t stream) {
+    if (valid && std::equal(v.begin(), v.end(), last.begin(), last.end())) return buf.dev.get();
+    valid = false;
+    float* d = buf.get(v.size(), stream);
+    if (!v.empty()) FUSELLM_CUDA_CHECK(cudaMemcpyAsync(d, v.data(), v.size_bytes(), cudaMemcpyHostToDevice, stream));
+    last.assign(v.begin(), v.end());
+    valid = true;
+    return d;
   }
 };
 
