@@ -42,8 +42,11 @@ class CudaOptimizer final : public DeviceOptimizer {
     norm_ = cuda::dev_alloc<double>(1);
     coef_ = cuda::dev_alloc<float>(1);
     bad_ = cuda::dev_alloc<unsigned long long>(1);
-    AdamW fresh(o);
-    from_host(fresh);
+    // The weights are on the device already (the passes' copy, uploaded at load); m and v start at
+    // zero, as AdamW creates them.
+    if (own_master_) upload_master();
+    be_.zero(m1_.get(), size_t(P_) * sizeof(float));
+    be_.zero(m2_.get(), size_t(P_) * sizeof(float));
   }
 
   double clip(double max_norm) override {
@@ -63,27 +66,30 @@ class CudaOptimizer final : public DeviceOptimizer {
     r.no_decay_bounds = bounds_.get(), r.n_bounds = n_bounds_, r.first_nonfinite = bad_.get();
     cuda::adamw_step(r, cuda::adamw_scalars(hyper_, lr, t_), coef_.get(), 1.f, be_.stream());
     refresh_passes_copy();
+    host_current_ = false;
     unsigned long long bad = kAllFinite;
     be_.copy_out(&bad, bad_.get(), sizeof bad);
     return bad == kAllFinite ? std::string() : tensor_at(int64_t(bad));
   }
 
+  // Nothing to copy when no step ran since the last to_host or from_host (a checkpoint of the last
+  // step, then the export).
   void to_host(AdamW& host) override {
+    if (host_current_ && &host == current_in_) return;
     const std::span<float> p = m_.parameter_buffer();
     be_.copy_out(p.data(), master(), p.size_bytes());
-    std::vector<float> m1(static_cast<size_t>(P_)), m2(static_cast<size_t>(P_));
-    be_.copy_out(m1.data(), m1_.get(), m1.size() * sizeof(float));
-    be_.copy_out(m2.data(), m2_.get(), m2.size() * sizeof(float));
     for (const ParamEntry& e : m_.parameter_table().entries()) {
-      host.set_state(e.name, std::vector<float>(m1.begin() + e.offset, m1.begin() + e.offset + e.size),
-                     std::vector<float>(m2.begin() + e.offset, m2.begin() + e.offset + e.size));
+      std::vector<float> m(static_cast<size_t>(e.size)), v(static_cast<size_t>(e.size));
+      be_.copy_out(m.data(), m1_.get() + e.offset, m.size() * sizeof(float));
+      be_.copy_out(v.data(), m2_.get() + e.offset, v.size() * sizeof(float));
+      host.set_state(e.name, std::move(m), std::move(v));
     }
     host.set_steps(t_);
+    host_current_ = true, current_in_ = &host;
   }
 
   void from_host(const AdamW& host) override {
-    const std::span<float> p = m_.parameter_buffer();
-    be_.copy_in(master(), p.data(), p.size_bytes());
+    upload_master();
     be_.zero(m1_.get(), size_t(P_) * sizeof(float));
     be_.zero(m2_.get(), size_t(P_) * sizeof(float));
     for (const ParamEntry& e : m_.parameter_table().entries())
@@ -97,10 +103,15 @@ class CudaOptimizer final : public DeviceOptimizer {
     t_ = host.steps();
     if (bf16_) m_.parameters_changed();  // the passes' copy rounded from the host's at the next forward
     be_.sync();               // the host vectors above may go once this returns
+    host_current_ = true, current_in_ = &host;
   }
 
  private:
   float* master() { return own_master_ ? own_master_.get() : m_.device_parameters().data(); }
+  void upload_master() {
+    const std::span<float> p = m_.parameter_buffer();
+    be_.copy_in(master(), p.data(), p.size_bytes());
+  }
 
   // The weights the passes read (Decoder::device_parameters) in bf16 mode: the rounding of the
   // master that adamw_step wrote beside it (in fp32 they are the master, already updated).
@@ -123,6 +134,9 @@ class CudaOptimizer final : public DeviceOptimizer {
   cuda::DevPtr<int64_t> bounds_;
   cuda::DevPtr<double> ws_, sq_, norm_;
   cuda::DevPtr<unsigned long long> bad_;
+  // The host's copies (parameter_buffer() and *current_in_) hold this state: no step since.
+  bool host_current_ = false;
+  const AdamW* current_in_ = nullptr;
 };
 
 }  // namespace

@@ -38,7 +38,8 @@ class DeviceOptimizer {
   // with one that is not (AdamW::step's report); the passes' copy is refreshed either way.
   virtual std::string step(double lr) = 0;
   // The master weights into model.parameter_buffer(), m and v into `host` per tensor, its step
-  // count set: what a checkpoint writes.
+  // count set: what a checkpoint writes. Copies nothing when `host` holds this state already (no
+  // step since the last to_host or from_host with it).
   virtual void to_host(AdamW& host) = 0;
   // The reverse, after a checkpoint was loaded into model.parameter_buffer() and `host` (a tensor
   // `host` has no state for starts at zero, as AdamW creates it).

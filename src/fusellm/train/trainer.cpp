@@ -174,8 +174,10 @@ void Run::resume() {
   std::optional<Resumed> r = zero1_ ? resume_sharded(store_, job_, sched_, *zero1_, sampler_)
                                     : resume_latest(store_, job_, sched_, model_, adamw_, sampler_);
   if (r) {
-    model_.parameters_changed();
-    if (on_device_) on_device_->from_host(adamw_);
+    if (on_device_)
+      on_device_->from_host(adamw_);  // the weights, m and v to the device
+    else
+      model_.parameters_changed();
     last_good_ = r->path;
     at_ = r->position;
     res_.start_step = at_.step;
@@ -336,7 +338,8 @@ void Run::finish() {
   res_.end_step = at_.step;
   res_.segments_read = data_.reads();
   if (opt_.export_dir.empty() || !root() || !res_.stopped_by.empty()) return;  // stopped: not done yet
-  // In the checkpoint's layout (GPT-2's Conv1D, GPT-NeoX's per-head query_key_value).
+  // In the checkpoint's layout (GPT-2's Conv1D, GPT-NeoX's per-head query_key_value); on a GPU
+  // the last save filled the host's weights already (to_host then copies nothing).
   if (on_device_) on_device_->to_host(adamw_);
   const std::vector<SafetensorsEntry> ents = model_.checkpoint_entries();
   export_hf(ents, tdir_, job_.target.tokenizer.empty() ? tdir_ : job_.target.tokenizer, opt_.export_dir);
