@@ -427,7 +427,7 @@ TEST(Cli, PlanPrintsTheMemoryEachRankNeeds) {
   EXPECT_HAS(r.out, "memory per rank ([train].dtype fp32, 512 tokens per micro-batch;");
   EXPECT_HAS(r.out, "student (rank 0):\n");
   EXPECT_HAS(r.out, "10.82 MiB  P x w = 2835584 x 4\n");
-  EXPECT_HAS(r.out, "75.58 MiB  fits in 40.00 GiB (0.2%)\n");
+  EXPECT_HAS(r.out, "83.58 MiB  fits in 40.00 GiB (0.2%)\n");
   EXPECT_HAS(r.out, "teacher \"neox\" stage 0 of 1 (rank 2):\n");
   EXPECT_HAS(r.out, "not counted: allocator fragmentation");
   r = run("plan --job " + dir + "tiny.toml --json");

@@ -141,10 +141,25 @@ class Decoder final : public CausalLM {
   void layers(Tensor& hidden, int64_t first, int64_t last, std::span<const int32_t> doc_ids = {}) const;
   Tensor head(const Tensor& hidden) const;  // logits [T, vocab]
 
+  // How backward() adds the pass's gradient into `grads`:
+  //   kAsComputed  every op adds its contribution into `grads` as it runs: g = ((g + c_1) + c_2)...
+  //                Right for a `grads` of zeros (a step's first micro-batch): g = the pass's gradient.
+  //   kPerPart     the pass's gradient of each part of the model (the token and position
+  //                embeddings; the final norm and an untied head; each layer) is computed into
+  //                zeros of its own and added to `grads` when that part is done: g = g + (c_1 + c_2
+  //                ...), torch's .grad accumulation over micro-batches (AccumulateGrad adds each
+  //                backward's sum for the tensor, a tied weight's two uses summed first), so a
+  //                step's gradient is (g_0 + g_1) + g_2 ... as data-parallel ranks sum it. The
+  //                scratch is one part's (decoder_params.hpp's GradientPart): a layer's parameters
+  //                (or the head's), plus the embeddings', held over the pass; not a second buffer
+  //                of the whole model.
+  enum class GradientAdd { kAsComputed, kPerPart };
   // dlogits [T, vocab]: dL/dlogits of the forward pass that filled `saved`; adds the gradient of
-  // every parameter into `grads` (parameter_table()'s layout). Needs check_trainable(arch()).
-  // Both in the backend's memory (a GPU backend: device memory, from its allocate()).
-  void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads) const;
+  // every parameter into `grads` (parameter_table()'s layout) as `how` says. Needs
+  // check_trainable(arch()). Both in the backend's memory (a GPU backend: device memory, from its
+  // allocate()).
+  void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads,
+                GradientAdd how = GradientAdd::kAsComputed) const;
 
  private:
   // Activations of a forward pass that are not kept, reused between calls so that a pass does

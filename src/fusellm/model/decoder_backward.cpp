@@ -24,6 +24,37 @@ struct Decoder::Backward {
   Recomputed recomputed;  // a layer's activations run again (SavedActivations::recompute_every)
   MatView m(GrowingBuffer& g, int64_t cols) { return {g.get<float>(be, size_t(T * cols)), T, cols, cols}; }
   ConstMatView saved(const GrowingBuffer& g, int64_t cols) const { return {g.data<float>(), T, cols, cols}; }
+
+  // Where the ops write a parameter's gradient (Decoder::GradientAdd): `grads` itself, or with
+  // kPerPart the zeroed scratch of the part it belongs to (the embeddings' over the whole pass, the
+  // head's or a layer's while it runs), added into `grads` when the part is done.
+  struct Scratch {
+    GradientPart part;
+    GrowingBuffer buffer;
+    float* data = nullptr;  // while open
+  };
+  bool per_part = false;
+  Scratch embedding, current;
+  void open(Scratch& sc, GradientPart part) {
+    if (!per_part) return;
+    sc.part = part;
+    sc.data = sc.buffer.get<float>(be, size_t(part.size()));
+    be.zero(sc.data, size_t(part.size()) * sizeof(float));
+  }
+  void close(Scratch& sc) {
+    if (!per_part) return;
+    be.add({sc.data, size_t(sc.part.size())}, grads.subspan(size_t(sc.part.begin), size_t(sc.part.size())));
+    sc.data = nullptr;
+  }
+  std::span<float> gvec(const Region& r) {
+    if (!r.present()) return {};
+    const size_t n = size_t(r.rows * r.cols);
+    if (!per_part) return grads.subspan(size_t(r.offset), n);
+    for (const Scratch* sc : {&current, &embedding})
+      if (sc->data && sc->part.holds(r)) return {sc->data + (r.offset - sc->part.begin), n};
+    fail("train backward: the gradient at offset {} lies outside the parts being differentiated", r.offset);
+  }
+  MatView gmat(const Region& r) { return {gvec(r).data(), r.rows, r.cols, r.cols}; }
 };
 
 // dx (+)= the norm's input gradient for output gradient dy; its weight (and bias) gradients +=.
@@ -31,9 +62,9 @@ void Decoder::norm_backward(Backward& b, ConstMatView x, const Region& w, const 
                             MatView dx, bool accumulate) const {
   const float eps = float(arch_.norm_eps);
   if (arch_.norm == NormKind::RMSNorm)
-    b.be.rmsnorm_backward(x, vec(b.W, w), eps, dy, dx, vec(b.grads, w), accumulate);
+    b.be.rmsnorm_backward(x, vec(b.W, w), eps, dy, dx, b.gvec(w), accumulate);
   else
-    b.be.layernorm_backward(x, vec(b.W, w), eps, dy, dx, vec(b.grads, w), vec(b.grads, bias), accumulate);
+    b.be.layernorm_backward(x, vec(b.W, w), eps, dy, dx, b.gvec(w), b.gvec(bias), accumulate);
 }
 
 // Layer l's kept activations: the forward pass's, or run again (SavedActivations::recomputes).
@@ -58,8 +89,8 @@ void Decoder::mlp_backward(Backward& b, const SavedActivations::Layer& S, int64_
     be.gated_activation(a.act, pre, b.m(b.h, I));  // h as the forward computed it
   else
     be.activation(a.act, pre, b.m(b.h, I));
-  be.linear_backward_weight(b.m(b.dx, Hd), b.m(b.h, I), mat(b.grads, L.out));
-  if (L.out_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.out_b));
+  be.linear_backward_weight(b.m(b.dx, Hd), b.m(b.h, I), b.gmat(L.out));
+  if (L.out_b.present()) be.bias_backward(b.m(b.dx, Hd), b.gvec(L.out_b));
   be.linear_backward_input(b.m(b.dx, Hd), mat(W, L.out), b.m(b.dh, I), false);
   MatView din = b.m(b.dh, I);  // the gradient of the [gate; up] (or up) projection's output
   if (a.gated_mlp) {
@@ -68,8 +99,8 @@ void Decoder::mlp_backward(Backward& b, const SavedActivations::Layer& S, int64_
   } else {
     be.activation_backward(a.act, pre, din);
   }
-  be.linear_backward_weight(din, b.m(b.xn, Hd), mat(b.grads, L.in));
-  if (L.in_b.present()) be.bias_backward(din, vec(b.grads, L.in_b));
+  be.linear_backward_weight(din, b.m(b.xn, Hd), b.gmat(L.in));
+  if (L.in_b.present()) be.bias_backward(din, b.gvec(L.in_b));
   if (a.parallel_residual) {
     be.linear_backward_input(din, mat(W, L.in), b.m(b.dxn2, Hd), false);
     return;
@@ -87,15 +118,15 @@ void Decoder::attention_backward(Backward& b, const SavedActivations::Layer& S, 
   const LayerRegions& L = params_.regions.layers[size_t(l)];
   const int64_t Hd = a.hidden, nq = a.heads * a.head_dim, nqkv = nq + 2 * a.kv_heads * a.head_dim;
   const ConstMatView att = b.saved(S.att, nq), qkv = b.saved(S.qkv, nqkv), x_in = b.saved(S.x_in, Hd);
-  be.linear_backward_weight(b.m(b.dx, Hd), att, mat(b.grads, L.o));
-  if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), vec(b.grads, L.o_b));
+  be.linear_backward_weight(b.m(b.dx, Hd), att, b.gmat(L.o));
+  if (L.o_b.present()) be.bias_backward(b.m(b.dx, Hd), b.gvec(L.o_b));
   be.linear_backward_input(b.m(b.dx, Hd), mat(W, L.o), b.m(b.datt, nq), false);
   be.causal_attention_backward(qkv, att, b.m(b.datt, nq), b.doc_start, attention_shape(l), b.m(b.dqkv, nqkv));
   if (a.pos == PosKind::Rotary) be.apply_rope_backward(b.s.rope, b.m(b.dqkv, nqkv), 0, a.heads + a.kv_heads, a.head_dim);
   if (a.clip_qkv > 0) be.clamp_backward(qkv, float(a.clip_qkv), b.m(b.dqkv, nqkv));  // no RoPE: check_trainable
   norm(x_in, L.attn_norm_w, L.attn_norm_b, b.m(b.xn, Hd));
-  be.linear_backward_weight(b.m(b.dqkv, nqkv), b.m(b.xn, Hd), mat(b.grads, L.qkv));
-  if (L.qkv_b.present()) be.bias_backward(b.m(b.dqkv, nqkv), vec(b.grads, L.qkv_b));
+  be.linear_backward_weight(b.m(b.dqkv, nqkv), b.m(b.xn, Hd), b.gmat(L.qkv));
+  if (L.qkv_b.present()) be.bias_backward(b.m(b.dqkv, nqkv), b.gvec(L.qkv_b));
   be.linear_backward_input(b.m(b.dqkv, nqkv), mat(W, L.qkv), b.m(b.dxn, Hd), false);
   norm_backward(b, x_in, L.attn_norm_w, L.attn_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
   // Parallel residual: x_out = x_in + attn(norm1 x_in) + mlp(norm2 x_in), so x_in also gets the
@@ -104,7 +135,8 @@ void Decoder::attention_backward(Backward& b, const SavedActivations::Layer& S, 
     norm_backward(b, x_in, L.mlp_norm_w, L.mlp_norm_b, b.m(b.dxn2, Hd), b.m(b.dx, Hd), /*accumulate=*/true);
 }
 
-void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits, std::span<float> grads) const {
+void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits, std::span<float> grads,
+                       GradientAdd how) const {
   const Arch& a = arch_;
   check_trainable(a);
   const int64_t T = int64_t(s.ids.size()), Hd = a.hidden, V = a.vocab;
@@ -119,25 +151,32 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   const std::span<const float> W = op_weights();
   Backward b(be, W, s, grads, T);  // the gradient buffers are allocated at their first use
   b.doc_start = in_backend_memory(s.doc_start, b.starts, be);
+  b.per_part = how == GradientAdd::kPerPart;
+  b.open(b.embedding, embedding_part(params_.regions));  // the token embedding (a tied head's too) and positions'
 
   // Head and final norm.
   const DecoderRegions& R = params_.regions;
   const ConstMatView dz(dlogits.data(), T, V, V), x_final = b.saved(s.x_final, Hd);
+  b.open(b.current, head_part(R));
   norm(x_final, R.final_norm_w, R.final_norm_b, b.m(b.xn, Hd));
-  be.linear_backward_weight(dz, b.m(b.xn, Hd), mat(grads, R.lm_head));  // tied: into the embedding's
+  be.linear_backward_weight(dz, b.m(b.xn, Hd), b.gmat(R.lm_head));  // tied: into the embedding's
   be.linear_backward_input(dz, mat(W, R.lm_head), b.m(b.dxn, Hd), false);
   norm_backward(b, x_final, R.final_norm_w, R.final_norm_b, b.m(b.dxn, Hd), b.m(b.dx, Hd), false);
+  b.close(b.current);
   for (int64_t l = a.layers - 1; l >= 0; --l) {
+    b.open(b.current, layer_part(R, l));
     const SavedActivations::Layer& S = recompute_layer(b, l);
     mlp_backward(b, S, l);
     attention_backward(b, S, l);
+    b.close(b.current);
   }
-  be.embedding_backward(in_backend_memory(s.ids, b.ids, be), b.m(b.dx, Hd), mat(grads, R.embed));
+  be.embedding_backward(in_backend_memory(s.ids, b.ids, be), b.m(b.dx, Hd), b.gmat(R.embed));
   if (R.pos_embed.present()) {  // GPT-2's wpe: each token's position in its document
     std::vector<int32_t> pos(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t - s.doc_start[size_t(t)]);
-    be.embedding_backward(in_backend_memory(pos, b.pos, be), b.m(b.dx, Hd), mat(grads, R.pos_embed));
+    be.embedding_backward(in_backend_memory(pos, b.pos, be), b.m(b.dx, Hd), b.gmat(R.pos_embed));
   }
+  b.close(b.embedding);
 }
 
 }  // namespace fusellm::model

@@ -7,8 +7,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <utility>
 
 #include "fusellm/core/error.hpp"
@@ -248,6 +250,31 @@ void load_decoder_params(const Arch& a, const DecoderParams& params, const Check
         throw Error(fmt::format("{} (the MLP width {} is {})", err.what(), a.intermediate, a.intermediate_source));
       }
     }
+}
+
+namespace {
+
+// The smallest offset range holding every present region of `rs`.
+GradientPart extent(std::initializer_list<Region> rs) {
+  GradientPart p{INT64_MAX, 0};
+  for (const Region& r : rs)
+    if (r.present()) p.begin = std::min(p.begin, r.offset), p.end = std::max(p.end, r.offset + r.rows * r.cols);
+  return p.begin > p.end ? GradientPart{} : p;
+}
+
+}  // namespace
+
+GradientPart embedding_part(const DecoderRegions& R) { return extent({R.embed, R.pos_embed}); }
+
+GradientPart head_part(const DecoderRegions& R) {
+  const bool tied = R.lm_head.offset == R.embed.offset;  // its gradient goes to the embedding's part
+  return extent({R.final_norm_w, R.final_norm_b, tied ? Region{} : R.lm_head});
+}
+
+GradientPart layer_part(const DecoderRegions& R, int64_t layer) {
+  const LayerRegions& L = R.layers[size_t(layer)];
+  return extent({L.attn_norm_w, L.attn_norm_b, L.mlp_norm_w, L.mlp_norm_b, L.qkv, L.qkv_b, L.o, L.o_b, L.in, L.in_b,
+                 L.out, L.out_b});
 }
 
 }  // namespace fusellm::model

@@ -70,6 +70,20 @@ struct LayerRange {
   bool operator==(const LayerRange&) const = default;
 };
 
+// An offset range [begin, end) of the flat buffer whose gradient the backward pass may compute
+// apart and add when it is done (decoder.hpp's GradientAdd::kPerPart): the token and position
+// embeddings (a tied head's gradient goes there too), the final norm with an untied head, each
+// layer. The parts tile the buffer (tests/unit/model/test_backward.cpp), so the scratch is one
+// part's size (`fusellm plan` counts it).
+struct GradientPart {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+  bool holds(const Region& r) const { return r.offset >= begin && r.offset + r.rows * r.cols <= end; }
+};
+GradientPart embedding_part(const DecoderRegions& R);
+GradientPart head_part(const DecoderRegions& R);
+GradientPart layer_part(const DecoderRegions& R, int64_t layer);
+
 // The table and regions of a family's model; `ck` (or `has`, whether a tensor name exists) gives
 // the tensor names' prefix (checkpoints of the bare base model have none) and nothing else is read.
 DecoderParams plan_decoder_params(const Arch& a, const Checkpoint& ck);

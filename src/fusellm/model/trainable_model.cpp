@@ -48,6 +48,7 @@ std::vector<SafetensorsEntry> TrainableModel::checkpoint_entries() const {
 
 // On a GPU the host's copy is left as it is: gradients_to_host() overwrites all of it.
 void TrainableModel::zero_grad() {
+  grads_zero_ = true;
   if (device_grads_)
     backend_->zero(device_grads_->data, grads_.size() * sizeof(float));
   else
@@ -59,17 +60,10 @@ std::span<float> TrainableModel::backend_gradients() {
   return grads_;
 }
 
-void TrainableModel::set_gradient_aside() {
-  const std::span<float> g = backend_gradients();
-  float* kept = aside_.get<float>(*backend_, g.size());
-  backend_->copy(ConstMatView(g.data(), 1, int64_t(g.size()), int64_t(g.size())),
-                 MatView{kept, 1, int64_t(g.size()), int64_t(g.size())});
-  backend_->zero(g.data(), g.size_bytes());
-}
-
-void TrainableModel::add_gradient_aside() {
-  const std::span<float> g = backend_gradients();
-  backend_->add({aside_.data<float>(), g.size()}, g);
+Decoder::GradientAdd TrainableModel::next_add() {
+  const bool zero = grads_zero_;
+  grads_zero_ = false;
+  return zero ? Decoder::GradientAdd::kAsComputed : Decoder::GradientAdd::kPerPart;
 }
 
 void TrainableModel::gradients_to_host() {
@@ -93,7 +87,7 @@ std::span<float> TrainableModel::forward_in_backend(std::span<const int32_t> ids
 
 void TrainableModel::backward_in_backend() {
   const size_t n = saved_.ids.size() * size_t(arch().vocab);
-  decoder_->backward(saved_, {saved_.logits.data<float>(), n}, backend_gradients());
+  decoder_->backward(saved_, {saved_.logits.data<float>(), n}, backend_gradients(), next_add());
   saved_.valid = false;
 }
 
@@ -101,11 +95,11 @@ void TrainableModel::backward_in_backend() {
 // both) and stay there until gradients_to_host().
 void TrainableModel::backward(std::span<const float> dlogits) {
   if (!device_grads_) {
-    decoder_->backward(saved_, dlogits, grads_);
+    decoder_->backward(saved_, dlogits, grads_, next_add());
   } else {
     float* dz = device_dlogits_.get<float>(*backend_, dlogits.size());
     backend_->copy_in(dz, dlogits.data(), dlogits.size_bytes());
-    decoder_->backward(saved_, {dz, dlogits.size()}, backend_gradients());
+    decoder_->backward(saved_, {dz, dlogits.size()}, backend_gradients(), next_add());
   }
   saved_.valid = false;
 }

@@ -62,13 +62,6 @@ class TrainableModel {
   // Zeroes the gradients where backward() adds them (the host's buffer on the CPU, the device's
   // on a GPU: the host's is then stale until gradients_to_host()).
   void zero_grad();
-  // One optimizer step's gradient summed over micro-batches as torch accumulates .grad and the
-  // data-parallel students sum it: g = (g_0 + g_1) + g_2 ..., each micro-batch's gradient computed
-  // into zeroes and then added to the sum so far. Before the backward() of every micro-batch
-  // after the first: set_gradient_aside() (the sum so far kept, the gradient zeroed); after it:
-  // add_gradient_aside() (g = kept + g). In the backend's memory: on a GPU nothing crosses PCIe.
-  void set_gradient_aside();
-  void add_gradient_aside();
   // gradient_buffer() holds the gradients once this returns (a GPU backend's copied to the host;
   // nothing to do on the CPU). backward() leaves them in the backend's memory.
   void gradients_to_host();
@@ -98,6 +91,12 @@ class TrainableModel {
   Tensor forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {});
   // dlogits [T, vocab]: dL/dlogits of the last forward(); adds every parameter's gradient into
   // the gradients (in the backend's memory: gradients_to_host()) and marks the kept activations used.
+  // One optimizer step's gradient summed over micro-batches is then what torch accumulates in
+  // .grad and the data-parallel students sum: g = (g_0 + g_1) + g_2 ..., each micro-batch's
+  // gradient computed apart and added to the sum so far. The first backward() after zero_grad()
+  // writes into the zeros as it goes; the later ones add each part of the model (a layer, the
+  // head, the embeddings) when it is done (Decoder::GradientAdd::kPerPart): one layer's scratch,
+  // not a second gradient buffer, in the backend's memory (on a GPU nothing crosses PCIe).
   void backward(std::span<const float> dlogits);
   // The same two passes with the logits kept in the backend's memory, for a loss computed there
   // (device/device_loss.hpp): forward_in_backend returns them ([T, vocab]); the loss writes
@@ -114,7 +113,8 @@ class TrainableModel {
   const Backend* backend_ = nullptr;
   std::unique_ptr<Backend::Memory> device_grads_;
   std::span<float> backend_gradients();  // where backward() adds: device_grads_ or grads_
-  GrowingBuffer aside_;  // set_gradient_aside()'s sum so far, in the backend's memory
+  bool grads_zero_ = true;  // nothing added since zero_grad(): backward() writes as it goes
+  Decoder::GradientAdd next_add();
   GrowingBuffer device_dlogits_;
   bool uploaded_ = true;  // the passes read parameter_buffer()'s values (Decoder uploads at construction)
 };

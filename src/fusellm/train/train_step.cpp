@@ -127,10 +127,9 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
   StepTerms terms;
   model.zero_grad();
   // Each micro-batch's gradient is computed on its own, then added to the earlier ones' (as torch
-  // accumulates .grad): g = (g_0 + g_1) + g_2 ..., so that data-parallel students holding one
-  // micro-batch each sum exactly what one process sums (dist/zero1.hpp).
+  // accumulates .grad; TrainableModel::backward): g = (g_0 + g_1) + g_2 ..., so that data-parallel
+  // students holding one micro-batch each sum exactly what one process sums (dist/zero1.hpp).
   for (size_t m = 0; m < batches.micro_batches.size(); ++m) {
-    if (m > 0) model.set_gradient_aside();
     const std::vector<int64_t>& seqs = batches.micro_batches[m];
     const std::vector<PackedSequence> batch = fetch(m, seqs);
     const Concatenated in = concatenate(batch);
@@ -153,7 +152,6 @@ StepTerms train_step(model::TrainableModel& model, const StepSettings& settings,
       model.backward_in_backend();
     else
       model.backward(logits);
-    if (m > 0) model.add_gradient_aside();
   }
   return terms;
 }

@@ -178,6 +178,59 @@ TEST_P(Backward, RecomputationGivesTheSameBits) {
   EXPECT_THROW(m.set_recompute_every(-1), Error);
 }
 
+// A step's micro-batches: the backward() after the first adds each part's gradient when the part
+// is done (Decoder::GradientAdd::kPerPart), which must be the bits of torch's .grad accumulation:
+// each micro-batch's gradient computed into zeros, then g = (g_0 + g_1) + g_2, one fp32 add per
+// element; with recomputation too (a part's scratch then spans a layer run again).
+TEST_P(Backward, MicroBatchesAddAsTorchAccumulates) {
+  const fs::path dir = kFixtures / GetParam();
+  model::TrainableModel m = model::TrainableModel::load(dir.string());
+  const SafetensorsFile f((dir / "grads.safetensors").string());
+  const std::vector<std::string> names = {"mix", "packed", "long"};
+  auto pass = [&](const std::string& cname) {
+    const auto ids = read_i32(f, cname + ".ids"), docs = read_i32(f, cname + ".doc_ids"),
+               gold = read_i32(f, cname + ".gold"), tid = read_i32(f, cname + ".target_ids");
+    const Tensor tp = read_f32(f, cname + ".target_probs");
+    Tensor logits = m.forward(ids, docs);
+    loss_and_grad(logits, gold, tid, tp.span(), tp.dim(1), 0.9);
+    m.backward(logits.span());
+  };
+  for (const int64_t every : {0, 1}) {
+    SCOPED_TRACE("recompute_every " + std::to_string(every));
+    m.set_recompute_every(every);
+    std::vector<float> expected;
+    for (const std::string& cname : names) {  // each alone, into zeros; summed as torch does
+      m.zero_grad();
+      pass(cname);
+      const std::span<const float> g = m.gradient_buffer();
+      if (expected.empty()) expected.assign(g.begin(), g.end());
+      else
+        for (size_t i = 0; i < g.size(); ++i) expected[i] = expected[i] + g[i];
+    }
+    m.zero_grad();
+    for (const std::string& cname : names) pass(cname);
+    ASSERT_EQ(m.gradient_buffer().size(), expected.size());
+    EXPECT_EQ(std::memcmp(m.gradient_buffer().data(), expected.data(), expected.size() * sizeof(float)), 0);
+  }
+}
+
+// The parts kPerPart differentiates apart tile the parameter buffer: no gaps, no overlaps, so its
+// scratch is one part's size (what `fusellm plan` counts) and every gradient lands in one part.
+TEST_P(Backward, GradientPartsTileTheBuffer) {
+  const model::TrainableModel m = model::TrainableModel::load((kFixtures / GetParam()).string());
+  const model::DecoderRegions& R = m.decoder().regions();
+  std::vector<model::GradientPart> parts = {model::embedding_part(R), model::head_part(R)};
+  for (int64_t l = 0; l < m.arch().layers; ++l) parts.push_back(model::layer_part(R, l));
+  std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  int64_t at = 0;
+  for (const auto& p : parts) {
+    EXPECT_EQ(p.begin, at) << "a gap or an overlap before the part [" << p.begin << ", " << p.end << ")";
+    EXPECT_GT(p.size(), 0);
+    at = p.end;
+  }
+  EXPECT_EQ(at, m.num_parameters());
+}
+
 INSTANTIATE_TEST_SUITE_P(Llama, Backward, ::testing::Values("llama_gqa", "llama_tied_mqa", "qwen2_bias"));
 INSTANTIATE_TEST_SUITE_P(GptNeoX, Backward, ::testing::Values("neox_parallel", "neox_sequential"));
 INSTANTIATE_TEST_SUITE_P(Mpt, Backward, ::testing::Values("mpt_alibi", "mpt_clip"));

@@ -410,7 +410,7 @@ TEST(CudaBackendBf16, BackwardGemmsOnTensorCores) {
   }
 }
 
-// The memory ops of the gradient accumulation (TrainableModel::set_gradient_aside): zero a range
+// The memory ops of the gradient accumulation (Decoder::GradientAdd::kPerPart): zero a range
 // (the rest untouched), and y = x + y, the CPU's bits (one fp32 add).
 TEST(CudaBackend, ZeroAndAddAsTheCpu) {
   SKIP_WITHOUT_GPU();
