@@ -419,7 +419,8 @@ TEST(Cli, PlanPrintsTheWorldSizeTheRankMapAndTheLaunchLines) {
 // hand-computed sizes in tests/unit/dist/test_memory_plan.cpp): present for the tiny job with the
 // student's weights (2835584 fp32 parameters = 10.82 MiB) and total, the verdict against
 // --gpu-memory, the same numbers in --json, and the paper's job planned from the published 7B
-// shapes (--shapes) before its FILL_IN paths exist: the 7B student does not fit 40 GiB with ZeRO-1.
+// shapes (--shapes) before its FILL_IN paths exist: the 7B student fits 40 GiB with paper.toml's
+// ZeRO-2, not with ZeRO-1.
 TEST(Cli, PlanPrintsTheMemoryEachRankNeeds) {
   const std::string dir = std::string(FUSELLM_SOURCE_DIR) + "/jobs/";
   CmdResult r = run("plan --job " + dir + "tiny.toml --gpu-memory 40GiB");
@@ -444,8 +445,10 @@ TEST(Cli, PlanPrintsTheMemoryEachRankNeeds) {
   EXPECT_HAS(r.out, "needs 11 MPI ranks");
   EXPECT_HAS(r.out, "student (ranks 0-7):\n");
   EXPECT_HAS(r.out, "12.55 GiB  P x w = 6738415616 x 2\n");
-  EXPECT_HAS(r.out, "does NOT fit in 40.00 GiB");
+  EXPECT_HAS(r.out, "3.14 GiB  4 x ceil(P / S) = 4 x 842301952 (ZeRO-2: 1/8 shard)\n");  // paper.toml's zero_stage 2
+  EXPECT_HAS(r.out, "27.71 GiB  fits in 40.00 GiB (69.3%)\n");
   EXPECT_HAS(r.out, "teacher \"mpt_7b\" stage 0 of 1 (rank 10):\n");
+  EXPECT_HAS(run(paper + shapes + " --set topology.zero_stage=1").out, "does NOT fit in 40.00 GiB");
   // Without the shapes of one model the plan says how to give them.
   r = run(paper + " --shapes llama2_7b=llama2-7b");
   EXPECT_EQ(r.code, 1) << r.out;

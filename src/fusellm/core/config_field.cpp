@@ -45,7 +45,7 @@ const std::string& string_of(const Value& v) {
 int64_t count_of(const Value& v, int64_t lo, int64_t hi) {
   const int64_t i = integer_of(v);
   if (i < lo) throw BadValue(fmt::format("must be at least {}, found {}", lo, i));
-  if (i > hi) throw BadValue(fmt::format("must be at most {} (2^31 - 1), found {}", hi, i));
+  if (i > hi) throw BadValue(fmt::format("must be at most {}{}, found {}", hi, hi == kMaxCount ? " (2^31 - 1)" : "", i));
   return i;
 }
 

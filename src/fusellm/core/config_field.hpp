@@ -105,7 +105,7 @@ int64_t integer_of(const Value& v);
 double float_of(const Value& v);  // integers are accepted too ("clip = 1"), as TOML users expect
 bool bool_of(const Value& v);
 const std::string& string_of(const Value& v);  // non-empty
-// An integer in [lo, hi] ("must be at least", then "must be at most ... (2^31 - 1)").
+// An integer in [lo, hi] ("must be at least", then "must be at most", with "(2^31 - 1)" for kMaxCount).
 int64_t count_of(const Value& v, int64_t lo, int64_t hi = kMaxCount);
 std::string resolve_path(const std::string& p, const SetContext& ctx);
 

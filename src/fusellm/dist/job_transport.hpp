@@ -55,7 +55,7 @@ class JobTransport final : public Transport {
   int64_t drain_unreceived();
 
  private:
-  static constexpr int kTags = 6;  // Tag values 1..5 index 0..4; 5: Tag::test
+  static constexpr int kTags = 7;  // Tag values 1..6 index 0..5; 6: Tag::test
   static int slot(Tag tag);
 
   Transport& inner_;

@@ -33,7 +33,7 @@ struct Dims {
 // What every role's lines share: the job's sizes.
 struct JobDims {
   int64_t w = 4, a = 4;  // bytes of a weight, of an activation
-  int64_t T = 0, Ts = 0, k = 0, r = 0, prefetch = 0, S = 1, K = 0, recompute = 0, accum = 1;
+  int64_t T = 0, Ts = 0, k = 0, r = 0, prefetch = 0, S = 1, K = 0, recompute = 0, accum = 1, zero = 1;
   bool bf16 = false, fuses = false;
   static JobDims of(const JobConfig& job) {
     JobDims d;
@@ -42,6 +42,7 @@ struct JobDims {
     d.T = job.train.micro_batch * job.corpus.max_len;
     d.recompute = job.train.recompute_every;
     d.accum = job.grad_accum_steps();
+    d.zero = job.topology.zero_stage;
     d.Ts = job.corpus.max_segment_tokens();
     d.k = job.distill.top_k;
     // rows_message.hpp: ids 4 k, probs 2 k, target id 4, status 1; position CE 4 with MinCE per position.
@@ -82,11 +83,16 @@ std::vector<MemoryLine> student_lines(const JobDims& j, const model::Arch& targe
   out.push_back({"weights", fmt::format("P x w = {} x {}", P, j.w), P * j.w});
   // fp32 gradients of the whole model: the micro-batches accumulate into them before the
   // reduce-scatter (zero1.hpp), in fp32 whatever the dtype (Megatron-LM's fp32 grad accumulation).
-  // One buffer: no copy of the sum so far is kept aside (the next line).
-  out.push_back({"gradients", fmt::format("P x 4 = {} x 4", P), P * 4});
+  // One buffer: no copy of the sum so far is kept aside (the next line). ZeRO-2: the rank's shard
+  // of them alone (sharded_gradients.hpp).
+  if (j.zero == 2)
+    out.push_back({"gradients", fmt::format("4 x ceil(P / S) = 4 x {} (ZeRO-2: 1/{} shard)", shard, j.S), 4 * shard});
+  else
+    out.push_back({"gradients", fmt::format("P x 4 = {} x 4", P), P * 4});
   // A step's later micro-batches add their gradient part by part (model/decoder.hpp's
-  // GradientAdd::kPerPart): the embeddings' scratch over the pass and one layer's (or the head's).
-  if (j.accum > 1) {
+  // GradientAdd::kPerPart), and ZeRO-2's every micro-batch: the embeddings' scratch over the pass
+  // and one layer's (or the head's).
+  if (j.accum > 1 || j.zero == 2) {
     const model::DecoderRegions R = model::plan_decoder_params(target, model::base_prefix(target)).regions;
     const int64_t E = model::embedding_part(R).size(), Hp = model::head_part(R).size(),
                   Lp = model::layer_part(R, 0).size();

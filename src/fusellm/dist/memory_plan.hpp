@@ -19,7 +19,8 @@
 // Mixed precision ("bf16") is accounted as Megatron-LM's distributed optimizer does: bf16 weights,
 // fp32 gradients, and per rank the 1/S shard of the fp32 master weights and AdamW's m and v
 // (12 bytes per parameter of the shard); "fp32": fp32 weights and gradients, the shard of m and v
-// (8 bytes). Activations are in the compute dtype; logits are fp32.
+// (8 bytes). [topology].zero_stage 2 keeps the 1/S shard of the gradients instead of all of them.
+// Activations are in the compute dtype; logits are fp32.
 //
 // What it does not count (not_counted()): allocator fragmentation and caching, the CUDA context
 // (a few hundred MB per process), NCCL's and MPI's buffers, cuBLAS/cuDNN workspaces, the

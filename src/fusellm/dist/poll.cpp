@@ -11,6 +11,7 @@ std::string_view tag_name(Tag tag) {
     case Tag::credit: return "credit";
     case Tag::hidden: return "hidden";
     case Tag::end: return "end";
+    case Tag::gradient: return "gradient";
     case Tag::test: return "test";
   }
   return "unknown";

@@ -43,6 +43,7 @@ enum class Tag : int {
   credit = 3,   // student -> teacher: one micro-batch consumed
   hidden = 4,   // teacher stage -> next stage: hidden states of one segment
   end = 5,      // student 0 -> every teacher: the students are done, or stopped (job_end.hpp)
+  gradient = 6, // student -> student: a piece of a part's gradient for its shard's owner (sharded_gradients.hpp)
   test = 99,    // tests only
 };
 

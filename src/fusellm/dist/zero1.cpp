@@ -19,6 +19,7 @@ Zero1::Zero1(Transport& students, const ParamTable& table, std::span<float> para
 
 void Zero1::reduce_gradients() {
   if (ranks() == 1) return;  // one rank holds the whole sum: the single-process trainer's no-op
+  if (int64_t(grads_.size()) != table_.total()) return;  // ZeRO-2's shard: summed as the backward ran
   // reduce_scatter takes ranks * shard floats: the gradients themselves when they divide evenly,
   // else a copy padded with zeros (the padding's sums land beyond the last shard and are dropped).
   std::span<const float> in = grads_;

@@ -54,7 +54,9 @@ namespace fusellm::dist {
 class Zero1 {
  public:
   // params and grads: flat buffers laid out by `table` (table.total() floats each), the same on
-  // every rank. The transport, the table and both buffers must outlive this object.
+  // every rank; or (ZeRO stage 2) grads only this rank's shard, [begin, end), already summed over
+  // the ranks (sharded_gradients.hpp): reduce_gradients() then has nothing to do. The transport,
+  // the table and both buffers must outlive this object.
   Zero1(Transport& students, const ParamTable& table, std::span<float> params, std::span<float> grads,
         AdamWOptions opt);
 

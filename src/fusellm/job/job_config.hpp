@@ -78,6 +78,7 @@ struct TrainConfig {
 struct TopologyConfig {
   std::vector<int64_t> teacher_ranks;  // one per source; default: each source's replicas x stages
   int64_t student_ranks = 1;
+  int64_t zero_stage = 1;  // 1: ZeRO-1 (dist/zero1.hpp); 2: the gradients sharded too (dist/sharded_gradients.hpp)
   int64_t prefetch = 2;
   bool operator==(const TopologyConfig&) const = default;
 };

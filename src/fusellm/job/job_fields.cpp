@@ -228,7 +228,15 @@ JobSectionTable topology_table() {
   using S = TopologyConfig;
   Section<S> s{"topology", "one MPI job; ranks per role. The MPI job needs `sum(teacher_ranks) + student_ranks` ranks"};
   s.fields = {
-      config::integer_field("student_ranks", &S::student_ranks, 1, "Data-parallel student ranks (ZeRO-1)."),
+      config::integer_field("student_ranks", &S::student_ranks, 1, "Data-parallel student ranks (ZeRO-1 or -2: `zero_stage`)."),
+      config::integer_field("zero_stage", &S::zero_stage, 1,
+                            "How the students shard their training state, as DeepSpeed's ZeRO stages: 1 shards "
+                            "AdamW's state (every student holds the whole gradient, reduce-scattered once a step); "
+                            "2 shards the gradients too (each part of the gradient goes to its shards' owners as "
+                            "the backward pass finishes it, every micro-batch): 4 bytes per parameter become 4 / "
+                            "student_ranks, for more traffic.",
+                            2)
+          .typed("1 or 2"),
       config::integer_field("prefetch", &S::prefetch, 1,
                             "Micro-batches a teacher may run ahead of the students (credits)."),
   };

@@ -47,6 +47,7 @@
 // (train_ops.hpp) with its math. Gradients are added into a buffer of the parameters' layout, so
 // several sequences add up into one batch.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -154,12 +155,17 @@ class Decoder final : public CausalLM {
   //                (or the head's), plus the embeddings', held over the pass; not a second buffer
   //                of the whole model.
   enum class GradientAdd { kAsComputed, kPerPart };
+  // Where kPerPart may hand each part's gradient instead of adding it to `grads`: its offset in
+  // the buffer and its values (in the backend's memory, valid during the call). ZeRO-2's students
+  // send it to the owners of its shards (dist/sharded_gradients.hpp) and keep no `grads` at all.
+  using PartSink = std::function<void(int64_t begin, std::span<const float> grad)>;
   // dlogits [T, vocab]: dL/dlogits of the forward pass that filled `saved`; adds the gradient of
-  // every parameter into `grads` (parameter_table()'s layout) as `how` says. Needs
+  // every parameter into `grads` (parameter_table()'s layout) as `how` says, or with a `sink`
+  // (kPerPart only) hands each part to it and leaves `grads` (which may be empty) alone. Needs
   // check_trainable(arch()). Both in the backend's memory (a GPU backend: device memory, from its
   // allocate()).
   void backward(const SavedActivations& saved, std::span<const float> dlogits, std::span<float> grads,
-                GradientAdd how = GradientAdd::kAsComputed) const;
+                GradientAdd how = GradientAdd::kAsComputed, const PartSink* sink = nullptr) const;
 
  private:
   // Activations of a forward pass that are not kept, reused between calls so that a pass does

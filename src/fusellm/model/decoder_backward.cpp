@@ -34,6 +34,7 @@ struct Decoder::Backward {
     float* data = nullptr;  // while open
   };
   bool per_part = false;
+  const PartSink* sink = nullptr;  // kPerPart's receiver of each part instead of `grads`
   Scratch embedding, current;
   void open(Scratch& sc, GradientPart part) {
     if (!per_part) return;
@@ -43,7 +44,11 @@ struct Decoder::Backward {
   }
   void close(Scratch& sc) {
     if (!per_part) return;
-    be.add({sc.data, size_t(sc.part.size())}, grads.subspan(size_t(sc.part.begin), size_t(sc.part.size())));
+    const std::span<const float> done(sc.data, size_t(sc.part.size()));
+    if (sink)
+      (*sink)(sc.part.begin, done);
+    else
+      be.add(done, grads.subspan(size_t(sc.part.begin), size_t(sc.part.size())));
     sc.data = nullptr;
   }
   std::span<float> gvec(const Region& r) {
@@ -136,14 +141,15 @@ void Decoder::attention_backward(Backward& b, const SavedActivations::Layer& S, 
 }
 
 void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits, std::span<float> grads,
-                       GradientAdd how) const {
+                       GradientAdd how, const PartSink* sink) const {
   const Arch& a = arch_;
   check_trainable(a);
   const int64_t T = int64_t(s.ids.size()), Hd = a.hidden, V = a.vocab;
   if (!s.valid) fail("train backward: no forward pass to differentiate (call forward() first)");
   if (int64_t(dlogits.size()) != T * V)
     fail("train backward: dlogits has {} values, expected [{}, {}] = {}", dlogits.size(), T, V, T * V);
-  if (int64_t(grads.size()) != params_.table.total())
+  if (sink && how != GradientAdd::kPerPart) fail("train backward: a part sink needs GradientAdd::kPerPart");
+  if (!sink && int64_t(grads.size()) != params_.table.total())
     fail("train backward: a gradient buffer of {} floats for {} parameters", grads.size(), params_.table.total());
   if (T == 0) return;
   const Backend& be = *backend_;
@@ -152,6 +158,7 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   Backward b(be, W, s, grads, T);  // the gradient buffers are allocated at their first use
   b.doc_start = in_backend_memory(s.doc_start, b.starts, be);
   b.per_part = how == GradientAdd::kPerPart;
+  b.sink = sink;
   b.open(b.embedding, embedding_part(params_.regions));  // the token embedding (a tied head's too) and positions'
 
   // Head and final norm.

@@ -61,9 +61,28 @@ std::span<float> TrainableModel::backend_gradients() {
 }
 
 Decoder::GradientAdd TrainableModel::next_add() {
-  const bool zero = grads_zero_;
+  const bool zero = grads_zero_ && !sink_;
   grads_zero_ = false;
   return zero ? Decoder::GradientAdd::kAsComputed : Decoder::GradientAdd::kPerPart;
+}
+
+void TrainableModel::send_gradients_to(Decoder::PartSink sink) {
+  if (!sink) fail("{} model: send_gradients_to needs a receiver of the gradients", arch().model_type);
+  sink_ = std::move(sink);
+  std::vector<float>().swap(grads_);
+  device_grads_.reset();
+  for (Parameter& p : views_) p.grad = TensorView();
+  if (!backend_->host_memory())
+    device_sink_ = [this](int64_t begin, std::span<const float> g) {
+      staging_.resize(g.size());
+      backend_->copy_out(staging_.data(), g.data(), g.size_bytes());
+      sink_(begin, staging_);
+    };
+}
+
+const Decoder::PartSink* TrainableModel::part_sink() const {
+  if (!sink_) return nullptr;
+  return backend_->host_memory() ? &sink_ : &device_sink_;
 }
 
 void TrainableModel::gradients_to_host() {
@@ -87,19 +106,19 @@ std::span<float> TrainableModel::forward_in_backend(std::span<const int32_t> ids
 
 void TrainableModel::backward_in_backend() {
   const size_t n = saved_.ids.size() * size_t(arch().vocab);
-  decoder_->backward(saved_, {saved_.logits.data<float>(), n}, backend_gradients(), next_add());
+  decoder_->backward(saved_, {saved_.logits.data<float>(), n}, backend_gradients(), next_add(), part_sink());
   saved_.valid = false;
 }
 
 // On a GPU backend the device's gradients accumulate as the host's would (zero_grad zeroes
 // both) and stay there until gradients_to_host().
 void TrainableModel::backward(std::span<const float> dlogits) {
-  if (!device_grads_) {
-    decoder_->backward(saved_, dlogits, grads_, next_add());
+  if (backend_->host_memory()) {
+    decoder_->backward(saved_, dlogits, grads_, next_add(), part_sink());
   } else {
     float* dz = device_dlogits_.get<float>(*backend_, dlogits.size());
     backend_->copy_in(dz, dlogits.data(), dlogits.size_bytes());
-    decoder_->backward(saved_, {dz, dlogits.size()}, backend_gradients(), next_add());
+    decoder_->backward(saved_, {dz, dlogits.size()}, backend_gradients(), next_add(), part_sink());
   }
   saved_.valid = false;
 }

@@ -62,6 +62,12 @@ class TrainableModel {
   // Zeroes the gradients where backward() adds them (the host's buffer on the CPU, the device's
   // on a GPU: the host's is then stale until gradients_to_host()).
   void zero_grad();
+  // ZeRO stage 2 (dist/sharded_gradients.hpp): from now on every backward() hands each part of the
+  // model's gradient (the embeddings, the head, a layer: decoder_params.hpp's GradientPart) to
+  // `sink` once the part is done, on the host (a GPU backend's part copied out first), and no
+  // gradient buffer of the whole model is kept: gradient_buffer(), device_gradients() and the
+  // parameters' grad views are empty from here on.
+  void send_gradients_to(Decoder::PartSink sink);
   // gradient_buffer() holds the gradients once this returns (a GPU backend's copied to the host;
   // nothing to do on the CPU). backward() leaves them in the backend's memory.
   void gradients_to_host();
@@ -115,6 +121,10 @@ class TrainableModel {
   std::span<float> backend_gradients();  // where backward() adds: device_grads_ or grads_
   bool grads_zero_ = true;  // nothing added since zero_grad(): backward() writes as it goes
   Decoder::GradientAdd next_add();
+  Decoder::PartSink sink_;         // send_gradients_to()'s, on the host
+  Decoder::PartSink device_sink_;  // a GPU backend's: each part copied to staging_, then sink_
+  std::vector<float> staging_;
+  const Decoder::PartSink* part_sink() const;
   GrowingBuffer device_dlogits_;
   bool uploaded_ = true;  // the passes read parameter_buffer()'s values (Decoder uploads at construction)
 };

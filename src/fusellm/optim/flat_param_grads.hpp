@@ -17,8 +17,9 @@
 
 namespace fusellm {
 
-// end < 0: to the end of the buffers. Error when a buffer is not table.total() long or the range
-// is outside [0, total].
+// end < 0: to the end of the buffers. `grads` holds the whole buffer's gradients, or only the
+// range's (end - begin floats: a ZeRO-2 shard, dist/sharded_gradients.hpp). Error when a buffer
+// has another length or the range is outside [0, total].
 std::vector<ParamGrad> flat_param_grads(const ParamTable& table, std::span<float> params, std::span<float> grads,
                                         int64_t begin = 0, int64_t end = -1);
 

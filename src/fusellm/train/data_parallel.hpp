@@ -9,7 +9,9 @@
 //             whole step's sequence count as the gradient's 1/N; the loss terms are summed over
 //             the students
 //   update    ZeRO-1 (dist/zero1.hpp): reduce-scatter, clip over the shards, AdamW on the shard,
-//             all-gather; checkpoints are sharded (train/sharded_checkpoint.hpp)
+//             all-gather; checkpoints are sharded (train/sharded_checkpoint.hpp). With
+//             [topology].zero_stage 2 the reduce-scatter happens during the backward pass, part
+//             by part, into the rank's shard of the gradients (dist/sharded_gradients.hpp)
 //
 // Student rank 0 (world rank 0) writes the metrics, the checkpoints' metadata and the export,
 // and broadcasts where the run starts to every rank (dist/start_position.hpp), so the teachers walk

@@ -20,6 +20,7 @@
 #include "fusellm/teach/teach.hpp"
 #include "fusellm/dist/rank_status.hpp"
 #include "fusellm/dist/start_position.hpp"
+#include "fusellm/dist/sharded_gradients.hpp"
 #include "fusellm/dist/zero1.hpp"
 #include "fusellm/train/checkpointing.hpp"
 #include "fusellm/train/sharded_checkpoint.hpp"
@@ -128,7 +129,10 @@ class Run {
   AdamW adamw_;
   const TrainCheckpointStore store_;
   std::vector<ParamGrad> grads_;   // one process: every tensor
-  std::optional<dist::Zero1> zero1_;  // a student of the MPI job: its shard
+  // A student of the MPI job: with [topology].zero_stage 2 its shard of the gradients (before
+  // zero1_, which steps over it), then its shard of the optimizer state.
+  std::optional<dist::ShardedGradients> sharded_grads_;
+  std::optional<dist::Zero1> zero1_;
   // One process with the student on a GPU: the optimizer there too (adamw_ then holds the host's
   // copy of its state, filled before a checkpoint).
   std::unique_ptr<device::DeviceOptimizer> on_device_;
@@ -157,9 +161,13 @@ Run::Run(const JobConfig& job, const TrainOptions& opt, TrainObserver* observer,
   res_.segments = data_.segments();
   res_.sequences = sampler_.sequences();
   res_.total_steps = sampler_.total_steps();
+  if (dp_ && job.topology.zero_stage == 2) {
+    sharded_grads_.emplace(*dp_->students, model_.num_parameters());
+    model_.send_gradients_to([this](int64_t begin, std::span<const float> g) { sharded_grads_->add(begin, g); });
+  }
   if (dp_)
-    zero1_.emplace(*dp_->students, model_.parameter_table(), model_.parameter_buffer(), model_.gradient_buffer(),
-                   adamw_.options());
+    zero1_.emplace(*dp_->students, model_.parameter_table(), model_.parameter_buffer(),
+                   sharded_grads_ ? sharded_grads_->shard() : model_.gradient_buffer(), adamw_.options());
   else
     for (auto& p : model_.parameters())
       grads_.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
@@ -234,6 +242,7 @@ StepTerms Run::step(const StepBatches& batches) {
     mine.micro_batches.push_back(mb);
     ids.push_back(id);
   }
+  if (sharded_grads_) sharded_grads_->zero();  // model_.zero_grad() has no gradients to zero then
   StepTerms sum = forward_backward(step, mine, ids, batches.sequences());
   // Read once per step, before the students' one all-reduce of the step, so every student sees
   // the same sum and they all stop after the same step (a signal can reach the ranks at

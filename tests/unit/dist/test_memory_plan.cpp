@@ -177,6 +177,18 @@ TEST(MemoryPlan, Bf16AndClmOnly) {
   EXPECT_NE(error_of([&] { (void)st.line("logits"); }).find("no line \"logits\""), std::string::npos);
 }
 
+// ZeRO-2 ([topology].zero_stage = 2): the gradients are the rank's 1/S shard, and every
+// micro-batch (one per step here) goes part by part through one part's scratch.
+TEST(MemoryPlan, ZeroStageTwoShardsTheGradients) {
+  const JobConfig job = tiny({"topology.student_ranks=2", "topology.zero_stage=2"});
+  EXPECT_EQ(job.grad_accum_steps(), 1);
+  const RoleMemory st = plan_memory(job, job_shapes(job)).roles[0];
+  EXPECT_EQ(st.line("gradients").bytes, 4 * ((kLlamaP + 1) / 2));
+  EXPECT_EQ(st.line("gradient of one part").bytes, 4 * (V * h + std::max(h + V * h, kLlamaLayer)));
+  EXPECT_EQ(st.line("optimizer state").bytes, 8 * ((kLlamaP + 1) / 2));
+  EXPECT_NE(error_of([] { (void)tiny({"topology.zero_stage=3"}); }).find("zero_stage"), std::string::npos);
+}
+
 // Activation recomputation ([train].recompute_every = N): floor(L / N) layers keep x_in [T, h]
 // alone, and one layer's buffers hold the one being run again (decoder.hpp's Recomputed).
 TEST(MemoryPlan, RecomputationKeepsTheInputsOnly) {
@@ -196,10 +208,11 @@ TEST(MemoryPlan, RecomputationKeepsTheInputsOnly) {
   EXPECT_NE(error_of([] { (void)tiny({"train.recompute_every=-1"}); }).find("recompute_every"), std::string::npos);
 }
 
-// The paper's setting: a 7B student (Llama-2 7B) with ZeRO-1 over 8 ranks at bf16, sequence 2048,
-// one micro-batch of one sequence, three 7B teachers on one rank each.
+// The paper's setting: a 7B student (Llama-2 7B) with ZeRO-1, then ZeRO-2 (paper.toml's), over 8
+// ranks at bf16, sequence 2048, one micro-batch of one sequence, three 7B teachers on one rank each.
 TEST(MemoryPlan, PaperSettingOn40GiB) {
-  const JobConfig job = load_job(kDir + "/jobs/paper.toml", {.check_paths = false});
+  // paper.toml shards the gradients (zero_stage 2); ZeRO-1 first, as an override.
+  const JobConfig job = load_job(kDir + "/jobs/paper.toml", {.check_paths = false, .overrides = {"topology.zero_stage=1"}});
   const JobShapes shapes =
       job_shapes(job, {{"llama2_7b", "llama2-7b"}, {"openllama_7b", "open-llama-7b-v2"}, {"mpt_7b", "mpt-7b"}});
   const MemoryPlan plan = plan_memory(job, shapes);
@@ -229,6 +242,13 @@ TEST(MemoryPlan, PaperSettingOn40GiB) {
   EXPECT_GT(st.total(), gib40);
   EXPECT_GT(st.total(), int64_t(49) << 30);
   EXPECT_LT(st.total(), int64_t(50) << 30);
+  // ZeRO-2 shards the gradients too (4 P / 8: 3.4 GB): the student then fits, with 12 GiB to spare.
+  const JobConfig z2 = load_job(kDir + "/jobs/paper.toml", {.check_paths = false});
+  EXPECT_EQ(z2.topology.zero_stage, 2);
+  const RoleMemory st2 = plan_memory(z2, shapes).roles[0];
+  EXPECT_EQ(st2.line("gradients").bytes, 4 * (P / 8));
+  EXPECT_EQ(st2.total(), st.total() - 4 * P + 4 * (P / 8));
+  EXPECT_LT(st2.total(), int64_t(28) << 30);
   ASSERT_EQ(plan.roles.size(), 4u);
   for (size_t i = 1; i < 4; ++i) EXPECT_LT(plan.roles[i].total(), gib40) << plan.roles[i].role;
   EXPECT_EQ(plan.roles[1].line("weights").bytes, 2 * P);

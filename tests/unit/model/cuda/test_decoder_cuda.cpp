@@ -221,6 +221,39 @@ TEST_P(DecoderBackwardCuda, Bf16GemmGradientsWithinTheBf16Tolerance) {
   std::printf("  %-18s bf16 GEMM gradients vs CPU fp32: worst tensor %.2e\n", GetParam().c_str(), worst);
 }
 
+// A step's later micro-batches (GradientAdd::kPerPart): each part's gradient computed in a
+// device scratch and added to the sum so far, or handed to a sink (ZeRO-2), part by part, in
+// device memory: the same pass twice must sum to twice the CPU's gradient, and the parts the sink
+// receives must tile the buffer and hold the CPU's gradient.
+TEST_P(DecoderBackwardCuda, PartByPartAsTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const fs::path dir = kGrads / GetParam();
+  const Checkpoint ck(dir.string());
+  const model::Decoder g(model::read_arch(dir.string()), ck, gpu()), c(model::read_arch(dir.string()), ck);
+  const CpuBackward ref(c, 11, 24);
+  model::SavedActivations sg;
+  Tensor lg;
+  const std::vector<float> once = ref.on(g, sg, lg);  // into zeros: GradientAdd::kAsComputed
+  const auto dz = on_gpu(ref.dlogits), dg = on_gpu(once);
+  const std::span<const float> dlogits(static_cast<const float*>(dz->data), ref.dlogits.size());
+  g.forward(ref.ids, ref.docs, &sg);
+  g.backward(sg, dlogits, {static_cast<float*>(dg->data), once.size()}, model::Decoder::GradientAdd::kPerPart);
+  std::vector<float> twice(once.size()), cpu_twice(once.size());
+  gpu().copy_out(twice.data(), dg->data, twice.size() * sizeof(float));
+  for (size_t i = 0; i < once.size(); ++i) cpu_twice[i] = ref.grads[i] + ref.grads[i];
+  expect_gradients_near(c.parameter_table(), twice, cpu_twice, GetParam() + " added part by part");
+  std::vector<float> parts(once.size(), 0.f);
+  int64_t covered = 0;
+  const model::Decoder::PartSink sink = [&](int64_t begin, std::span<const float> part) {
+    gpu().copy_out(parts.data() + begin, part.data(), part.size_bytes());
+    covered += int64_t(part.size());
+  };
+  g.forward(ref.ids, ref.docs, &sg);
+  g.backward(sg, dlogits, {}, model::Decoder::GradientAdd::kPerPart, &sink);
+  EXPECT_EQ(covered, c.parameter_table().total());
+  expect_gradients_near(c.parameter_table(), parts, ref.grads, GetParam() + " handed to a sink");
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderBackwardCuda, ::testing::ValuesIn(kTrainable),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
