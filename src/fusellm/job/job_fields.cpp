@@ -180,7 +180,8 @@ JobSectionTable train_table() {
       config::choice_field("device", &S::device, device_names(),
                            "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
                            "GPU when the binary has CUDA and one is found). On a GPU: the teachers' forward pass, "
-                           "the student's forward and backward passes; the optimizer step stays on the host."),
+                           "the student's forward and backward passes and its loss; in one process its optimizer step too, while the "
+                           "MPI job's students step their ZeRO shard on the host."),
       config::integer_field("recompute_every", &S::recompute_every, 0,
                             "Activation recomputation: every N-th layer of the student keeps only its input and runs "
                             "its forward pass again in the backward pass (1: every layer, Megatron-LM's full "
