@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -22,7 +23,9 @@ std::vector<RankFingerprints> gather(Transport& world, const RankFingerprints& m
   std::vector<float> out(kWords * size_t(world.size()));
   world.all_gather(in, out);
   std::vector<RankFingerprints> all(size_t(world.size()));
-  std::memcpy(all.data(), out.data(), out.size() * sizeof(float));
+  // Trivially copyable (only its default constructor is not trivial), so its bytes may be copied.
+  static_assert(std::is_trivially_copyable_v<RankFingerprints>);
+  std::memcpy(static_cast<void*>(all.data()), out.data(), out.size() * sizeof(float));
   return all;
 }
 

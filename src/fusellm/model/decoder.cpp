@@ -325,6 +325,20 @@ std::span<float> Decoder::forward_in_backend(std::span<const int32_t> ids, std::
   return {L.p, size_t(T * arch_.vocab)};
 }
 
+std::span<const float> Decoder::logits_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                                  GrowingBuffer& into) const {
+  if (arch_.logit_scale != 1.0)
+    fail("{} model: logits_in_backend: logit_scale {} is applied on the host (forward())", arch_.model_type,
+         arch_.logit_scale);
+  if (!begin_forward(ids, doc_ids, nullptr)) return {};
+  const int64_t T = int64_t(ids.size());
+  Pass p;
+  open_pass(p, T, doc_ids, nullptr, nullptr);
+  run_layers(p, ids);
+  const MatView L = head_in_backend(p, into);
+  return {L.p, size_t(T * arch_.vocab)};
+}
+
 // The embedding and the layers, keeping what backward() needs in `save` (the layers'
 // activations, x_final, the tokens, document starts and RoPE table; the last two moved out of
 // the pass, whose head reads neither).

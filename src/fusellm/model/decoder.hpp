@@ -100,6 +100,7 @@ class Decoder final : public CausalLM {
 
   const ModelInfo& info() const override { return info_; }
   const Arch& arch() const { return arch_; }
+  const Backend& backend() const { return *backend_; }  // where the passes run
   const ParamTable& parameter_table() const { return params_.table; }
   const DecoderRegions& regions() const { return params_.regions; }
   const DecoderParams& params() const { return params_; }
@@ -136,6 +137,12 @@ class Decoder final : public CausalLM {
   // to the host. Returns them.
   std::span<float> forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
                                       SavedActivations& save) const;
+  // forward(ids, doc_ids) without saving, its logits left in the backend's memory in `into`
+  // ([T, vocab]; the same values), for a teacher's top-k and CE computed there (device/
+  // device_scoring.hpp). Error for a model with a logit_scale other than 1 (MPT's, applied on
+  // the host by forward()) or a decoder that holds a stage only.
+  std::span<const float> logits_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                           GrowingBuffer& into) const;
   // The pieces of forward() (see above); doc_ids as forward's. embed needs range().first == 0,
   // head range().last == layers, layers a sub-range of range().
   Tensor embed(std::span<const int32_t> ids, std::span<const int32_t> doc_ids = {}) const;  // [T, hidden]
@@ -193,6 +200,17 @@ class Decoder final : public CausalLM {
     GrowingBuffer x, xn, h;
   };
   void rerun_layer(const SavedActivations& s, int64_t l, std::span<const int32_t> doc_start, Recomputed& r) const;
+  // The backward pass's buffers (decoder_backward.cpp), kept between calls as the forward's
+  // Workspace is, so that a micro-batch's backward pass allocates nothing (no page faults on the
+  // host, no cudaMalloc / cudaFree on a GPU, which wait for the device): one layer's gradients of
+  // the activations, the tokens copied in, a recomputed layer, the gradient parts' scratch
+  // (GradientAdd::kPerPart). A concurrent call that finds it in use allocates its own.
+  struct BackwardWorkspace {
+    GrowingBuffer xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
+    GrowingBuffer ids, pos, starts;
+    Recomputed recomputed;
+    GrowingBuffer embedding_scratch, part_scratch;
+  };
   const SavedActivations::Layer& recompute_layer(Backward& b, int64_t l) const;
   void require_range(const char* what, int64_t first, int64_t last) const;
   void norm_backward(Backward& b, ConstMatView x, const Region& w, const Region& bias, ConstMatView dy, MatView dx,
@@ -231,6 +249,8 @@ class Decoder final : public CausalLM {
   std::vector<float> alibi_;
   mutable std::mutex workspace_mutex_;
   mutable Workspace workspace_;
+  mutable std::mutex backward_mutex_;
+  mutable BackwardWorkspace backward_workspace_;
 };
 
 // config.json's model_type picks the family (registry.cpp); `range` as Decoder's.

@@ -9,9 +9,13 @@ namespace fusellm::model {
 
 // The gradients of the activations, [T, .] each, and where the backward pass reads and writes,
 // all in the backend's memory.
+// The buffers are the decoder's BackwardWorkspace (kept between calls), named here.
 struct Decoder::Backward {
-  Backward(const Backend& b, std::span<const float> w, const SavedActivations& saved, std::span<float> g, int64_t t)
-      : be(b), W(w), s(saved), grads(g), T(t) {}
+  Backward(const Backend& b, std::span<const float> w, const SavedActivations& saved, std::span<float> g, int64_t t,
+           BackwardWorkspace& ws)
+      : be(b), W(w), s(saved), grads(g), T(t), xn(ws.xn), dxn(ws.dxn), dxn2(ws.dxn2), dx(ws.dx), h(ws.h), dh(ws.dh),
+        dgu(ws.dgu), datt(ws.datt), dqkv(ws.dqkv), ids(ws.ids), pos(ws.pos), starts(ws.starts),
+        recomputed(ws.recomputed), embedding{ws.embedding_scratch}, current{ws.part_scratch} {}
   const Backend& be;
   std::span<const float> W;  // the parameters
   const SavedActivations& s;
@@ -19,9 +23,9 @@ struct Decoder::Backward {
   int64_t T;
   std::span<const int32_t> doc_start;  // s.doc_start where the backend reads it
   // dxn2: the MLP's norm-input gradient of a parallel-residual layer, added after attention's.
-  GrowingBuffer xn, dxn, dxn2, dx, h, dh, dgu, datt, dqkv;
-  GrowingBuffer ids, pos, starts;  // the host's token ids, positions and doc_start, copied in
-  Recomputed recomputed;  // a layer's activations run again (SavedActivations::recompute_every)
+  GrowingBuffer &xn, &dxn, &dxn2, &dx, &h, &dh, &dgu, &datt, &dqkv;
+  GrowingBuffer &ids, &pos, &starts;  // the host's token ids, positions and doc_start, copied in
+  Recomputed& recomputed;  // a layer's activations run again (SavedActivations::recompute_every)
   MatView m(GrowingBuffer& g, int64_t cols) { return {g.get<float>(be, size_t(T * cols)), T, cols, cols}; }
   ConstMatView saved(const GrowingBuffer& g, int64_t cols) const { return {g.data<float>(), T, cols, cols}; }
 
@@ -29,13 +33,13 @@ struct Decoder::Backward {
   // kPerPart the zeroed scratch of the part it belongs to (the embeddings' over the whole pass, the
   // head's or a layer's while it runs), added into `grads` when the part is done.
   struct Scratch {
-    GradientPart part;
-    GrowingBuffer buffer;
+    GrowingBuffer& buffer;
+    GradientPart part{};
     float* data = nullptr;  // while open
   };
+  Scratch embedding, current;
   bool per_part = false;
   const PartSink* sink = nullptr;  // kPerPart's receiver of each part instead of `grads`
-  Scratch embedding, current;
   void open(Scratch& sc, GradientPart part) {
     if (!per_part) return;
     sc.part = part;
@@ -155,7 +159,11 @@ void Decoder::backward(const SavedActivations& s, std::span<const float> dlogits
   const Backend& be = *backend_;
   const auto pass_scope = be.begin_pass();
   const std::span<const float> W = op_weights();
-  Backward b(be, W, s, grads, T);  // the gradient buffers are allocated at their first use
+  // The workspace of earlier calls (buffers grown at their first use), or one of its own when
+  // another backward pass holds it.
+  std::unique_lock lock(backward_mutex_, std::try_to_lock);
+  BackwardWorkspace own;
+  Backward b(be, W, s, grads, T, lock.owns_lock() ? backward_workspace_ : own);
   b.doc_start = in_backend_memory(s.doc_start, b.starts, be);
   b.per_part = how == GradientAdd::kPerPart;
   b.sink = sink;

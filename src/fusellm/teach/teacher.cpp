@@ -1,5 +1,6 @@
 #include "fusellm/teach/teacher.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 
@@ -27,6 +28,13 @@ void copy_rows(const fusion::HostRows& from, int64_t first, int64_t n, fusion::H
       to.ids(at + i, j) = from.ids(first + i, j);
       to.probs(at + i, j) = from.probs(first + i, j);
     }
+}
+
+// metric_ce of the original: the source's mean CE on its own next tokens (none after the last).
+std::vector<int32_t> next_token_gold(const std::vector<int32_t>& ids) {
+  std::vector<int32_t> gold(ids.size(), -1);
+  for (size_t i = 0; i + 1 < ids.size(); ++i) gold[i] = ids[i + 1];
+  return gold;
 }
 
 }  // namespace
@@ -61,6 +69,7 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
     fail("{}: [corpus].max_len - margin = {} exceeds the context of [[source]] '{}' ({} positions)",
          job.where("corpus", "max_len"), max_tokens, source, context_);
   if (model_->range().last != model_->arch().layers) return;  // a stage before the head
+  if (model_->range().first == 0) on_device_ = device::DeviceScoring::make(*model_);
   const align::OriginalRules rules = job.distill.rules();
   mapping_ = std::make_unique<align::VocabMapping>(
       with_context(fmt::format("{}: [[source]] '{}': vocabulary mapping", job.file, source), [&] {
@@ -95,6 +104,28 @@ Teacher::Tokens Teacher::tokenize(const Segment& s) const {
   return t;
 }
 
+// score() from the device's results: the same fields, from the same formulas (SegmentScores::ce).
+Teacher::Scored Teacher::score_on_device(Tokens tokens) const {
+  Scored f;
+  f.tokens = std::move(tokens);
+  const std::vector<int32_t> gold = next_token_gold(f.tokens.src_ids);
+  const int64_t T = int64_t(gold.size());
+  device::SegmentScoresOnHost s =
+      on_device_->score(f.tokens.src_ids, gold, {k_, topk_.temperature, topk_.keep_tail}, name_);
+  f.rows = fusion::HostRows("teach.src", T, k_, topk_.keep_tail);
+  std::copy(s.ids.begin(), s.ids.end(), f.rows.ids.data());
+  std::copy(s.probs.begin(), s.probs.end(), f.rows.probs.data());
+  if (topk_.keep_tail) std::copy(s.tail.begin(), s.tail.end(), f.rows.tail.data());
+  f.ce = s.scored > 0 ? s.ce_sum / double(s.scored) : std::numeric_limits<double>::infinity();
+  f.ce_tokens = s.scored;
+  if (position_ce_) {
+    f.ce_position = std::move(s.ce_position);
+    for (int64_t i = 0; i < T; ++i)
+      if (gold[size_t(i)] < 0) f.ce_position[size_t(i)] = std::numeric_limits<float>::infinity();
+  }
+  return f;
+}
+
 Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
   require_head("score");
   Scored f;
@@ -105,9 +136,7 @@ Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
     fail("Teacher '{}': logits of shape {} for {} tokens of a vocabulary of {}", name_, shape_str(logits.shape()), T,
          vocab_);
   f.rows = fusion::topk_softmax(logits.span(), T, vocab_, topk_, name_);
-  // metric_ce of the original: the source's mean CE on its own next tokens.
-  std::vector<int32_t> gold(size_t(T), -1);
-  for (int64_t i = 0; i + 1 < T; ++i) gold[size_t(i)] = ids[size_t(i + 1)];
+  const std::vector<int32_t> gold = next_token_gold(ids);
   const std::vector<int64_t> offs{0, T};
   const auto sc = fusion::score_segments(logits.span(), T, vocab_, gold, offs, name_);
   f.ce = sc.ce(0);
@@ -125,6 +154,10 @@ std::vector<TeacherRows> Teacher::rows(std::span<const Segment> segments) const 
   scored.reserve(segments.size());
   for (const Segment& s : segments) {
     Tokens t = tokenize(s);
+    if (on_device_) {
+      scored.push_back(score_on_device(std::move(t)));
+      continue;
+    }
     const Tensor logits = model_->forward(t.src_ids);
     scored.push_back(score(std::move(t), logits));
   }

@@ -15,6 +15,9 @@
 // kept as they are (ids the target tokenizer does not have are dropped, as the vocabulary mapping
 // would drop them).
 //
+// On a GPU the whole model's rows() keeps the logits in device memory: the top-k and the CE run
+// there (device/device_scoring.hpp) and only the k ids and probabilities per position come back.
+//
 // rows() is three pieces, public so that a forward pass run elsewhere can feed them (the pipeline
 // stages of dist/stage_pipeline.hpp: the first stage tokenizes, the last one scores and
 // finishes): tokenize (both tokenizations), the source's forward pass, score (top-k and CE from the
@@ -31,6 +34,7 @@
 #include "fusellm/align/align_tokens.hpp"
 #include "fusellm/data/segmenter.hpp"
 #include "fusellm/data/teacher_rows.hpp"
+#include "fusellm/device/device_scoring.hpp"
 #include "fusellm/fusion/kokkos_glue.hpp"
 #include "fusellm/fusion/topk_softmax.hpp"
 #include "fusellm/job/job_config.hpp"
@@ -106,6 +110,10 @@ class Teacher {
   bool position_ce_ = false;
   fusion::TopkParams topk_;
   std::unique_ptr<model::Decoder> model_;
+  // The whole model on a GPU: its forward pass, top-k and CE there (device/device_scoring.hpp);
+  // nullptr on the host, for a stage, or an MPT with a logit_scale (scored as score() does).
+  std::unique_ptr<device::DeviceScoring> on_device_;
+  Scored score_on_device(Tokens tokens) const;
   int64_t vocab_ = 0, context_ = 0;  // of the source model
   std::unique_ptr<align::VocabMapping> mapping_;
   std::unique_ptr<align::Aligner<Kokkos::DefaultExecutionSpace>> aligner_;
