@@ -166,6 +166,10 @@ TEST(Faults, KilledTeacherOrStudentEndsTheJobAndTheRestartReachesTheSameWeights)
   // Two students (-np 4; tiny.toml's two micro-batches per step give one process's weights, bit
   // for bit: test_online_job.cpp): the second student killed.
   kill_and_restart("second_student_killed", 4, 1, rng, reference, "--set topology.student_ranks=2");
+  // The same under ZeRO-2, whose students wait on each other point to point in every backward
+  // pass (dist/sharded_gradients.hpp): the restart resumes it to the same bits too.
+  kill_and_restart("second_student_killed_zero2", 4, 1, rng, reference,
+                   "--set topology.student_ranks=2 --set topology.zero_stage=2");
 }
 
 // kill -STOP of a teacher rank (drawn, as the step) of a run with `extra` settings: alive to
