@@ -160,11 +160,13 @@ fi
 
 # ---- the job across both nodes ----------------------------------------------------------------
 
-block=$(submit block)
-cyclic=$(submit cyclic)
-say "submitted jobs $block (block) and $cyclic (cyclic)"
+# One job after the other: two jobs starting and ending together on the same nodes raced in
+# Open MPI's shared-memory setup (seen once in CI: the cyclic job's rank 0 died of SIGSEGV right
+# after "A system call failed during shared memory initialization ... open(2)", while the block
+# job ran beside it; alone it passed 3 of 3), which is not what this test is about.
 for dist in block cyclic; do
-  id=${!dist}
+  id=$(submit "$dist")
+  say "submitted job $id ($dist)"
   wait_done "$id"
   map=$(rank_map "$id" "${STUDENTS[$dist]}")
   say "job $id ($dist) COMPLETED on n[1-2]:"
