@@ -56,10 +56,6 @@ struct JobDims {
   }
 };
 
-int64_t parameters(const model::Arch& a) {
-  return model::plan_decoder_params(a, model::base_prefix(a)).table.total();
-}
-
 MemoryLine saved_activations_line(const JobDims& j, const Dims& m) {
   const int64_t R = j.recompute > 0 ? m.L / j.recompute : 0, kept = m.L - R;
   if (R == 0)
@@ -77,7 +73,8 @@ MemoryLine saved_activations_line(const JobDims& j, const Dims& m) {
 // The student: every line of a data-parallel rank training the target with ZeRO-1.
 std::vector<MemoryLine> student_lines(const JobDims& j, const model::Arch& target) {
   const Dims m = Dims::of(target);
-  const int64_t P = parameters(target), shard = ShardLayout::of(P, int(j.S)).shard;
+  const model::DecoderParams dp = model::plan_decoder_params(target, model::base_prefix(target));
+  const int64_t P = dp.table.total(), shard = ShardLayout::of(P, int(j.S)).shard;
   std::vector<MemoryLine> out;
   // The whole model on every rank, in the compute dtype.
   out.push_back({"weights", fmt::format("P x w = {} x {}", P, j.w), P * j.w});
@@ -93,7 +90,7 @@ std::vector<MemoryLine> student_lines(const JobDims& j, const model::Arch& targe
   // GradientAdd::kPerPart), and ZeRO-2's every micro-batch: the embeddings' scratch over the pass
   // and one layer's (or the head's).
   if (j.accum > 1 || j.zero == 2) {
-    const model::DecoderRegions R = model::plan_decoder_params(target, model::base_prefix(target)).regions;
+    const model::DecoderRegions& R = dp.regions;
     const int64_t E = model::embedding_part(R).size(), Hp = model::head_part(R).size(),
                   Lp = model::layer_part(R, 0).size();
     out.push_back({"gradient of one part",

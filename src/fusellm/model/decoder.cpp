@@ -316,13 +316,7 @@ Tensor Decoder::forward(std::span<const int32_t> ids, std::span<const int32_t> d
 std::span<float> Decoder::forward_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
                                              SavedActivations& save) const {
   // check_trainable (logit_scale 1): the head's output is the logits.
-  if (!begin_forward(ids, doc_ids, &save)) return {};
-  const int64_t T = int64_t(ids.size());
-  Pass p;
-  open_pass(p, T, doc_ids, nullptr, &save);
-  run_saving(p, ids, save);
-  const MatView L = head_in_backend(p, save.logits);
-  return {L.p, size_t(T * arch_.vocab)};
+  return head_output_in_backend(ids, doc_ids, &save, save.logits);
 }
 
 std::span<const float> Decoder::logits_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
@@ -330,11 +324,21 @@ std::span<const float> Decoder::logits_in_backend(std::span<const int32_t> ids, 
   if (arch_.logit_scale != 1.0)
     fail("{} model: logits_in_backend: logit_scale {} is applied on the host (forward())", arch_.model_type,
          arch_.logit_scale);
-  if (!begin_forward(ids, doc_ids, nullptr)) return {};
+  return head_output_in_backend(ids, doc_ids, nullptr, into);
+}
+
+// The whole forward pass (saving into `save` when given) with the head's output [T, vocab] left
+// in `into`, in the backend's memory.
+std::span<float> Decoder::head_output_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                                 SavedActivations* save, GrowingBuffer& into) const {
+  if (!begin_forward(ids, doc_ids, save)) return {};
   const int64_t T = int64_t(ids.size());
   Pass p;
-  open_pass(p, T, doc_ids, nullptr, nullptr);
-  run_layers(p, ids);
+  open_pass(p, T, doc_ids, nullptr, save);
+  if (save)
+    run_saving(p, ids, *save);
+  else
+    run_layers(p, ids);
   const MatView L = head_in_backend(p, into);
   return {L.p, size_t(T * arch_.vocab)};
 }

@@ -190,6 +190,8 @@ class Decoder final : public CausalLM {
   void embed_into(Pass& p, std::span<const int32_t> ids) const;
   void head_into(Pass& p, Tensor& logits) const;
   MatView head_in_backend(Pass& p, GrowingBuffer& into) const;  // the head's GEMM into `into`
+  std::span<float> head_output_in_backend(std::span<const int32_t> ids, std::span<const int32_t> doc_ids,
+                                          SavedActivations* save, GrowingBuffer& into) const;
   bool begin_forward(std::span<const int32_t> ids, std::span<const int32_t> doc_ids, SavedActivations* save) const;
   void run_saving(Pass& p, std::span<const int32_t> ids, SavedActivations& save) const;
   void run_layers(Pass& p, std::span<const int32_t> ids) const;

@@ -116,14 +116,22 @@ Teacher::Scored Teacher::score_on_device(Tokens tokens) const {
   std::copy(s.ids.begin(), s.ids.end(), f.rows.ids.data());
   std::copy(s.probs.begin(), s.probs.end(), f.rows.probs.data());
   if (topk_.keep_tail) std::copy(s.tail.begin(), s.tail.end(), f.rows.tail.data());
-  f.ce = s.scored > 0 ? s.ce_sum / double(s.scored) : std::numeric_limits<double>::infinity();
-  f.ce_tokens = s.scored;
-  if (position_ce_) {
-    f.ce_position = std::move(s.ce_position);
-    for (int64_t i = 0; i < T; ++i)
-      if (gold[size_t(i)] < 0) f.ce_position[size_t(i)] = std::numeric_limits<float>::infinity();
-  }
+  fusion::SegmentScores sc;
+  sc.ce_sum = {s.ce_sum};
+  sc.tokens = {s.scored};
+  sc.ce_position = std::move(s.ce_position);
+  set_ce(f, std::move(sc), gold);
   return f;
+}
+
+// The CE fields of f from the segment's scores (one segment; gold: its next tokens).
+void Teacher::set_ce(Scored& f, fusion::SegmentScores sc, const std::vector<int32_t>& gold) const {
+  f.ce = sc.ce(0);
+  f.ce_tokens = sc.tokens[0];
+  if (!position_ce_) return;
+  f.ce_position = std::move(sc.ce_position);  // the source's CE at each position; none after the last token
+  for (size_t i = 0; i < gold.size(); ++i)
+    if (gold[i] < 0) f.ce_position[i] = std::numeric_limits<float>::infinity();
 }
 
 Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
@@ -138,14 +146,7 @@ Teacher::Scored Teacher::score(Tokens tokens, const Tensor& logits) const {
   f.rows = fusion::topk_softmax(logits.span(), T, vocab_, topk_, name_);
   const std::vector<int32_t> gold = next_token_gold(ids);
   const std::vector<int64_t> offs{0, T};
-  const auto sc = fusion::score_segments(logits.span(), T, vocab_, gold, offs, name_);
-  f.ce = sc.ce(0);
-  f.ce_tokens = sc.tokens[0];
-  if (position_ce_) {  // the source's CE at each of its positions; none after the last token
-    f.ce_position = sc.ce_position;
-    for (int64_t i = 0; i < T; ++i)
-      if (gold[size_t(i)] < 0) f.ce_position[size_t(i)] = std::numeric_limits<float>::infinity();
-  }
+  set_ce(f, fusion::score_segments(logits.span(), T, vocab_, gold, offs, name_), gold);
   return f;
 }
 

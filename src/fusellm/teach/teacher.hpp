@@ -36,6 +36,7 @@
 #include "fusellm/data/teacher_rows.hpp"
 #include "fusellm/device/device_scoring.hpp"
 #include "fusellm/fusion/kokkos_glue.hpp"
+#include "fusellm/fusion/sequence_ce.hpp"
 #include "fusellm/fusion/topk_softmax.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/model/decoder.hpp"
@@ -114,6 +115,7 @@ class Teacher {
   // nullptr on the host, for a stage, or an MPT with a logit_scale (scored as score() does).
   std::unique_ptr<device::DeviceScoring> on_device_;
   Scored score_on_device(Tokens tokens) const;
+  void set_ce(Scored& f, fusion::SegmentScores sc, const std::vector<int32_t>& gold) const;
   int64_t vocab_ = 0, context_ = 0;  // of the source model
   std::unique_ptr<align::VocabMapping> mapping_;
   std::unique_ptr<align::Aligner<Kokkos::DefaultExecutionSpace>> aligner_;
