@@ -1,6 +1,10 @@
 #include "fusellm/fusion/distill_config.hpp"
 
+#include "kokkos/apply_alignment.hpp"
+
 namespace fusellm {
+
+static_assert(DistillConfig::kMaxTopK == align::kApplyMaxK, "[distill].top_k's bound is the alignment's");
 
 const config::EnumNames<std::optional<kernels::FusionMode>>& fusion_names() {
   static const config::EnumNames<std::optional<kernels::FusionMode>> names{
@@ -45,7 +49,9 @@ config::Section<S> make_section() {
   s.fields = {
       integer_field("top_k", &S::top_k, 1,
                     "Logits kept per source position. The distribution is the softmax over these k logits (paper: "
-                    "10)."),
+                    "10). At most 64: the alignment holds a row's slots in registers.",
+                    S::kMaxTopK)
+          .typed(fmt::format("integer in [1, {}]", S::kMaxTopK)),
       float_field("temperature", &S::temperature, FloatRange::positive(), "Softmax temperature over the top k."),
       choice_field("alignment", &S::alignment, align::align_method_names(),
                    "Token alignment: MinED or exact match (paper sec. 3.3), or exact byte-span alignment (beyond "

@@ -18,6 +18,9 @@ namespace fusellm {
 struct DistillConfig {
   using FusionMode = kernels::FusionMode;
   using ScoreUnit = fusion::ScoreUnit;
+  // The alignment kernels hold a row's k slots in registers (kokkos/apply_alignment.hpp's
+  // kApplyMaxK, kernels/cuda's kAlignApplyMaxK): the job check refuses more.
+  static constexpr int64_t kMaxTopK = 64;
 
   int64_t top_k = 10;
   double temperature = 1.0;

@@ -419,7 +419,7 @@ TEST_F(JobConfigTest, NumbersOutOfRangeNameTheFieldAndLine) {
   };
   const std::string big = "2147483648";  // 2^31
   const std::vector<Case> cases = {
-      {"top_k = 10\n", "top_k = " + big + "\n", 18, {"[distill].top_k", "at most 2147483647", "found " + big}},
+      {"top_k = 10\n", "top_k = " + big + "\n", 18, {"[distill].top_k", "at most 64", "found " + big}},
       {"top_k = 10\n", "top_k = 10\ntemperature = inf\n", 19, {"[distill].temperature", "finite", "inf"}},
       {"top_k = 10\n", "top_k = 10\nlambda = nan\n", 19, {"[distill].lambda", "finite", "nan"}},
       {"lr = 1e-5\n", "lr = inf\n", 21, {"[optim].lr", "finite", "found inf"}},
@@ -449,8 +449,9 @@ TEST_F(JobConfigTest, NumbersOutOfRangeNameTheFieldAndLine) {
     EXPECT_HAS(m, at(c.line));
     for (const auto& p : c.parts) EXPECT_HAS(m, p);
   }
-  // The bound itself is accepted.
-  EXPECT_EQ(error_of(replace(kJob, "top_k = 10\n", "top_k = 2147483647\n")), "");
+  // The bounds themselves are accepted.
+  EXPECT_EQ(error_of(replace(kJob, "top_k = 10\n", "top_k = 64\n")), "");
+  EXPECT_EQ(error_of(replace(kJob, "global_batch = 8\n", "global_batch = 8\nmax_steps = 2147483647\n")), "");
 }
 
 // The parsed job keeps where each setting came from: later messages name the line from it.
@@ -506,7 +507,8 @@ TEST_F(JobConfigTest, SetErrorsNameTheFlagAndTheField) {
   const std::vector<Case> cases = {
       {"train.max_steps=ten", {"--set train.max_steps=ten: [train].max_steps: expected an integer, found a string (\"ten\")"}},
       {"train.max_steps=0", {"--set train.max_steps=0: [train].max_steps: must be at least 1, found 0"}},
-      {"distill.top_k=2147483648", {"[distill].top_k: must be at most 2147483647"}},
+      {"distill.top_k=2147483648", {"[distill].top_k: must be at most 64"}},
+      {"distill.top_k=65", {"--set distill.top_k=65: [distill].top_k: must be at most 64, found 65"}},
       {"distill.lambda=1.5", {"--set distill.lambda=1.5: [distill].lambda", "[0, 1]"}},
       {"distill.fusion=MinCE", {"[distill].fusion: expected one of", "did you mean \"minCE\""}},
       {"optim.lr=inf", {"--set optim.lr=inf: [optim].lr", "finite"}},
