@@ -135,6 +135,8 @@ TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
     r.resize_rows(lens[i]);
     for (int64_t t = 0; t < lens[i]; ++t) r.set(t, 0, int32_t(100 * i + t), 1.f);
     r.ce = double(i + 1);
+    r.ce_tokens = 3 + i;     // the source's own tokens
+    r.bytes = 10 * (i + 1);  // the segment's UTF-8 bytes
     in[size_t(i)].rows.push_back(r);
   }
   const std::vector<int64_t> L{5, 7, 2};
@@ -145,11 +147,17 @@ TEST(Packer, CutsSegmentsIntoFullSequencesAndWeightsCE) {
   EXPECT_EQ(s0.gold, (std::vector<int32_t>{1, 2, 3, 4, 100, -1}));
   EXPECT_TRUE(s0.doc_ids.empty());
   EXPECT_DOUBLE_EQ(s0.ce[0], (5 * 1.0 + 1 * 2.0) / 6);
+  // Per byte: segment 0 whole (CE sum 1 x 3 nats over 10 bytes), 1/7 of segment 1 (2 x 4 nats, 20
+  // bytes): each piece its share of its segment's nats and bytes.
+  EXPECT_DOUBLE_EQ(s0.nats_per_byte[0], (1.0 * 3 + 2.0 * 4 / 7) / (10 + 20.0 / 7));
   EXPECT_EQ(s0.rows[0].ids(5, 0), 100);
   const PackedSequence s1 = p.build(1, in, true);
   EXPECT_EQ(s1.ids, (std::vector<int32_t>{101, 102, 103, 104, 105, 106}));
   const PackedSequence s2 = p.build(2, in, true);
   EXPECT_EQ(s2.doc_ids, (std::vector<int32_t>{0, 0}));
+  EXPECT_DOUBLE_EQ(s2.nats_per_byte[0], 3.0 * 5 / 30);  // segment 2 whole
+  in[2].rows[0].bytes = 0;                              // a cache without byte counts: no per-byte score
+  EXPECT_EQ(p.build(2, in, true).nats_per_byte[0], std::numeric_limits<double>::infinity());
   const PackedSequence s0m = p.build(0, in, true);
   EXPECT_EQ(s0m.doc_ids, (std::vector<int32_t>{0, 0, 0, 0, 0, 1}));
   EXPECT_EQ(s0m.gold[4], -1);  // no label across a masked boundary
@@ -379,6 +387,29 @@ TEST(Trainer, AvgCEWithDocumentMask) {
   const auto j = nlohmann::json::parse(line);
   ASSERT_TRUE(j.contains("avg_weight")) << line;
   EXPECT_NEAR(j["avg_weight"]["llama"].get<double>() + j["avg_weight"]["neox"].get<double>(), 1.0, 1e-6);
+}
+
+// [distill].score = "bpb" ranks the sources by nats per byte: AvgCE's weights differ from the
+// per-token run's on the same data (the packer's per-byte score is checked above).
+TEST(Trainer, PerByteScoresWeightTheSources) {
+  if (!demo_present()) GTEST_SKIP() << "demo checkpoints not present";
+  fx().teach_all();
+  auto first_weight = [](const std::string& unit) {
+    const std::string p = fx().job("score_" + unit, "lr = 1e-3\nschedule = \"linear\"\nwarmup_steps = 0\n",
+                                   "fusion = \"avgCE\"\nlambda = 0.5\nscore = \"" + unit + "\"\n");
+    TrainOptions o = quiet();
+    o.max_steps = 1;
+    const TrainResult r = train(load_job(p), o);
+    EXPECT_TRUE(std::isfinite(r.steps.at(0).loss));
+    std::ifstream m(r.metrics_path);
+    std::string line;
+    std::getline(m, line);
+    return nlohmann::json::parse(line)["avg_weight"]["llama"].get<double>();
+  };
+  const double per_token = first_weight("ce"), per_byte = first_weight("bpb");
+  EXPECT_GT(per_byte, 0.0);
+  EXPECT_LT(per_byte, 1.0);
+  EXPECT_GT(std::fabs(per_byte - per_token), 1e-4) << per_token << " " << per_byte;
 }
 
 // A job file of the fixture with its text edited: each {from, to} replaced once.

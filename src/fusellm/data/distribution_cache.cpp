@@ -67,6 +67,8 @@ void check_provenance(const std::string& cache_path, const CacheProvenance& c, c
   if (c.keep_tail != e.keep_tail)
     bad({"keep_tail", "distill", {"keep_tail"}, "[distill].keep_tail"}, c.keep_tail ? "true" : "false",
         e.keep_tail ? "true" : "false");
+  if (c.teacher_dtype != e.teacher_dtype)
+    bad({"teacher_dtype", "source", {"dtype"}, src + "dtype"}, c.teacher_dtype, e.teacher_dtype, e.teacher_index);
   if (c.max_tokens != e.max_tokens)
     bad({"max_tokens", "corpus", {"margin", "max_len"}, "[corpus].max_len - [corpus].margin"},
         std::to_string(c.max_tokens), std::to_string(e.max_tokens));
@@ -100,6 +102,7 @@ void write_provenance(hid_t f, const CacheProvenance& p, const std::string& path
   h5::write_attr_i64(f, "onehot_compat", int64_t(p.onehot_compat), path);
   h5::write_attr_string(f, "align_compat", p.align_compat, path);
   h5::write_attr_i64(f, "keep_tail", int64_t(p.keep_tail), path);
+  h5::write_attr_string(f, "teacher_dtype", p.teacher_dtype, path);
   h5::write_attr_string(f, "fusellm_version", p.version, path);
   h5::write_attr_string(f, "job_file", p.job_file, path);
 }
@@ -127,6 +130,8 @@ CacheProvenance read_provenance_from(hid_t f, const std::string& path) {
   // Caches written before align_compat existed were aligned under fusellm's rules.
   p.align_compat = h5::has_attr(f, "align_compat") ? h5::read_attr_string(f, "align_compat", path) : "none";
   p.keep_tail = h5::read_attr_i64(f, "keep_tail", path) != 0;
+  // Caches written before [[source]].dtype existed come from fp32 teachers.
+  p.teacher_dtype = h5::has_attr(f, "teacher_dtype") ? h5::read_attr_string(f, "teacher_dtype", path) : "fp32";
   p.version = h5::read_attr_string(f, "fusellm_version", path);
   p.job_file = h5::read_attr_string(f, "job_file", path);
   return p;

@@ -52,6 +52,7 @@ struct CacheProvenance {
   bool onehot_compat = false;
   std::string align_compat = "none";          // [distill].align_compat (OriginalRules::to_string)
   bool keep_tail = false;
+  std::string teacher_dtype = "fp32";         // [[source]].dtype: "fp32" | "bf16"
   std::string version;                        // fusellm version that wrote it
   std::string job_file;                       // the job that wrote it
 };

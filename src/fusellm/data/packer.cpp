@@ -1,5 +1,7 @@
 #include "fusellm/data/packer.hpp"
 
+#include <limits>
+
 #include "fusellm/core/error.hpp"
 
 namespace fusellm {
@@ -51,6 +53,7 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
   out.ids.reserve(size_t(T));
   if (document_mask) out.doc_ids.reserve(size_t(T));
   out.ce.assign(K, 0.0);
+  std::vector<double> nats(K, 0.0), bytes(K, 0.0);
   // Per-position CE travels with the rows only for per-position fusion (teacher.hpp).
   const PackInput& first_in = get(pcs.front().segment);
   const bool per_position = K > 0 && !first_in.rows[0].position_ce.empty();
@@ -84,9 +87,19 @@ PackedSequence Packer::build(int64_t seq, const SegmentGetter& get, bool documen
         }
       }
     }
-    for (size_t j = 0; j < K; ++j) out.ce[j] += in.rows[j].ce * double(p.end - p.begin);
+    for (size_t j = 0; j < K; ++j) {
+      const TeacherRows& src = in.rows[j];
+      const double share = double(p.end - p.begin) / double(src.rows());
+      out.ce[j] += src.ce * double(p.end - p.begin);
+      if (src.ce_tokens > 0) nats[j] += share * src.ce * double(src.ce_tokens);
+      bytes[j] += share * double(src.bytes);
+    }
   }
-  for (size_t j = 0; j < K; ++j) out.ce[j] /= double(T);
+  out.nats_per_byte.assign(K, std::numeric_limits<double>::infinity());
+  for (size_t j = 0; j < K; ++j) {
+    out.ce[j] /= double(T);
+    if (bytes[j] > 0) out.nats_per_byte[j] = nats[j] / bytes[j];
+  }
   out.gold.assign(size_t(T), -1);
   for (int64_t i = 0; i + 1 < T; ++i)
     if (!document_mask || out.doc_ids[size_t(i)] == out.doc_ids[size_t(i + 1)]) out.gold[size_t(i)] = out.ids[size_t(i + 1)];

@@ -43,6 +43,9 @@ struct PackedSequence {
   std::vector<int32_t> doc_ids;          // [T] with document_mask, else empty
   std::vector<fusion::HostRows> rows;    // [K] of [T, k_j]
   std::vector<double> ce;                // [K] token-weighted mean CE
+  // [K] nats per UTF-8 byte: the pieces' summed CE over their bytes, a piece taking its share
+  // (target tokens) of its segment's CE sum (ce x ce_tokens) and bytes; +Inf without bytes.
+  std::vector<double> nats_per_byte;
   std::vector<float> position_ce;        // [K, T] per-position CE when every source's rows carry it, else empty
   std::vector<PackedPiece> pieces;
   int64_t tokens() const { return int64_t(ids.size()); }

@@ -166,6 +166,8 @@ std::vector<MemoryLine> teacher_lines(const JobDims& jd, const model::Arch& a, c
 std::vector<RoleMemory> teacher_roles(const JobConfig& job, const JobDims& jd, const Topology& topo, int j,
                                       const model::Arch& a) {
   const int stages = topo.stages(j), replicas = topo.replicas(j);
+  JobDims tjd = jd;  // the source's own dtype ([[source]].dtype), not the student's
+  tjd.w = tjd.a = job.sources[size_t(j)].dtype == DType::BF16 ? 2 : 4;
   const model::StagePlan plan = model::plan_stages(a, model::plan_decoder_params(a, model::base_prefix(a)), stages);
   std::vector<RoleMemory> out;
   for (int s = 0; s < stages; ++s) {
@@ -173,7 +175,7 @@ std::vector<RoleMemory> teacher_roles(const JobConfig& job, const JobDims& jd, c
     r.role = fmt::format("teacher \"{}\" stage {} of {}{}", job.sources[size_t(j)].name, s, stages,
                          jd.fuses ? "" : " (idle: the job trains on CLM only)");
     for (int rep = 0; rep < replicas; ++rep) r.ranks.push_back(topo.teacher_rank(j, rep, s));
-    if (jd.fuses) r.lines = teacher_lines(jd, a, plan.stages[size_t(s)], s, stages, replicas);
+    if (jd.fuses) r.lines = teacher_lines(tjd, a, plan.stages[size_t(s)], s, stages, replicas);
     out.push_back(std::move(r));
   }
   return out;

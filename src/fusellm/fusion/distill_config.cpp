@@ -69,8 +69,10 @@ config::Section<S> make_section() {
                  "`false` puts it on the next gold token; `true` reproduces the original."),
       align_compat_field(),
       choice_field("score", &S::score, scores,
-                   "Per-source score used by MinCE/AvgCE. `ce` is the mean cross-entropy under the source's own "
-                   "tokenization (paper). `bpb` is per UTF-8 byte (fusion::ScoreUnit::kNatsPerByte)."),
+                   "What MinCE/AvgCE rank the sources of a packed sequence by. `ce`: the mean cross-entropy per "
+                   "token under the source's own tokenization (paper). `bpb`: nats per UTF-8 byte of the text, "
+                   "which does not favour tokenizers with short tokens (beyond the paper). `minCE-position` ranks "
+                   "by each position's CE either way."),
   };
   s.check = [](const S& d, const IsSet&) {
     if (!d.fusion && d.lambda < 1.0)

@@ -53,6 +53,7 @@ struct SourceConfig {
   int64_t replicas = 1;
   int64_t stages = 1;     // pipeline stages per replica (ranks per replica)
   std::string tokenizer;  // resolved; defaults to path
+  DType dtype = DType::F32;  // its forward pass: F32 or BF16 ("fp32", "bf16")
   bool operator==(const SourceConfig&) const = default;
 };
 

@@ -92,6 +92,11 @@ JobSectionTable source_table() {
       config::path_field("tokenizer", &S::tokenizer,
                          "Directory (or file) holding the source's `tokenizer.json` / `tokenizer.model`.")
           .defaults_to("= `path`"),
+      config::choice_field("dtype", &S::dtype, train_dtype_names(),
+                           "The precision of this source's forward pass: `fp32`, or `bf16`: its weights rounded "
+                           "to bfloat16 (round to nearest even, what a bf16 checkpoint holds) and, on a GPU, the "
+                           "linear layers' GEMMs on tensor cores (bf16 operands, fp32 accumulation); the CPU "
+                           "computes in fp32 on the rounded weights. Recorded in its distribution cache."),
   };
   // The name becomes file names in [cache].dir (<name>.h5, vocab_map.<name>.h5): a name that is
   // not a plain file name would write outside it.
@@ -175,8 +180,9 @@ JobSectionTable train_table() {
       config::choice_field("dtype", &S::dtype, train_dtype_names(),
                            "The student's weights as its forward and backward passes read them: `fp32`, or `bf16` (the "
                            "fp32 master rounded to bfloat16 before each pass, Megatron-LM's bf16 model copy; the "
-                           "arithmetic stays fp32 on the CPU and the GPU for now). Master weights, gradients and "
-                           "AdamW state are fp32 either way (paper: bf16)."),
+                           "arithmetic stays fp32 on the CPU, on a GPU the linear layers' GEMMs take bf16 operands "
+                           "on tensor cores with fp32 accumulation). Master weights, gradients and AdamW state are "
+                           "fp32 either way (paper: bf16)."),
       config::choice_field("device", &S::device, device_names(),
                            "Where the models compute: `cuda` (a GPU per rank, by local rank), `cpu`, or `auto` (the "
                            "GPU when the binary has CUDA and one is found). On a GPU: the teachers' forward pass, "

@@ -113,6 +113,16 @@ void Decoder::set_weight_dtype(DType d) {
   upload_parameters();
 }
 
+void Decoder::round_parameters_to(DType d) {
+  if (d != DType::F32 && d != DType::BF16)
+    fail("decoder: parameters can be rounded to fp32 or bf16, not {}", dtype_name(d));
+  if (d == DType::F32) return;
+  const int64_t n = int64_t(weights_.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) weights_[size_t(i)] = bf16_to_f32(f32_to_bf16(weights_[size_t(i)]));
+  upload_parameters();
+}
+
 std::span<const float> Decoder::op_weights() const {
   if (device_weights_) return {static_cast<const float*>(device_weights_->data), weights_.size()};
   if (weight_dtype_ == DType::BF16) return rounded_;

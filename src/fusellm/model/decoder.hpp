@@ -123,6 +123,10 @@ class Decoder final : public CausalLM {
   // and sums) on both backends today. Other types: Error.
   void set_weight_dtype(DType d);
   DType weight_dtype() const { return weight_dtype_; }
+  // For a model that never trains (a teacher: no fp32 master to keep): parameters() rounded to
+  // `d` in place (BF16: round to nearest even, as set_weight_dtype's copy) and uploaded, so its
+  // passes read bf16 values at no extra memory. F32: nothing. Other types: Error.
+  void round_parameters_to(DType d);
   // The layers this decoder holds (resolved; the whole model unless built for a stage).
   LayerRange range() const { return range_; }
 

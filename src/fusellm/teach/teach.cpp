@@ -73,6 +73,7 @@ CacheProvenance provenance_from(const JobConfig& job, const SourceConfig& src, c
   p.onehot_compat = job.distill.onehot_compat;
   p.align_compat = job.distill.align_compat.to_string();
   p.keep_tail = job.distill.keep_tail;
+  p.teacher_dtype = std::string(train_dtype_name(src.dtype));
   p.version = fusellm_version();
   p.job_file = job.file;
   return p;

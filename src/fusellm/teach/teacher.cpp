@@ -58,9 +58,13 @@ Teacher::Teacher(const JobConfig& job, const std::string& source, std::shared_pt
   topk_.temperature = float(job.distill.temperature);
   topk_.keep_tail = job.distill.keep_tail;
 
-  // The forward pass on [train].device (the GPU of this rank under "auto" when there is one).
+  // The forward pass on [train].device (the GPU of this rank under "auto" when there is one), in
+  // the source's dtype: bf16 weights, and on a GPU bf16 GEMMs.
   model_ = with_context(fmt::format("{}: [[source]] '{}'", job.file, source), [&] {
-    return model::load_decoder(src->path, layers, device::compute_backend(job.train.device, job.device_setting()));
+    auto m = model::load_decoder(src->path, layers,
+                                 device::compute_backend(job.train.device, job.device_setting(), src->dtype));
+    m->round_parameters_to(src->dtype);
+    return m;
   });
   vocab_ = model_->info().vocab_size;
   context_ = model_->info().max_positions;

@@ -37,7 +37,9 @@ fusion::HostRows targets_of(const PackedSequence& ps, const StepSettings& s, Ste
   const int64_t T = ps.tokens(), K = int64_t(s.sources.size());
   if (!s.fusion) return fusion::HostRows("clm", T, 1);
   std::vector<float> scores(static_cast<size_t>(K));
-  for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(ps.ce[size_t(j)]);
+  const std::vector<double>& by = s.score == fusion::ScoreUnit::kNatsPerByte ? ps.nats_per_byte : ps.ce;
+  if (int64_t(by.size()) != K) fail("train: the packed sequence has {} source scores for {} sources", by.size(), K);
+  for (int64_t j = 0; j < K; ++j) scores[size_t(j)] = float(by[size_t(j)]);
   const std::vector<int64_t> offs{0, T};
   if (s.fusion == kernels::FusionMode::kMinCEPerPosition) {  // each position its own lowest-CE source
     if (ps.position_ce.size() != size_t(K * T))
@@ -115,6 +117,7 @@ StepSettings StepSettings::of(const JobConfig& job, std::vector<std::string> sou
   s.lambda = fusing ? job.distill.lambda : 1.0;
   s.sources = std::move(sources);
   s.vocab = vocab;
+  s.score = job.distill.score;
   return s;
 }
 

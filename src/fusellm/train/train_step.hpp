@@ -42,6 +42,7 @@ struct StepSettings {
   double lambda = 1.0;                   // the CLM term's weight; 1 when fusion is None
   std::vector<std::string> sources;      // the K sources' names, in the rows' order
   int64_t vocab = 0;                     // the target's
+  fusion::ScoreUnit score = fusion::ScoreUnit::kNatsPerToken;  // what MinCE / AvgCE rank by ([distill].score)
 
   static StepSettings of(const JobConfig& job, std::vector<std::string> sources, int64_t vocab);
 };

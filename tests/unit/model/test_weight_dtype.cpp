@@ -13,6 +13,7 @@
 
 #include "error_of.hpp"
 #include "fusellm/core/dtype.hpp"
+#include "fusellm/model/decoder.hpp"
 #include "fusellm/model/trainable_model.hpp"
 
 namespace fusellm {
@@ -68,6 +69,20 @@ TEST_P(WeightDtype, Bf16WeightsComputeWhatTorchsBf16CheckpointComputes) {
   EXPECT_TRUE(same_bits(run(f32).logits.span(), plain.logits.span()));
 }
 
+// A teacher ([[source]].dtype = "bf16") rounds its parameters in place (Decoder::round_parameters_to):
+// its forward pass is the bf16 checkpoint's, bit for bit, with no second copy.
+TEST_P(WeightDtype, ParametersRoundedInPlaceComputeWhatTorchsBf16CheckpointComputes) {
+  const auto f32 = model::load_decoder(kDir + GetParam() + "_f32/safetensors");
+  const auto bf16 = model::load_decoder(kDir + GetParam() + "_bf16/safetensors");
+  const std::vector<int32_t> ids{3, 17, 5, 9, 1, 30, 2, 11, 8, 4};
+  const Tensor plain = f32->forward(ids);
+  f32->round_parameters_to(DType::BF16);
+  EXPECT_EQ(f32->weight_dtype(), DType::F32);  // no copy: the parameters themselves hold bf16 values
+  for (float w : f32->parameters()) ASSERT_EQ(bf16_to_f32(f32_to_bf16(w)), w);
+  EXPECT_TRUE(same_bits(f32->forward(ids).span(), bf16->forward(ids).span()));
+  EXPECT_FALSE(same_bits(plain.span(), bf16->forward(ids).span()));
+}
+
 INSTANTIATE_TEST_SUITE_P(TorchBin, WeightDtype, ::testing::Values("llama", "llama2_7b", "open_llama_7b_v2", "pythia"));
 
 // The bf16 copy is made again when the master was written and the writer said so
@@ -88,6 +103,9 @@ TEST(WeightDtype, TheCopyFollowsTheMasterAfterParametersChanged) {
 TEST(WeightDtypeErrors, OnlyFp32AndBf16) {
   model::TrainableModel m = model::TrainableModel::load(kDir + "llama_f32/safetensors");
   EXPECT_NE(testing::error_of([&] { m.set_weight_dtype(DType::F16); }).find("not supported"), std::string::npos);
+  const auto d = model::load_decoder(kDir + "llama_f32/safetensors");
+  EXPECT_NE(testing::error_of([&] { d->round_parameters_to(DType::F16); }).find("fp32 or bf16, not F16"),
+            std::string::npos);
 }
 
 }  // namespace

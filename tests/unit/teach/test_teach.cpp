@@ -303,6 +303,40 @@ TEST(Teach, MismatchesRefusedBeforeWork) {
   EXPECT_NE(e.find("'neox'"), std::string::npos) << e;
 }
 
+// [[source]].dtype = "bf16": the source's weights rounded to bfloat16 (Decoder::round_parameters_to,
+// checked bit for bit against torch's bf16 checkpoints in test_weight_dtype). The demo's sources are
+// bf16 checkpoints, so on the CPU (fp32 arithmetic) the rows are the fp32 teacher's bit for bit; the
+// cache records the dtype, and the fp32 cache is refused for the bf16 job, naming the source's dtype.
+TEST(Teach, Bf16TeacherIsRecordedInItsCache) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  TeachDir s("dtype");
+  const std::string f32 = s.job("f32");
+  auto with_bf16 = [&](const std::string& name, const std::string& cache) {
+    const std::string p = s.job(name, "", 5, cache);
+    std::ifstream in(p);
+    std::string t((std::istreambuf_iterator<char>(in)), {});
+    const std::string neox = "/neox\"\n";
+    t.replace(t.find(neox), neox.size(), neox + "dtype = \"bf16\"\n");
+    std::ofstream(p) << t;
+    return p;
+  };
+  const std::string refused = with_bf16("bf16_on_f32", "f32"), bf16 = with_bf16("bf16", "bf16");
+  const TeachResult a = run(f32, "neox", 6);
+  const std::string e = error_of([&] { run(refused, "neox"); });
+  EXPECT_NE(e.find("teacher_dtype = fp32"), std::string::npos) << e;
+  EXPECT_NE(e.find("[[source]] 'neox' dtype gives bf16"), std::string::npos) << e;
+  const TeachResult b = run(bf16, "neox", 6);
+  EXPECT_EQ(DistributionCacheReader::read_provenance(b.cache_path).teacher_dtype, "bf16");
+  DistributionCacheReader ra(a.cache_path), rb(b.cache_path);
+  for (int64_t g = 0; g < 6; ++g) {
+    const TeacherRows x = ra.read(g), y = rb.read(g);
+    EXPECT_EQ(x.target_ids, y.target_ids);
+    EXPECT_EQ(x.ids, y.ids) << "segment " << g;
+    EXPECT_EQ(x.probs, y.probs) << "segment " << g;
+    EXPECT_EQ(x.ce, y.ce) << "segment " << g;
+  }
+}
+
 // MinCE per position: a Teacher of a per-position job gives each target position the CE of the
 // source position whose row it keeps. For the source that shares the target's tokenizer (the
 // identity) that is the source's own CE at that position, so their mean over the scored positions
