@@ -98,7 +98,8 @@ TEST_F(OnlineJobErrors, RanksThatSeeDifferentTokenizersAreRefused) {
 }
 
 // check_same_job: a checkpoint written with [distill].top_k = 10 (alignment "mined") resumed
-// with another top_k or alignment is another job's, refused naming the field and the checkpoint.
+// with another top_k, alignment or teacher dtype is another job's, refused naming the field and the
+// checkpoint.
 // Both ways: a single-process checkpoint resumed under mpirun, a sharded (ZeRO-1) one in one
 // process.
 TEST_F(OnlineJobErrors, ACheckpointOfAnotherJobIsRefused) {
@@ -114,6 +115,9 @@ TEST_F(OnlineJobErrors, ACheckpointOfAnotherJobIsRefused) {
                      "[distill].alignment is \"em\" now, \"mined\" in the checkpoint's job"});
   const CmdResult b = run_fusellm(args("ck_np3", 3, ck + np3 + " --set distill.top_k=5"), kTimeout);
   expect_refused(b, {np3 + "/step-2: written by another job", "[distill].top_k is 5 now, 10 in the checkpoint's job"});
+  const CmdResult c = run_fusellm(args("ck_one", 3, ck + one + " --set source[1].dtype=bf16"), kTimeout);
+  expect_refused(c, {one + "/step-2: written by another job", "[[source]] 'neox' dtype is bf16 now, fp32 in the "
+                                                                 "checkpoint's job"});
 }
 
 // The test hook flips a byte of the second rows message the neox teacher (rank 2) encodes

@@ -59,7 +59,7 @@ Difference distill_difference(const JobConfig& job, const JobConfig& was) {
 }  // namespace
 
 // The settings that decide what the target learns from, beside the data (check_same_data): the
-// sources (by name, in order), the segments' bounds and the distillation (top-k, temperature,
+// sources (by name, in order, and their dtype), the segments' bounds and the distillation (top-k, temperature,
 // alignment, fusion, lambda, the original's rules). A checkpoint of a job that differs in any of
 // them is another job's, whatever its directory: refused, naming the setting. Everything else
 // (the topology, the optimizer, the steps) may change on resume, with a warning.
@@ -83,6 +83,10 @@ void check_same_job(const TrainCheckpoint& ck, const JobConfig& job) {
   };
   if (names != names_was) refuse("[[source]] (the sources, in order)", fmt::format("{}", fmt::join(names, ", ")),
                                  fmt::format("{}", fmt::join(names_was, ", ")));
+  for (size_t i = 0; i < job.sources.size(); ++i)  // a teacher's precision changes its rows
+    if (job.sources[i].dtype != was->sources[i].dtype)
+      refuse(fmt::format("[[source]] '{}' dtype", job.sources[i].name), std::string(train_dtype_name(job.sources[i].dtype)),
+             std::string(train_dtype_name(was->sources[i].dtype)));
   if (job.corpus.max_len != was->corpus.max_len || job.corpus.margin != was->corpus.margin)
     refuse("[corpus].max_len/margin", fmt::format("{}/{}", job.corpus.max_len, job.corpus.margin),
            fmt::format("{}/{}", was->corpus.max_len, was->corpus.margin));
