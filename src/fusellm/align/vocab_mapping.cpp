@@ -12,6 +12,7 @@
 #include "fusellm/align/align_spaces.hpp"
 #include "fusellm/align/original_host.hpp"
 #include "fusellm/core/error.hpp"
+#include "fusellm/io/file_checksum.hpp"
 #include "fusellm/io/hdf5_attribute.hpp"
 #include "fusellm/io/hdf5_dataset.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
@@ -243,13 +244,19 @@ void VocabMapping::save(const std::string& path) const {
     h5::write_attr_string(file, "created_by", "fusellm src/fusellm/align/vocab_mapping.cpp", path);
     h5::check_status(file.close(), "{}: cannot write the vocab mapping file", tmp);
   }
+  // The checksum sidecar (io/file_checksum.hpp) is checked before HDF5 opens the file, which it may
+  // crash on when the metadata is damaged; the old one goes before the file is replaced.
+  remove_sidecar(path);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
+  write_sidecar(path);
 }
 
 VocabMapping VocabMapping::load(const std::string& path) {
   if (!std::filesystem::exists(path)) fail("{}: vocab mapping file not found", path);
+  // A file without a sidecar (an older fusellm's, or a save killed before it) is used unverified.
+  with_context(fmt::format("vocab mapping {} (delete it to rebuild)", path), [&] { verify_sidecar(path); });
   const h5::ErrorSilencer quiet;
   h5::File file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "{}: not an HDF5 file (vocab mapping)",
                              path));

@@ -230,7 +230,8 @@ const std::vector<std::string>& not_counted() {
       "message headers (96 bytes + 60 per segment), token ids, RoPE tables (a few bytes per token)",
       "the process itself (code, libraries, the host's copies while loading)",
       "with [train].dtype bf16 on a GPU today: the weights the passes read are held as fp32 values (4 bytes, "
-      "not the 2 counted) beside their bf16 copy (2 bytes), and the GEMMs' bf16 operand scratch",
+      "not the 2 counted) beside their bf16 copy (2 bytes), and the GEMMs' bf16 operand scratch; a bf16 "
+      "[[source]]'s weights likewise (fp32 values rounded to bf16: 4 bytes, not 2)",
   };
   return n;
 }

@@ -5,11 +5,12 @@
 // heap can make it read out of bounds and crash (segfault or abort) instead of returning an error.
 // The per-dataset checksums inside a checkpoint catch damaged values, but only after HDF5 has
 // parsed the metadata that leads to them. So every HDF5 file fusellm wrote for itself and reads
-// back (training checkpoints, distribution caches) carries an XXH64 of its whole bytes outside the
+// back (training checkpoints, distribution caches, vocabulary mappings) carries an XXH64 of its whole bytes outside the
 // file, and a file that does not match is refused, naming it, before H5Fopen sees it.
 //
 // A record is one line "<file name> <size> xxh64 <16 hex digits>": the lines of a checkpoint's
-// COMPLETE marker (checkpoint_store.hpp) and of a cache's sidecar "<cache>.xxh64". A record
+// COMPLETE marker (checkpoint_store.hpp) and of a cache's or a vocabulary mapping's sidecar
+// "<file>.xxh64". A record
 // without the "xxh64 <hex>" part (written before checksums were recorded) is legacy: size only.
 #include <cstdint>
 #include <optional>

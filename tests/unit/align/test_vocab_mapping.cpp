@@ -1,6 +1,6 @@
 // Vocabulary mapping (exact, MinED with ties to the lowest target id, specials, padding rows,
-// overrides) on every backend, against a plain brute force; the HDF5 cache and its fingerprint
-// check.
+// overrides) on every backend, against a plain brute force; the HDF5 cache, its fingerprint check
+// and its checksum sidecar.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -155,6 +155,32 @@ TYPED_TEST(VocabMappingTest, Hdf5CacheAndFingerprints) {
     junk << "not hdf5";
   }
   EXPECT_THROW(VocabMapping::load((dir / "junk.h5").string()), Error);
+
+  // The file's checksum sidecar: one flipped byte is refused before HDF5 reads it, naming the
+  // file; without the sidecar (an older fusellm's file) it loads unverified.
+  ASSERT_TRUE(std::filesystem::exists(path + ".xxh64"));
+  const std::string sidecar = path + ".xxh64";
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-100, std::ios::end);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(-100, std::ios::end);
+    c = char(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  try {
+    VocabMapping::load(path);
+    FAIL() << "expected a checksum error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("vocab mapping " + path + " (delete it to rebuild)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("fails its checksum"), std::string::npos) << msg;
+  }
+  std::filesystem::remove(path);
+  VocabMapping::load_or_build(path, src, tgt, 6, overrides);  // rebuilt: a new sidecar
+  std::filesystem::remove(sidecar);
+  EXPECT_EQ(VocabMapping::load(path).full, built.full);
   std::filesystem::remove_all(dir);
 }
 
