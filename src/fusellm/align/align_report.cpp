@@ -112,7 +112,7 @@ std::string render_alignment(const TokenVocab& src, std::span<const int32_t> src
                                 pad("token(s)", wk));
   for (size_t j = 0; j < tgt_ids.size(); ++j) {
     const size_t p = size_t(t0) + j;
-    const uint8_t st = p < al.status.size() ? al.status[p] : kFallbackUnaligned;
+    const uint8_t st = p < al.status.size() ? al.status[p] : uint8_t(kFallbackUnaligned);
     out += fmt::format("{:>5}  {}  {}  {}  {}\n", j, pad(col_t[j], wt), pad(col_s[j], ws), pad(col_tok[j], wk),
                        status_name(st));
   }
