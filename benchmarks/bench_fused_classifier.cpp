@@ -57,6 +57,57 @@ double copy_bandwidth(size_t n, int reps) {
   return 2.0 * double(n) * sizeof(float) / best / 1e9;
 }
 
+// Inputs: logits ~ N(0, 3), gold ids with 5% padding, fused targets of k ids summing to 0.9.
+struct Inputs {
+  fusellm::fusion::DeviceView2<float> z;
+  fusellm::fusion::DeviceView1<int32_t> gold;
+  fusellm::fusion::DeviceRows targets;
+};
+Inputs make_inputs(int64_t T, int64_t V, int64_t k) {
+  using namespace fusellm;
+  Inputs in{fusion::DeviceView2<float>("logits", T, V), fusion::DeviceView1<int32_t>("gold", T),
+            fusion::DeviceRows("targets", T, k)};
+  auto hz = Kokkos::create_mirror_view(in.z);
+  auto hg = Kokkos::create_mirror_view(in.gold);
+  auto hi = Kokkos::create_mirror_view(in.targets.ids);
+  auto hp = Kokkos::create_mirror_view(in.targets.probs);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t v = 0; v < V; ++v) hz(i, v) = nd(rng);
+    hg(i) = (rng() % 20 == 0) ? -100 : int32_t(rng() % V);
+    for (int64_t j = 0; j < k; ++j) {
+      hi(i, j) = int32_t((i * 7919 + j * 104729) % V);
+      hp(i, j) = 0.9f / float(k);
+    }
+  }
+  Kokkos::deep_copy(in.z, hz);
+  Kokkos::deep_copy(in.gold, hg);
+  Kokkos::deep_copy(in.targets.ids, hi);
+  Kokkos::deep_copy(in.targets.probs, hp);
+  return in;
+}
+
+// The best of `reps` calls of f (wall seconds) and that call's CPU seconds; f returns the loss.
+struct Best {
+  double wall = 1e30, cpu = 0.0, loss = 0.0;
+};
+template <class F>
+Best best_of(int reps, F&& f) {
+  Best b;
+  for (int r = 0; r < reps; ++r) {
+    Kokkos::fence();
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
+    const double loss = f(r);
+    Kokkos::fence();
+    const double t = seconds_since(t0);
+    if (t < b.wall) b.wall = t, b.cpu = cpu_seconds() - c0;
+    b.loss = loss;
+  }
+  return b;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,71 +125,31 @@ int main(int argc, char** argv) {
   const double bw = copy_bandwidth(copy_n, reps);
   std::printf("copy bandwidth (STREAM copy, 2 x %zu MiB, read+write): %.2f GB/s\n",
               copy_n * sizeof(float) >> 20, bw);
-
-  // Inputs: logits ~ N(0, 3), gold ids with 5% padding, fused targets of k ids summing to 0.9..1.
-  fusion::DeviceView2<float> z("logits", T, V);
-  fusion::DeviceView1<int32_t> gold("gold", T);
-  fusion::DeviceRows targets("targets", T, k);
-  {
-    auto hz = Kokkos::create_mirror_view(z);
-    auto hg = Kokkos::create_mirror_view(gold);
-    auto hi = Kokkos::create_mirror_view(targets.ids);
-    auto hp = Kokkos::create_mirror_view(targets.probs);
-    std::mt19937 rng(1);
-    std::normal_distribution<float> nd(0.f, 3.f);
-    for (int64_t i = 0; i < T; ++i) {
-      for (int64_t v = 0; v < V; ++v) hz(i, v) = nd(rng);
-      hg(i) = (rng() % 20 == 0) ? -100 : int32_t(rng() % V);
-      for (int64_t j = 0; j < k; ++j) {
-        hi(i, j) = int32_t((i * 7919 + j * 104729) % V);
-        hp(i, j) = 0.9f / float(k);
-      }
-    }
-    Kokkos::deep_copy(z, hz);
-    Kokkos::deep_copy(gold, hg);
-    Kokkos::deep_copy(targets.ids, hi);
-    Kokkos::deep_copy(targets.probs, hp);
-  }
+  const Inputs in = make_inputs(T, V, k);
   const double logits = double(T) * double(V);
 
   // Loss only (evaluation): 4 B/logit.
-  double best_eval = 1e30, cpu_eval = 0.0, loss = 0.0;
-  for (int r = 0; r < reps; ++r) {
-    Kokkos::fence();
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    auto res = fusion::fused_loss(z, gold, targets);
-    Kokkos::fence();
-    const double t = seconds_since(t0);
-    if (t < best_eval) best_eval = t, cpu_eval = cpu_seconds() - c0;
-    loss = res.loss;
-  }
+  const Best eval = best_of(reps, [&](int) { return fusion::fused_loss(in.z, in.gold, in.targets).loss; });
   // Loss + gradient in place: 8 B/logit. The gradient overwrites the logits; later repetitions run
   // on the previous gradient, which is as valid (finite) an input and costs the same.
-  double best = 1e30, cpu_best = 0.0;
-  for (int r = 0; r < reps; ++r) {
-    Kokkos::fence();
-    const auto t0 = Clock::now();
-    const double c0 = cpu_seconds();
-    auto res = fusion::fused_classifier(z, gold, targets);
-    Kokkos::fence();
-    const double t = seconds_since(t0);
-    if (t < best) best = t, cpu_best = cpu_seconds() - c0;
-    if (r == 0 && res.loss != loss) std::printf("  (loss differs from the loss-only run!)\n");
-  }
+  const Best grad = best_of(reps, [&](int r) {
+    const double l = fusion::fused_classifier(in.z, in.gold, in.targets).loss;
+    if (r == 0 && l != eval.loss) std::printf("  (loss differs from the loss-only run!)\n");
+    return l;
+  });
 
   const double need = 8.0 * logits, issued = 16.0 * logits;
   std::printf("fused_loss (no gradient):   %8.2f ms  %6.2f GB/s at 4 B/logit   %5.1f%% of copy "
               "bandwidth   loss %.6f\n",
-              best_eval * 1e3, 4.0 * logits / best_eval / 1e9, 100.0 * 4.0 * logits / best_eval / 1e9 / bw,
-              loss);
+              eval.wall * 1e3, 4.0 * logits / eval.wall / 1e9, 100.0 * 4.0 * logits / eval.wall / 1e9 / bw,
+              eval.loss);
   std::printf("fused_classifier (+grad):   %8.2f ms  %6.2f GB/s at 8 B/logit   %5.1f%% of copy "
               "bandwidth   (%.2f GB/s issued at 16 B/logit)\n",
-              best * 1e3, need / best / 1e9, 100.0 * need / best / 1e9 / bw, issued / best / 1e9);
+              grad.wall * 1e3, need / grad.wall / 1e9, 100.0 * need / grad.wall / 1e9 / bw, issued / grad.wall / 1e9);
   std::printf("bound: %.2f ms (8 B/logit = %.2f GB at %.2f GB/s)\n", need / (bw * 1e9) * 1e3,
               need / 1e9, bw);
   std::printf("cpu time of the best runs: fused_loss %.2f ms, fused_classifier %.2f ms (%d threads)\n",
-              cpu_eval * 1e3, cpu_best * 1e3, int(fusion::ExecSpace::concurrency()));
+              eval.cpu * 1e3, grad.cpu * 1e3, int(fusion::ExecSpace::concurrency()));
   std::string la;
   std::getline(std::ifstream("/proc/loadavg") >> std::ws, la);
   std::printf("load average at the end: %s\n", la.c_str());

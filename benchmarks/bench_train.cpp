@@ -57,98 +57,135 @@ double status_mib(const char* field) {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
+struct Options {
+  std::string dir;
+  int seq = 512, warmup = 2, iters = 10;
+  bool fusing = false;
+};
+
+// false (after a message) on a bad command line.
+bool parse(int argc, char** argv, Options& o) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s DIR [--seq N] [--warmup N] [--iters N] [--fusion]\n", argv[0]);
+    return false;
+  }
+  o.dir = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--fusion")) o.fusing = true;
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--seq")) o.seq = std::stoi(argv[++i]);
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--warmup")) o.warmup = std::stoi(argv[++i]);
+    else if (i + 1 < argc && !std::strcmp(argv[i], "--iters")) o.iters = std::stoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", argv[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// The step's inputs (bench_train.py's): ids, the shifted gold ids, the fused targets.
+struct Problem {
+  std::vector<int32_t> ids, gold;
+  fusellm::fusion::HostRows targets;
+  fusellm::fusion::FusedClassifierParams fcp;
+};
+Problem make_problem(int64_t T, int64_t V, bool fusing) {
+  using namespace fusellm;
+  const int64_t K = fusing ? 10 : 1;
+  Problem p{std::vector<int32_t>(static_cast<size_t>(T)), std::vector<int32_t>(static_cast<size_t>(T)),
+            fusion::HostRows("targets", T, K), {}};  // CLM: one empty slot per row, as the trainer passes
+  for (int64_t i = 0; i < T; ++i) p.ids[size_t(i)] = int32_t((i * 7919 + 13) % V);
+  for (int64_t i = 0; i < T; ++i) p.gold[size_t(i)] = i + 1 < T ? p.ids[size_t(i + 1)] : -1;
+  if (fusing)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < K; ++j) {
+        p.targets.ids(t, j) = int32_t((t * 131 + j * 977 + 7) % V);
+        p.targets.probs(t, j) = float(10 - j) / 55.f;
+      }
+  p.fcp.lambda = fusing ? 0.9f : 1.0f;
+  return p;
+}
+
+// Per measured step: wall and CPU time, and each phase's wall time.
+struct Timings {
+  std::vector<double> step, cpu, fwd, cls, bwd, clip, opt;
+  double loss = 0, gnorm = 0;
+};
+
+// warmup + iters optimizer steps, as train_step.cpp and trainer.cpp run one.
+Timings run_steps(fusellm::model::TrainableModel& m, const Problem& p, const Options& o) {
+  using namespace fusellm;
+  const int64_t T = o.seq, V = m.arch().vocab;
+  std::vector<ParamGrad> pg;
+  for (auto& q : m.parameters()) pg.push_back({q.name, q.value.span(), q.grad.span(), hf_trainer_decays(q.name)});
+  AdamW adamw({0.9, 0.95, 1e-8, 0.1});
+  const double lr = 1e-5;
+  Timings tm;
+  for (int it = 0; it < o.warmup + o.iters; ++it) {
+    const double c0 = cpu_seconds();
+    const auto t0 = Clock::now();
+    m.zero_grad();
+    Tensor logits = m.forward(p.ids);
+    const double t_fwd = since(t0);
+    const auto r = fusion::fused_classifier(logits.span(), T, V, p.gold, p.targets, p.fcp);
+    const double t_cls = since(t0);
+    m.backward(logits.span());
+    const double t_bwd = since(t0);
+    tm.gnorm = clip_grad_norm(pg, 1.0);
+    const double t_clip = since(t0);
+    adamw.step(pg, lr);
+    m.parameters_changed();
+    const double t_all = since(t0), c_all = cpu_seconds() - c0;
+    tm.loss = r.loss;
+    if (it >= o.warmup) {
+      tm.step.push_back(t_all), tm.cpu.push_back(c_all);
+      tm.fwd.push_back(t_fwd), tm.cls.push_back(t_cls - t_fwd), tm.bwd.push_back(t_bwd - t_cls);
+      tm.clip.push_back(t_clip - t_bwd), tm.opt.push_back(t_all - t_clip);
+    }
+  }
+  return tm;
+}
+
+// Peak RSS against the sum of what training must hold (the header states it).
+void report_memory(const fusellm::model::TrainableModel& m, int64_t T, double baseline, double after_load,
+                   double hwm_load) {
+  const fusellm::model::Arch& a = m.arch();
+  const int64_t V = a.vocab, Hd = a.hidden, I = a.intermediate;
+  const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, nq = a.heads * a.head_dim;
+  const double P = double(m.num_parameters());
+  const double per_layer = double(2 * T * Hd + T * nqkv + T * nq + T * 2 * I);
+  const double acts = double(a.layers) * per_layer + double(T * Hd) + double(T * V);
+  const double state_mib = 4.0 * 4.0 * P / kMiB, acts_mib = 4.0 * acts / kMiB, sum = state_mib + acts_mib;
+  const double peak = status_mib("VmHWM");
+  std::printf("fusellm memory MiB: peak RSS %.1f  sum %.1f (params+grads+2 moments %.1f, activations %.1f)  "
+              "peak/sum = %.2fx  (baseline RSS before the model %.1f; after load RSS %.1f, peak %.1f; "
+              "(peak - baseline)/sum = %.2fx)\n",
+              peak, sum, state_mib, acts_mib, peak / sum, baseline, after_load, hwm_load, (peak - baseline) / sum);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s DIR [--seq N] [--warmup N] [--iters N] [--fusion]\n", argv[0]);
-    return 2;
-  }
-  const std::string dir = argv[1];
-  int seq = 512, warmup = 2, iters = 10;
-  bool fusing = false;
-  for (int i = 2; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--fusion")) fusing = true;
-    else if (i + 1 < argc && !std::strcmp(argv[i], "--seq")) seq = std::stoi(argv[++i]);
-    else if (i + 1 < argc && !std::strcmp(argv[i], "--warmup")) warmup = std::stoi(argv[++i]);
-    else if (i + 1 < argc && !std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[++i]);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+  Options o;
+  if (!parse(argc, argv, o)) return 2;
   Kokkos::ScopeGuard kokkos;  // default init: OpenMP with OMP_NUM_THREADS
   try {
     using namespace fusellm;
     const double baseline = status_mib("VmRSS");
-    model::TrainableModel m = model::TrainableModel::load(dir);
+    model::TrainableModel m = model::TrainableModel::load(o.dir);
     const double after_load = status_mib("VmRSS"), hwm_load = status_mib("VmHWM");
-    const model::Arch& a = m.arch();
-    const int64_t T = seq, V = a.vocab, Hd = a.hidden, I = a.intermediate;
-    const int64_t nqkv = (a.heads + 2 * a.kv_heads) * a.head_dim, nq = a.heads * a.head_dim;
-
-    std::vector<int32_t> ids(static_cast<size_t>(T)), gold(static_cast<size_t>(T));
-    for (int64_t i = 0; i < T; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % V);
-    for (int64_t i = 0; i < T; ++i) gold[size_t(i)] = i + 1 < T ? ids[size_t(i + 1)] : -1;
-    const int64_t K = fusing ? 10 : 1;
-    fusion::HostRows targets("targets", T, K);  // CLM: one empty slot per row, as the trainer passes
-    if (fusing)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t j = 0; j < K; ++j) {
-          targets.ids(t, j) = int32_t((t * 131 + j * 977 + 7) % V);
-          targets.probs(t, j) = float(10 - j) / 55.f;
-        }
-    fusion::FusedClassifierParams fcp;
-    fcp.lambda = fusing ? 0.9f : 1.0f;
-
-    std::vector<ParamGrad> pg;
-    for (auto& p : m.parameters()) pg.push_back({p.name, p.value.span(), p.grad.span(), hf_trainer_decays(p.name)});
-    AdamW adamw({0.9, 0.95, 1e-8, 0.1});
-    const double lr = 1e-5;
-
-    std::vector<double> step_t, cpu_t, fwd_t, cls_t, bwd_t, clip_t, opt_t;
-    double loss = 0, gnorm = 0;
-    for (int it = 0; it < warmup + iters; ++it) {
-      const double c0 = cpu_seconds();
-      const auto t0 = Clock::now();
-      m.zero_grad();
-      Tensor logits = m.forward(ids);
-      const double t_fwd = since(t0);
-      const auto r = fusion::fused_classifier(logits.span(), T, V, gold, targets, fcp);
-      const double t_cls = since(t0);
-      m.backward(logits.span());
-      const double t_bwd = since(t0);
-      gnorm = clip_grad_norm(pg, 1.0);
-      const double t_clip = since(t0);
-      adamw.step(pg, lr);
-      m.parameters_changed();
-      const double t_all = since(t0), c_all = cpu_seconds() - c0;
-      loss = r.loss;
-      if (it >= warmup) {
-        step_t.push_back(t_all), cpu_t.push_back(c_all);
-        fwd_t.push_back(t_fwd), cls_t.push_back(t_cls - t_fwd), bwd_t.push_back(t_bwd - t_cls);
-        clip_t.push_back(t_clip - t_bwd), opt_t.push_back(t_all - t_clip);
-      }
-    }
-
-    const double med = median(step_t);
+    const int64_t T = o.seq;
+    const Problem p = make_problem(T, m.arch().vocab, o.fusing);
+    const Timings tm = run_steps(m, p, o);
+    const double med = median(tm.step);
     std::printf("fusellm threads=%d seq=%lld %s median %.1f ms  %.1f tokens/s  (process cpu %.1f ms/step; %.1fM parameters; "
                 "loss %.4f grad_norm %.3f)\n",
-                omp_get_max_threads(), (long long)T, fusing ? "fusion(lambda=0.9,k=10)" : "clm(lambda=1)", med * 1e3,
-                double(T) / med, median(cpu_t) * 1e3, double(m.num_parameters()) / 1e6, loss, gnorm);
+                omp_get_max_threads(), (long long)T, o.fusing ? "fusion(lambda=0.9,k=10)" : "clm(lambda=1)", med * 1e3,
+                double(T) / med, median(tm.cpu) * 1e3, double(m.num_parameters()) / 1e6, tm.loss, tm.gnorm);
     std::printf("fusellm phases ms: forward %.1f  classifier %.1f  backward %.1f  clip %.1f  adamw %.1f\n",
-                median(fwd_t) * 1e3, median(cls_t) * 1e3, median(bwd_t) * 1e3, median(clip_t) * 1e3,
-                median(opt_t) * 1e3);
-
-    const double P = double(m.num_parameters());
-    const double per_layer = double(2 * T * Hd + T * nqkv + T * nq + T * 2 * I);
-    const double acts = double(a.layers) * per_layer + double(T * Hd) + double(T * V);
-    const double state_mib = 4.0 * 4.0 * P / kMiB, acts_mib = 4.0 * acts / kMiB, sum = state_mib + acts_mib;
-    const double peak = status_mib("VmHWM");
-    std::printf("fusellm memory MiB: peak RSS %.1f  sum %.1f (params+grads+2 moments %.1f, activations %.1f)  "
-                "peak/sum = %.2fx  (baseline RSS before the model %.1f; after load RSS %.1f, peak %.1f; "
-                "(peak - baseline)/sum = %.2fx)\n",
-                peak, sum, state_mib, acts_mib, peak / sum, baseline, after_load, hwm_load, (peak - baseline) / sum);
+                median(tm.fwd) * 1e3, median(tm.cls) * 1e3, median(tm.bwd) * 1e3, median(tm.clip) * 1e3,
+                median(tm.opt) * 1e3);
+    report_memory(m, T, baseline, after_load, hwm_load);
   } catch (const fusellm::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
