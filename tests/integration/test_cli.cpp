@@ -141,7 +141,23 @@ TEST(Cli, AlignAndVocabMapOnTheDemoPair) {
   EXPECT_EQ(w.code, 1) << w.out;
   EXPECT_NE(w.out.find(cache.filename().string()), std::string::npos) << w.out;
   fs::remove(cache);
+  fs::remove(cache.string() + ".xxh64");
   fs::remove(text);
+}
+
+// `fusellm index` writes the job's segment index once; run again, it finds it valid.
+TEST(Cli, IndexWritesTheSegmentIndexOnce) {
+  const fs::path out = temp_dir("index");
+  const std::string cmd = "index --job " + std::string(FUSELLM_SOURCE_DIR) + "/jobs/tiny.toml --set job.output_dir=" +
+                          out.string() + " --limit 40";
+  const CmdResult a = run(cmd);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_HAS(a.out, "segment_index.h5: 40 segments (cut and written)");
+  EXPECT_TRUE(fs::exists(out / "segment_index.h5.xxh64"));
+  const CmdResult b = run(cmd);
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_HAS(b.out, "segment_index.h5: 40 segments (already there and valid for the job)");
+  fs::remove_all(out);
 }
 
 TEST(Cli, BadInputIsOneLineNamingTheFileAndExitsNonZero) {

@@ -170,8 +170,8 @@ TEST(OnlineJob, EveryTopologyTrainsOnTheSameTargetsAndReachesTheSameWeights) {
 
 
 // Reshard: a run of two students stopped after 6 of 12 steps resumes with one student and, in
-// other copies, with three (ZeRO-1, and ZeRO-2); each ends with the weights of the uninterrupted
-// run in one process.
+// other copies, with three (ZeRO-1, and ZeRO-2), from the first run's segment index; each ends
+// with the weights of the uninterrupted run in one process (which cut the corpus itself).
 // Six micro-batches of one sequence per step, so every student count divides them; 2 or 3
 // students then add the micro-batches' gradients in another association than one process
 // (((g_0 + g_2) + g_4) + ((g_1 + g_3) + g_5) against ((((g_0 + g_1) + g_2) + ...), a few ulp
@@ -201,8 +201,16 @@ TEST(OnlineJobReshard, TwoStudentsResumeWithOneAndWithThree) {
                                               Resume{3, "reshard_to_three_z2", " --set topology.zero_stage=2"}}) {
     fs::create_directories(dir_of(name));
     fs::copy(dir_of("reshard_two") + "/checkpoints", dir_of(name) + "/checkpoints", fs::copy_options::recursive);
+    // With the first run's segment index (teach/segment_index.hpp): every rank takes the segments
+    // from it and the teachers read their texts back from the corpus; an index that was not used
+    // would be cut again and rewritten by rank 0.
+    const std::string index = dir_of(name) + "/segment_index.h5";
+    for (const char* f : {"/segment_index.h5", "/segment_index.h5.xxh64"})
+      fs::copy_file(dir_of("reshard_two") + f, dir_of(name) + f);
+    const auto written = fs::last_write_time(index);
     const auto r = run_mpi(2 + students, run(name, fmt::format("--set topology.student_ranks={}{}", students, extra)));
     ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(fs::last_write_time(index), written) << name << ": the segment index was not used";
     EXPECT_NE(r.out.find("steps: 6 -> 12"), std::string::npos) << r.out;
     const double d = max_tensor_norm_diff(weights(name), weights("reshard_one_process"));
     std::printf("%s: %d students after 2: ||w - w_1|| / ||w_1|| = %.3g (per tensor, worst)\n", name, students, d);

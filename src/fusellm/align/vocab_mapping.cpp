@@ -12,10 +12,10 @@
 #include "fusellm/align/align_spaces.hpp"
 #include "fusellm/align/original_host.hpp"
 #include "fusellm/core/error.hpp"
-#include "fusellm/io/file_checksum.hpp"
 #include "fusellm/io/hdf5_attribute.hpp"
 #include "fusellm/io/hdf5_dataset.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
+#include "fusellm/io/hdf5_whole_file.hpp"
 #include "fusellm/io/xxhash64.hpp"
 #include "kokkos/vocab_mapping.hpp"
 
@@ -221,11 +221,7 @@ FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_INSTANTIATE)
 #undef FUSELLM_ALIGN_INSTANTIATE
 
 void VocabMapping::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    const h5::ErrorSilencer quiet;
-    h5::File file(h5::check_id(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-                               "{}: cannot create the vocab mapping file", tmp));
+  h5::write_whole_file(path, "the vocab mapping file", [&](hid_t file) {
     write_dataset(file, "exact", exact, H5T_STD_I32LE, path);
     write_dataset(file, "full", full, H5T_STD_I32LE, path);
     write_dataset(file, "dist", dist, H5T_STD_I32LE, path);
@@ -242,24 +238,14 @@ void VocabMapping::save(const std::string& path) const {
     h5::write_attr_i64(file, "source_model_vocab", size(), path);
     h5::write_attr_i64(file, "build_milliseconds", int64_t(build_seconds * 1000.0), path);
     h5::write_attr_string(file, "created_by", "fusellm src/fusellm/align/vocab_mapping.cpp", path);
-    h5::check_status(file.close(), "{}: cannot write the vocab mapping file", tmp);
-  }
-  // The checksum sidecar (io/file_checksum.hpp) is checked before HDF5 opens the file, which it may
-  // crash on when the metadata is damaged; the old one goes before the file is replaced.
-  remove_sidecar(path);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
-  write_sidecar(path);
+  });
 }
 
 VocabMapping VocabMapping::load(const std::string& path) {
-  if (!std::filesystem::exists(path)) fail("{}: vocab mapping file not found", path);
   // A file without a sidecar (an older fusellm's, or a save killed before it) is used unverified.
-  with_context(fmt::format("vocab mapping {} (delete it to rebuild)", path), [&] { verify_sidecar(path); });
   const h5::ErrorSilencer quiet;
-  h5::File file(h5::check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "{}: not an HDF5 file (vocab mapping)",
-                             path));
+  h5::File file = with_context(fmt::format("vocab mapping {} (delete it to rebuild)", path),
+                               [&] { return h5::open_verified(path, "vocab mapping"); });
   if (!h5::has_attr(file, "format")) fail("{}: attribute 'format' is missing (not a fusellm vocab mapping?)", path);
   if (h5::read_attr_string(file, "format", path) != kFormat)
     fail("{}: attribute 'format' is not '{}'", path, kFormat);

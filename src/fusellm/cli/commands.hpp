@@ -28,4 +28,5 @@ void add_timeline(CLI::App& app);
 void add_plan(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_init(CLI::App& app);
+void add_index(CLI::App& app);
 }  // namespace fusellm::cli

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   fusellm::cli::add_plan(app);
   fusellm::cli::add_eval(app);
   fusellm::cli::add_init(app);
+  fusellm::cli::add_index(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

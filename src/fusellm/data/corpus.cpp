@@ -150,12 +150,61 @@ bool CorpusReader::open_next_file() {
   in_.reset();
   if (file_i_ >= files_.size()) return false;
   const std::string& f = files_[file_i_];
-  jsonl_ = format_ == CorpusFormat::JSONL || (format_ == CorpusFormat::Auto && is_jsonl_name(f));
+  jsonl_ = is_jsonl_file(f, format_);
   in_ = std::make_unique<std::ifstream>(f, std::ios::binary);
   if (!*in_) fail("{}: cannot open the corpus file", f);
   line_ = 0;
   offset_ = 0;
   return true;
+}
+
+namespace {
+
+// The text field of a JSONL line (a '\r' before its '\n' already gone), its invalid UTF-8
+// replaced: `rep` counts the replacements in the raw line, `bad` is where the first one is.
+std::string jsonl_text(const std::string& raw, const std::string& field, const std::string& f, int64_t line,
+                       int64_t& rep, size_t& bad) {
+  const std::string clean = sanitize_utf8(raw, &rep, &bad);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(clean);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}:{}: not a JSON value: {}", f, line, e.what());
+  }
+  if (!j.is_object()) fail("{}:{}: expected a JSON object with a \"{}\" field, found {}", f, line, field, j.type_name());
+  auto it = j.find(field);
+  if (it == j.end()) fail("{}:{}: no \"{}\" field (the job's [corpus].text_field)", f, line, field);
+  if (!it->is_string()) fail("{}:{}: field \"{}\": expected a string, found {}", f, line, field, it->type_name());
+  // Escapes (\u...) can still make invalid text only as lone surrogates, which the parser
+  // refuses; the replaced raw bytes are what we count.
+  std::string text = it->get<std::string>();
+  if (rep > 0) {
+    int64_t rep2 = 0;
+    text = sanitize_utf8(text, &rep2);
+  }
+  return text;
+}
+
+}  // namespace
+
+bool is_jsonl_file(const std::string& file, CorpusFormat format) {
+  return format == CorpusFormat::JSONL || (format == CorpusFormat::Auto && is_jsonl_name(file));
+}
+
+std::string read_document_text(const CorpusConfig& corpus, const std::string& file, int64_t offset, int64_t line) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail("{}: cannot open the corpus file", file);
+  std::string raw;
+  int64_t rep = 0;
+  size_t bad = 0;
+  if (!is_jsonl_file(file, corpus.format)) {
+    raw.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return sanitize_utf8(raw, &rep, &bad);
+  }
+  in.seekg(offset);
+  if (!in || !std::getline(in, raw)) fail("{}:{}: cannot read the line at byte offset {}", file, line, offset);
+  if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+  return jsonl_text(raw, corpus.text_field, file, line, rep, bad);
 }
 
 bool CorpusReader::next(Document& doc) {
@@ -177,25 +226,9 @@ bool CorpusReader::next(Document& doc) {
       if (is_blank(raw)) continue;  // a blank line is no document
       int64_t rep = 0;
       size_t bad = 0;
-      const std::string clean = sanitize_utf8(raw, &rep, &bad);
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(clean);
-      } catch (const nlohmann::json::exception& e) {
-        fail("{}:{}: not a JSON value: {}", f, line, e.what());
-      }
-      if (!j.is_object()) fail("{}:{}: expected a JSON object with a \"{}\" field, found {}", f, line, field_, j.type_name());
-      auto it = j.find(field_);
-      if (it == j.end()) fail("{}:{}: no \"{}\" field (the job's [corpus].text_field)", f, line, field_);
-      if (!it->is_string()) fail("{}:{}: field \"{}\": expected a string, found {}", f, line, field_, it->type_name());
-      // Escapes (\u...) can still make invalid text only as lone surrogates, which the parser
-      // refuses; the replaced raw bytes are what we count.
-      doc.text = it->get<std::string>();
-      if (rep > 0) {
-        int64_t rep2 = 0;
-        doc.text = sanitize_utf8(doc.text, &rep2);
-      }
+      doc.text = jsonl_text(raw, field_, f, line, rep, bad);
       doc.line = line;
+      doc.offset = line_offset;
       if (is_blank(doc.text)) {
         ++stats_.skipped_blank;
         continue;
@@ -209,6 +242,7 @@ bool CorpusReader::next(Document& doc) {
       size_t bad = 0;
       doc.text = sanitize_utf8(raw, &rep, &bad);
       doc.line = 0;
+      doc.offset = 0;
       if (is_blank(doc.text)) {
         ++stats_.skipped_blank;
         continue;

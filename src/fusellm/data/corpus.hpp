@@ -27,6 +27,7 @@ struct Document {
   int64_t index = 0;     // position in the corpus stream (skipped documents take no number)
   std::string file;      // where it came from
   int64_t line = 0;      // JSONL: 1-based line; text files: 0
+  int64_t offset = 0;    // JSONL: byte offset of its line in `file`; text files: 0
   std::string text;      // valid UTF-8
 };
 
@@ -78,6 +79,13 @@ class CorpusReader {
   CorpusStats stats_;
   void note_invalid(const std::string& file, int64_t line, int64_t offset, int64_t replaced);
 };
+
+// Whether `file` of a corpus is read as JSONL (else: one text document).
+bool is_jsonl_file(const std::string& file, CorpusFormat format);
+// A document's text read again from where the reader found it (Document::file, offset, line), as
+// the reader reads it: the JSONL line's text field or the whole text file, invalid UTF-8 replaced.
+// Errors name the file and the line.
+std::string read_document_text(const CorpusConfig& corpus, const std::string& file, int64_t offset, int64_t line);
 
 // Every document at once (tests, small corpora).
 std::vector<Document> read_corpus(const std::string& path, CorpusFormat format = CorpusFormat::Auto,

@@ -110,6 +110,10 @@ bool SegmentStream::next(Segment& s) {
   s.piece = int32_t(piece_i_);
   s.byte_begin = b;
   s.text.assign(doc_.text, size_t(b), size_t(e - b));
+  const auto& files = reader_.files();
+  s.doc_file = int32_t(std::find(files.begin(), files.end(), doc_.file) - files.begin());
+  s.doc_offset = doc_.offset;
+  s.doc_line = doc_.line;
   ++piece_i_;
   return true;
 }

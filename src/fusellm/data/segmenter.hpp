@@ -27,6 +27,10 @@ struct Segment {
   int32_t piece = 0;       // piece of that document
   int64_t byte_begin = 0;  // in the document
   std::string text;
+  // Where the document lies (Document's): the corpus file's position among corpus_files(), the
+  // byte offset of its JSONL line, its line (teach/segment_index.hpp records them).
+  int32_t doc_file = 0;
+  int64_t doc_offset = 0, doc_line = 0;
 };
 
 class Segmenter {

@@ -48,7 +48,7 @@ void TeacherServer::serve_micro_batch(int64_t id, int64_t step, std::span<const 
   const std::vector<int64_t> ids = sampler_.segments(sequences);
   std::vector<Segment> todo;  // the micro-batch's segments this replica has not run recently
   for (const int64_t s : ids)
-    if (!recent_.find(s)) todo.push_back(segments_.segments.at(size_t(s)));
+    if (!recent_.find(s)) todo.push_back(segments_.segment(s));
   std::vector<TeacherRows> computed;
   if (!todo.empty()) {
     auto t = tl().scope(Phase::teacher_forward, step);

@@ -7,11 +7,13 @@
 // without a message.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "fusellm/data/segmenter.hpp"
 #include "fusellm/job/job_config.hpp"
 #include "fusellm/teach/job_tokenizers.hpp"
+#include "fusellm/teach/segment_index.hpp"
 
 namespace fusellm {
 
@@ -20,13 +22,30 @@ namespace fusellm {
 void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t limit,
                       const std::function<void(Segment&&, std::vector<int32_t>&&)>& each);
 
-// Every segment's text and its number of target tokens (what the sampler needs). Holds the
-// corpus's text in memory: the online job's ranks keep it to hand each micro-batch's segments
-// to their Teacher (README, Status: a corpus larger than memory needs an index instead).
-struct CorpusSegments {
-  std::vector<Segment> segments;
+// Every segment's number of target tokens (what the sampler needs) and its text (what a Teacher
+// needs), for the online job: either cut here and held in memory (cut), or described by a segment
+// index (segment_index.hpp; load_or_cut), 40 bytes per segment, the texts read back from the corpus
+// files when asked for.
+class CorpusSegments {
+ public:
   std::vector<int64_t> lengths;  // target tokens per segment
+
+  int64_t count() const { return int64_t(lengths.size()); }
+  Segment segment(int64_t id) const;  // Error when id is not one
+
+  // The first `limit` segments (all when < 0), cut in memory.
   static CorpusSegments cut(const JobConfig& job, const JobTokenizers& toks, int64_t limit);
+  // Through the job's segment index: the one on disk when it is valid for the job
+  // (segment_index.hpp), else one made by cutting the corpus here (keeping no text) and, when
+  // `write_index`, written for the next start.
+  static CorpusSegments load_or_cut(const JobConfig& job, const JobTokenizers& toks, int64_t limit, bool write_index);
+  bool loaded_index() const { return loaded_; }  // load_or_cut found a valid index on disk
+
+ private:
+  std::vector<Segment> segments_;              // cut here (empty when from an index)
+  std::shared_ptr<const SegmentIndex> index_;  // else this, and the corpus it describes
+  CorpusConfig corpus_;
+  bool loaded_ = false;
 };
 
 }  // namespace fusellm

@@ -6,7 +6,7 @@
 
 namespace fusellm {
 
-TeacherRowsSource::TeacherRowsSource(std::unique_ptr<Teacher> teacher, const std::vector<Segment>& segments)
+TeacherRowsSource::TeacherRowsSource(std::unique_ptr<Teacher> teacher, const CorpusSegments& segments)
     : teacher_(std::move(teacher)), segments_(&segments) {}
 
 std::string TeacherRowsSource::describe() const { return fmt::format("source '{}' (in process)", teacher_->source()); }
@@ -14,9 +14,9 @@ std::string TeacherRowsSource::describe() const { return fmt::format("source '{}
 void TeacherRowsSource::begin_micro_batch(int64_t /*id*/, std::span<const int64_t> segments) {
   std::vector<Segment> segs;
   for (const int64_t s : segments) {
-    if (s < 0 || s >= int64_t(segments_->size()))
-      fail("{}: segment {} requested, the corpus has {}", describe(), s, segments_->size());
-    segs.push_back((*segments_)[size_t(s)]);
+    if (s < 0 || s >= segments_->count())
+      fail("{}: segment {} requested, the corpus has {}", describe(), s, segments_->count());
+    segs.push_back(segments_->segment(s));
   }
   std::vector<TeacherRows> rows = teacher_->rows(segs);
   for (auto& r : rows) ready_[r.segment] = std::move(r);

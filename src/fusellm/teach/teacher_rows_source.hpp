@@ -17,7 +17,7 @@ namespace fusellm {
 class TeacherRowsSource final : public RowsSource {
  public:
   // `segments`: the job's segments (CorpusSegments), not owned: they must outlive this source.
-  TeacherRowsSource(std::unique_ptr<Teacher> teacher, const std::vector<Segment>& segments);
+  TeacherRowsSource(std::unique_ptr<Teacher> teacher, const CorpusSegments& segments);
   TeacherRows rows(int64_t segment) override;
   std::string describe() const override;
   void begin_micro_batch(int64_t id, std::span<const int64_t> segments) override;
@@ -25,7 +25,7 @@ class TeacherRowsSource final : public RowsSource {
 
  private:
   std::unique_ptr<Teacher> teacher_;
-  const std::vector<Segment>* segments_;
+  const CorpusSegments* segments_;
   std::map<int64_t, TeacherRows> ready_;  // the current micro-batch's rows, by segment
 };
 

@@ -140,7 +140,7 @@ JobRankResult run_job(const JobConfig& job, const TrainOptions& opt, TrainObserv
   std::optional<Kokkos::ScopeGuard> kokkos;  // the Teacher's kernels need it
   if (!Kokkos::is_initialized()) kokkos.emplace();
   s.toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job, fuses_teachers(job)));
-  s.segments = CorpusSegments::cut(job, *s.toks, opt.limit);
+  s.segments = CorpusSegments::load_or_cut(job, *s.toks, opt.limit, world->rank() == 0);
   Sampler sampler(s.segments.lengths, SamplerSettings::of(job, opt.max_steps));
   s.prints.data = sampler.data_fingerprint();
   s.prints.tokenizers = tokenizers_print(*s.toks);

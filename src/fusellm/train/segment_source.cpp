@@ -85,12 +85,12 @@ SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, in
 
 SegmentSource SegmentSource::from_teachers(const JobConfig& job, int64_t limit, int64_t vocab) {
   const auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job));
-  auto segs = std::make_shared<const CorpusSegments>(CorpusSegments::cut(job, *toks, limit));
+  auto segs = std::make_shared<const CorpusSegments>(CorpusSegments::load_or_cut(job, *toks, limit, true));
   std::vector<std::unique_ptr<RowsSource>> sources;
   std::vector<std::string> names;
   for (const auto& src : job.sources) {
     auto teacher = std::make_unique<Teacher>(job, src.name, toks, vocab_map_path_for(job, src.name));
-    sources.push_back(std::make_unique<TeacherRowsSource>(std::move(teacher), segs->segments));
+    sources.push_back(std::make_unique<TeacherRowsSource>(std::move(teacher), *segs));
     names.push_back(src.name);
   }
   SegmentSource s = from_rows(segs->lengths, std::move(names), std::move(sources), vocab);

@@ -1,0 +1,174 @@
+#include "fusellm/teach/segment_index.hpp"
+
+#include <hdf5.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "fusellm/core/error.hpp"
+#include "fusellm/data/corpus.hpp"
+#include "fusellm/io/file_checksum.hpp"
+#include "fusellm/io/hdf5_attribute.hpp"
+#include "fusellm/io/hdf5_dataset.hpp"
+#include "fusellm/io/hdf5_handle.hpp"
+#include "fusellm/io/hdf5_whole_file.hpp"
+#include "fusellm/job/job_config.hpp"
+#include "fusellm/teach/job_tokenizers.hpp"
+
+namespace fs = std::filesystem;
+
+namespace fusellm {
+
+namespace {
+
+constexpr const char* kFormat = "fusellm segment index v1";
+
+template <class T>
+void put(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, const std::string& path) {
+  h5::write_dataset(file, name, {hsize_t(v.size())}, file_type, h5::native_type<T>(), v.data(), path);
+}
+
+template <class T>
+std::vector<T> get(hid_t file, const char* name, size_t n, const std::string& path) {
+  std::vector<hsize_t> dims;
+  std::vector<T> v = h5::read_dataset<T>(file, name, dims, path);
+  if (dims.size() != 1 || v.size() != n)
+    fail("{}: dataset '{}' has {} entries, expected {} (damaged segment index)", path, name, v.size(), n);
+  return v;
+}
+
+// "name size mtime" of a file, for valid_for.
+std::string stamp(const fs::path& p) {
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  if (ec) return fmt::format("{} missing", p.string());
+  const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+  return fmt::format("{} {} {}", p.string(), size, t);
+}
+
+// The regular files a tokenizer path stands for: itself, or the files directly in its directory.
+std::vector<std::string> tokenizer_stamps(const std::string& path) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return {stamp(path)};
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) out.push_back(stamp(e.path()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::string SegmentIndex::valid_for_job(const JobConfig& job, const JobTokenizers& toks) {
+  nlohmann::json j;
+  j["corpus"] = fs::weakly_canonical(job.corpus.path).string();
+  j["format"] = std::string(corpus_format_names().name(job.corpus.format));
+  j["text_field"] = job.corpus.text_field;
+  std::vector<std::string> files;
+  for (const auto& f : corpus_files(job.corpus.path, job.corpus.format)) files.push_back(stamp(f));
+  j["files"] = files;
+  j["max_tokens"] = Segmenter::max_tokens_of(job.corpus);
+  j["target_tokenizer"] = job.target.tokenizer;
+  nlohmann::json t = nlohmann::json::object();
+  for (const auto& p : toks.paths) t[p] = tokenizer_stamps(p);
+  j["tokenizers"] = t;
+  return j.dump();
+}
+
+Segment SegmentIndex::segment(int64_t id, const CorpusConfig& corpus) const {
+  if (id < 0 || id >= segments()) fail("segment index: segment {} of {}", id, segments());
+  const size_t i = size_t(id);
+  const int64_t d = doc[i];
+  if (d < 0 || d >= int64_t(doc_file.size()) || doc_file[size_t(d)] < 0 || doc_file[size_t(d)] >= int32_t(files.size()))
+    fail("segment index: segment {} names document {} of {} (damaged index)", id, d, doc_file.size());
+  const std::string& file = files[size_t(doc_file[size_t(d)])];
+  const std::string text = read_document_text(corpus, file, doc_offset[size_t(d)], doc_line[size_t(d)]);
+  if (byte_begin[i] < 0 || byte_end[i] < byte_begin[i] || byte_end[i] > int64_t(text.size()))
+    fail("{}:{}: the document has {} bytes, the segment index says segment {} is bytes [{}, {}): the corpus changed "
+         "since the index was written (delete {} to cut it again)",
+         file, doc_line[size_t(d)], text.size(), id, byte_begin[i], byte_end[i], "segment_index.h5");
+  Segment s;
+  s.id = id;
+  s.doc = d;
+  s.piece = piece[i];
+  s.byte_begin = byte_begin[i];
+  s.text = text.substr(size_t(byte_begin[i]), size_t(byte_end[i] - byte_begin[i]));
+  return s;
+}
+
+void SegmentIndex::save(const std::string& path) const {
+  h5::write_whole_file(path, "the segment index", [&](hid_t f) {
+    put(f, "lengths", lengths, H5T_STD_I64LE, path);
+    put(f, "doc", doc, H5T_STD_I64LE, path);
+    put(f, "piece", piece, H5T_STD_I32LE, path);
+    put(f, "byte_begin", byte_begin, H5T_STD_I64LE, path);
+    put(f, "byte_end", byte_end, H5T_STD_I64LE, path);
+    put(f, "doc_file", doc_file, H5T_STD_I32LE, path);
+    put(f, "doc_offset", doc_offset, H5T_STD_I64LE, path);
+    put(f, "doc_line", doc_line, H5T_STD_I64LE, path);
+    h5::write_attr_string(f, "format", kFormat, path);
+    h5::write_attr_string(f, "files", nlohmann::json(files).dump(), path);
+    h5::write_attr_i64(f, "complete", complete ? 1 : 0, path);
+    h5::write_attr_string(f, "valid_for", valid_for, path);
+  });
+}
+
+SegmentIndex SegmentIndex::load(const std::string& path) {
+  // Never parsed unverified: an index without its sidecar is not used (it is cut again).
+  if (!fs::exists(sidecar_path(path))) fail("{}: no checksum file {}", path, sidecar_path(path));
+  const h5::ErrorSilencer quiet;
+  h5::File f = h5::open_verified(path, "segment index");
+  if (!h5::has_attr(f, "format") || h5::read_attr_string(f, "format", path) != kFormat)
+    fail("{}: not a fusellm segment index ('{}' expected in attribute 'format')", path, kFormat);
+  SegmentIndex x;
+  std::vector<hsize_t> dims;
+  x.lengths = h5::read_dataset<int64_t>(f, "lengths", dims, path);
+  const size_t n = x.lengths.size();
+  x.doc = get<int64_t>(f, "doc", n, path);
+  x.piece = get<int32_t>(f, "piece", n, path);
+  x.byte_begin = get<int64_t>(f, "byte_begin", n, path);
+  x.byte_end = get<int64_t>(f, "byte_end", n, path);
+  x.doc_file = h5::read_dataset<int32_t>(f, "doc_file", dims, path);
+  x.doc_offset = get<int64_t>(f, "doc_offset", x.doc_file.size(), path);
+  x.doc_line = get<int64_t>(f, "doc_line", x.doc_file.size(), path);
+  x.files = nlohmann::json::parse(h5::read_attr_string(f, "files", path)).get<std::vector<std::string>>();
+  x.complete = h5::read_attr_i64(f, "complete", path) != 0;
+  x.valid_for = h5::read_attr_string(f, "valid_for", path);
+  return x;
+}
+
+std::optional<SegmentIndex> load_segment_index(const std::string& path, const std::string& valid_for, int64_t limit) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  std::optional<SegmentIndex> x;
+  try {
+    x = SegmentIndex::load(path);
+  } catch (const std::exception& e) {
+    spdlog::warn("segment index {}: not used ({}); the corpus is cut again", path, e.what());
+    return std::nullopt;
+  }
+  if (x->valid_for != valid_for) {
+    spdlog::info("segment index {}: written for another corpus, tokenizer or segment bound; the corpus is cut again",
+                 path);
+    return std::nullopt;
+  }
+  if (!x->complete && (limit < 0 || limit > x->segments())) {
+    spdlog::info("segment index {}: holds the first {} segments only; the corpus is cut again", path, x->segments());
+    return std::nullopt;
+  }
+  if (limit >= 0 && limit < x->segments()) {
+    const size_t n = size_t(limit);
+    for (auto* v : {&x->lengths, &x->doc, &x->byte_begin, &x->byte_end}) v->resize(n);
+    x->piece.resize(n);
+    x->complete = false;
+  }
+  return x;
+}
+
+std::string segment_index_path(const JobConfig& job) {
+  return (fs::path(job.job.output_dir) / "segment_index.h5").string();
+}
+
+}  // namespace fusellm

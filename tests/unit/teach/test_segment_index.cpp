@@ -1,0 +1,132 @@
+// The segment index (teach/segment_index.hpp): the segments it gives back, texts read from the
+// corpus files, are the ones cutting the corpus gives (every field, every byte), over a corpus
+// directory of JSONL files (blank lines, CRLF, invalid UTF-8, documents cut into several pieces)
+// and a text file; an index of another corpus state, a shorter --limit run's, or a damaged one is
+// not used, and the corpus is cut again.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fusellm/data/corpus.hpp"
+#include "fusellm/teach/corpus_segments.hpp"
+#include "fusellm/teach/segment_index.hpp"
+
+namespace fs = std::filesystem;
+using namespace fusellm;
+
+namespace {
+
+const std::string kDemo = FUSELLM_SOURCE_DIR "/examples/demo";
+
+bool demo_present() {
+  return fs::exists(kDemo + "/llama/tokenizer.json") && fs::exists(kDemo + "/neox/tokenizer.json") &&
+         fs::exists(kDemo + "/corpus.jsonl");
+}
+
+struct IndexDir {
+  fs::path dir;
+  IndexDir() {
+    dir = fs::temp_directory_path() / ("fusellm_segment_index_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "corpus");
+    const auto docs = read_corpus(kDemo + "/corpus.jsonl");
+    std::ofstream a(dir / "corpus" / "a.jsonl", std::ios::binary), b(dir / "corpus" / "b.jsonl", std::ios::binary);
+    for (size_t i = 0; i < 6; ++i) {
+      std::ofstream& f = i % 2 ? b : a;
+      f << nlohmann::json{{"text", docs[i].text.substr(0, 700)}}.dump() << (i == 2 ? "\r\n" : "\n");
+      if (i == 1) f << "\n{\"text\": \"  \"}\n";                           // a blank line, a blank document
+      if (i == 3) f << "{\"text\": \"caf\xC3 au lait, na\xFFve, twice.\"}\n";  // invalid UTF-8, replaced
+    }
+    std::ofstream(dir / "corpus" / "c.txt", std::ios::binary) << docs[7].text.substr(0, 500);
+  }
+  ~IndexDir() { fs::remove_all(dir); }
+  JobConfig job() const {
+    const std::string p = (dir / "job.toml").string();
+    std::ofstream(p) << "[job]\nname = \"t\"\noutput_dir = \"" << (dir / "run").string() << "\"\n\n"
+                     << "[[source]]\nname = \"llama\"\npath = \"" << kDemo << "/llama\"\n\n"
+                     << "[[source]]\nname = \"neox\"\npath = \"" << kDemo << "/neox\"\n\n"
+                     << "[target]\ninit_from = \"llama\"\n\n"
+                     << "[corpus]\npath = \"" << (dir / "corpus").string() << "\"\nmax_len = 64\nmargin = 16\n";
+    return load_job(p);
+  }
+};
+
+void expect_same(const CorpusSegments& a, const CorpusSegments& b) {
+  ASSERT_EQ(a.lengths, b.lengths);
+  for (int64_t i = 0; i < a.count(); ++i) {
+    const Segment x = a.segment(i), y = b.segment(i);
+    EXPECT_EQ(x.id, y.id);
+    EXPECT_EQ(x.doc, y.doc) << i;
+    EXPECT_EQ(x.piece, y.piece) << i;
+    EXPECT_EQ(x.byte_begin, y.byte_begin) << i;
+    EXPECT_EQ(x.text, y.text) << i;
+  }
+}
+
+TEST(SegmentIndex, GivesTheSegmentsCuttingGives) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  IndexDir d;
+  const JobConfig job = d.job();
+  const JobTokenizers toks = JobTokenizers::load(job);
+  const CorpusSegments cut = CorpusSegments::cut(job, toks, -1);
+  ASSERT_GT(cut.count(), 10);  // several documents cut into pieces
+  EXPECT_GT(cut.segment(cut.count() - 1).doc, 6);
+  const CorpusSegments first = CorpusSegments::load_or_cut(job, toks, -1, true);
+  EXPECT_FALSE(first.loaded_index());
+  ASSERT_TRUE(fs::exists(segment_index_path(job)));
+  ASSERT_TRUE(fs::exists(segment_index_path(job) + ".xxh64"));
+  const CorpusSegments again = CorpusSegments::load_or_cut(job, toks, -1, true);
+  EXPECT_TRUE(again.loaded_index());
+  expect_same(again, cut);
+  // A limit below the index's segments is served from it.
+  const CorpusSegments some = CorpusSegments::load_or_cut(job, toks, 5, false);
+  EXPECT_TRUE(some.loaded_index());
+  EXPECT_EQ(some.count(), 5);
+  EXPECT_EQ(some.segment(4).text, cut.segment(4).text);
+  EXPECT_THROW(some.segment(5), Error);
+}
+
+TEST(SegmentIndex, StaleShortOrDamagedIndexesAreCutAgain) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  IndexDir d;
+  const JobConfig job = d.job();
+  const JobTokenizers toks = JobTokenizers::load(job);
+  const std::string path = segment_index_path(job);
+  // A --limit run's index serves no longer run.
+  EXPECT_FALSE(CorpusSegments::load_or_cut(job, toks, 4, true).loaded_index());
+  EXPECT_FALSE(CorpusSegments::load_or_cut(job, toks, 6, true).loaded_index());  // and is replaced
+  EXPECT_TRUE(CorpusSegments::load_or_cut(job, toks, 6, true).loaded_index());
+  EXPECT_FALSE(CorpusSegments::load_or_cut(job, toks, -1, true).loaded_index());
+  EXPECT_TRUE(CorpusSegments::load_or_cut(job, toks, -1, true).loaded_index());
+  // The corpus grew: its size is part of what the index is valid for.
+  std::ofstream(d.dir / "corpus" / "b.jsonl", std::ios::app) << "{\"text\": \"one more document\"}\n";
+  const CorpusSegments grown = CorpusSegments::load_or_cut(job, toks, -1, true);
+  EXPECT_FALSE(grown.loaded_index());
+  expect_same(CorpusSegments::load_or_cut(job, toks, -1, true), grown);
+  // A flipped byte: refused by its checksum, cut again (no crash).
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x7f');
+  }
+  EXPECT_FALSE(CorpusSegments::load_or_cut(job, toks, -1, false).loaded_index());
+  // Read through an index whose corpus changed since (SegmentIndex::segment, as a teacher reads a
+  // micro-batch's texts): the byte range is checked against the document, the error names it.
+  EXPECT_FALSE(CorpusSegments::load_or_cut(job, toks, -1, true).loaded_index());
+  const SegmentIndex x = SegmentIndex::load(path);
+  std::ofstream(d.dir / "corpus" / "a.jsonl", std::ios::binary | std::ios::trunc) << "{\"text\": \"short\"}\n";
+  std::string e;
+  try {
+    x.segment(1, job.corpus);  // bytes of the first document's second piece
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("a.jsonl:1: the document has 5 bytes"), std::string::npos) << e;
+  EXPECT_NE(e.find("the corpus changed since the index was written"), std::string::npos) << e;
+}
+
+}  // namespace
