@@ -86,6 +86,15 @@ std::map<int64_t, std::multiset<std::string>> fused_targets(const std::string& n
   return out;
 }
 
+// Per metrics line, MinCE's per-source win rates (written by student 0, summed over every student).
+std::vector<std::string> win_rates(const std::string& name) {
+  std::vector<std::string> out;
+  std::ifstream f(dir_of(name) + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line).at("win_rate").dump());
+  return out;
+}
+
 // ||a - b|| / ||b|| per tensor, the worst over tensors.
 double max_tensor_norm_diff(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
   double worst = 0;
@@ -135,10 +144,12 @@ TEST(OnlineJob, EveryTopologyTrainsOnTheSameTargetsAndReachesTheSameWeights) {
   const auto targets = fused_targets("online");
   const auto w = weights("online");
   ASSERT_FALSE(targets.empty());
+  ASSERT_EQ(win_rates("online").size(), size_t(kSteps));
   for (const char* name : {"offline", "np3", "np4", "np5", "np6", "np4_z2"}) {
     SCOPED_TRACE(name);
     EXPECT_EQ(fused_targets(name), targets);
     EXPECT_EQ(max_tensor_rel_diff(weights(name), w), 0.0);
+    EXPECT_EQ(win_rates(name), win_rates("online"));  // every student's sequences, not student 0's
   }
   EXPECT_EQ(fused_targets("np4_z2_mb1"), fused_targets("np4_mb1"));
   // The norm-wise measure of OnlineJobReshard's runs that also add in another order: element by

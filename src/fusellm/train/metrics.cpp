@@ -42,10 +42,8 @@ void Metrics::record(const StepLog& s, const StepTerms& terms, int64_t epoch, in
   const size_t K = set_.sources.size();
   tokens_ += terms.tokens;
   sequences_ += terms.sequences;
-  for (const SequenceFusion& f : terms.fused) {
-    if (f.choice >= 0 && size_t(f.choice) < K) ++wins_[size_t(f.choice)];
-    for (size_t j = 0; j < f.weights.size() && j < K; ++j) weight_sum_[j] += f.weights[j];
-  }
+  for (size_t j = 0; j < K && j < terms.wins.size(); ++j) wins_[j] += int64_t(terms.wins[j]);
+  for (size_t j = 0; j < K && j < terms.weights.size(); ++j) weight_sum_[j] += terms.weights[j];
   if (s.step % set_.log_interval == 0 || last) {
     const auto now = Clock::now();
     const double sec = std::chrono::duration<double>(now - interval_start_).count();

@@ -106,6 +106,15 @@ void sequence_loss(std::span<float> z, const PackedSequence& ps, int64_t seq, co
 
 }  // namespace
 
+void tally_fusion(StepTerms& t, size_t K) {
+  t.wins.assign(K, 0.0);
+  t.weights.assign(K, 0.0);
+  for (const SequenceFusion& f : t.fused) {
+    if (f.choice >= 0 && size_t(f.choice) < K) t.wins[size_t(f.choice)] += 1.0;
+    for (size_t j = 0; j < f.weights.size() && j < K; ++j) t.weights[j] += f.weights[j];
+  }
+}
+
 bool fuses_teachers(const JobConfig& job) {
   return job.distill.fusion.has_value() && job.distill.lambda != 1.0;
 }

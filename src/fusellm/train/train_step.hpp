@@ -62,7 +62,13 @@ struct StepTerms {
   double loss = 0, clm = 0, fusion = 0;
   int64_t tokens = 0, sequences = 0;
   std::vector<SequenceFusion> fused;  // per fused sequence, in order; empty for CLM only
+  // [K] per source, over `fused`: MinCE's wins and AvgCE's summed weights (tally_fusion); the
+  // trainer sums them over every student of the MPI job, as it sums the losses.
+  std::vector<double> wins, weights;
 };
+
+// Fills t.wins and t.weights ([K]) from t.fused.
+void tally_fusion(StepTerms& t, size_t K);
 
 // A loss term that is not finite: which term, which sequence and why (no step, no advice; the
 // trainer adds what it knows about the run).

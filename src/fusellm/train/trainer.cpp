@@ -265,14 +265,20 @@ StepTerms Run::step(const StepBatches& batches) {
   return sum;
 }
 
-// The step's loss terms over every student (each rank has its own micro-batches'), and the
-// number of students that saw a stop signal.
+// The step's loss terms and fusion tallies over every student (each rank has its own
+// micro-batches'), and the number of students that saw a stop signal.
 void Run::sum_over_students(StepTerms& t, double& stopping) const {
+  const size_t K = settings_.sources.size();
+  tally_fusion(t, K);
   if (!dp_) return;
-  std::array<double, 6> v{t.loss, t.clm, t.fusion, double(t.tokens), double(t.sequences), stopping};
+  std::vector<double> v{t.loss, t.clm, t.fusion, double(t.tokens), double(t.sequences), stopping};
+  v.insert(v.end(), t.wins.begin(), t.wins.end());
+  v.insert(v.end(), t.weights.begin(), t.weights.end());
   dp_->students->all_reduce(v);
   t.loss = v[0], t.clm = v[1], t.fusion = v[2], t.tokens = int64_t(v[3]), t.sequences = int64_t(v[4]);
   stopping = v[5];
+  std::copy(v.begin() + 6, v.begin() + 6 + std::ptrdiff_t(K), t.wins.begin());
+  std::copy(v.begin() + 6 + std::ptrdiff_t(K), v.end(), t.weights.begin());
 }
 
 // llm.c's "reduce" and the grad norm: nothing to reduce in one process; ZeRO-1's reduce-scatter
