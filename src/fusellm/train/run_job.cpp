@@ -102,7 +102,7 @@ JobRankResult train_as_student(RankSetup& s, TrainObserver* observer, dist::Time
   dp.topology = &s.topo;
   dp.timeline = tl;
   dp.data = [&](int64_t vocab) {
-    if (!fuses_teachers(s.job)) return SegmentSource::from_corpus(s.job, s.opt.limit, vocab);
+    if (!fuses_teachers(s.job)) return SegmentSource::from_corpus(s.job, s.opt.limit, vocab, false);
     std::vector<std::unique_ptr<RowsSource>> sources;
     std::vector<std::string> names;
     for (size_t j = 0; j < s.job.sources.size(); ++j) {

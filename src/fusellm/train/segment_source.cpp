@@ -68,18 +68,23 @@ SegmentSource SegmentSource::from_rows(std::vector<int64_t> lengths, std::vector
   return s;
 }
 
-SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab) {
+// What a CLM-only source reads from: the job's segments (through its index) and the target
+// tokenizer that encodes one when it is asked for.
+struct SegmentSource::Corpus {
+  JobTokenizers toks;
+  CorpusSegments segments;
+  const Tokenizer* target = nullptr;
+};
+
+SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab, bool write_index) {
   SegmentSource s;
   s.vocab_ = vocab;
-  const JobTokenizers toks = JobTokenizers::load(job, false);
-  for_each_segment(job, toks, limit, [&](Segment&& g, std::vector<int32_t>&& ids) {
-    PackInput p;
-    p.id = g.id;
-    p.target_ids = std::move(ids);
-    check_ids(p, vocab, "");
-    s.lengths_.push_back(int64_t(p.target_ids.size()));
-    s.all_.push_back(std::move(p));
-  });
+  auto c = std::make_shared<Corpus>();
+  c->toks = JobTokenizers::load(job, false);
+  c->segments = CorpusSegments::load_or_cut(job, c->toks, limit, write_index);
+  c->target = &c->toks.tokenizer(job.target.tokenizer);
+  s.lengths_ = c->segments.lengths;
+  s.corpus_ = std::move(c);
   return s;
 }
 
@@ -108,10 +113,17 @@ void SegmentSource::end_micro_batch(int64_t id) {
 
 const PackInput& SegmentSource::get(int64_t i) {
   if (i < 0 || i >= segments()) fail("train: segment {} requested, the data has {}", i, segments());
-  if (sources_.empty()) return all_[size_t(i)];
   if (auto it = recent_.find(i); it != recent_.end()) return it->second;
   PackInput p;
   p.id = i;
+  if (corpus_) {  // CLM only: the segment's text, encoded as cutting encoded it
+    p.target_ids = corpus_->target->encode(corpus_->segments.segment(i).text, true).ids;
+    if (int64_t(p.target_ids.size()) != lengths_[size_t(i)])
+      fail("train: segment {} has {} target tokens now, {} when the corpus was cut (the corpus or the target "
+           "tokenizer changed during the run)",
+           i, p.target_ids.size(), lengths_[size_t(i)]);
+    check_ids(p, vocab_, "");
+  }
   for (size_t j = 0; j < sources_.size(); ++j) {
     TeacherRows r = sources_[j]->rows(i);
     if (r.segment != i || r.rows() != lengths_[size_t(i)])

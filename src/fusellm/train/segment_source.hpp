@@ -10,8 +10,10 @@
 // on each read. Online, the same over the transport's rows sources (from_rows).
 //
 // CLM only (fusion = "none" or lambda = 1): no cache exists; the corpus is cut into segments
-// exactly as `fusellm teach` cuts it (the Segmenter over every tokenizer of the job) and tokenized
-// by the target tokenizer up front, holding 4 bytes per target token.
+// exactly as `fusellm teach` cuts it (the Segmenter over every tokenizer of the job), kept as the
+// job's segment index (teach/segment_index.hpp: 40 bytes per segment, written when asked, loaded
+// when valid), and a segment is read back from the corpus and encoded by the target tokenizer when
+// a packed sequence needs it (the last `keep` kept, as for fusion).
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -30,7 +32,9 @@ class SegmentSource {
   // limit >= 0: only the first `limit` segments. vocab: the target's vocabulary size (every
   // target id is checked against it).
   static SegmentSource from_caches(const JobConfig& job, int64_t limit, int64_t vocab);
-  static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab);
+  // write_index: write the segment index when it was cut here (one process; rank 0 of the MPI job
+  // wrote it already).
+  static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab, bool write_index);
   // Online in one process: each source's Teacher run here, on the segments cut from the corpus
   // (teach/teacher_rows_source.hpp).
   static SegmentSource from_teachers(const JobConfig& job, int64_t limit, int64_t vocab);
@@ -57,8 +61,9 @@ class SegmentSource {
   std::vector<std::string> names_;
   std::vector<int64_t> lengths_;
   int64_t vocab_ = 0;
-  std::vector<PackInput> all_;                     // CLM: every segment
-  std::unordered_map<int64_t, PackInput> recent_;  // fusion: the last `keep` segments read
+  struct Corpus;
+  std::shared_ptr<const Corpus> corpus_;           // CLM: the segments, encoded when read
+  std::unordered_map<int64_t, PackInput> recent_;  // the last `keep` segments read
   std::deque<int64_t> order_;
   int64_t reads_ = 0;
 };

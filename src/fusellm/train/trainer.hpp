@@ -63,7 +63,7 @@ struct TrainResult {
   int64_t total_steps = 0;   // of the schedule
   int64_t sequences = 0;     // packed sequences per epoch
   int64_t segments = 0;
-  int64_t segments_read = 0;   // segments read from the caches (streamed; 0 for CLM only)
+  int64_t segments_read = 0;   // segments read (from the caches, the teachers, or the corpus for CLM only)
   std::vector<StepLog> steps;  // this run's steps
   std::string last_checkpoint;
   // Non-empty when a stop signal ended the run before its last step (core/stop_signal.hpp): the
