@@ -3,23 +3,76 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <exception>
 #include <filesystem>
+#include <mutex>
+#include <string_view>
 
 #include "fusellm/core/error.hpp"
 #include "fusellm/data/corpus.hpp"
 
 namespace fusellm {
 
+namespace {
+
+// One document cut (SegmentStream's pieces) and its pieces encoded by the target tokenizer.
+struct CutDocument {
+  Document doc;
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  std::vector<std::vector<int32_t>> ids;
+};
+
+// Cuts and encodes `docs` on the OpenMP threads (the tokenizers are safe to share: their caches
+// lock), dynamically scheduled (documents differ in length); the first error is rethrown.
+void cut_in_parallel(std::vector<CutDocument>& docs, const Segmenter& seg, const Tokenizer& target) {
+  std::exception_ptr error;
+  std::mutex m;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < int64_t(docs.size()); ++i) {
+    try {
+      CutDocument& d = docs[size_t(i)];
+      d.pieces = seg.split(d.doc.text);
+      for (const auto& [b, e] : d.pieces)
+        d.ids.push_back(target.encode(std::string_view(d.doc.text).substr(size_t(b), size_t(e - b)), true).ids);
+    } catch (...) {
+      std::lock_guard lock(m);
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
 void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t limit,
                       const std::function<void(Segment&&, std::vector<int32_t>&&)>& each) {
   const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
-  const Segmenter seg = toks.segmenter(job);  // the stream holds a pointer to it
-  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
-  Segment g;
-  for (int64_t n = 0; (limit < 0 || n < limit) && stream.next(g); ++n) {
-    std::vector<int32_t> ids = target.encode(g.text, true).ids;
-    each(std::move(g), std::move(ids));
-    g = Segment{};
+  const Segmenter seg = toks.segmenter(job);
+  CorpusReader reader = CorpusReader::from_config(job.corpus);
+  const std::vector<std::string> files = reader.files();
+  constexpr size_t kBatch = 64;  // documents read, then cut and encoded together
+  int64_t next_id = 0;
+  bool more = true;
+  std::vector<CutDocument> batch;
+  while (more && (limit < 0 || next_id < limit)) {
+    batch.clear();
+    for (CutDocument d; batch.size() < kBatch && (more = reader.next(d.doc)); d = CutDocument{})
+      batch.push_back(std::move(d));
+    cut_in_parallel(batch, seg, target);
+    for (CutDocument& d : batch)  // in order, as SegmentStream gives them
+      for (size_t p = 0; p < d.pieces.size() && (limit < 0 || next_id < limit); ++p) {
+        const auto [b, e] = d.pieces[p];
+        Segment g;
+        g.id = next_id++;
+        g.doc = d.doc.index;
+        g.piece = int32_t(p);
+        g.byte_begin = b;
+        g.text.assign(d.doc.text, size_t(b), size_t(e - b));
+        g.doc_file = int32_t(std::find(files.begin(), files.end(), d.doc.file) - files.begin());
+        g.doc_offset = d.doc.offset;
+        g.doc_line = d.doc.line;
+        each(std::move(g), std::move(d.ids[p]));
+      }
   }
 }
 

@@ -18,7 +18,8 @@
 namespace fusellm {
 
 // Calls `each` for the first `limit` segments (all when limit < 0), in segment order, with the
-// segment and its target token ids.
+// segment and its target token ids: SegmentStream's segments, the documents read 64 at a time and
+// cut and encoded on the OpenMP threads.
 void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t limit,
                       const std::function<void(Segment&&, std::vector<int32_t>&&)>& each);
 

@@ -4,6 +4,7 @@
 // and a text file; an index of another corpus state, a shorter --limit run's, or a damaged one is
 // not used, and the corpus is cut again.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -88,6 +89,54 @@ TEST(SegmentIndex, GivesTheSegmentsCuttingGives) {
   EXPECT_EQ(some.count(), 5);
   EXPECT_EQ(some.segment(4).text, cut.segment(4).text);
   EXPECT_THROW(some.segment(5), Error);
+}
+
+// for_each_segment cuts and encodes documents on the OpenMP threads: the segments and their
+// target ids are SegmentStream's, in its order, whatever the thread count and the limit.
+// for_each_segment cuts and encodes documents on the OpenMP threads, 64 at a time: the segments
+// and their target ids are SegmentStream's, in its order, whatever the thread count and the limit;
+// on the test corpus (one batch) and on the demo corpus (200 documents: four batches).
+void expect_stream_order(const JobConfig& job) {
+  const JobTokenizers toks = JobTokenizers::load(job);
+  const Segmenter seg = toks.segmenter(job);
+  const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
+  std::vector<Segment> want;
+  std::vector<std::vector<int32_t>> want_ids;
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
+  for (Segment g; stream.next(g); g = Segment{}) {
+    want_ids.push_back(target.encode(g.text, true).ids);
+    want.push_back(std::move(g));
+  }
+  const int threads = omp_get_max_threads();
+  for (int n : {1, 4}) {
+    omp_set_num_threads(n);
+    for (int64_t limit : {int64_t(-1), int64_t(7), int64_t(want.size()) - 3}) {
+      size_t i = 0;
+      for_each_segment(job, toks, limit, [&](Segment&& g, std::vector<int32_t>&& ids) {
+        ASSERT_LT(i, want.size());
+        const Segment& w = want[i];
+        EXPECT_EQ(g.id, w.id);
+        EXPECT_EQ(g.doc, w.doc);
+        EXPECT_EQ(g.piece, w.piece);
+        EXPECT_EQ(g.byte_begin, w.byte_begin);
+        EXPECT_EQ(g.text, w.text);
+        EXPECT_EQ(g.doc_file, w.doc_file);
+        EXPECT_EQ(g.doc_offset, w.doc_offset);
+        EXPECT_EQ(g.doc_line, w.doc_line);
+        EXPECT_EQ(ids, want_ids[i]) << i;
+        ++i;
+      });
+      EXPECT_EQ(i, limit < 0 ? want.size() : size_t(limit)) << n << " threads";
+    }
+  }
+  omp_set_num_threads(threads);
+}
+
+TEST(SegmentIndex, CuttingOnThreadsGivesTheStreamsSegments) {
+  if (!demo_present()) GTEST_SKIP() << "examples/demo not generated";
+  IndexDir d;
+  expect_stream_order(d.job());
+  expect_stream_order(load_job(FUSELLM_SOURCE_DIR "/jobs/tiny.toml"));
 }
 
 TEST(SegmentIndex, StaleShortOrDamagedIndexesAreCutAgain) {
