@@ -181,7 +181,7 @@ KeyValues read_values(hid_t f, const std::string& where) {
     }
   } else {
     for (const char* k : kV1Keys)
-      if (h5::has_attr(f, k) || std::string_view(k) != "data_sequences" && std::string_view(k) != "data_fingerprint")
+      if (h5::has_attr(f, k) || (std::string_view(k) != "data_sequences" && std::string_view(k) != "data_fingerprint"))
         keys.emplace_back(k);
   }
   KeyValues kv;
