@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -86,10 +87,29 @@ CorpusSegments CorpusSegments::cut(const JobConfig& job, const JobTokenizers& to
   return c;
 }
 
+struct CorpusSegments::RecentDocuments {
+  static constexpr size_t kKeep = 8;
+  std::mutex m;
+  std::deque<std::pair<int64_t, std::shared_ptr<const std::string>>> docs;  // oldest first
+};
+
 Segment CorpusSegments::segment(int64_t id) const {
   if (id < 0 || id >= count()) fail("corpus segments: segment {} requested, the corpus has {}", id, count());
-  if (index_) return index_->segment(id, corpus_);
-  return segments_[size_t(id)];
+  if (!index_) return segments_[size_t(id)];
+  const int64_t d = index_->doc_of(id);
+  std::shared_ptr<const std::string> text;
+  {
+    std::lock_guard lock(recent_->m);
+    for (const auto& [doc, t] : recent_->docs)
+      if (doc == d) text = t;
+  }
+  if (!text) {  // read outside the lock: other threads' segments need not wait for this file
+    text = std::make_shared<const std::string>(index_->document_text(d, corpus_));
+    std::lock_guard lock(recent_->m);
+    recent_->docs.emplace_back(d, text);
+    if (recent_->docs.size() > RecentDocuments::kKeep) recent_->docs.pop_front();
+  }
+  return index_->segment_of(id, *text);
 }
 
 namespace {
@@ -141,6 +161,7 @@ CorpusSegments CorpusSegments::load_or_cut(const JobConfig& job, const JobTokeni
   }
   CorpusSegments c;
   c.loaded_ = loaded;
+  c.recent_ = std::make_shared<RecentDocuments>();
   c.corpus_ = job.corpus;
   c.lengths = x->lengths;
   c.index_ = std::make_shared<const SegmentIndex>(std::move(*x));

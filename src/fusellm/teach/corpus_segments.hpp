@@ -46,6 +46,10 @@ class CorpusSegments {
   std::vector<Segment> segments_;              // cut here (empty when from an index)
   std::shared_ptr<const SegmentIndex> index_;  // else this, and the corpus it describes
   CorpusConfig corpus_;
+  // The last documents read through the index: a document's segments are often asked for
+  // together (a micro-batch packs consecutive segments), and a long one is read whole each time.
+  struct RecentDocuments;
+  std::shared_ptr<RecentDocuments> recent_;
   bool loaded_ = false;
 };
 

@@ -77,24 +77,35 @@ std::string SegmentIndex::valid_for_job(const JobConfig& job, const JobTokenizer
   return j.dump();
 }
 
-Segment SegmentIndex::segment(int64_t id, const CorpusConfig& corpus) const {
+int64_t SegmentIndex::doc_of(int64_t id) const {
   if (id < 0 || id >= segments()) fail("segment index: segment {} of {}", id, segments());
-  const size_t i = size_t(id);
-  const int64_t d = doc[i];
+  const int64_t d = doc[size_t(id)];
   if (d < 0 || d >= int64_t(doc_file.size()) || doc_file[size_t(d)] < 0 || doc_file[size_t(d)] >= int32_t(files.size()))
     fail("segment index: segment {} names document {} of {} (damaged index)", id, d, doc_file.size());
-  const std::string& file = files[size_t(doc_file[size_t(d)])];
-  const std::string text = read_document_text(corpus, file, doc_offset[size_t(d)], doc_line[size_t(d)]);
+  return d;
+}
+
+std::string SegmentIndex::document_text(int64_t d, const CorpusConfig& corpus) const {
+  return read_document_text(corpus, files[size_t(doc_file[size_t(d)])], doc_offset[size_t(d)], doc_line[size_t(d)]);
+}
+
+Segment SegmentIndex::segment_of(int64_t id, const std::string& text) const {
+  const int64_t d = doc_of(id);
+  const size_t i = size_t(id);
   if (byte_begin[i] < 0 || byte_end[i] < byte_begin[i] || byte_end[i] > int64_t(text.size()))
     fail("{}:{}: the document has {} bytes, the segment index says segment {} is bytes [{}, {}): the corpus changed "
          "since the index was written (delete {} to cut it again)",
-         file, doc_line[size_t(d)], text.size(), id, byte_begin[i], byte_end[i], "segment_index.h5");
+         files[size_t(doc_file[size_t(d)])], doc_line[size_t(d)], text.size(), id, byte_begin[i], byte_end[i],
+         "segment_index.h5");
   Segment s;
   s.id = id;
   s.doc = d;
   s.piece = piece[i];
   s.byte_begin = byte_begin[i];
   s.text = text.substr(size_t(byte_begin[i]), size_t(byte_end[i] - byte_begin[i]));
+  s.doc_file = doc_file[size_t(d)];
+  s.doc_offset = doc_offset[size_t(d)];
+  s.doc_line = doc_line[size_t(d)];
   return s;
 }
 

@@ -39,7 +39,12 @@ struct SegmentIndex {
   int64_t segments() const { return int64_t(lengths.size()); }
   // Segment `id` with its text read from the corpus (read_document_text), checked against the
   // recorded byte range: Error naming the file and line when the corpus no longer matches.
-  Segment segment(int64_t id, const CorpusConfig& corpus) const;
+  Segment segment(int64_t id, const CorpusConfig& corpus) const { return segment_of(id, document_text(doc_of(id), corpus)); }
+  // The same in steps, for a reader that keeps documents: segment `id`'s document, that
+  // document's text, and the segment cut from it.
+  int64_t doc_of(int64_t id) const;  // Error when id or its document is not one
+  std::string document_text(int64_t d, const CorpusConfig& corpus) const;
+  Segment segment_of(int64_t id, const std::string& text) const;
   void save(const std::string& path) const;  // atomic, then the checksum sidecar
   static SegmentIndex load(const std::string& path);
 
