@@ -207,6 +207,16 @@ std::string read_document_text(const CorpusConfig& corpus, const std::string& fi
   return jsonl_text(raw, corpus.text_field, file, line, rep, bad);
 }
 
+std::string read_file_range(const std::string& file, int64_t begin, int64_t end) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail("{}: cannot open the corpus file", file);
+  std::string out(size_t(std::max<int64_t>(end - begin, 0)), '\0');
+  in.seekg(begin);
+  if (!in.read(out.data(), std::streamsize(out.size())))
+    fail("{}: cannot read bytes [{}, {}) (the file is shorter: it changed since it was cut)", file, begin, end);
+  return out;
+}
+
 bool CorpusReader::next(Document& doc) {
   for (;;) {
     if (!in_ && !open_next_file()) return false;
@@ -229,6 +239,7 @@ bool CorpusReader::next(Document& doc) {
       doc.text = jsonl_text(raw, field_, f, line, rep, bad);
       doc.line = line;
       doc.offset = line_offset;
+      doc.verbatim = false;
       if (is_blank(doc.text)) {
         ++stats_.skipped_blank;
         continue;
@@ -243,6 +254,7 @@ bool CorpusReader::next(Document& doc) {
       doc.text = sanitize_utf8(raw, &rep, &bad);
       doc.line = 0;
       doc.offset = 0;
+      doc.verbatim = rep == 0;
       if (is_blank(doc.text)) {
         ++stats_.skipped_blank;
         continue;

@@ -28,6 +28,7 @@ struct Document {
   std::string file;      // where it came from
   int64_t line = 0;      // JSONL: 1-based line; text files: 0
   int64_t offset = 0;    // JSONL: byte offset of its line in `file`; text files: 0
+  bool verbatim = false; // text files: `text` is the file's bytes as they are (no invalid UTF-8 replaced)
   std::string text;      // valid UTF-8
 };
 
@@ -86,6 +87,8 @@ bool is_jsonl_file(const std::string& file, CorpusFormat format);
 // the reader reads it: the JSONL line's text field or the whole text file, invalid UTF-8 replaced.
 // Errors name the file and the line.
 std::string read_document_text(const CorpusConfig& corpus, const std::string& file, int64_t offset, int64_t line);
+// Bytes [begin, end) of a text file whose document is Document::verbatim (no need to read it whole).
+std::string read_file_range(const std::string& file, int64_t begin, int64_t end);
 
 // Every document at once (tests, small corpora).
 std::vector<Document> read_corpus(const std::string& path, CorpusFormat format = CorpusFormat::Auto,

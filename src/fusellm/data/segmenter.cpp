@@ -114,6 +114,7 @@ bool SegmentStream::next(Segment& s) {
   s.doc_file = int32_t(std::find(files.begin(), files.end(), doc_.file) - files.begin());
   s.doc_offset = doc_.offset;
   s.doc_line = doc_.line;
+  s.doc_verbatim = doc_.verbatim;
   ++piece_i_;
   return true;
 }

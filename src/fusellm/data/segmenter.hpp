@@ -31,6 +31,7 @@ struct Segment {
   // byte offset of its JSONL line, its line (teach/segment_index.hpp records them).
   int32_t doc_file = 0;
   int64_t doc_offset = 0, doc_line = 0;
+  bool doc_verbatim = false;  // Document::verbatim
 };
 
 class Segmenter {

@@ -72,6 +72,7 @@ void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t l
         g.doc_file = int32_t(std::find(files.begin(), files.end(), d.doc.file) - files.begin());
         g.doc_offset = d.doc.offset;
         g.doc_line = d.doc.line;
+        g.doc_verbatim = d.doc.verbatim;
         each(std::move(g), std::move(d.ids[p]));
       }
   }
@@ -97,6 +98,8 @@ Segment CorpusSegments::segment(int64_t id) const {
   if (id < 0 || id >= count()) fail("corpus segments: segment {} requested, the corpus has {}", id, count());
   if (!index_) return segments_[size_t(id)];
   const int64_t d = index_->doc_of(id);
+  // A text file's document kept as it is on disk: read the segment's bytes alone.
+  if (index_->doc_verbatim[size_t(d)]) return index_->segment_in_place(id);
   std::shared_ptr<const std::string> text;
   {
     std::lock_guard lock(recent_->m);
@@ -129,6 +132,7 @@ SegmentIndex index_by_cutting(const JobConfig& job, const JobTokenizers& toks, i
       x.doc_file.push_back(s.doc_file);
       x.doc_offset.push_back(s.doc_offset);
       x.doc_line.push_back(s.doc_line);
+      x.doc_verbatim.push_back(s.doc_verbatim ? 1 : 0);
     } else if (s.doc > int64_t(x.doc_file.size())) {  // every document has a segment
       fail("segment index: segment {} is of document {}, after document {}", s.id, s.doc, x.doc_file.size() - 1);
     }

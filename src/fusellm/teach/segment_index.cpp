@@ -23,7 +23,7 @@ namespace fusellm {
 
 namespace {
 
-constexpr const char* kFormat = "fusellm segment index v1";
+constexpr const char* kFormat = "fusellm segment index v2";  // v2: doc_verbatim
 
 template <class T>
 void put(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, const std::string& path) {
@@ -89,6 +89,23 @@ std::string SegmentIndex::document_text(int64_t d, const CorpusConfig& corpus) c
   return read_document_text(corpus, files[size_t(doc_file[size_t(d)])], doc_offset[size_t(d)], doc_line[size_t(d)]);
 }
 
+Segment SegmentIndex::segment_in_place(int64_t id) const {
+  const int64_t d = doc_of(id);
+  const size_t i = size_t(id);
+  if (byte_begin[i] < 0 || byte_end[i] < byte_begin[i]) fail("segment index: segment {} has bytes [{}, {})", id, byte_begin[i], byte_end[i]);
+  Segment s;
+  s.id = id;
+  s.doc = d;
+  s.piece = piece[i];
+  s.byte_begin = byte_begin[i];
+  s.text = read_file_range(files[size_t(doc_file[size_t(d)])], byte_begin[i], byte_end[i]);
+  s.doc_file = doc_file[size_t(d)];
+  s.doc_offset = doc_offset[size_t(d)];
+  s.doc_line = doc_line[size_t(d)];
+  s.doc_verbatim = true;
+  return s;
+}
+
 Segment SegmentIndex::segment_of(int64_t id, const std::string& text) const {
   const int64_t d = doc_of(id);
   const size_t i = size_t(id);
@@ -106,6 +123,7 @@ Segment SegmentIndex::segment_of(int64_t id, const std::string& text) const {
   s.doc_file = doc_file[size_t(d)];
   s.doc_offset = doc_offset[size_t(d)];
   s.doc_line = doc_line[size_t(d)];
+  s.doc_verbatim = doc_verbatim[size_t(d)] != 0;
   return s;
 }
 
@@ -119,6 +137,7 @@ void SegmentIndex::save(const std::string& path) const {
     put(f, "doc_file", doc_file, H5T_STD_I32LE, path);
     put(f, "doc_offset", doc_offset, H5T_STD_I64LE, path);
     put(f, "doc_line", doc_line, H5T_STD_I64LE, path);
+    put(f, "doc_verbatim", doc_verbatim, H5T_STD_U8LE, path);
     h5::write_attr_string(f, "format", kFormat, path);
     h5::write_attr_string(f, "files", nlohmann::json(files).dump(), path);
     h5::write_attr_i64(f, "complete", complete ? 1 : 0, path);
@@ -144,6 +163,7 @@ SegmentIndex SegmentIndex::load(const std::string& path) {
   x.doc_file = h5::read_dataset<int32_t>(f, "doc_file", dims, path);
   x.doc_offset = get<int64_t>(f, "doc_offset", x.doc_file.size(), path);
   x.doc_line = get<int64_t>(f, "doc_line", x.doc_file.size(), path);
+  x.doc_verbatim = get<uint8_t>(f, "doc_verbatim", x.doc_file.size(), path);
   x.files = nlohmann::json::parse(h5::read_attr_string(f, "files", path)).get<std::vector<std::string>>();
   x.complete = h5::read_attr_i64(f, "complete", path) != 0;
   x.valid_for = h5::read_attr_string(f, "valid_for", path);

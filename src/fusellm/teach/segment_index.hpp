@@ -9,7 +9,7 @@
 // File: HDF5, <output_dir>/segment_index.h5, with a checksum sidecar (io/file_checksum.hpp),
 // written atomically by rank 0 of the job that cut the segments. Datasets (1-D): lengths, doc,
 // byte_begin, byte_end (int64) and piece (int32) per segment; doc_file (int32), doc_offset,
-// doc_line (int64) per document. Attributes: format, `files` (a JSON array of the corpus files),
+// doc_line (int64) and doc_verbatim (uint8: a text file read as it is) per document. Attributes: format, `files` (a JSON array of the corpus files),
 // `complete` (1: the whole corpus; 0: the first segments only, a --limit run's) and `valid_for`,
 // the provenance string below: an index is used only when it equals the job's.
 #include <cstdint>
@@ -33,6 +33,7 @@ struct SegmentIndex {
   std::vector<std::string> files;             // the corpus files
   std::vector<int32_t> doc_file;              // per document: index into files
   std::vector<int64_t> doc_offset, doc_line;  // per document: Document::offset and line
+  std::vector<uint8_t> doc_verbatim;          // per document: Document::verbatim
   bool complete = false;  // every segment of the corpus (else a prefix of them)
   std::string valid_for;  // provenance (valid_for below)
 
@@ -45,6 +46,8 @@ struct SegmentIndex {
   int64_t doc_of(int64_t id) const;  // Error when id or its document is not one
   std::string document_text(int64_t d, const CorpusConfig& corpus) const;
   Segment segment_of(int64_t id, const std::string& text) const;
+  // Segment `id` of a verbatim document (doc_verbatim): its bytes read from the file alone.
+  Segment segment_in_place(int64_t id) const;
   void save(const std::string& path) const;  // atomic, then the checksum sidecar
   static SegmentIndex load(const std::string& path);
 

@@ -42,7 +42,10 @@ struct IndexDir {
       if (i == 1) f << "\n{\"text\": \"  \"}\n";                           // a blank line, a blank document
       if (i == 3) f << "{\"text\": \"caf\xC3 au lait, na\xFFve, twice.\"}\n";  // invalid UTF-8, replaced
     }
+    // Text files: one read in place (valid UTF-8), one through its replaced text (invalid UTF-8).
     std::ofstream(dir / "corpus" / "c.txt", std::ios::binary) << docs[7].text.substr(0, 500);
+    std::ofstream(dir / "corpus" / "d.txt", std::ios::binary) << docs[8].text.substr(0, 300) << "\xff\xfe"
+                                                               << docs[9].text.substr(0, 300);
   }
   ~IndexDir() { fs::remove_all(dir); }
   JobConfig job() const {
@@ -65,6 +68,7 @@ void expect_same(const CorpusSegments& a, const CorpusSegments& b) {
     EXPECT_EQ(x.piece, y.piece) << i;
     EXPECT_EQ(x.byte_begin, y.byte_begin) << i;
     EXPECT_EQ(x.text, y.text) << i;
+    EXPECT_EQ(x.doc_verbatim, y.doc_verbatim) << i;
   }
 }
 
@@ -76,6 +80,14 @@ TEST(SegmentIndex, GivesTheSegmentsCuttingGives) {
   const CorpusSegments cut = CorpusSegments::cut(job, toks, -1);
   ASSERT_GT(cut.count(), 10);  // several documents cut into pieces
   EXPECT_GT(cut.segment(cut.count() - 1).doc, 6);
+  int verbatim = 0, replaced_text = 0;  // c.txt's segments and d.txt's
+  for (int64_t i = 0; i < cut.count(); ++i) {
+    const Segment s = cut.segment(i);
+    if (s.doc_file == 2) verbatim += s.doc_verbatim ? 1 : -100;
+    if (s.doc_file == 3) replaced_text += s.doc_verbatim ? -100 : 1;
+  }
+  EXPECT_GT(verbatim, 0);
+  EXPECT_GT(replaced_text, 0);
   const CorpusSegments first = CorpusSegments::load_or_cut(job, toks, -1, true);
   EXPECT_FALSE(first.loaded_index());
   ASSERT_TRUE(fs::exists(segment_index_path(job)));
@@ -123,6 +135,7 @@ void expect_stream_order(const JobConfig& job) {
         EXPECT_EQ(g.doc_file, w.doc_file);
         EXPECT_EQ(g.doc_offset, w.doc_offset);
         EXPECT_EQ(g.doc_line, w.doc_line);
+        EXPECT_EQ(g.doc_verbatim, w.doc_verbatim);
         EXPECT_EQ(ids, want_ids[i]) << i;
         ++i;
       });
