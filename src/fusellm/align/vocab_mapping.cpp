@@ -54,19 +54,7 @@ constexpr const char* kAlgorithm =
 // ---- HDF5 (io/hdf5_*: attributes UTF-8 NUL-terminated strings and I64LE; 1-D datasets chunked
 // and deflated) ---------------------------------------------------------------------------------
 
-template <class T>
-void write_dataset(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, const std::string& path) {
-  h5::write_dataset(file, name, {hsize_t(v.size())}, file_type, h5::native_type<T>(), v.data(), path,
-                    {.chunk = hsize_t(1) << 16, .deflate = 4});
-}
-
-template <class T>
-std::vector<T> read_dataset(hid_t file, const char* name, const std::string& path) {
-  std::vector<hsize_t> dims;
-  std::vector<T> v = h5::read_dataset<T>(file, name, dims, path);
-  if (dims.size() != 1) fail("{}: dataset '{}' is not one-dimensional", path, name);
-  return v;
-}
+constexpr h5::DatasetLayout kLayout{.chunk = hsize_t(1) << 16, .deflate = 4};
 
 }  // namespace
 
@@ -222,10 +210,10 @@ FUSELLM_ALIGN_FOR_EACH_SPACE(FUSELLM_ALIGN_INSTANTIATE)
 
 void VocabMapping::save(const std::string& path) const {
   h5::write_whole_file(path, "the vocab mapping file", [&](hid_t file) {
-    write_dataset(file, "exact", exact, H5T_STD_I32LE, path);
-    write_dataset(file, "full", full, H5T_STD_I32LE, path);
-    write_dataset(file, "dist", dist, H5T_STD_I32LE, path);
-    write_dataset(file, "kind", kind, H5T_STD_U8LE, path);
+    h5::write_vector(file, "exact", exact, H5T_STD_I32LE, path, kLayout);
+    h5::write_vector(file, "full", full, H5T_STD_I32LE, path, kLayout);
+    h5::write_vector(file, "dist", dist, H5T_STD_I32LE, path, kLayout);
+    h5::write_vector(file, "kind", kind, H5T_STD_U8LE, path, kLayout);
     h5::write_attr_string(file, "format", kFormat, path);
     h5::write_attr_string(file, "algorithm", kAlgorithm, path);
     h5::write_attr_string(file, "source_name", source_name, path);
@@ -250,10 +238,10 @@ VocabMapping VocabMapping::load(const std::string& path) {
   if (h5::read_attr_string(file, "format", path) != kFormat)
     fail("{}: attribute 'format' is not '{}'", path, kFormat);
   VocabMapping m;
-  m.exact = read_dataset<int32_t>(file, "exact", path);
-  m.full = read_dataset<int32_t>(file, "full", path);
-  m.dist = read_dataset<int32_t>(file, "dist", path);
-  m.kind = read_dataset<uint8_t>(file, "kind", path);
+  m.exact = h5::read_vector<int32_t>(file, "exact", path);
+  m.full = h5::read_vector<int32_t>(file, "full", path);
+  m.dist = h5::read_vector<int32_t>(file, "dist", path);
+  m.kind = h5::read_vector<uint8_t>(file, "kind", path);
   m.source_name = h5::read_attr_string(file, "source_name", path);
   m.target_name = h5::read_attr_string(file, "target_name", path);
   m.source_fingerprint = h5::read_attr_string(file, "source_fingerprint", path);

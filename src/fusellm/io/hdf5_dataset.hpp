@@ -1,6 +1,6 @@
 #pragma once
 // Whole HDF5 datasets, written and read in one call: the one home of the dataset helpers that
-// checkpoints and vocabulary mappings share (the distribution cache's extensible row datasets
+// checkpoints, vocabulary mappings and segment indexes share (the distribution cache's extensible row datasets
 // are its own). Errors name the file (`where`) and the dataset.
 #include <hdf5.h>
 
@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fusellm/core/error.hpp"
 #include "fusellm/io/hdf5_handle.hpp"
 
 namespace fusellm::h5 {
@@ -48,6 +49,21 @@ std::vector<T> read_dataset(hid_t loc, const std::string& name, std::vector<hsiz
   for (hsize_t x : dims) n *= size_t(x);
   std::vector<T> v(n);
   read_whole(d, native_type<T>(), v.data(), name, where);
+  return v;
+}
+
+// A one-dimensional dataset: `v` written whole as `name` (file_type on disk), and read back whole
+// (Error naming `where` and the dataset when it is not one-dimensional).
+template <class T>
+Dataset write_vector(hid_t loc, const std::string& name, const std::vector<T>& v, hid_t file_type,
+                     const std::string& where, DatasetLayout layout = {}) {
+  return write_dataset(loc, name, {hsize_t(v.size())}, file_type, native_type<T>(), v.data(), where, layout);
+}
+template <class T>
+std::vector<T> read_vector(hid_t loc, const std::string& name, const std::string& where) {
+  std::vector<hsize_t> dims;
+  std::vector<T> v = read_dataset<T>(loc, name, dims, where);
+  if (dims.size() != 1) fail("{}: dataset '{}' is not one-dimensional", where, name);
   return v;
 }
 

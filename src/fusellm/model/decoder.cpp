@@ -93,13 +93,23 @@ Decoder::Decoder(Arch arch, const Checkpoint& ck, const Backend& backend, LayerR
   info_.num_parameters = params_.table.total();
 }
 
+namespace {
+
+// out[i] = in[i] rounded to bfloat16 (round to nearest even, torch's .to(torch.bfloat16)); in place
+// when out is in.
+void round_to_bf16(std::span<const float> in, std::span<float> out) {
+  const int64_t n = int64_t(in.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_f32(f32_to_bf16(in[size_t(i)]));
+}
+
+}  // namespace
+
 void Decoder::upload_parameters() {
   const float* from = weights_.data();
   if (weight_dtype_ == DType::BF16) {
     rounded_.resize(weights_.size());
-    const int64_t n = int64_t(weights_.size());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) rounded_[size_t(i)] = bf16_to_f32(f32_to_bf16(weights_[size_t(i)]));
+    round_to_bf16(weights_, rounded_);
     from = rounded_.data();
   }
   if (device_weights_) backend_->copy_in(device_weights_->data, from, weights_.size() * sizeof(float));
@@ -117,9 +127,7 @@ void Decoder::round_parameters_to(DType d) {
   if (d != DType::F32 && d != DType::BF16)
     fail("decoder: parameters can be rounded to fp32 or bf16, not {}", dtype_name(d));
   if (d == DType::F32) return;
-  const int64_t n = int64_t(weights_.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) weights_[size_t(i)] = bf16_to_f32(f32_to_bf16(weights_[size_t(i)]));
+  round_to_bf16(weights_, weights_);
   upload_parameters();
 }
 

@@ -56,69 +56,70 @@ double f16_ulps(float a, float b) {
   return std::fabs(double(a) - double(b)) / ulp;
 }
 
-TEST(TeachCuda, TheGpuWritesTheCpusCache) {
-  SKIP_WITHOUT_GPU();
-  const fs::path dir = fs::temp_directory_path() / ("fusellm_teach_cuda_" + std::to_string(::getpid()));
+// The CPU's and the GPU's caches of one source, slot by slot: where both keep the same id, how far
+// its probability moved (in fp16 ulps and absolutely), and the per-segment CE.
+struct CacheDiff {
+  int64_t slots = 0, same_id = 0;
+  double worst_ulps = 0, worst_p = 0, worst_ce = 0;
+};
+void compare_caches(const DistributionCacheReader& a, const DistributionCacheReader& b, const std::string& source,
+                    CacheDiff& d) {
+  ASSERT_EQ(a.segments(), b.segments()) << source;
+  for (int64_t i = 0; i < a.segments(); ++i) {
+    const TeacherRows x = a.read_index(i), y = b.read_index(i);
+    ASSERT_EQ(x.target_ids, y.target_ids) << source << " segment " << i;
+    d.worst_ce = std::max(d.worst_ce, std::fabs(x.ce - y.ce) / std::max(1e-12, std::fabs(x.ce)));
+    for (int64_t t = 0; t < x.rows(); ++t)
+      for (int64_t j = 0; j < x.k; ++j, ++d.slots) {
+        if (x.id(t, j) != y.id(t, j)) continue;  // a near-tie ordered the other way
+        ++d.same_id;
+        d.worst_ulps = std::max(d.worst_ulps, f16_ulps(x.prob(t, j), y.prob(t, j)));
+        d.worst_p = std::max(d.worst_p, double(std::fabs(x.prob(t, j) - y.prob(t, j))));
+      }
+  }
+  std::printf("  %s: %lld slots, %.4f%% with the same id, worst prob difference %.1f fp16 ulps (%.2e), worst CE "
+              "%.2e\n",
+              source.c_str(), (long long)d.slots, 100.0 * double(d.same_id) / double(d.slots), d.worst_ulps, d.worst_p,
+              d.worst_ce);
+}
+
+// `fusellm teach` of both demo sources on the CPU and on the GPU, in `dtype`; `check` gets each
+// source's comparison.
+template <class Check>
+void teach_on_both(const std::string& tag, const std::string& dtype, Check&& check) {
+  const fs::path dir = fs::temp_directory_path() / ("fusellm_teach_cuda_" + tag + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   for (const std::string source : {"llama", "neox"}) {
-    const TeachResult cpu = teach_source(job_file(dir, "cpu"), source);
-    const TeachResult gpu = teach_source(job_file(dir, "cuda"), source);
+    const TeachResult cpu = teach_source(job_file(dir, "cpu", dtype), source);
+    const TeachResult gpu = teach_source(job_file(dir, "cuda", dtype), source);
     const DistributionCacheReader a(cpu.cache_path), b(gpu.cache_path);
-    ASSERT_EQ(a.segments(), b.segments()) << source;
-    ASSERT_EQ(a.rows(), b.rows()) << source;
-    int64_t slots = 0, same_id = 0;
-    double worst_ulps = 0, worst_ce = 0;
-    for (int64_t i = 0; i < a.segments(); ++i) {
-      const TeacherRows x = a.read_index(i), y = b.read_index(i);
-      ASSERT_EQ(x.target_ids, y.target_ids) << source << " segment " << i;
-      worst_ce = std::max(worst_ce, std::fabs(x.ce - y.ce) / std::max(1e-12, std::fabs(x.ce)));
-      for (int64_t t = 0; t < x.rows(); ++t)
-        for (int64_t j = 0; j < x.k; ++j, ++slots) {
-          if (x.id(t, j) != y.id(t, j)) continue;  // a near-tie ordered the other way
-          ++same_id;
-          worst_ulps = std::max(worst_ulps, f16_ulps(x.prob(t, j), y.prob(t, j)));
-        }
-    }
-    std::printf("  %s: %lld slots, %.4f%% with the same id, worst prob difference %.1f fp16 ulps, worst CE %.2e\n",
-                source.c_str(), (long long)slots, 100.0 * double(same_id) / double(slots), worst_ulps, worst_ce);
-    EXPECT_LE(worst_ce, 1e-5) << source;
-    EXPECT_LE(worst_ulps, 2.0) << source;
-    EXPECT_GE(double(same_id), 0.999 * double(slots)) << source;
+    CacheDiff d;
+    ASSERT_NO_FATAL_FAILURE(compare_caches(a, b, source, d));
+    check(source, a, b, gpu.cache_path, d);
   }
   fs::remove_all(dir);
 }
 
+TEST(TeachCuda, TheGpuWritesTheCpusCache) {
+  SKIP_WITHOUT_GPU();
+  teach_on_both("", "fp32", [](const std::string& source, const DistributionCacheReader& a,
+                               const DistributionCacheReader& b, const std::string&, const CacheDiff& d) {
+    ASSERT_EQ(a.rows(), b.rows()) << source;
+    EXPECT_LE(d.worst_ce, 1e-5) << source;
+    EXPECT_LE(d.worst_ulps, 2.0) << source;
+    EXPECT_GE(double(d.same_id), 0.999 * double(d.slots)) << source;
+  });
+}
+
 TEST(TeachCuda, Bf16TeachersOnTheGpuFollowTheCpus) {
   SKIP_WITHOUT_GPU();
-  const fs::path dir = fs::temp_directory_path() / ("fusellm_teach_cuda_bf16_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  for (const std::string source : {"llama", "neox"}) {
-    const TeachResult cpu = teach_source(job_file(dir, "cpu", "bf16"), source);
-    const TeachResult gpu = teach_source(job_file(dir, "cuda", "bf16"), source);
-    const DistributionCacheReader a(cpu.cache_path), b(gpu.cache_path);
-    ASSERT_EQ(a.segments(), b.segments()) << source;
-    EXPECT_EQ(DistributionCacheReader::read_provenance(gpu.cache_path).teacher_dtype, "bf16");
-    int64_t slots = 0, same_id = 0;
-    double worst_ce = 0, worst_p = 0;
-    for (int64_t i = 0; i < a.segments(); ++i) {
-      const TeacherRows x = a.read_index(i), y = b.read_index(i);
-      ASSERT_EQ(x.target_ids, y.target_ids) << source << " segment " << i;
-      worst_ce = std::max(worst_ce, std::fabs(x.ce - y.ce) / std::max(1e-12, std::fabs(x.ce)));
-      for (int64_t t = 0; t < x.rows(); ++t)
-        for (int64_t j = 0; j < x.k; ++j, ++slots) {
-          if (x.id(t, j) != y.id(t, j)) continue;
-          ++same_id;
-          worst_p = std::max(worst_p, double(std::fabs(x.prob(t, j) - y.prob(t, j))));
-        }
-    }
-    std::printf("  %s bf16: %lld slots, %.4f%% with the same id, worst prob difference %.2e, worst CE %.2e\n",
-                source.c_str(), (long long)slots, 100.0 * double(same_id) / double(slots), worst_p, worst_ce);
-    EXPECT_LE(worst_ce, 1e-2) << source;
-    EXPECT_GE(double(same_id), 0.95 * double(slots)) << source;
-  }
-  fs::remove_all(dir);
+  teach_on_both("bf16_", "bf16", [](const std::string& source, const DistributionCacheReader&,
+                                    const DistributionCacheReader&, const std::string& gpu_cache, const CacheDiff& d) {
+    EXPECT_EQ(DistributionCacheReader::read_provenance(gpu_cache).teacher_dtype, "bf16");
+    EXPECT_LE(d.worst_ce, 1e-2) << source;
+    EXPECT_GE(double(d.same_id), 0.95 * double(d.slots)) << source;
+  });
 }
 
 }  // namespace
