@@ -221,6 +221,7 @@ bool CorpusReader::next(Document& doc) {
   for (;;) {
     if (!in_ && !open_next_file()) return false;
     const std::string& f = files_[file_i_];
+    const size_t fi = file_i_;  // the text branch moves on before the document is returned
     std::string raw;
     int64_t line = 0;
     if (jsonl_) {
@@ -262,6 +263,7 @@ bool CorpusReader::next(Document& doc) {
       if (rep > 0) note_invalid(f, 0, int64_t(bad), rep);
     }
     doc.file = f;
+    doc.file_index = int32_t(fi);
     doc.index = stats_.documents++;
     stats_.bytes += int64_t(doc.text.size());
     return true;

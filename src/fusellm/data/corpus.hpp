@@ -26,6 +26,7 @@ namespace fusellm {
 struct Document {
   int64_t index = 0;     // position in the corpus stream (skipped documents take no number)
   std::string file;      // where it came from
+  int32_t file_index = 0;  // `file`'s position among the reader's files (corpus_files)
   int64_t line = 0;      // JSONL: 1-based line; text files: 0
   int64_t offset = 0;    // JSONL: byte offset of its line in `file`; text files: 0
   bool verbatim = false; // text files: `text` is the file's bytes as they are (no invalid UTF-8 replaced)

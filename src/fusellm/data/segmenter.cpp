@@ -97,6 +97,20 @@ std::vector<std::pair<int64_t, int64_t>> Segmenter::split(std::string_view text)
   return out;
 }
 
+Segment segment_of_document(const Document& doc, int32_t piece, int64_t begin, int64_t end, int64_t id) {
+  Segment s;
+  s.id = id;
+  s.doc = doc.index;
+  s.piece = piece;
+  s.byte_begin = begin;
+  s.text.assign(doc.text, size_t(begin), size_t(end - begin));
+  s.doc_file = doc.file_index;
+  s.doc_offset = doc.offset;
+  s.doc_line = doc.line;
+  s.doc_verbatim = doc.verbatim;
+  return s;
+}
+
 bool SegmentStream::next(Segment& s) {
   while (piece_i_ >= pieces_.size()) {
     if (!reader_.next(doc_)) return false;
@@ -105,16 +119,7 @@ bool SegmentStream::next(Segment& s) {
     if (pieces_.size() > 1) ++split_docs_;
   }
   const auto [b, e] = pieces_[piece_i_];
-  s.id = next_id_++;
-  s.doc = doc_.index;
-  s.piece = int32_t(piece_i_);
-  s.byte_begin = b;
-  s.text.assign(doc_.text, size_t(b), size_t(e - b));
-  const auto& files = reader_.files();
-  s.doc_file = int32_t(std::find(files.begin(), files.end(), doc_.file) - files.begin());
-  s.doc_offset = doc_.offset;
-  s.doc_line = doc_.line;
-  s.doc_verbatim = doc_.verbatim;
+  s = segment_of_document(doc_, int32_t(piece_i_), b, e, next_id_++);
   ++piece_i_;
   return true;
 }

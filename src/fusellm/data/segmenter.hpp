@@ -53,6 +53,9 @@ class Segmenter {
   int64_t max_;
 };
 
+// Segment `id`: piece `piece` of `doc`, its bytes [begin, end).
+Segment segment_of_document(const Document& doc, int32_t piece, int64_t begin, int64_t end, int64_t id);
+
 // The segment stream of a corpus: documents from a CorpusReader, split by a Segmenter.
 class SegmentStream {
  public:

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <deque>
 #include <exception>
 #include <filesystem>
@@ -50,7 +49,6 @@ void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t l
   const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
   const Segmenter seg = toks.segmenter(job);
   CorpusReader reader = CorpusReader::from_config(job.corpus);
-  const std::vector<std::string> files = reader.files();
   constexpr size_t kBatch = 64;  // documents read, then cut and encoded together
   int64_t next_id = 0;
   bool more = true;
@@ -63,29 +61,9 @@ void for_each_segment(const JobConfig& job, const JobTokenizers& toks, int64_t l
     for (CutDocument& d : batch)  // in order, as SegmentStream gives them
       for (size_t p = 0; p < d.pieces.size() && (limit < 0 || next_id < limit); ++p) {
         const auto [b, e] = d.pieces[p];
-        Segment g;
-        g.id = next_id++;
-        g.doc = d.doc.index;
-        g.piece = int32_t(p);
-        g.byte_begin = b;
-        g.text.assign(d.doc.text, size_t(b), size_t(e - b));
-        g.doc_file = int32_t(std::find(files.begin(), files.end(), d.doc.file) - files.begin());
-        g.doc_offset = d.doc.offset;
-        g.doc_line = d.doc.line;
-        g.doc_verbatim = d.doc.verbatim;
-        each(std::move(g), std::move(d.ids[p]));
+        each(segment_of_document(d.doc, int32_t(p), b, e, next_id++), std::move(d.ids[p]));
       }
   }
-}
-
-CorpusSegments CorpusSegments::cut(const JobConfig& job, const JobTokenizers& toks, int64_t limit) {
-  CorpusSegments c;
-  c.corpus_ = job.corpus;
-  for_each_segment(job, toks, limit, [&](Segment&& s, std::vector<int32_t>&& ids) {
-    c.lengths.push_back(int64_t(ids.size()));
-    c.segments_.push_back(std::move(s));
-  });
-  return c;
 }
 
 struct CorpusSegments::RecentDocuments {
@@ -96,10 +74,8 @@ struct CorpusSegments::RecentDocuments {
 
 Segment CorpusSegments::segment(int64_t id) const {
   if (id < 0 || id >= count()) fail("corpus segments: segment {} requested, the corpus has {}", id, count());
-  if (!index_) return segments_[size_t(id)];
   const int64_t d = index_->doc_of(id);
-  // A text file's document kept as it is on disk: read the segment's bytes alone.
-  if (index_->doc_verbatim[size_t(d)]) return index_->segment_in_place(id);
+  if (index_->doc_verbatim[size_t(d)]) return index_->segment(id, corpus_);  // its bytes alone: nothing to keep
   std::shared_ptr<const std::string> text;
   {
     std::lock_guard lock(recent_->m);

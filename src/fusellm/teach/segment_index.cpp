@@ -25,17 +25,11 @@ namespace {
 
 constexpr const char* kFormat = "fusellm segment index v2";  // v2: doc_verbatim
 
-template <class T>
-void put(hid_t file, const char* name, const std::vector<T>& v, hid_t file_type, const std::string& path) {
-  h5::write_dataset(file, name, {hsize_t(v.size())}, file_type, h5::native_type<T>(), v.data(), path);
-}
-
+// A dataset of `n` entries, one per segment or per document.
 template <class T>
 std::vector<T> get(hid_t file, const char* name, size_t n, const std::string& path) {
-  std::vector<hsize_t> dims;
-  std::vector<T> v = h5::read_dataset<T>(file, name, dims, path);
-  if (dims.size() != 1 || v.size() != n)
-    fail("{}: dataset '{}' has {} entries, expected {} (damaged segment index)", path, name, v.size(), n);
+  std::vector<T> v = h5::read_vector<T>(file, name, path);
+  if (v.size() != n) fail("{}: dataset '{}' has {} entries, expected {} (damaged segment index)", path, name, v.size(), n);
   return v;
 }
 
@@ -89,21 +83,32 @@ std::string SegmentIndex::document_text(int64_t d, const CorpusConfig& corpus) c
   return read_document_text(corpus, files[size_t(doc_file[size_t(d)])], doc_offset[size_t(d)], doc_line[size_t(d)]);
 }
 
-Segment SegmentIndex::segment_in_place(int64_t id) const {
+Segment SegmentIndex::segment(int64_t id, const CorpusConfig& corpus) const {
   const int64_t d = doc_of(id);
-  const size_t i = size_t(id);
-  if (byte_begin[i] < 0 || byte_end[i] < byte_begin[i]) fail("segment index: segment {} has bytes [{}, {})", id, byte_begin[i], byte_end[i]);
+  return doc_verbatim[size_t(d)] ? segment_in_place(id) : segment_of(id, document_text(d, corpus));
+}
+
+Segment SegmentIndex::with_text(int64_t id, std::string text) const {
+  const int64_t d = doc[size_t(id)];
   Segment s;
   s.id = id;
   s.doc = d;
-  s.piece = piece[i];
-  s.byte_begin = byte_begin[i];
-  s.text = read_file_range(files[size_t(doc_file[size_t(d)])], byte_begin[i], byte_end[i]);
+  s.piece = piece[size_t(id)];
+  s.byte_begin = byte_begin[size_t(id)];
+  s.text = std::move(text);
   s.doc_file = doc_file[size_t(d)];
   s.doc_offset = doc_offset[size_t(d)];
   s.doc_line = doc_line[size_t(d)];
-  s.doc_verbatim = true;
+  s.doc_verbatim = doc_verbatim[size_t(d)] != 0;
   return s;
+}
+
+Segment SegmentIndex::segment_in_place(int64_t id) const {
+  const int64_t d = doc_of(id);
+  const size_t i = size_t(id);
+  if (byte_begin[i] < 0 || byte_end[i] < byte_begin[i])
+    fail("segment index: segment {} has bytes [{}, {}) (damaged index)", id, byte_begin[i], byte_end[i]);
+  return with_text(id, read_file_range(files[size_t(doc_file[size_t(d)])], byte_begin[i], byte_end[i]));
 }
 
 Segment SegmentIndex::segment_of(int64_t id, const std::string& text) const {
@@ -114,30 +119,20 @@ Segment SegmentIndex::segment_of(int64_t id, const std::string& text) const {
          "since the index was written (delete {} to cut it again)",
          files[size_t(doc_file[size_t(d)])], doc_line[size_t(d)], text.size(), id, byte_begin[i], byte_end[i],
          "segment_index.h5");
-  Segment s;
-  s.id = id;
-  s.doc = d;
-  s.piece = piece[i];
-  s.byte_begin = byte_begin[i];
-  s.text = text.substr(size_t(byte_begin[i]), size_t(byte_end[i] - byte_begin[i]));
-  s.doc_file = doc_file[size_t(d)];
-  s.doc_offset = doc_offset[size_t(d)];
-  s.doc_line = doc_line[size_t(d)];
-  s.doc_verbatim = doc_verbatim[size_t(d)] != 0;
-  return s;
+  return with_text(id, text.substr(size_t(byte_begin[i]), size_t(byte_end[i] - byte_begin[i])));
 }
 
 void SegmentIndex::save(const std::string& path) const {
   h5::write_whole_file(path, "the segment index", [&](hid_t f) {
-    put(f, "lengths", lengths, H5T_STD_I64LE, path);
-    put(f, "doc", doc, H5T_STD_I64LE, path);
-    put(f, "piece", piece, H5T_STD_I32LE, path);
-    put(f, "byte_begin", byte_begin, H5T_STD_I64LE, path);
-    put(f, "byte_end", byte_end, H5T_STD_I64LE, path);
-    put(f, "doc_file", doc_file, H5T_STD_I32LE, path);
-    put(f, "doc_offset", doc_offset, H5T_STD_I64LE, path);
-    put(f, "doc_line", doc_line, H5T_STD_I64LE, path);
-    put(f, "doc_verbatim", doc_verbatim, H5T_STD_U8LE, path);
+    h5::write_vector(f, "lengths", lengths, H5T_STD_I64LE, path);
+    h5::write_vector(f, "doc", doc, H5T_STD_I64LE, path);
+    h5::write_vector(f, "piece", piece, H5T_STD_I32LE, path);
+    h5::write_vector(f, "byte_begin", byte_begin, H5T_STD_I64LE, path);
+    h5::write_vector(f, "byte_end", byte_end, H5T_STD_I64LE, path);
+    h5::write_vector(f, "doc_file", doc_file, H5T_STD_I32LE, path);
+    h5::write_vector(f, "doc_offset", doc_offset, H5T_STD_I64LE, path);
+    h5::write_vector(f, "doc_line", doc_line, H5T_STD_I64LE, path);
+    h5::write_vector(f, "doc_verbatim", doc_verbatim, H5T_STD_U8LE, path);
     h5::write_attr_string(f, "format", kFormat, path);
     h5::write_attr_string(f, "files", nlohmann::json(files).dump(), path);
     h5::write_attr_i64(f, "complete", complete ? 1 : 0, path);
@@ -153,14 +148,13 @@ SegmentIndex SegmentIndex::load(const std::string& path) {
   if (!h5::has_attr(f, "format") || h5::read_attr_string(f, "format", path) != kFormat)
     fail("{}: not a fusellm segment index ('{}' expected in attribute 'format')", path, kFormat);
   SegmentIndex x;
-  std::vector<hsize_t> dims;
-  x.lengths = h5::read_dataset<int64_t>(f, "lengths", dims, path);
+  x.lengths = h5::read_vector<int64_t>(f, "lengths", path);
   const size_t n = x.lengths.size();
   x.doc = get<int64_t>(f, "doc", n, path);
   x.piece = get<int32_t>(f, "piece", n, path);
   x.byte_begin = get<int64_t>(f, "byte_begin", n, path);
   x.byte_end = get<int64_t>(f, "byte_end", n, path);
-  x.doc_file = h5::read_dataset<int32_t>(f, "doc_file", dims, path);
+  x.doc_file = h5::read_vector<int32_t>(f, "doc_file", path);
   x.doc_offset = get<int64_t>(f, "doc_offset", x.doc_file.size(), path);
   x.doc_line = get<int64_t>(f, "doc_line", x.doc_file.size(), path);
   x.doc_verbatim = get<uint8_t>(f, "doc_verbatim", x.doc_file.size(), path);

@@ -38,16 +38,16 @@ struct SegmentIndex {
   std::string valid_for;  // provenance (valid_for below)
 
   int64_t segments() const { return int64_t(lengths.size()); }
-  // Segment `id` with its text read from the corpus (read_document_text), checked against the
-  // recorded byte range: Error naming the file and line when the corpus no longer matches.
-  Segment segment(int64_t id, const CorpusConfig& corpus) const { return segment_of(id, document_text(doc_of(id), corpus)); }
+  // Segment `id` with its text read from the corpus: a verbatim document's bytes alone
+  // (segment_in_place), else its whole text (read_document_text) cut to the recorded bytes,
+  // which must fit it: Error naming the file and line when the corpus no longer matches.
+  Segment segment(int64_t id, const CorpusConfig& corpus) const;
   // The same in steps, for a reader that keeps documents: segment `id`'s document, that
   // document's text, and the segment cut from it.
   int64_t doc_of(int64_t id) const;  // Error when id or its document is not one
   std::string document_text(int64_t d, const CorpusConfig& corpus) const;
   Segment segment_of(int64_t id, const std::string& text) const;
-  // Segment `id` of a verbatim document (doc_verbatim): its bytes read from the file alone.
-  Segment segment_in_place(int64_t id) const;
+  Segment segment_in_place(int64_t id) const;  // a verbatim document's (doc_verbatim)
   void save(const std::string& path) const;  // atomic, then the checksum sidecar
   static SegmentIndex load(const std::string& path);
 
@@ -55,6 +55,9 @@ struct SegmentIndex {
   // and modification time, the segment bound, and the size and modification time of every file of
   // every tokenizer of the job (a changed tokenizer or corpus makes it stale; it is then cut again).
   static std::string valid_for_job(const JobConfig& job, const JobTokenizers& toks);
+
+ private:
+  Segment with_text(int64_t id, std::string text) const;  // segment `id`'s fields around `text`
 };
 
 // The index at `path` if it exists, is intact, matches `valid_for` and covers `limit` segments

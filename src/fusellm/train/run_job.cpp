@@ -102,7 +102,8 @@ JobRankResult train_as_student(RankSetup& s, TrainObserver* observer, dist::Time
   dp.topology = &s.topo;
   dp.timeline = tl;
   dp.data = [&](int64_t vocab) {
-    if (!fuses_teachers(s.job)) return SegmentSource::from_corpus(s.job, s.opt.limit, vocab, false);
+    if (!fuses_teachers(s.job))
+      return SegmentSource::from_segments(s.job, s.toks, std::make_shared<const CorpusSegments>(s.segments), vocab);
     std::vector<std::unique_ptr<RowsSource>> sources;
     std::vector<std::string> names;
     for (size_t j = 0; j < s.job.sources.size(); ++j) {

@@ -71,19 +71,26 @@ SegmentSource SegmentSource::from_rows(std::vector<int64_t> lengths, std::vector
 // What a CLM-only source reads from: the job's segments (through its index) and the target
 // tokenizer that encodes one when it is asked for.
 struct SegmentSource::Corpus {
-  JobTokenizers toks;
-  CorpusSegments segments;
+  std::shared_ptr<const JobTokenizers> toks;
+  std::shared_ptr<const CorpusSegments> segments;
   const Tokenizer* target = nullptr;
 };
 
-SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab, bool write_index) {
+SegmentSource SegmentSource::from_corpus(const JobConfig& job, int64_t limit, int64_t vocab) {
+  auto toks = std::make_shared<const JobTokenizers>(JobTokenizers::load(job, false));
+  auto segs = std::make_shared<const CorpusSegments>(CorpusSegments::load_or_cut(job, *toks, limit, true));
+  return from_segments(job, std::move(toks), std::move(segs), vocab);
+}
+
+SegmentSource SegmentSource::from_segments(const JobConfig& job, std::shared_ptr<const JobTokenizers> toks,
+                                           std::shared_ptr<const CorpusSegments> segments, int64_t vocab) {
   SegmentSource s;
   s.vocab_ = vocab;
   auto c = std::make_shared<Corpus>();
-  c->toks = JobTokenizers::load(job, false);
-  c->segments = CorpusSegments::load_or_cut(job, c->toks, limit, write_index);
-  c->target = &c->toks.tokenizer(job.target.tokenizer);
-  s.lengths_ = c->segments.lengths;
+  c->target = &toks->tokenizer(job.target.tokenizer);
+  c->toks = std::move(toks);
+  c->segments = std::move(segments);
+  s.lengths_ = c->segments->lengths;
   s.corpus_ = std::move(c);
   return s;
 }
@@ -117,7 +124,7 @@ const PackInput& SegmentSource::get(int64_t i) {
   PackInput p;
   p.id = i;
   if (corpus_) {  // CLM only: the segment's text, encoded as cutting encoded it
-    p.target_ids = corpus_->target->encode(corpus_->segments.segment(i).text, true).ids;
+    p.target_ids = corpus_->target->encode(corpus_->segments->segment(i).text, true).ids;
     if (int64_t(p.target_ids.size()) != lengths_[size_t(i)])
       fail("train: segment {} has {} target tokens now, {} when the corpus was cut (the corpus or the target "
            "tokenizer changed during the run)",

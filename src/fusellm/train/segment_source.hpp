@@ -27,14 +27,20 @@
 
 namespace fusellm {
 
+struct JobTokenizers;
+class CorpusSegments;
+
 class SegmentSource {
  public:
   // limit >= 0: only the first `limit` segments. vocab: the target's vocabulary size (every
   // target id is checked against it).
   static SegmentSource from_caches(const JobConfig& job, int64_t limit, int64_t vocab);
-  // write_index: write the segment index when it was cut here (one process; rank 0 of the MPI job
-  // wrote it already).
-  static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab, bool write_index);
+  // In one process: the segment index is written when the corpus was cut here.
+  static SegmentSource from_corpus(const JobConfig& job, int64_t limit, int64_t vocab);
+  // The same over segments and tokenizers already at hand (a student of the MPI job cut or
+  // loaded them at start).
+  static SegmentSource from_segments(const JobConfig& job, std::shared_ptr<const JobTokenizers> toks,
+                                     std::shared_ptr<const CorpusSegments> segments, int64_t vocab);
   // Online in one process: each source's Teacher run here, on the segments cut from the corpus
   // (teach/teacher_rows_source.hpp).
   static SegmentSource from_teachers(const JobConfig& job, int64_t limit, int64_t vocab);

@@ -72,7 +72,7 @@ model::TrainableModel load_target(const JobConfig& job, const std::string& tdir)
 
 // Offline: the caches; online in one process: the Teachers run here; CLM only: the corpus.
 SegmentSource open_data(const JobConfig& job, const TrainOptions& opt, int64_t vocab) {
-  SegmentSource data = !fuses_teachers(job)    ? SegmentSource::from_corpus(job, opt.limit, vocab, true)
+  SegmentSource data = !fuses_teachers(job)    ? SegmentSource::from_corpus(job, opt.limit, vocab)
                        : job.cache.dir.empty() ? SegmentSource::from_teachers(job, opt.limit, vocab)
                                                : SegmentSource::from_caches(job, opt.limit, vocab);
   if (data.segments() == 0) fail("{}: the corpus gives no segment to train on", job.file);

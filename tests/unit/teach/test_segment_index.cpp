@@ -59,16 +59,41 @@ struct IndexDir {
   }
 };
 
-void expect_same(const CorpusSegments& a, const CorpusSegments& b) {
-  ASSERT_EQ(a.lengths, b.lengths);
-  for (int64_t i = 0; i < a.count(); ++i) {
-    const Segment x = a.segment(i), y = b.segment(i);
-    EXPECT_EQ(x.id, y.id);
-    EXPECT_EQ(x.doc, y.doc) << i;
-    EXPECT_EQ(x.piece, y.piece) << i;
-    EXPECT_EQ(x.byte_begin, y.byte_begin) << i;
-    EXPECT_EQ(x.text, y.text) << i;
-    EXPECT_EQ(x.doc_verbatim, y.doc_verbatim) << i;
+// The reference: SegmentStream's segments, one after the other, and their target ids.
+struct Stream {
+  std::vector<Segment> segments;
+  std::vector<std::vector<int32_t>> ids;
+};
+Stream stream_of(const JobConfig& job, const JobTokenizers& toks) {
+  const Segmenter seg = toks.segmenter(job);
+  const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
+  Stream out;
+  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
+  for (Segment g; stream.next(g); g = Segment{}) {
+    out.ids.push_back(target.encode(g.text, true).ids);
+    out.segments.push_back(std::move(g));
+  }
+  return out;
+}
+
+void expect_segment(const Segment& g, const Segment& w) {
+  EXPECT_EQ(g.id, w.id);
+  EXPECT_EQ(g.doc, w.doc) << g.id;
+  EXPECT_EQ(g.piece, w.piece) << g.id;
+  EXPECT_EQ(g.byte_begin, w.byte_begin) << g.id;
+  EXPECT_EQ(g.text, w.text) << g.id;
+  EXPECT_EQ(g.doc_file, w.doc_file) << g.id;
+  EXPECT_EQ(g.doc_offset, w.doc_offset) << g.id;
+  EXPECT_EQ(g.doc_line, w.doc_line) << g.id;
+  EXPECT_EQ(g.doc_verbatim, w.doc_verbatim) << g.id;
+}
+
+// Every segment of `c` (read back from the corpus through its index) is the stream's.
+void expect_stream(const CorpusSegments& c, const Stream& want) {
+  ASSERT_EQ(size_t(c.count()), want.segments.size());
+  for (int64_t i = 0; i < c.count(); ++i) {
+    EXPECT_EQ(c.lengths[size_t(i)], int64_t(want.ids[size_t(i)].size())) << i;
+    expect_segment(c.segment(i), want.segments[size_t(i)]);
   }
 }
 
@@ -77,12 +102,11 @@ TEST(SegmentIndex, GivesTheSegmentsCuttingGives) {
   IndexDir d;
   const JobConfig job = d.job();
   const JobTokenizers toks = JobTokenizers::load(job);
-  const CorpusSegments cut = CorpusSegments::cut(job, toks, -1);
-  ASSERT_GT(cut.count(), 10);  // several documents cut into pieces
-  EXPECT_GT(cut.segment(cut.count() - 1).doc, 6);
+  const Stream want = stream_of(job, toks);
+  ASSERT_GT(want.segments.size(), 10u);  // several documents cut into pieces
+  EXPECT_GT(want.segments.back().doc, 6);
   int verbatim = 0, replaced_text = 0;  // c.txt's segments and d.txt's
-  for (int64_t i = 0; i < cut.count(); ++i) {
-    const Segment s = cut.segment(i);
+  for (const Segment& s : want.segments) {
     if (s.doc_file == 2) verbatim += s.doc_verbatim ? 1 : -100;
     if (s.doc_file == 3) replaced_text += s.doc_verbatim ? -100 : 1;
   }
@@ -90,56 +114,38 @@ TEST(SegmentIndex, GivesTheSegmentsCuttingGives) {
   EXPECT_GT(replaced_text, 0);
   const CorpusSegments first = CorpusSegments::load_or_cut(job, toks, -1, true);
   EXPECT_FALSE(first.loaded_index());
+  expect_stream(first, want);
   ASSERT_TRUE(fs::exists(segment_index_path(job)));
   ASSERT_TRUE(fs::exists(segment_index_path(job) + ".xxh64"));
   const CorpusSegments again = CorpusSegments::load_or_cut(job, toks, -1, true);
   EXPECT_TRUE(again.loaded_index());
-  expect_same(again, cut);
+  expect_stream(again, want);
   // A limit below the index's segments is served from it.
   const CorpusSegments some = CorpusSegments::load_or_cut(job, toks, 5, false);
   EXPECT_TRUE(some.loaded_index());
   EXPECT_EQ(some.count(), 5);
-  EXPECT_EQ(some.segment(4).text, cut.segment(4).text);
+  EXPECT_EQ(some.segment(4).text, want.segments[4].text);
   EXPECT_THROW(some.segment(5), Error);
 }
 
-// for_each_segment cuts and encodes documents on the OpenMP threads: the segments and their
-// target ids are SegmentStream's, in its order, whatever the thread count and the limit.
 // for_each_segment cuts and encodes documents on the OpenMP threads, 64 at a time: the segments
 // and their target ids are SegmentStream's, in its order, whatever the thread count and the limit;
 // on the test corpus (one batch) and on the demo corpus (200 documents: four batches).
 void expect_stream_order(const JobConfig& job) {
   const JobTokenizers toks = JobTokenizers::load(job);
-  const Segmenter seg = toks.segmenter(job);
-  const Tokenizer& target = toks.tokenizer(job.target.tokenizer);
-  std::vector<Segment> want;
-  std::vector<std::vector<int32_t>> want_ids;
-  SegmentStream stream(CorpusReader::from_config(job.corpus), seg);
-  for (Segment g; stream.next(g); g = Segment{}) {
-    want_ids.push_back(target.encode(g.text, true).ids);
-    want.push_back(std::move(g));
-  }
+  const Stream want = stream_of(job, toks);
   const int threads = omp_get_max_threads();
   for (int n : {1, 4}) {
     omp_set_num_threads(n);
-    for (int64_t limit : {int64_t(-1), int64_t(7), int64_t(want.size()) - 3}) {
+    for (int64_t limit : {int64_t(-1), int64_t(7), int64_t(want.segments.size()) - 3}) {
       size_t i = 0;
       for_each_segment(job, toks, limit, [&](Segment&& g, std::vector<int32_t>&& ids) {
-        ASSERT_LT(i, want.size());
-        const Segment& w = want[i];
-        EXPECT_EQ(g.id, w.id);
-        EXPECT_EQ(g.doc, w.doc);
-        EXPECT_EQ(g.piece, w.piece);
-        EXPECT_EQ(g.byte_begin, w.byte_begin);
-        EXPECT_EQ(g.text, w.text);
-        EXPECT_EQ(g.doc_file, w.doc_file);
-        EXPECT_EQ(g.doc_offset, w.doc_offset);
-        EXPECT_EQ(g.doc_line, w.doc_line);
-        EXPECT_EQ(g.doc_verbatim, w.doc_verbatim);
-        EXPECT_EQ(ids, want_ids[i]) << i;
+        ASSERT_LT(i, want.segments.size());
+        expect_segment(g, want.segments[i]);
+        EXPECT_EQ(ids, want.ids[i]) << i;
         ++i;
       });
-      EXPECT_EQ(i, limit < 0 ? want.size() : size_t(limit)) << n << " threads";
+      EXPECT_EQ(i, limit < 0 ? want.segments.size() : size_t(limit)) << n << " threads";
     }
   }
   omp_set_num_threads(threads);
@@ -168,7 +174,9 @@ TEST(SegmentIndex, StaleShortOrDamagedIndexesAreCutAgain) {
   std::ofstream(d.dir / "corpus" / "b.jsonl", std::ios::app) << "{\"text\": \"one more document\"}\n";
   const CorpusSegments grown = CorpusSegments::load_or_cut(job, toks, -1, true);
   EXPECT_FALSE(grown.loaded_index());
-  expect_same(CorpusSegments::load_or_cut(job, toks, -1, true), grown);
+  const Stream now = stream_of(job, toks);
+  expect_stream(grown, now);
+  expect_stream(CorpusSegments::load_or_cut(job, toks, -1, true), now);
   // A flipped byte: refused by its checksum, cut again (no crash).
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
